@@ -1,0 +1,1 @@
+"""Training side of denoise-batch (PyTorch): MNIST data, model registry, training loop, report."""

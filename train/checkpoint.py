@@ -1,0 +1,87 @@
+"""Checkpoints: weights plus everything needed to rebuild and judge the model.
+
+A checkpoint is a plain dict of tensors, strings and numbers, saved with torch.save and read back
+with `torch.load(weights_only=True)`, so loading one never unpickles arbitrary objects.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from train.config import TrainConfig
+from train.models import get_arch
+
+FORMAT = "denoise-batch-checkpoint/1"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing, unreadable or not one of ours."""
+
+
+def save_checkpoint(
+    path: str | Path,
+    model: nn.Module,
+    config: TrainConfig,
+    arch_args: dict[str, Any],
+    epoch: int,
+    metrics: dict[str, float],
+    history: list[dict[str, float]],
+    optimizer: torch.optim.Optimizer | None = None,
+) -> Path:
+    """Write atomically: a crash mid-save never leaves a truncated checkpoint behind."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "format": FORMAT,
+        "arch": config.arch,
+        "arch_args": arch_args,
+        "config": config.to_dict(),
+        "epoch": epoch,
+        "metrics": metrics,
+        "history": history,
+        "model_state": model.state_dict(),
+        "optimizer_state": optimizer.state_dict() if optimizer is not None else None,
+        "torch_version": torch.__version__,
+    }
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return path
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for a damaged file
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{path}: not a readable checkpoint ({first})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a denoise-batch checkpoint (format {FORMAT} expected)")
+    return ckpt
+
+
+def model_from_checkpoint(ckpt: dict[str, Any]) -> nn.Module:
+    """Rebuild the architecture named in the checkpoint and load its weights (eval mode)."""
+    try:
+        arch = get_arch(ckpt["arch"])
+    except KeyError as exc:
+        raise CheckpointError(str(exc.args[0])) from None
+    model = arch.build(**ckpt["arch_args"])
+    try:
+        model.load_state_dict(ckpt["model_state"])
+    except RuntimeError as exc:
+        raise CheckpointError(f"weights do not fit architecture {arch.name}: {exc}") from None
+    return model.eval()

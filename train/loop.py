@@ -1,0 +1,191 @@
+"""Training and evaluation. Functions receive what they use; nothing here parses arguments."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from denoise_cli.metrics import psnr, ssim
+from denoise_cli.noise import add_noise
+from denoise_cli.progress import Progress
+from train.checkpoint import load_checkpoint, save_checkpoint
+from train.config import EVAL_NOISE_SEED, TrainConfig
+from train.models import get_arch
+
+
+def pick_device(requested: str = "auto") -> torch.device:
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if requested.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError("--device cuda requested but torch sees no CUDA device")
+    return torch.device(requested)
+
+
+def make_loss(name: str) -> nn.Module:
+    return nn.BCELoss() if name == "bce" else nn.MSELoss()
+
+
+@torch.no_grad()
+def predict(
+    model: nn.Module, images: np.ndarray, device: torch.device, batch_size: int = 1024
+) -> np.ndarray:
+    """Run the model over (N, 1, H, W) float32 images in batches; returns numpy float32."""
+    model.eval()
+    out = np.empty_like(images, dtype=np.float32)
+    for i in range(0, len(images), batch_size):
+        batch = torch.from_numpy(np.ascontiguousarray(images[i : i + batch_size])).to(device)
+        out[i : i + batch_size] = model(batch).float().cpu().numpy()
+    return out
+
+
+def score(clean: np.ndarray, restored: np.ndarray) -> dict[str, float]:
+    """Mean per-image PSNR (dB) and SSIM."""
+    return {
+        "psnr": float(np.mean(psnr(clean, restored))),
+        "ssim": float(np.mean(ssim(clean, restored))),
+    }
+
+
+def model_input(task: str, clean: np.ndarray, noisy: np.ndarray) -> np.ndarray:
+    """Autoencoders reconstruct clean digits; denoisers restore noisy ones."""
+    return clean if task == "autoencoder" else noisy
+
+
+def split_train_val(images: np.ndarray, config: TrainConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Carve a seeded validation split from the training images (the test set stays unseen)."""
+    if config.train_limit is not None:
+        images = images[: config.train_limit]
+    if config.val_size >= len(images):
+        raise ValueError(
+            f"val_size {config.val_size} leaves no training images out of {len(images)}"
+        )
+    order = np.random.default_rng(config.seed).permutation(len(images))
+    return images[order[config.val_size :]], images[order[: config.val_size]]
+
+
+@dataclass
+class FitResult:
+    model: nn.Module
+    history: list[dict[str, float]]
+    metrics: dict[str, float]
+    checkpoint: Path | None
+
+
+def fit(
+    config: TrainConfig,
+    train_images: np.ndarray,
+    out_path: Path | None = None,
+    resume_from: Path | None = None,
+    log: Callable[[str], Any] = lambda msg: print(msg, file=sys.stderr),
+    progress: bool | None = None,
+) -> FitResult:
+    """Train `config.arch` on `train_images` (N, 1, 28, 28) in [0, 1]; checkpoint every epoch."""
+    torch.manual_seed(config.seed)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    device = pick_device(config.device)
+    arch = get_arch(config.arch)
+    arch_args = dict(arch.args)
+    model = arch.build().to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    loss_fn = make_loss(config.loss or arch.loss)
+
+    train_x, val_x = split_train_val(train_images, config)
+    val_noisy = add_noise(val_x, config.noise, config.noise_level, EVAL_NOISE_SEED)
+    history: list[dict[str, float]] = []
+    start_epoch = 0
+    if resume_from is not None:
+        ckpt = load_checkpoint(resume_from)
+        if ckpt["arch"] != config.arch:
+            raise ValueError(f"{resume_from}: checkpoint is {ckpt['arch']}, not {config.arch}")
+        arch_args = ckpt["arch_args"]
+        model = arch.build(**arch_args).to(device)
+        model.load_state_dict(ckpt["model_state"])
+        optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+        if ckpt.get("optimizer_state"):
+            optimizer.load_state_dict(ckpt["optimizer_state"])
+        history = list(ckpt["history"])
+        start_epoch = int(ckpt["epoch"])
+        log(f"resuming {config.arch} from {resume_from} after epoch {start_epoch}")
+
+    log(
+        f"training {config.arch} ({sum(p.numel() for p in model.parameters()):,} params) on "
+        f"{len(train_x):,} images, validating on {len(val_x):,}, device {device}"
+    )
+    metrics: dict[str, float] = history[-1] if history else {}
+    for epoch in range(start_epoch, config.epochs):
+        # Fresh noise and order every epoch, derived from (seed, epoch): a resumed run
+        # sees exactly the batches the uninterrupted one would have.
+        rng = np.random.default_rng([config.seed, epoch])
+        order = rng.permutation(len(train_x))
+        noisy = add_noise(train_x, config.noise, config.noise_level, rng)
+        inputs = model_input(arch.task, train_x, noisy)
+        steps = -(-len(train_x) // config.batch_size)
+        if config.max_steps_per_epoch:
+            steps = min(steps, config.max_steps_per_epoch)
+        bar = Progress(
+            steps * config.batch_size, f"epoch {epoch + 1}/{config.epochs}", enabled=progress
+        )
+        model.train()
+        t0 = time.perf_counter()
+        running, seen = 0.0, 0
+        for step in range(steps):
+            idx = order[step * config.batch_size : (step + 1) * config.batch_size]
+            x = torch.from_numpy(inputs[idx]).to(device)
+            y = torch.from_numpy(train_x[idx]).to(device)
+            optimizer.zero_grad(set_to_none=True)
+            loss = loss_fn(model(x), y)
+            loss.backward()
+            optimizer.step()
+            running += loss.item() * len(idx)
+            seen += len(idx)
+            bar.update(len(idx), loss=running / seen)
+        bar.close()
+        seconds = time.perf_counter() - t0
+        restored = predict(model, model_input(arch.task, val_x, val_noisy), device)
+        with torch.no_grad():
+            val_loss = float(loss_fn(torch.from_numpy(restored), torch.from_numpy(val_x)))
+        metrics = {
+            "epoch": epoch + 1,
+            "train_loss": running / max(seen, 1),
+            "val_loss": val_loss,
+            **{f"val_{k}": v for k, v in score(val_x, restored).items()},
+            "seconds": seconds,
+            "images_per_s": seen / seconds if seconds > 0 else 0.0,
+        }
+        history.append(metrics)
+        log(
+            f"epoch {epoch + 1}/{config.epochs}: train_loss {metrics['train_loss']:.4f} "
+            f"val_loss {val_loss:.4f} val_psnr {metrics['val_psnr']:.2f} dB "
+            f"val_ssim {metrics['val_ssim']:.3f} ({seconds:.1f} s, "
+            f"{metrics['images_per_s']:,.0f} img/s)"
+        )
+        if out_path is not None:
+            save_checkpoint(
+                out_path, model, config, arch_args, epoch + 1, metrics, history, optimizer
+            )
+    return FitResult(model.eval(), history, metrics, out_path)
+
+
+def evaluate_on(
+    model: nn.Module,
+    task: str,
+    clean: np.ndarray,
+    noise: str = "gaussian",
+    level: float = 0.5,
+    seed: int = EVAL_NOISE_SEED,
+    device: torch.device | None = None,
+) -> dict[str, float]:
+    """PSNR/SSIM of a model on `clean` images with fixed, seeded noise."""
+    device = device or next(model.parameters()).device
+    noisy = add_noise(clean, noise, level, seed)
+    restored = predict(model, model_input(task, clean, noisy), device)
+    return score(clean, restored)

@@ -1,0 +1,143 @@
+"""Every architecture, defined once and registered by name.
+
+All models map (N, 1, H, W) images in [0, 1] to (N, 1, H, W) images in [0, 1], so training,
+evaluation and ONNX export treat them alike. Dense models flatten internally and need 28x28;
+convolutional ones accept any size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+
+class DenseAutoencoder(nn.Module):
+    """784 -> hidden (relu) -> 784 (sigmoid): the seed's autoencoders and its dense denoiser."""
+
+    def __init__(self, hidden: int, side: int = 28) -> None:
+        super().__init__()
+        self.side = side
+        self.encoder = nn.Linear(side * side, hidden)
+        self.decoder = nn.Linear(hidden, side * side)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n = x.shape[0]
+        h = torch.relu(self.encoder(x.reshape(n, -1)))
+        return torch.sigmoid(self.decoder(h)).reshape(n, 1, self.side, self.side)
+
+
+class ConvDenoiser(nn.Module):
+    """3x3 same-padded convolutions with relu, then a 3x3 convolution to 1 channel and a sigmoid.
+
+    The seed model is filters=(16, 8, 8, 16): 3,217 parameters.
+    """
+
+    def __init__(self, filters: tuple[int, ...] | list[int] = (16, 8, 8, 16)) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        channels = 1
+        for f in filters:
+            layers += [nn.Conv2d(channels, f, 3, padding=1), nn.ReLU(inplace=True)]
+            channels = f
+        layers.append(nn.Conv2d(channels, 1, 3, padding=1))
+        self.body = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.body(x))
+
+
+@dataclass(frozen=True)
+class Arch:
+    """A registered architecture: how to build it and how the seed recipe trains it."""
+
+    name: str
+    factory: Callable[..., nn.Module]
+    args: dict[str, Any]
+    task: str  # "autoencoder" (clean -> clean) or "denoiser" (noisy -> clean)
+    loss: str  # "mse" or "bce"
+    fully_convolutional: bool
+    description: str
+    params: int  # exact parameter count, asserted by tests
+    tags: tuple[str, ...] = field(default=())
+
+    def build(self, **overrides: Any) -> nn.Module:
+        return self.factory(**{**self.args, **overrides})
+
+
+REGISTRY: dict[str, Arch] = {}
+
+
+def register(arch: Arch) -> Arch:
+    if arch.name in REGISTRY:
+        raise ValueError(f"architecture {arch.name!r} registered twice")
+    REGISTRY[arch.name] = arch
+    return arch
+
+
+for _k, _params in ((1, 2_353), (2, 3_922), (8, 13_336), (32, 50_992)):
+    register(
+        Arch(
+            name=f"dense_ae_{_k}",
+            factory=DenseAutoencoder,
+            args={"hidden": _k},
+            task="autoencoder",
+            loss="mse",
+            fully_convolutional=False,
+            description=f"seed: dense autoencoder 784 -> {_k} (relu) -> 784 (sigmoid)",
+            params=_params,
+            tags=("seed",),
+        )
+    )
+
+register(
+    Arch(
+        name="dense_denoiser_16",
+        factory=DenseAutoencoder,
+        args={"hidden": 16},
+        task="denoiser",
+        loss="mse",
+        fully_convolutional=False,
+        description="seed: dense denoiser 784 -> 16 (relu) -> 784 (sigmoid)",
+        params=25_888,
+        tags=("seed",),
+    )
+)
+
+register(
+    Arch(
+        name="conv_denoiser",
+        factory=ConvDenoiser,
+        args={"filters": [16, 8, 8, 16]},
+        task="denoiser",
+        loss="bce",
+        fully_convolutional=True,
+        description="seed: 5 conv layers 16-8-8-16-1, 3x3 same, relu, sigmoid out",
+        params=3_217,
+        tags=("seed",),
+    )
+)
+
+
+def get_arch(name: str) -> Arch:
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise KeyError(
+            f"unknown architecture {name!r}; known: {', '.join(sorted(REGISTRY))}"
+        ) from None
+
+
+def list_archs() -> list[str]:
+    return list(REGISTRY)
+
+
+def create_model(name: str, **overrides: Any) -> nn.Module:
+    return get_arch(name).build(**overrides)
+
+
+def count_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
