@@ -47,7 +47,7 @@ def save_checkpoint(
         "history": history,
         "model_state": model.state_dict(),
         "optimizer_state": optimizer.state_dict() if optimizer is not None else None,
-        "torch_version": torch.__version__,
+        "torch_version": str(torch.__version__),
     }
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
@@ -66,8 +66,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for a damaged file
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{path}: not a readable checkpoint ({first})") from None
+        raise CheckpointError(f"{path}: not a readable checkpoint ({_reason(exc)})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a denoise-batch checkpoint (format {FORMAT} expected)")
     return ckpt
@@ -85,3 +84,12 @@ def model_from_checkpoint(ckpt: dict[str, Any]) -> nn.Module:
     except RuntimeError as exc:
         raise CheckpointError(f"weights do not fit architecture {arch.name}: {exc}") from None
     return model.eval()
+
+
+def _reason(exc: Exception) -> str:
+    """The informative line of torch.load's often multi-paragraph errors."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    for line in lines:
+        if "Unsupported global" in line or "error" in line.lower():
+            return line.removeprefix("WeightsUnpickler error: ")
+    return lines[0] if lines else type(exc).__name__

@@ -1,4 +1,4 @@
-"""`denoise-train`: list architectures, fetch MNIST, train, report. Errors become exit codes here."""
+"""`denoise-train`: list models, fetch MNIST, train, report. Errors become exit codes here."""
 
 from __future__ import annotations
 
@@ -78,10 +78,19 @@ def fit(
     try:
         get_arch(arch)
         config = TrainConfig(
-            arch=arch, epochs=epochs, batch_size=batch_size, lr=lr, loss=loss, noise=noise,
-            noise_level=noise_level, val_size=val_size, train_limit=train_limit, seed=seed,
-            device=device, threads=threads,
-        )  # fmt: skip
+            arch=arch,
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            loss=loss,
+            noise=noise,
+            noise_level=noise_level,
+            val_size=val_size,
+            train_limit=train_limit,
+            seed=seed,
+            device=device,
+            threads=threads,
+        )
         if dry_run:
             config = config.with_(epochs=1, train_limit=256, val_size=64, max_steps_per_epoch=2)
         images, _ = load_split("train", data_dir)

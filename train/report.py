@@ -20,7 +20,7 @@ from denoise_cli.noise import add_noise
 from train.checkpoint import load_checkpoint, model_from_checkpoint
 from train.config import EVAL_NOISE_SEED
 from train.loop import model_input, predict, score
-from train.models import count_params, get_arch
+from train.models import REGISTRY, count_params, get_arch
 
 SCALE = 3
 LABEL_WIDTH = 170
@@ -83,8 +83,10 @@ def build_report(
     ]
     ae_rows: list[tuple[int, str, np.ndarray]] = []
     dn_rows: list[tuple[str, np.ndarray]] = []
-    for path in checkpoint_paths:
-        ckpt = load_checkpoint(path)
+    loaded = [(path, load_checkpoint(path)) for path in checkpoint_paths]
+    order = {name: i for i, name in enumerate(REGISTRY)}
+    loaded.sort(key=lambda item: order.get(item[1]["arch"], len(order)))
+    for path, ckpt in loaded:
         model = model_from_checkpoint(ckpt)
         arch = get_arch(ckpt["arch"])
         restored = predict(model, model_input(arch.task, test_images, noisy), device)
@@ -118,8 +120,13 @@ def build_report(
         _save_atomic(path, _png_bytes(_grid(grid)))
         written.append(path)
 
-    meta = {"test_images": len(test_images), "noise": "gaussian", "noise_level": noise_level,
-            "noise_seed": EVAL_NOISE_SEED, "rows": rows}  # fmt: skip
+    meta = {
+        "test_images": len(test_images),
+        "noise": "gaussian",
+        "noise_level": noise_level,
+        "noise_seed": EVAL_NOISE_SEED,
+        "rows": rows,
+    }
     path = out_dir / "results.json"
     _save_atomic(path, (json.dumps(meta, indent=2) + "\n").encode())
     written.append(path)

@@ -1,0 +1,297 @@
+"""The whole export job: checkpoint -> fp32 ONNX (+ variants), each verified and measured.
+
+Nothing is written until a file has passed its checks, and each file is written atomically, so a
+failed export leaves no output behind (earlier, verified variants stay).
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+
+from denoise_cli.metrics import psnr, ssim
+from denoise_cli.noise import add_noise
+from export.metadata import build_metadata, file_sha256, get_metadata, set_metadata
+from export.onnx_export import (
+    DEFAULT_OPSET,
+    FP32_TOLERANCE,
+    ExportError,
+    check_model,
+    check_parity,
+    export_model,
+    ort_session,
+    run_session,
+    save_atomic,
+    torch_outputs,
+)
+from export.variants import to_fp16, to_int8, to_ort_format
+from train.checkpoint import load_checkpoint, model_from_checkpoint
+from train.config import EVAL_NOISE_SEED
+from train.loop import model_input
+from train.models import count_params, get_arch
+
+# Acceptance per variant, against the fp32 file on the whole test set.
+FP16_MAX_ABS = 1e-2
+FP16_MAX_PSNR_DROP = 0.05  # dB
+INT8_MAX_PSNR_DROP = 0.5  # dB
+
+
+@dataclass
+class VariantRow:
+    variant: str
+    path: str
+    size_bytes: int
+    psnr: float
+    psnr_vs_fp32: float
+    max_abs_vs_fp32: float
+    images_per_s: float
+    bench_batch: int
+    check: str
+
+
+@dataclass
+class ExportResult:
+    metadata: dict[str, str]
+    parity: list[dict[str, Any]]
+    rows: list[VariantRow] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "metadata": self.metadata,
+            "parity": self.parity,
+            "variants": [asdict(r) for r in self.rows],
+        }
+
+
+def measure_speed(session, shape: tuple[int, ...], seconds: float = 0.5) -> float:
+    """Model-only images/s for one input shape: warm up, then run for about `seconds`."""
+    x = np.random.default_rng(0).random(shape, dtype=np.float32)
+    name = session.get_inputs()[0].name
+    for _ in range(3):
+        session.run(None, {name: x})
+    runs, start = 0, time.perf_counter()
+    while (elapsed := time.perf_counter() - start) < seconds:
+        session.run(None, {name: x})
+        runs += 1
+    return runs * shape[0] / elapsed
+
+
+def _mean_psnr(clean: np.ndarray, restored: np.ndarray) -> float:
+    return float(np.mean(psnr(clean, restored)))
+
+
+def export_checkpoint(
+    checkpoint: Path,
+    out: Path,
+    test_images: np.ndarray,
+    calibration_images: np.ndarray,
+    opset: int = DEFAULT_OPSET,
+    fp16: bool = False,
+    int8: bool = False,
+    ort_format: bool = False,
+    fixed_shape: tuple[int, int, int, int] | None = None,
+    bench_batch: int = 256,
+    log: Callable[[str], Any] = lambda msg: None,
+) -> ExportResult:
+    """Export, verify and measure. `test_images`/`calibration_images`: clean (N, 1, 28, 28)."""
+    ckpt = load_checkpoint(checkpoint)
+    model = model_from_checkpoint(ckpt)
+    arch = get_arch(ckpt["arch"])
+    config = ckpt["config"]
+    noisy = add_noise(test_images, config["noise"], config["noise_level"], EVAL_NOISE_SEED)
+    inputs = model_input(arch.task, test_images, noisy)
+
+    log(f"exporting {arch.name} (opset {opset})")
+    proto = export_model(model, arch.fully_convolutional, opset)
+    check_model(proto)
+    parity = check_parity(proto, model, inputs[:256], arch.fully_convolutional)
+    for case in parity:
+        log(f"  parity {case.name}: max abs {case.max_abs:.2e} (tolerance {FP32_TOLERANCE:g})")
+
+    session = ort_session(proto)
+    fp32_out = run_session(session, inputs)
+    metrics = {
+        "psnr": _mean_psnr(test_images, fp32_out),
+        "ssim": float(np.mean(ssim(test_images, fp32_out))),
+        "noisy_psnr": _mean_psnr(test_images, noisy),
+    }
+    metadata = build_metadata(
+        ckpt,
+        count_params(model),
+        arch.fully_convolutional,
+        file_sha256(checkpoint),
+        metrics,
+        len(test_images),
+    )
+    set_metadata(proto, metadata)
+    check_model(proto)
+    save_atomic(proto, out)
+    result = ExportResult(metadata, [asdict(c) for c in parity])
+    bench_shape = (bench_batch, 1, 28, 28)
+    result.rows.append(
+        VariantRow(
+            "fp32",
+            str(out),
+            out.stat().st_size,
+            metrics["psnr"],
+            0.0,
+            0.0,
+            measure_speed(session, bench_shape),
+            bench_batch,
+            f"vs PyTorch max abs <= {FP32_TOLERANCE:g}",
+        )
+    )
+    log(f"  wrote {out} (test PSNR {metrics['psnr']:.2f} dB)")
+
+    def add_row(variant: str, path: Path, sess, outputs: np.ndarray, shape, check: str) -> None:
+        p = _mean_psnr(test_images, outputs)
+        result.rows.append(
+            VariantRow(
+                variant,
+                str(path),
+                path.stat().st_size,
+                p,
+                p - metrics["psnr"],
+                float(np.max(np.abs(outputs - fp32_out))),
+                measure_speed(sess, shape),
+                shape[0],
+                check,
+            )
+        )
+        log(f"  wrote {path} (test PSNR {p:.2f} dB)")
+
+    stem = out.with_suffix("")
+    if fp16:
+        half = to_fp16(proto)
+        set_metadata(half, metadata | {"variant": "fp16"})
+        check_model(half)
+        sess = ort_session(half)
+        outputs = run_session(sess, inputs)
+        _accept("fp16", test_images, outputs, fp32_out, FP16_MAX_ABS, FP16_MAX_PSNR_DROP)
+        path = save_atomic(half, Path(f"{stem}.fp16.onnx"))
+        add_row(
+            "fp16",
+            path,
+            sess,
+            outputs,
+            bench_shape,
+            f"max abs <= {FP16_MAX_ABS:g}, PSNR drop <= {FP16_MAX_PSNR_DROP} dB",
+        )
+    if int8:
+        calib = model_input(
+            arch.task,
+            calibration_images,
+            add_noise(calibration_images, config["noise"], config["noise_level"], 1),
+        )
+        quant = to_int8(proto, calib)
+        set_metadata(quant, metadata | {"variant": "int8-qdq-per-channel"})
+        check_model(quant)
+        sess = ort_session(quant)
+        outputs = run_session(sess, inputs)
+        _accept("int8", test_images, outputs, fp32_out, None, INT8_MAX_PSNR_DROP)
+        path = save_atomic(quant, Path(f"{stem}.int8.onnx"))
+        add_row("int8", path, sess, outputs, bench_shape, f"PSNR drop <= {INT8_MAX_PSNR_DROP} dB")
+    if ort_format:
+        ort_proto = onnx.ModelProto()
+        ort_proto.CopyFrom(proto)
+        set_metadata(ort_proto, metadata | {"variant": "ort-format"})
+        data = to_ort_format(ort_proto)
+        with tempfile.TemporaryDirectory(prefix="denoise-ort-check-") as tmp:
+            staged = Path(tmp) / "model.ort"
+            staged.write_bytes(data)
+            sess = ort_session(staged)
+            outputs = run_session(sess, inputs)
+            _accept("ort", test_images, outputs, fp32_out, FP32_TOLERANCE, None)
+            path = save_atomic(data, Path(f"{stem}.ort"))
+            add_row("ort", path, sess, outputs, bench_shape, f"max abs <= {FP32_TOLERANCE:g}")
+    if fixed_shape is not None:
+        fixed = export_model(model, arch.fully_convolutional, opset, fixed_shape)
+        check_model(fixed)
+        n, _, h, w = fixed_shape
+        if (h, w) == (28, 28):
+            sample = inputs[:n]
+        elif arch.fully_convolutional:
+            sample = np.random.default_rng(0).random(fixed_shape, dtype=np.float32)
+        else:
+            raise ExportError(f"{arch.name} is not fully convolutional: fixed shape must be 28x28")
+        sess = ort_session(fixed)
+        _accept_close("fixed", torch_outputs(model, sample), run_session(sess, sample, n))
+        set_metadata(fixed, metadata | {"variant": f"fixed-{n}x1x{h}x{w}"})
+        path = save_atomic(fixed, Path(f"{stem}.fixed-{n}x1x{h}x{w}.onnx"))
+        if (h, w) == (28, 28):
+            usable = len(inputs) // n * n
+            outputs = np.concatenate(
+                [run_session(sess, inputs[i : i + n], n) for i in range(0, usable, n)]
+            )
+            p = _mean_psnr(test_images[:usable], outputs)
+            result.rows.append(
+                VariantRow(
+                    "fixed",
+                    str(path),
+                    path.stat().st_size,
+                    p,
+                    p - _mean_psnr(test_images[:usable], fp32_out[:usable]),
+                    float(np.max(np.abs(outputs - fp32_out[:usable]))),
+                    measure_speed(sess, fixed_shape),
+                    n,
+                    f"vs PyTorch max abs <= {FP32_TOLERANCE:g}",
+                )
+            )
+            log(f"  wrote {path} (test PSNR {p:.2f} dB)")
+    return result
+
+
+def _accept_close(variant: str, expected: np.ndarray, got: np.ndarray) -> None:
+    max_abs = float(np.max(np.abs(got - expected)))
+    if not max_abs <= FP32_TOLERANCE:
+        raise ExportError(
+            f"{variant}: max abs difference {max_abs:.3g} vs PyTorch exceeds {FP32_TOLERANCE:g}"
+        )
+
+
+def _accept(
+    variant: str,
+    clean: np.ndarray,
+    outputs: np.ndarray,
+    reference: np.ndarray,
+    max_abs: float | None,
+    max_psnr_drop: float | None,
+) -> None:
+    """Raise ExportError when a variant strays from the fp32 file beyond its tolerance."""
+    diff = float(np.max(np.abs(outputs - reference)))
+    if max_abs is not None and not diff <= max_abs:
+        raise ExportError(f"{variant}: max abs difference {diff:.3g} vs fp32 exceeds {max_abs:g}")
+    if max_psnr_drop is not None:
+        drop = _mean_psnr(clean, reference) - _mean_psnr(clean, outputs)
+        if not drop <= max_psnr_drop:
+            raise ExportError(
+                f"{variant}: test PSNR drops {drop:.3f} dB vs fp32 (allowed {max_psnr_drop} dB)"
+            )
+
+
+def markdown_table(rows: list[VariantRow]) -> str:
+    base = next((r.images_per_s for r in rows if r.variant == "fp32"), None)
+    lines = [
+        "| variant | file | size (KB) | test PSNR (dB) | vs fp32 (dB) | max abs vs fp32 "
+        "| CPU images/s (batch) | speed vs fp32 | check |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in rows:
+        ratio = f"{r.images_per_s / base:.2f}x" if base else "-"
+        lines.append(
+            f"| {r.variant} | {Path(r.path).name} | {r.size_bytes / 1024:.1f} | {r.psnr:.2f} "
+            f"| {r.psnr_vs_fp32:+.3f} | {r.max_abs_vs_fp32:.1e} | {r.images_per_s:,.0f} "
+            f"({r.bench_batch}) | {ratio} | {r.check} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def read_metadata(path: Path) -> dict[str, str]:
+    return get_metadata(onnx.load(str(path)))

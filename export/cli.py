@@ -1,0 +1,109 @@
+"""`denoise-export`: checkpoint -> verified ONNX files. Errors become messages and exit codes."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import typer
+
+from export.onnx_export import DEFAULT_OPSET, MIN_OPSET
+
+app = typer.Typer(add_completion=False)
+
+
+def _parse_shape(text: str | None) -> tuple[int, int, int, int] | None:
+    if text is None:
+        return None
+    m = re.fullmatch(r"(\d+)x1x(\d+)x(\d+)", text.strip().lower())
+    if not m or min(int(g) for g in m.groups()) < 1:
+        raise typer.BadParameter(f"{text!r}: expected NX1XHXW, e.g. 1x1x28x28")
+    n, h, w = (int(g) for g in m.groups())
+    return n, 1, h, w
+
+
+@app.command()
+def export(
+    checkpoint: Path = typer.Argument(..., help="Checkpoint written by `denoise-train fit`."),
+    out: Path | None = typer.Option(
+        None,
+        "--out",
+        "-o",
+        help="Output .onnx (default: next to the checkpoint). Variants are written beside it.",
+    ),
+    opset: int = typer.Option(
+        DEFAULT_OPSET,
+        min=MIN_OPSET,
+        help="ONNX opset (11-18+; below 18 uses torch's TorchScript exporter, for older runtimes).",
+    ),
+    fp16: bool = typer.Option(False, "--fp16", help="Also write <out>.fp16.onnx (fp32 I/O)."),
+    int8: bool = typer.Option(
+        False,
+        "--int8",
+        help="Also write <out>.int8.onnx (static QDQ, per-channel, calibrated on training digits).",
+    ),
+    ort_format: bool = typer.Option(False, "--ort", help="Also write <out>.ort (ORT format)."),
+    fixed_shape: str | None = typer.Option(
+        None,
+        "--fixed-shape",
+        help="Also write a variant with every dimension fixed, e.g. 1x1x28x28.",
+    ),
+    all_variants: bool = typer.Option(False, "--all", help="fp16, int8, ort and 1x1x28x28."),
+    data_dir: Path | None = typer.Option(
+        None, help="MNIST folder (test digits for checks, training digits for INT8 calibration)."
+    ),
+    test_limit: int | None = typer.Option(
+        None, min=16, help="Verify on the first N test digits only (default: all 10,000)."
+    ),
+    calibration_images: int = typer.Option(1000, min=16, help="Training digits for INT8."),
+    report: Path | None = typer.Option(None, help="Write the verification results as JSON."),
+) -> None:
+    """Export a trained checkpoint to one self-contained ONNX file, verified against PyTorch.
+
+    Checks: onnx.checker (full), onnxruntime and onnx.reference vs PyTorch on real digits at
+    batch 1, 7 and 256 and on a 64x48 image (fp32 tolerance: 1e-5 max abs). Each variant is run
+    on the test digits and compared with the fp32 file; a failed check writes no file.
+    """
+    from export.build import export_checkpoint, markdown_table
+    from export.onnx_export import ExportError
+    from train.checkpoint import CheckpointError
+    from train.idx import IdxError
+    from train.mnist import MnistError, load_split
+
+    shape = _parse_shape("1x1x28x28" if all_variants and fixed_shape is None else fixed_shape)
+    out = out or checkpoint.with_suffix(".onnx")
+    try:
+        test_images, _ = load_split("test", data_dir)
+        train_images, _ = load_split("train", data_dir) if (int8 or all_variants) else (None, None)
+        calib = (
+            train_images[:: max(1, len(train_images) // calibration_images)][:calibration_images]
+            if train_images is not None
+            else test_images[:0]
+        )
+        result = export_checkpoint(
+            checkpoint,
+            out,
+            test_images[:test_limit] if test_limit else test_images,
+            calib,
+            opset=opset,
+            fp16=fp16 or all_variants,
+            int8=int8 or all_variants,
+            ort_format=ort_format or all_variants,
+            fixed_shape=shape,
+            log=lambda msg: typer.echo(msg, err=True),
+        )
+    except (ExportError, CheckpointError, MnistError, IdxError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(markdown_table(result.rows), nl=False)
+    if report is not None:
+        report.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

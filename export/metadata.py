@@ -1,0 +1,88 @@
+"""What travels inside the ONNX file (`metadata_props`), so the runtime never needs train/ code.
+
+Keys are documented here once; denoise_cli/model_info.py reads the same keys. All values are
+strings, as ONNX requires.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import onnx
+
+from denoise_cli import __version__
+
+#: Version of this metadata schema; the runtime refuses files from a newer major version.
+SCHEMA = "1"
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def build_metadata(
+    ckpt: dict[str, Any],
+    params: int,
+    fully_convolutional: bool,
+    checkpoint_sha256: str,
+    test_metrics: dict[str, float],
+    n_test: int,
+    variant: str = "fp32",
+) -> dict[str, str]:
+    """Everything a deployer or the runtime needs to know about the model, as strings."""
+    config = ckpt["config"]
+    n_train = (
+        "full MNIST training set"
+        if not config.get("train_limit")
+        else (f"first {config['train_limit']} MNIST training images")
+    )
+    return {
+        "denoise_batch.schema": SCHEMA,
+        "architecture": ckpt["arch"],
+        "architecture_args": _compact(ckpt["arch_args"]),
+        "parameters": str(params),
+        "fully_convolutional": "true" if fully_convolutional else "false",
+        "native_size": "28x28",
+        "trained_on": f"MNIST ({n_train}, {config['val_size']} held out for validation)",
+        "train_epochs": str(ckpt["epoch"]),
+        "train_noise": config["noise"],
+        "train_noise_level": str(config["noise_level"]),
+        "input_layout": "NCHW, 1 channel, float32",
+        "value_range": "0..1",
+        "polarity": "light-on-dark",  # MNIST: white digits on a black background
+        "test_psnr_db": f"{test_metrics['psnr']:.4f}",
+        "test_ssim": f"{test_metrics['ssim']:.4f}",
+        "test_noisy_psnr_db": f"{test_metrics['noisy_psnr']:.4f}",
+        "test_images": str(n_test),
+        "variant": variant,
+        "producer": f"denoise-batch {__version__}",
+        "source_checkpoint_sha256": checkpoint_sha256,
+    }
+
+
+def _compact(args: dict[str, Any]) -> str:
+    return ",".join(f"{k}={v}" for k, v in sorted(args.items())).replace(" ", "")
+
+
+def set_metadata(model: onnx.ModelProto, metadata: dict[str, str]) -> None:
+    """Replace the model's metadata_props with `metadata` (ordered as given)."""
+    del model.metadata_props[:]
+    for key, value in metadata.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    model.producer_name = "denoise-batch"
+    model.producer_version = __version__
+    model.doc_string = (
+        f"{metadata.get('architecture', '?')} digit denoiser; input 'noisy' (N,1,H,W) float32 "
+        f"in 0..1, {metadata.get('polarity', '?')}; output 'denoised' same shape."
+    )
+
+
+def get_metadata(model: onnx.ModelProto) -> dict[str, str]:
+    return {p.key: p.value for p in model.metadata_props}

@@ -1,0 +1,223 @@
+"""Checkpoint model -> one self-contained ONNX file that has proven it matches PyTorch.
+
+Two facts shape this module, both measured with torch 2.13:
+- the dynamo exporter (torch's default) writes weights to a separate `.onnx.data` file; we load
+  the export back with its weights and save a single file;
+- asked for an opset below 18, the dynamo exporter's version conversion can fail and silently
+  keep opset 18. Opsets below 18 therefore go through the TorchScript exporter, and every
+  export's opset is checked against the request.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+from torch import nn
+
+INPUT_NAME = "noisy"
+OUTPUT_NAME = "denoised"
+DEFAULT_OPSET = 18
+MIN_OPSET = 11
+FP32_TOLERANCE = 1e-5  # max abs difference, onnxruntime vs PyTorch, outputs in [0, 1]
+
+
+class ExportError(RuntimeError):
+    """The export failed or did not verify; no output file was written."""
+
+
+def export_model(
+    model: nn.Module,
+    fully_convolutional: bool,
+    opset: int = DEFAULT_OPSET,
+    fixed_shape: tuple[int, int, int, int] | None = None,
+) -> onnx.ModelProto:
+    """Export `model` to an in-memory ONNX model with weights embedded.
+
+    Dynamic axes: batch always; height and width too when the model is fully convolutional.
+    `fixed_shape` (N, 1, H, W) instead pins every dimension, for accelerators that need it.
+    """
+    if opset < MIN_OPSET:
+        raise ExportError(f"opset {opset} is not supported (minimum {MIN_OPSET})")
+    model = model.eval().cpu()
+    shape = fixed_shape or (2, 1, 28, 28)
+    example = torch.rand(*shape)
+    with tempfile.TemporaryDirectory(prefix="denoise-export-") as tmp:
+        path = Path(tmp) / "model.onnx"
+        with warnings.catch_warnings(), _quiet_torch_onnx_logs():
+            warnings.simplefilter("ignore")  # the exporters' deprecation chatter
+            if opset >= 18:
+                _export_dynamo(model, example, path, opset, fully_convolutional, fixed_shape)
+            else:
+                _export_torchscript(model, example, path, opset, fully_convolutional, fixed_shape)
+        proto = onnx.load(str(path))  # pulls any external .onnx.data back in
+    onnx.external_data_helper.convert_model_from_external_data(proto)
+    got = {o.domain: o.version for o in proto.opset_import}.get("")
+    if got != opset:
+        raise ExportError(f"asked for opset {opset} but the exporter produced opset {got}")
+    return proto
+
+
+@contextlib.contextmanager
+def _quiet_torch_onnx_logs():
+    """The dynamo exporter logs a warning per missing torchvision op; none concern us."""
+    logger = logging.getLogger("torch.onnx")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _export_dynamo(model, example, path, opset, fully_convolutional, fixed_shape) -> None:
+    dynamic_shapes = None
+    if fixed_shape is None:
+        dims = {0: torch.export.Dim("batch")}
+        if fully_convolutional:
+            dims |= {2: torch.export.Dim("height"), 3: torch.export.Dim("width")}
+        dynamic_shapes = {"x": dims}
+    torch.onnx.export(
+        model,
+        (example,),
+        str(path),
+        input_names=[INPUT_NAME],
+        output_names=[OUTPUT_NAME],
+        opset_version=opset,
+        dynamo=True,
+        dynamic_shapes=dynamic_shapes,
+        external_data=False,
+        verbose=False,
+    )
+
+
+def _export_torchscript(model, example, path, opset, fully_convolutional, fixed_shape) -> None:
+    dynamic_axes = None
+    if fixed_shape is None:
+        axes = {0: "batch", 2: "height", 3: "width"} if fully_convolutional else {0: "batch"}
+        dynamic_axes = {INPUT_NAME: axes, OUTPUT_NAME: axes}
+    torch.onnx.export(
+        model,
+        (example,),
+        str(path),
+        input_names=[INPUT_NAME],
+        output_names=[OUTPUT_NAME],
+        opset_version=opset,
+        dynamo=False,
+        dynamic_axes=dynamic_axes,
+    )
+
+
+def check_model(proto: onnx.ModelProto) -> None:
+    try:
+        onnx.checker.check_model(proto, full_check=True)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
+        raise ExportError(f"onnx.checker rejected the model: {exc}") from None
+
+
+def save_atomic(data: onnx.ModelProto | bytes, path: str | Path) -> Path:
+    """Write one self-contained file via a temporary name, so no half file is ever visible."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = data if isinstance(data, bytes) else data.SerializeToString()
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(payload)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return path
+
+
+def ort_session(model: onnx.ModelProto | bytes | str | Path, threads: int | None = None):
+    """A CPU onnxruntime session over an in-memory or on-disk model."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    if threads:
+        opts.intra_op_num_threads = threads
+    source = model.SerializeToString() if isinstance(model, onnx.ModelProto) else model
+    if isinstance(source, Path):
+        source = str(source)
+    return ort.InferenceSession(source, opts, providers=["CPUExecutionProvider"])
+
+
+def run_session(session, images: np.ndarray, batch_size: int = 1024) -> np.ndarray:
+    input_name = session.get_inputs()[0].name
+    outs = [
+        session.run(None, {input_name: np.ascontiguousarray(images[i : i + batch_size])})[0]
+        for i in range(0, len(images), batch_size)
+    ]
+    return np.concatenate(outs).astype(np.float32, copy=False)
+
+
+@torch.no_grad()
+def torch_outputs(model: nn.Module, images: np.ndarray) -> np.ndarray:
+    return model.eval()(torch.from_numpy(np.ascontiguousarray(images))).numpy()
+
+
+def odd_size_digits(digits: np.ndarray) -> np.ndarray:
+    """Real digits laid out on a 64 x 48 (H x W) canvas: a non-square, non-28 test input."""
+    if len(digits) < 6:
+        raise ValueError("need at least 6 digits to build the odd-size canvas")
+    rows = [np.concatenate(list(digits[i : i + 2, 0]), axis=1) for i in (0, 2, 4)]  # 3 x (28x56)
+    canvas = np.concatenate(rows, axis=0)[:64, :48]
+    return canvas[None, None].astype(np.float32)
+
+
+@dataclass
+class ParityCase:
+    name: str
+    shape: tuple[int, ...]
+    max_abs: float
+
+
+def check_parity(
+    proto: onnx.ModelProto,
+    model: nn.Module,
+    digits: np.ndarray,
+    fully_convolutional: bool,
+    tolerance: float = FP32_TOLERANCE,
+    batch_sizes: tuple[int, ...] = (1, 7, 256),
+    reference_evaluator: bool = True,
+) -> list[ParityCase]:
+    """onnxruntime (and onnx.reference) vs PyTorch on real digits; raises ExportError on a miss."""
+    session = ort_session(proto)
+    cases: list[tuple[str, np.ndarray]] = [
+        (f"batch {b}", digits[:b]) for b in batch_sizes if b <= len(digits)
+    ]
+    if fully_convolutional:
+        cases.append(("64x48 image", odd_size_digits(digits)))
+    results = []
+    for name, x in cases:
+        expected = torch_outputs(model, x)
+        got = run_session(session, x, batch_size=len(x))
+        results.append(_compare(f"onnxruntime, {name}", expected, got, tolerance))
+    if reference_evaluator:
+        from onnx.reference import ReferenceEvaluator
+
+        x = digits[:2]
+        got = ReferenceEvaluator(proto).run(None, {INPUT_NAME: x})[0]
+        results.append(_compare("onnx.reference, batch 2", torch_outputs(model, x), got, tolerance))
+    return results
+
+
+def _compare(name: str, expected: np.ndarray, got: np.ndarray, tolerance: float) -> ParityCase:
+    if got.shape != expected.shape:
+        raise ExportError(f"{name}: output shape {got.shape}, PyTorch gives {expected.shape}")
+    max_abs = float(np.max(np.abs(got.astype(np.float64) - expected)))
+    if not max_abs <= tolerance:  # also catches NaN
+        raise ExportError(
+            f"{name}: max abs difference {max_abs:.3g} vs PyTorch exceeds tolerance {tolerance:g}"
+        )
+    return ParityCase(name, tuple(got.shape), max_abs)
