@@ -1,0 +1,197 @@
+"""Image files: decode to float grayscale, encode back in the input's format, write atomically.
+
+Decoding remembers what the output needs (format, mode, bit depth, alpha) so a 16-bit PNG comes
+back as a 16-bit PNG and an RGBA image keeps its alpha channel. The model sees only luminance.
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from denoise_cli.errors import ImageError
+
+#: Extensions treated as images; every other file is skipped and counted, never an error.
+IMAGE_EXTENSIONS = frozenset(
+    {
+        ".png",
+        ".jpg",
+        ".jpeg",
+        ".bmp",
+        ".tif",
+        ".tiff",
+        ".webp",
+        ".gif",
+        ".pgm",
+        ".ppm",
+        ".pbm",
+        ".pnm",
+    }
+)
+DEFAULT_MAX_PIXELS = 50_000_000
+DEFAULT_JPEG_QUALITY = 95
+_SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+_LOSSLESS_TIFF = ("raw", "tiff_lzw", "tiff_deflate", "tiff_adobe_deflate", "packbits")
+
+
+@dataclass
+class SourceInfo:
+    """What the encoder needs to write the result like the input."""
+
+    format: str  # PIL format name: PNG, JPEG, ...
+    out_mode: str  # L, 1, RGB, RGBA, LA, I;16 or F
+    alpha: np.ndarray | None = None
+    save_args: dict[str, Any] = field(default_factory=dict)
+
+
+def is_image_name(name: str) -> bool:
+    return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+
+
+def decode(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[np.ndarray, SourceInfo]:
+    """Read an image as (H, W) float32 in [0, 1] (first frame, EXIF orientation applied)."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ImageError(f"cannot read: {exc.strerror or exc}") from None
+    if not data:
+        raise ImageError("empty file")
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            width, height = im.size
+            if width * height > max_pixels:
+                raise ImageError(
+                    f"{width}x{height} = {width * height:,} pixels is over the limit of "
+                    f"{max_pixels:,} (decompression-bomb guard; raise it with --max-pixels)"
+                )
+            fmt = im.format or "PNG"
+            im.seek(0)  # GIF/TIFF/WebP: first frame
+            im.load()
+            info = dict(im.info)
+            im = ImageOps.exif_transpose(im) if _has_orientation(im) else im
+            gray, source = _to_gray(im, fmt, info)
+    except ImageError:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise ImageError(f"refused as a decompression bomb ({exc})") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
+        reason = str(exc) or type(exc).__name__
+        if isinstance(exc, UnidentifiedImageError):
+            reason = "not a recognised image (corrupt, or wrong extension)"
+        raise ImageError(f"cannot decode: {reason}") from None
+    return gray, source
+
+
+def _has_orientation(im: Image.Image) -> bool:
+    try:
+        return im.getexif().get(0x0112, 1) != 1
+    except Exception:  # a damaged EXIF block must not cost the image
+        return False
+
+
+def _to_gray(im: Image.Image, fmt: str, info: dict[str, Any]) -> tuple[np.ndarray, SourceInfo]:
+    mode = im.mode
+    alpha = None
+    if mode in _SIXTEEN_BIT:
+        gray = np.asarray(im, dtype=np.float32) / 65535.0
+        out_mode = "I;16"
+    elif mode == "F":
+        gray = np.asarray(im, dtype=np.float32)
+        out_mode = "F"
+    else:
+        has_alpha = mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in info)
+        if has_alpha:
+            rgba = im.convert("RGBA")
+            alpha = np.asarray(rgba.getchannel("A"))
+            l_img = rgba.convert("RGB").convert("L")
+            out_mode = "RGBA" if mode == "RGBA" else "LA"
+        else:
+            l_img = im if mode == "L" else im.convert("L")
+            out_mode = {"1": "1", "RGB": "RGB"}.get(mode, "L")
+        gray = np.asarray(l_img, dtype=np.float32) / 255.0
+    gray = np.clip(gray, 0.0, 1.0)
+    save_args: dict[str, Any] = {}
+    if "dpi" in info:
+        save_args["dpi"] = info["dpi"]
+    if fmt == "TIFF":
+        compression = info.get("compression", "raw")
+        save_args["compression"] = compression if compression in _LOSSLESS_TIFF else "tiff_lzw"
+    return gray, SourceInfo(fmt, out_mode, alpha, save_args)
+
+
+def encode(
+    gray: np.ndarray,
+    source: SourceInfo,
+    output_format: str = "keep",
+    jpeg_quality: int = DEFAULT_JPEG_QUALITY,
+) -> bytes:
+    """Encode (H, W) floats in [0, 1] in the input's format and mode (or as PNG)."""
+    fmt = "PNG" if output_format == "png" else source.format
+    mode = source.out_mode
+    gray = np.clip(gray, 0.0, 1.0)
+    if mode == "F" and fmt != "TIFF":
+        mode = "I;16"  # only TIFF stores float; 16-bit keeps the precision elsewhere
+    if mode == "I;16":
+        img = Image.fromarray(np.round(gray * 65535.0).astype(np.uint16))
+    elif mode == "F":
+        img = Image.fromarray(gray.astype(np.float32))
+    else:
+        g8 = Image.fromarray(np.round(gray * 255.0).astype(np.uint8))
+        if mode == "1":
+            img = g8.point(lambda v: 255 if v >= 128 else 0).convert("1")
+        elif mode == "RGB":
+            img = Image.merge("RGB", (g8, g8, g8))
+        elif mode == "RGBA":
+            img = Image.merge("RGBA", (g8, g8, g8, Image.fromarray(source.alpha)))
+        elif mode == "LA":
+            img = Image.merge("LA", (g8, Image.fromarray(source.alpha)))
+        else:
+            img = g8
+    args = dict(source.save_args) if fmt == source.format else {}
+    if fmt == "JPEG":
+        # Never a worse JPEG by accident: high quality and no chroma subsampling by default.
+        args.update(quality=jpeg_quality, subsampling=0)
+        if img.mode not in ("L", "RGB"):
+            img = img.convert("RGB" if img.mode in ("RGBA",) else "L")
+    elif fmt == "WEBP":
+        args.update(lossless=True)
+    elif fmt == "GIF" and img.mode not in ("L", "P", "1"):
+        img = img.convert("L")
+    elif fmt == "BMP" and img.mode == "LA":
+        img = img.convert("RGBA")
+    buf = io.BytesIO()
+    try:
+        img.save(buf, format=fmt, **args)
+    except (OSError, ValueError, KeyError) as exc:
+        raise ImageError(f"cannot encode as {fmt}: {exc}") from None
+    return buf.getvalue()
+
+
+_tmp_counter = itertools.count()
+
+
+def write_atomic(data: bytes, dest: Path) -> None:
+    """Write `data` to `dest` through a temporary file in the same folder and an atomic rename.
+
+    A crash or Ctrl-C leaves either the old file or the new one, never a partial file. The
+    temporary name is unique per process and thread, and created with O_EXCL (mode 'xb'), so the
+    file gets the user's usual permissions (umask), unlike mkstemp's 0600.
+    """
+    tmp = dest.with_name(
+        f".{dest.name}.{os.getpid()}-{threading.get_ident()}-{next(_tmp_counter)}.denoise-tmp"
+    )
+    try:
+        with open(tmp, "xb") as f:
+            f.write(data)
+        os.replace(tmp, dest)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

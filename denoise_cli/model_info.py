@@ -1,0 +1,57 @@
+"""What the runtime knows about a model: read from the ONNX file's metadata_props and its I/O.
+
+The keys are written by export/metadata.py. A foreign model without our metadata still runs,
+with the conservative defaults below.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+SUPPORTED_SCHEMA_MAJOR = 1
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    path: str
+    metadata: dict[str, str] = field(default_factory=dict)
+    input_name: str = "noisy"
+    input_shape: tuple[int | str | None, ...] = ()
+    output_name: str = "denoised"
+
+    @property
+    def polarity(self) -> str:
+        """'light-on-dark' (MNIST), 'dark-on-light', or 'unknown'."""
+        return self.metadata.get("polarity", "unknown")
+
+    @property
+    def architecture(self) -> str:
+        return self.metadata.get("architecture", "unknown")
+
+    @property
+    def fixed_batch(self) -> int | None:
+        n = self.input_shape[0] if self.input_shape else None
+        return n if isinstance(n, int) and n > 0 else None
+
+    @property
+    def fixed_size(self) -> tuple[int, int] | None:
+        """(H, W) when the model only accepts one image size."""
+        if len(self.input_shape) != 4:
+            return None
+        h, w = self.input_shape[2], self.input_shape[3]
+        if isinstance(h, int) and isinstance(w, int) and h > 0 and w > 0:
+            return h, w
+        return None
+
+    @property
+    def test_psnr(self) -> float | None:
+        try:
+            return float(self.metadata["test_psnr_db"])
+        except (KeyError, ValueError):
+            return None
+
+    def summary(self) -> str:
+        psnr = f", test PSNR {self.test_psnr:.2f} dB" if self.test_psnr is not None else ""
+        variant = self.metadata.get("variant", "")
+        variant = f" {variant}" if variant and variant != "fp32" else ""
+        return f"{self.architecture}{variant} ({self.path}{psnr})"

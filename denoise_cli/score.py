@@ -1,0 +1,98 @@
+"""Score a folder of results against clean references: PSNR and SSIM, per folder and overall."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from denoise_cli.errors import ImageError, UsageError
+from denoise_cli.images import decode
+from denoise_cli.metrics import psnr, ssim
+from denoise_cli.walk import Job, plan_jobs
+
+PSNR_CAP = 100.0  # dB; identical images have infinite PSNR, which would swamp any mean
+
+
+@dataclass
+class FolderScore:
+    folder: str
+    images: int = 0
+    psnr: float = 0.0
+    ssim: float = 0.0
+
+
+@dataclass
+class ScoreReport:
+    results: str
+    references: str
+    folders: list[FolderScore] = field(default_factory=list)
+    overall: FolderScore = field(default_factory=lambda: FolderScore("(all)"))
+    missing: list[str] = field(default_factory=list)
+    failures: list[dict[str, str]] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def markdown(self) -> str:
+        lines = ["| folder | images | PSNR (dB) | SSIM |", "|---|---:|---:|---:|"]
+        for f in [*self.folders, self.overall]:
+            lines.append(f"| {f.folder} | {f.images:,} | {f.psnr:.2f} | {f.ssim:.4f} |")
+        return "\n".join(lines) + "\n"
+
+
+def _counterpart(results: Path, job: Job) -> Path | None:
+    """The result for a reference: same relative path, or the same name written as PNG."""
+    direct = results / job.rel
+    if direct.is_file():
+        return direct
+    for candidate in (
+        results / (os.path.splitext(job.rel)[0] + ".png"),
+        results / (job.rel + ".png"),
+    ):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def score_tree(results: Path, references: Path) -> ScoreReport:
+    """Compare every reference image with its result (mean per-image PSNR/SSIM)."""
+    for root in (results, references):
+        if not root.is_dir():
+            raise UsageError(f"{root}: not a folder")
+    report = ScoreReport(str(results), str(references))
+    per_folder: dict[str, list[tuple[float, float]]] = {}
+    for job in plan_jobs(references, results):
+        if not isinstance(job, Job):
+            continue
+        other = _counterpart(results, job)
+        if other is None:
+            report.missing.append(job.rel)
+            continue
+        try:
+            ref, _ = decode(job.src)
+            got, _ = decode(other)
+            if ref.shape != got.shape:
+                raise ImageError(f"size {got.shape[::-1]} differs from reference {ref.shape[::-1]}")
+            p = float(psnr(ref, got)[0])
+            s = float(ssim(ref, got)[0]) if min(ref.shape) >= 7 else float("nan")
+        except ImageError as exc:
+            report.failures.append({"file": job.rel, "error": str(exc)})
+            continue
+        folder = os.path.dirname(job.rel) or "."
+        per_folder.setdefault(folder, []).append((p, s))
+    everything: list[tuple[float, float]] = []
+    for folder in sorted(per_folder):
+        values = np.array(per_folder[folder])
+        everything.extend(per_folder[folder])
+        report.folders.append(_summary(folder, values))
+    if everything:
+        report.overall = _summary("(all)", np.array(everything))
+    return report
+
+
+def _summary(name: str, values: np.ndarray) -> FolderScore:
+    p = float(np.minimum(values[:, 0], PSNR_CAP).mean())
+    return FolderScore(name, len(values), p, float(np.nanmean(values[:, 1])))

@@ -1,0 +1,261 @@
+"""The model: one onnxruntime session, the provider that really loaded, and inference on arrays.
+
+`Denoiser` is the Python API under the CLI: give it float images in [0, 1] of any size and it
+returns denoised ones, handling polarity, fixed-shape models and tiling of large images.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+from collections.abc import Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from denoise_cli.errors import ModelError, ProviderError
+from denoise_cli.model_info import SUPPORTED_SCHEMA_MAJOR, ModelInfo
+from denoise_cli.tiling import run_tiled
+
+#: Short names accepted by --device, mapped to onnxruntime's provider names. Any full provider
+#: name that the installed onnxruntime lists is accepted too.
+DEVICE_ALIASES = {
+    "cpu": "CPUExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "tensorrt": "TensorrtExecutionProvider",
+    "rocm": "ROCMExecutionProvider",
+    "migraphx": "MIGraphXExecutionProvider",
+    "directml": "DmlExecutionProvider",
+    "dml": "DmlExecutionProvider",
+    "coreml": "CoreMLExecutionProvider",
+    "openvino": "OpenVINOExecutionProvider",
+}
+#: What --device auto tries, best first. TensorRT is left out: it builds an engine per input
+#: shape, which costs more than it saves on tiny models and mixed image sizes.
+AUTO_ORDER = (
+    "CUDAExecutionProvider",
+    "ROCMExecutionProvider",
+    "DmlExecutionProvider",
+    "CoreMLExecutionProvider",
+    "CPUExecutionProvider",
+)
+INVERT_CHOICES = ("auto", "yes", "no")
+
+
+def default_model_path() -> Path:
+    """The conv denoiser bundled with the package (see README, 'The bundled model')."""
+    return Path(str(resources.files("denoise_cli") / "models" / "default.onnx"))
+
+
+def import_onnxruntime() -> Any:
+    try:
+        import onnxruntime
+    except ImportError:
+        raise ModelError(
+            "onnxruntime is not installed: pip install 'denoise-batch[cpu]' "
+            "(or 'denoise-batch[gpu]' for CUDA)"
+        ) from None
+    return onnxruntime
+
+
+def conflicting_runtimes() -> list[str]:
+    """Installed onnxruntime distributions; more than one means they overwrite each other."""
+    names = set()
+    for dist in importlib.metadata.distributions():
+        name = (dist.metadata.get("Name") or "").lower().replace("_", "-")
+        if name == "onnxruntime" or (name.startswith("onnxruntime-") and "extensions" not in name):
+            names.add(name)
+    return sorted(names) if len(names) > 1 else []
+
+
+def resolve_providers(device: str, available: Sequence[str]) -> list[str]:
+    """The provider list to ask onnxruntime for; raises ProviderError for an unusable device."""
+    if device == "auto":
+        return [p for p in AUTO_ORDER if p in available] or list(available)
+    wanted = DEVICE_ALIASES.get(device.lower(), device)
+    if wanted not in available:
+        hint = ""
+        if wanted == "CUDAExecutionProvider":
+            hint = (
+                " Install the GPU runtime instead of the CPU one: "
+                "pip uninstall -y onnxruntime && pip install 'denoise-batch[gpu]'."
+            )
+            clash = conflicting_runtimes()
+            if clash:
+                hint = f" Both {' and '.join(clash)} are installed and overwrite each other:"
+                hint += " uninstall both, then install only onnxruntime-gpu."
+        raise ProviderError(
+            f"--device {device}: {wanted} is not available in this onnxruntime "
+            f"(available: {', '.join(available)}).{hint}"
+        )
+    return [wanted] if wanted == "CPUExecutionProvider" else [wanted, "CPUExecutionProvider"]
+
+
+def needs_inversion(image: np.ndarray, invert: str, polarity: str) -> bool:
+    """Whether to invert an image so it matches the model's polarity (and invert back after).
+
+    auto: a digit image is mostly background, so its median pixel tells the background colour,
+    robustly even under heavy noise; invert when that disagrees with the model's training data.
+    """
+    if invert == "yes":
+        return True
+    if invert == "no" or polarity not in ("light-on-dark", "dark-on-light"):
+        return False
+    step = max(1, image.size // 4096)  # a sample is enough for a median
+    light_background = float(np.median(image.reshape(-1)[::step])) > 0.5
+    return light_background if polarity == "light-on-dark" else not light_background
+
+
+class Denoiser:
+    """An onnxruntime session over a denoising model, checked before first use.
+
+    Raises ModelError for a missing, corrupt or incompatible model and ProviderError when the
+    requested device does not really load.
+    """
+
+    def __init__(
+        self,
+        model: str | Path | None = None,
+        device: str = "auto",
+        threads: int | None = None,
+        tile: int = 512,
+        overlap: int = 32,
+        max_batch_pixels: int = 1 << 22,
+    ) -> None:
+        ort = import_onnxruntime()
+        path = Path(model) if model is not None else default_model_path()
+        if not path.is_file():
+            raise ModelError(f"{path}: model file not found")
+        providers = resolve_providers(device, ort.get_available_providers())
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3  # we report provider fallbacks ourselves, as errors
+        opts.inter_op_num_threads = 1
+        if threads:
+            opts.intra_op_num_threads = threads
+        try:
+            self.session = ort.InferenceSession(str(path), opts, providers=providers)
+        except Exception as exc:  # onnxruntime raises its own exception types per failure
+            reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+            raise ModelError(f"{path}: not a loadable ONNX/ORT model ({reason[:300]})") from None
+        self.provider = self.session.get_providers()[0]
+        if device != "auto" and self.provider != providers[0]:
+            raise ProviderError(
+                f"--device {device}: {providers[0]} failed to initialise and onnxruntime fell "
+                f"back to {self.provider} (check the CUDA/cuDNN libraries); "
+                "use --device cpu to run on the CPU deliberately"
+            )
+        self.info = self._inspect(path)
+        self.tile = tile
+        self.overlap = overlap
+        self.max_batch_pixels = max_batch_pixels
+        self._check_runs()
+
+    def _inspect(self, path: Path) -> ModelInfo:
+        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        meta = dict(self.session.get_modelmeta().custom_metadata_map)
+        schema = meta.get("denoise_batch.schema", str(SUPPORTED_SCHEMA_MAJOR))
+        if not schema.split(".")[0].isdigit() or int(schema.split(".")[0]) > SUPPORTED_SCHEMA_MAJOR:
+            raise ModelError(f"{path}: metadata schema {schema} is newer than this denoise-batch")
+        if len(inputs) != 1 or not outputs:
+            raise ModelError(
+                f"{path}: incompatible model: needs exactly 1 input and 1 output, "
+                f"has {len(inputs)} and {len(outputs)}"
+            )
+        shape = tuple(inputs[0].shape)
+        if inputs[0].type != "tensor(float)":
+            raise ModelError(
+                f"{path}: incompatible model: input type {inputs[0].type}, needs float32"
+            )
+        if len(shape) != 4 or (isinstance(shape[1], int) and shape[1] != 1):
+            raise ModelError(
+                f"{path}: incompatible model: input shape {list(shape)}, denoise-batch needs "
+                "(N, 1, H, W) grayscale images"
+            )
+        if meta.get("value_range", "0..1") != "0..1":
+            raise ModelError(f"{path}: unsupported value range {meta['value_range']} (needs 0..1)")
+        return ModelInfo(str(path), meta, inputs[0].name, shape, outputs[0].name)
+
+    def _check_runs(self) -> None:
+        """One tiny inference now, so an image-to-image mismatch fails before any file is read."""
+        h, w = self.info.fixed_size or (28, 28)
+        x = np.zeros((self.info.fixed_batch or 1, 1, h, w), dtype=np.float32)
+        try:
+            y = self.session.run([self.info.output_name], {self.info.input_name: x})[0]
+        except Exception as exc:
+            raise ModelError(f"{self.info.path}: model fails on a {h}x{w} image ({exc})") from None
+        if y.shape != x.shape:
+            raise ModelError(
+                f"{self.info.path}: incompatible model: output shape {list(y.shape)} for input "
+                f"{list(x.shape)}; denoise-batch needs an image-to-image model"
+            )
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        """Raw model call on (N, 1, H, W) float32; honours a fixed batch size by padding."""
+        batch = np.ascontiguousarray(batch, dtype=np.float32)
+        n = self.info.fixed_batch
+        if n is None or len(batch) == n:
+            return self.session.run([self.info.output_name], {self.info.input_name: batch})[0]
+        outs = []
+        for i in range(0, len(batch), n):
+            chunk = batch[i : i + n]
+            if len(chunk) < n:
+                chunk = np.concatenate(
+                    [chunk, np.zeros((n - len(chunk), *chunk.shape[1:]), np.float32)]
+                )
+            outs.append(self.session.run([self.info.output_name], {self.info.input_name: chunk})[0])
+        return np.concatenate(outs)[: len(batch)]
+
+    def accepts_whole(self, height: int, width: int) -> bool:
+        """Whether an image of this size goes through the model in one piece (else tiles)."""
+        fixed = self.info.fixed_size
+        if fixed is not None:
+            return fixed == (height, width)
+        return height <= self.tile and width <= self.tile
+
+    def batch_limit(self, height: int, width: int, batch_size: int) -> int:
+        """Images of this size per model call, capped so activations stay bounded."""
+        return max(1, min(batch_size, self.max_batch_pixels // max(1, height * width)))
+
+    def denoise_same_size(self, images: np.ndarray) -> np.ndarray:
+        """(N, H, W) float32 in [0, 1], already in the model's polarity -> (N, H, W)."""
+        _, h, w = images.shape
+        if self.accepts_whole(h, w):
+            return self.run(images[:, None])[:, 0]
+        th, tw = self.info.fixed_size or (min(self.tile, h), min(self.tile, w))
+        overlap = min(self.overlap, (min(th, tw) - 1) // 2)
+        return np.stack([run_tiled(img, self.run, th, tw, overlap) for img in images])
+
+    def denoise(
+        self, images: np.ndarray | Sequence[np.ndarray], invert: str = "auto", batch_size: int = 256
+    ) -> list[np.ndarray]:
+        """Denoise 2-D float images in [0, 1] of any sizes; returns them in the same order."""
+        if invert not in INVERT_CHOICES:
+            raise ValueError(f"invert must be one of {INVERT_CHOICES}, got {invert!r}")
+        items = [np.asarray(img, dtype=np.float32) for img in images]
+        for img in items:
+            if img.ndim != 2:
+                raise ValueError(f"expected 2-D grayscale images, got shape {img.shape}")
+        flips = [needs_inversion(img, invert, self.info.polarity) for img in items]
+        results: list[np.ndarray | None] = [None] * len(items)
+        by_shape: dict[tuple[int, int], list[int]] = {}
+        for i, img in enumerate(items):
+            by_shape.setdefault(img.shape, []).append(i)
+        for (h, w), idx in by_shape.items():
+            step = self.batch_limit(h, w, batch_size)
+            for s in range(0, len(idx), step):
+                chunk = idx[s : s + step]
+                batch = np.stack([1.0 - items[i] if flips[i] else items[i] for i in chunk])
+                out = self.denoise_same_size(batch)
+                for i, o in zip(chunk, out, strict=True):
+                    results[i] = 1.0 - o if flips[i] else o
+        return results  # type: ignore[return-value]
+
+
+def cpu_count() -> int:
+    """CPUs this process may use (the affinity mask, not the machine's total)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1

@@ -1,0 +1,85 @@
+"""Overlapping tiles, so images of any size run with bounded memory (or through fixed-size models).
+
+Each tile is processed whole, but only its interior is kept: pixels within `overlap` of a tile
+edge that is not an image edge are taken from the neighbouring tile instead. For a
+convolutional model whose receptive-field radius is at most `overlap` (the seed model's is 5
+pixels) the stitched result equals the whole-image result exactly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Tile:
+    y: int  # where the tile is cut from the image
+    x: int
+    keep_y0: int  # the part of the image this tile is trusted for
+    keep_y1: int
+    keep_x0: int
+    keep_x1: int
+
+
+def _starts(length: int, tile: int, overlap: int) -> list[int]:
+    if length <= tile:
+        return [0]
+    step = max(1, tile - 2 * overlap)
+    starts = list(range(0, length - tile, step))
+    starts.append(length - tile)
+    return starts
+
+
+def _keep(start: int, tile: int, length: int, overlap: int, prev_end: int) -> tuple[int, int]:
+    lo = start + overlap if start > 0 else 0
+    hi = start + tile - overlap if start + tile < length else length
+    return max(lo, prev_end), hi
+
+
+def plan_tiles(height: int, width: int, tile_h: int, tile_w: int, overlap: int) -> list[Tile]:
+    """Tiles covering a height x width image; the kept regions partition it exactly."""
+    if overlap * 2 >= min(tile_h, tile_w):
+        raise ValueError(f"overlap {overlap} too large for tile {tile_h}x{tile_w}")
+    tiles = []
+    y_end = 0
+    for y in _starts(height, tile_h, overlap):
+        y0, y1 = _keep(y, min(tile_h, height), height, overlap, y_end)
+        x_end = 0
+        for x in _starts(width, tile_w, overlap):
+            x0, x1 = _keep(x, min(tile_w, width), width, overlap, x_end)
+            tiles.append(Tile(y, x, y0, y1, x0, x1))
+            x_end = x1
+        y_end = y1
+    return tiles
+
+
+def run_tiled(
+    image: np.ndarray,
+    run: Callable[[np.ndarray], np.ndarray],
+    tile_h: int,
+    tile_w: int,
+    overlap: int,
+    batch_size: int = 16,
+) -> np.ndarray:
+    """Apply `run` ((N, 1, th, tw) -> same shape) to a 2-D image tile by tile and stitch."""
+    height, width = image.shape
+    # An image smaller than a fixed tile size is padded (with 0, the model's background after
+    # polarity normalisation) and cropped back afterwards.
+    pad_h, pad_w = max(0, tile_h - height), max(0, tile_w - width)
+    src = np.pad(image, ((0, pad_h), (0, pad_w))) if pad_h or pad_w else image
+    h, w = src.shape
+    tiles = plan_tiles(h, w, tile_h, tile_w, overlap)
+    th, tw = min(tile_h, h), min(tile_w, w)
+    out = np.empty((h, w), dtype=np.float32)
+    for i in range(0, len(tiles), batch_size):
+        group = tiles[i : i + batch_size]
+        batch = np.stack([src[t.y : t.y + th, t.x : t.x + tw] for t in group])[:, None]
+        result = run(np.ascontiguousarray(batch, dtype=np.float32))
+        for t, r in zip(group, result[:, 0], strict=True):
+            out[t.keep_y0 : t.keep_y1, t.keep_x0 : t.keep_x1] = r[
+                t.keep_y0 - t.y : t.keep_y1 - t.y, t.keep_x0 - t.x : t.keep_x1 - t.x
+            ]
+    return out[:height, :width]
