@@ -1,0 +1,58 @@
+"""Helpers shared by the tests: real digit images, synthetic IDX data, image I/O."""
+
+from __future__ import annotations
+
+import gzip
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLES = ROOT / "denoise_cli" / "samples"
+
+
+def mnist_dir() -> Path:
+    """The real MNIST files: $DENOISE_MNIST_DIR, else ../shared/data/mnist beside the checkout."""
+    return Path(os.environ.get("DENOISE_MNIST_DIR", ROOT.parent / "shared" / "data" / "mnist"))
+
+
+def save_gray(path: Path, img: np.ndarray, **kwargs) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.round(np.clip(img, 0, 1) * 255).astype(np.uint8)).save(path, **kwargs)
+    return path
+
+
+def load_gray(path: Path) -> np.ndarray:
+    with Image.open(path) as im:
+        return np.asarray(im.convert("L"), dtype=np.float32) / 255.0
+
+
+def synthetic_digits(n: int, seed: int = 0) -> np.ndarray:
+    """Digit-like uint8 images (strokes on black), for IDX files that train and test quickly."""
+    from PIL import ImageDraw
+
+    rng = np.random.default_rng(seed)
+    out = np.zeros((n, 28, 28), np.uint8)
+    for i in range(n):
+        im = Image.new("L", (28, 28), 0)
+        draw = ImageDraw.Draw(im)
+        for _ in range(rng.integers(1, 4)):
+            x0, y0, x1, y1 = (int(v) for v in rng.integers(4, 24, size=4))
+            draw.line((x0, y0, x1, y1), fill=255, width=int(rng.integers(2, 4)))
+        out[i] = np.asarray(im)
+    return out
+
+
+def write_idx_set(folder: Path, n_train: int = 600, n_test: int = 100, seed: int = 0) -> Path:
+    """The four MNIST file names, gzipped, holding synthetic digits."""
+    from train.idx import encode_idx
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for prefix, n, s in (("train", n_train, seed), ("t10k", n_test, seed + 1)):
+        images = synthetic_digits(n, s)
+        labels = np.arange(n, dtype=np.uint8) % 10
+        (folder / f"{prefix}-images-idx3-ubyte.gz").write_bytes(gzip.compress(encode_idx(images)))
+        (folder / f"{prefix}-labels-idx1-ubyte.gz").write_bytes(gzip.compress(encode_idx(labels)))
+    return folder

@@ -1,0 +1,134 @@
+"""Training on tiny synthetic data: the loss falls, checkpoints round-trip, resume is exact."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from typer.testing import CliRunner  # noqa: E402
+
+from train.checkpoint import (  # noqa: E402
+    CheckpointError,
+    load_checkpoint,
+    model_from_checkpoint,
+)
+from train.cli import app  # noqa: E402
+from train.config import TrainConfig  # noqa: E402
+from train.loop import fit  # noqa: E402
+from train.mnist import load_split  # noqa: E402
+
+TINY = {"batch_size": 16, "val_size": 100, "threads": 1}
+
+
+@pytest.fixture(scope="module")
+def train_images(tiny_mnist):
+    return load_split("train", tiny_mnist, download=False)[0]
+
+
+def test_training_lowers_the_loss(train_images):
+    config = TrainConfig(arch="conv_denoiser", epochs=3, lr=3e-3, **TINY)
+    result = fit(config, train_images, log=lambda m: None, progress=False)
+    losses = [h["val_loss"] for h in result.history]
+    assert losses[-1] < losses[0] * 0.9
+    assert result.history[-1]["val_psnr"] > result.history[0]["val_psnr"]
+
+
+def test_autoencoder_trains_clean_to_clean(train_images):
+    config = TrainConfig(arch="dense_ae_8", epochs=2, **TINY)
+    result = fit(config, train_images, log=lambda m: None, progress=False)
+    assert result.history[-1]["val_loss"] < result.history[0]["train_loss"]
+
+
+def test_checkpoint_round_trip(tmp_path, train_images):
+    config = TrainConfig(arch="conv_denoiser", epochs=1, **TINY)
+    out = tmp_path / "m.pt"
+    result = fit(config, train_images, out, log=lambda m: None, progress=False)
+    ckpt = load_checkpoint(out)
+    assert ckpt["arch"] == "conv_denoiser" and ckpt["epoch"] == 1
+    assert ckpt["config"]["batch_size"] == 16 and "val_psnr" in ckpt["metrics"]
+    model = model_from_checkpoint(ckpt)
+    x = torch.rand(2, 1, 28, 28)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), result.model(x))
+
+
+def test_resume_continues_exactly(tmp_path, train_images):
+    """Two epochs straight, or one then resume for the second: the same weights."""
+    config = TrainConfig(arch="conv_denoiser", epochs=2, **TINY)
+    straight = fit(config, train_images, tmp_path / "a.pt", log=lambda m: None, progress=False)
+    fit(config.with_(epochs=1), train_images, tmp_path / "b.pt", log=lambda m: None, progress=False)
+    resumed = fit(
+        config, train_images, tmp_path / "b.pt", resume_from=tmp_path / "b.pt",
+        log=lambda m: None, progress=False,
+    )  # fmt: skip
+    assert len(resumed.history) == 2
+    for a, b in zip(straight.model.state_dict().values(), resumed.model.state_dict().values(),
+                    strict=True):  # fmt: skip
+        torch.testing.assert_close(a, b)
+
+
+def test_broken_and_foreign_checkpoints_are_refused(tmp_path):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"garbage")
+    with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+        load_checkpoint(bad)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"weights": torch.zeros(1)}, foreign)
+    with pytest.raises(CheckpointError, match="not a denoise-batch checkpoint"):
+        load_checkpoint(foreign)
+    with pytest.raises(CheckpointError, match="not found"):
+        load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_validation_split_is_disjoint_and_seeded():
+    from train.loop import split_train_val
+
+    images = np.arange(50, dtype=np.float32).reshape(50, 1, 1, 1)
+    a_train, a_val = split_train_val(images, TrainConfig(val_size=10, seed=1))
+    _, b_val = split_train_val(images, TrainConfig(val_size=10, seed=1))
+    np.testing.assert_array_equal(a_val, b_val)
+    assert len(a_train) == 40 and not set(a_train.ravel()) & set(a_val.ravel())
+    with pytest.raises(ValueError, match="leaves no training images"):
+        split_train_val(images, TrainConfig(val_size=50))
+
+
+def test_dry_run_and_report_via_cli(tmp_path, tiny_mnist):
+    runner = CliRunner()
+    outs = []
+    for arch in ("dense_ae_1", "dense_ae_2", "dense_denoiser_16", "conv_denoiser"):
+        out = tmp_path / f"{arch}.pt"
+        result = runner.invoke(
+            app, ["fit", "--arch", arch, "--dry-run", "--data-dir", str(tiny_mnist),
+                  "--out", str(out)], catch_exceptions=False,
+        )  # fmt: skip
+        assert result.exit_code == 0, result.output
+        assert "epoch 1/1" in result.output and out.is_file()
+        outs.append(str(out))
+    report_dir = tmp_path / "report"
+    result = runner.invoke(
+        app, ["report", *outs, "--data-dir", str(tiny_mnist), "--out-dir", str(report_dir)],
+        catch_exceptions=False,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    for name in ("autoencoders.png", "denoisers.png", "results.md", "results.json"):
+        assert (report_dir / name).is_file()
+    rows = json.loads((report_dir / "results.json").read_text())["rows"]
+    assert [r["model"] for r in rows] == [
+        "noisy input (no model)", "dense_ae_1", "dense_ae_2", "dense_denoiser_16", "conv_denoiser"
+    ]  # fmt: skip
+    assert all(np.isfinite(r["psnr"]) for r in rows)
+
+
+def test_fit_usage_errors(tmp_path, tiny_mnist):
+    runner = CliRunner()
+    result = runner.invoke(app, ["fit", "--arch", "nope", "--data-dir", str(tiny_mnist)])
+    assert result.exit_code == 1 and "unknown architecture 'nope'" in result.output
+    result = runner.invoke(
+        app, ["fit", "--dry-run", "--data-dir", str(tmp_path / "empty"), "--out", "x.pt"],
+        env={"DENOISE_MNIST_DIR": ""},
+    )  # fmt: skip
+    assert result.exit_code == 1 and "error:" in result.output
