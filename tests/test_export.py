@@ -1,0 +1,160 @@
+"""ONNX export of tiny trained models: parity, dynamic shapes, metadata, variants, failures."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+
+from typer.testing import CliRunner  # noqa: E402
+
+from export.cli import app  # noqa: E402
+from tests.helpers import write_idx_set  # noqa: E402
+from train.checkpoint import load_checkpoint, model_from_checkpoint  # noqa: E402
+from train.config import TrainConfig  # noqa: E402
+from train.loop import fit  # noqa: E402
+from train.mnist import load_split  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    return write_idx_set(tmp_path_factory.mktemp("export-mnist"), n_train=400, n_test=300)
+
+
+def _train(tmp_path_factory, data_dir, arch):
+    images = load_split("train", data_dir, download=False)[0]
+    out = tmp_path_factory.mktemp(arch) / f"{arch}.pt"
+    config = TrainConfig(arch=arch, epochs=4, batch_size=16, lr=5e-3, val_size=50, threads=1)
+    fit(config, images, out, log=lambda m: None, progress=False)
+    return out
+
+
+@pytest.fixture(scope="module")
+def conv_ckpt(tmp_path_factory, data_dir):
+    return _train(tmp_path_factory, data_dir, "conv_denoiser")
+
+
+@pytest.fixture(scope="module")
+def dense_ckpt(tmp_path_factory, data_dir):
+    return _train(tmp_path_factory, data_dir, "dense_denoiser_16")
+
+
+def _export(args, catch=False):
+    return CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=catch)
+
+
+def _session(path):
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+def test_fp32_export_is_one_verified_file_with_metadata(tmp_path, conv_ckpt, data_dir):
+    out = tmp_path / "m.onnx"
+    result = _export(
+        [conv_ckpt, "-o", out, "--data-dir", data_dir, "--report", tmp_path / "r.json"]
+    )
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx", "r.json"]  # no .onnx.data
+    assert "parity onnxruntime, 64x48 image" in result.output
+    assert "parity onnx.reference, batch 2" in result.output
+
+    meta = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
+    assert meta["architecture"] == "conv_denoiser" and meta["parameters"] == "3217"
+    assert meta["polarity"] == "light-on-dark" and meta["value_range"] == "0..1"
+    assert meta["train_noise"] == "gaussian" and meta["train_noise_level"] == "0.5"
+    assert float(meta["test_psnr_db"]) > float(meta["test_noisy_psnr_db"])
+    assert len(meta["source_checkpoint_sha256"]) == 64
+    verification = json.loads((tmp_path / "r.json").read_text())
+    assert verification["variants"][0]["variant"] == "fp32"
+
+
+def test_dynamic_batch_and_size_match_pytorch(tmp_path, conv_ckpt, data_dir):
+    out = tmp_path / "m.onnx"
+    assert _export([conv_ckpt, "-o", out, "--data-dir", data_dir]).exit_code == 0
+    model = model_from_checkpoint(load_checkpoint(conv_ckpt))
+    session = _session(out)
+    assert session.get_inputs()[0].name == "noisy"
+    assert session.get_outputs()[0].name == "denoised"
+    rng = np.random.default_rng(0)
+    for shape in [(1, 1, 28, 28), (5, 1, 28, 28), (2, 1, 64, 48), (1, 1, 13, 101)]:
+        x = rng.random(shape, dtype=np.float32)
+        got = session.run(None, {"noisy": x})[0]
+        with torch.no_grad():
+            expected = model(torch.from_numpy(x)).numpy()
+        np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+def test_old_opset_is_really_that_opset(tmp_path, conv_ckpt, data_dir):
+    out = tmp_path / "old.onnx"
+    result = _export([conv_ckpt, "-o", out, "--opset", "13", "--data-dir", data_dir])
+    assert result.exit_code == 0, result.output
+    opsets = {o.domain: o.version for o in onnx.load(str(out)).opset_import}
+    assert opsets[""] == 13
+    assert _session(out).run(None, {"noisy": np.zeros((3, 1, 40, 30), np.float32)})[0].shape == (
+        3, 1, 40, 30
+    )  # fmt: skip
+
+
+def test_all_variants_are_written_verified_and_tabled(tmp_path, conv_ckpt, data_dir):
+    out = tmp_path / "m.onnx"
+    result = _export([conv_ckpt, "-o", out, "--all", "--data-dir", data_dir,
+                      "--calibration-images", "64"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["m.fixed-1x1x28x28.onnx", "m.fp16.onnx", "m.int8.onnx", "m.onnx", "m.ort"]
+    for variant in ("| fp32 |", "| fp16 |", "| int8 |", "| ort |", "| fixed |"):
+        assert variant in result.stdout
+
+    x = np.random.default_rng(1).random((4, 1, 28, 28), dtype=np.float32)
+    ref = _session(out).run(None, {"noisy": x})[0]
+    half = _session(tmp_path / "m.fp16.onnx")
+    assert half.get_inputs()[0].type == "tensor(float)"  # fp32 I/O kept
+    np.testing.assert_allclose(half.run(None, {"noisy": x})[0], ref, atol=1e-2)
+    int8 = onnx.load(str(tmp_path / "m.int8.onnx"))
+    assert any(n.op_type == "QuantizeLinear" for n in int8.graph.node)
+    np.testing.assert_allclose(_session(tmp_path / "m.ort").run(None, {"noisy": x})[0], ref,
+                               atol=1e-5)  # fmt: skip
+    fixed = _session(tmp_path / "m.fixed-1x1x28x28.onnx")
+    assert fixed.get_inputs()[0].shape == [1, 1, 28, 28]
+    meta = fixed.get_modelmeta().custom_metadata_map
+    assert meta["variant"] == "fixed-1x1x28x28"
+
+
+def test_dense_model_exports_with_dynamic_batch(tmp_path, dense_ckpt, data_dir):
+    out = tmp_path / "d.onnx"
+    result = _export([dense_ckpt, "-o", out, "--data-dir", data_dir])
+    assert result.exit_code == 0, result.output
+    session = _session(out)
+    shape = session.get_inputs()[0].shape
+    assert shape[1:] == [1, 28, 28] and not isinstance(shape[0], int)
+    assert session.run(None, {"noisy": np.zeros((9, 1, 28, 28), np.float32)})[0].shape[0] == 9
+
+
+def test_parity_failure_writes_nothing(tmp_path, conv_ckpt, data_dir, monkeypatch):
+    from export import onnx_export
+
+    real = onnx_export.torch_outputs
+    monkeypatch.setattr(onnx_export, "torch_outputs", lambda m, x: real(m, x) + 1e-3)
+    out = tmp_path / "m.onnx"
+    result = _export([conv_ckpt, "-o", out, "--data-dir", data_dir])
+    assert result.exit_code == 1
+    assert "exceeds tolerance 1e-05" in result.output
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_broken_checkpoint_is_a_clear_error(tmp_path, data_dir):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"\x00" * 100)
+    result = _export([bad, "-o", tmp_path / "m.onnx", "--data-dir", data_dir])
+    assert result.exit_code == 1
+    assert "bad.pt: not a readable checkpoint" in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.pt"]
+
+
+def test_bad_fixed_shape_is_a_usage_error(tmp_path, conv_ckpt, data_dir):
+    result = _export([conv_ckpt, "--fixed-shape", "1x3x28x28", "--data-dir", data_dir])
+    assert result.exit_code == 2 and "1x1x28x28" in result.output
