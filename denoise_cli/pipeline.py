@@ -130,8 +130,8 @@ def process_tree(
 ) -> RunReport:
     """Apply `transform` to every image under `in_root`, mirroring the tree into `out_root`.
 
-    Ctrl-C (KeyboardInterrupt) stops reading new files, lets the writes in progress finish
-    (they are atomic), marks the report `interrupted` and re-raises.
+    Ctrl-C (KeyboardInterrupt) stops reading and inferring, writes the results already
+    computed (each atomically), marks the report `interrupted` and re-raises.
     """
     options = options or RunOptions()
     check_roots(in_root, out_root)
@@ -247,7 +247,9 @@ def process_tree(
         raise
     finally:
         decode_pool.shutdown(wait=True, cancel_futures=True)
-        write_pool.shutdown(wait=True, cancel_futures=True)  # in-flight writes finish whole
+        # Results already computed are still written (each atomically): a few milliseconds,
+        # and a resumed run does not have to redo them.
+        write_pool.shutdown(wait=True)
         if report.interrupted:
             # Count what did get written, so the report says where a rerun will pick up.
             for _job, fut in writes:

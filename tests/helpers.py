@@ -25,8 +25,10 @@ def save_gray(path: Path, img: np.ndarray, **kwargs) -> Path:
 
 
 def load_gray(path: Path) -> np.ndarray:
-    with Image.open(path) as im:
-        return np.asarray(im.convert("L"), dtype=np.float32) / 255.0
+    """Any image file as float gray in [0, 1], 16-bit included (the runtime's own decoder)."""
+    from denoise_cli.images import decode
+
+    return decode(path)[0]
 
 
 def synthetic_digits(n: int, seed: int = 0) -> np.ndarray:

@@ -1,0 +1,485 @@
+"""The denoise-batch CLI on real image trees in tmp dirs: outputs, formats, errors, exit codes.
+
+These tests need only the runtime (onnxruntime, numpy, pillow, typer) and run in the
+runtime-only environment of .ci/run too.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from denoise_cli.cli import denoise_app, tools_app
+from denoise_cli.metrics import psnr
+from tests.helpers import load_gray, save_gray
+
+
+def run(*args, catch=True):
+    return CliRunner().invoke(denoise_app, [str(a) for a in args], catch_exceptions=catch)
+
+
+def run_tool(*args):
+    return CliRunner().invoke(tools_app, [str(a) for a in args], catch_exceptions=False)
+
+
+def files_under(root: Path) -> list[str]:
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+
+
+@pytest.fixture
+def tree(tmp_path, noisy_digits):
+    """in/ with nested folders of noisy digit PNGs; returns (in_dir, out_dir)."""
+    src = tmp_path / "in"
+    for i, img in enumerate(noisy_digits[:6]):
+        save_gray(src / ["", "a", "a/b"][i % 3] / f"d{i}.png", img)
+    return src, tmp_path / "out"
+
+
+def test_nested_tree_is_mirrored_and_denoised(tree, clean_digits, noisy_digits):
+    src, out = tree
+    result = run(src, out, catch=False)
+    assert result.exit_code == 0, result.output
+    assert files_under(out) == files_under(src)
+    assert "6 written, 0 failed" in result.output
+    for i in range(6):
+        rel = Path(["", "a", "a/b"][i % 3]) / f"d{i}.png"
+        restored = load_gray(out / rel)
+        assert psnr(clean_digits[i], restored)[0] > psnr(clean_digits[i], noisy_digits[i])[0] + 5
+
+
+def test_inputs_are_never_modified(tree):
+    src, out = tree
+    before = {p: p.read_bytes() for p in src.rglob("*.png")}
+    assert run(src, out).exit_code == 0
+    assert {p: p.read_bytes() for p in src.rglob("*.png")} == before
+
+
+# --- formats and modes -------------------------------------------------------------------
+
+
+def _make(path: Path, fmt: str, mode: str, img: np.ndarray) -> None:
+    g8 = Image.fromarray(np.round(img * 255).astype(np.uint8))
+    if mode == "I;16":
+        im = Image.fromarray(np.round(img * 65535).astype(np.uint16))
+    elif mode == "RGB":
+        im = Image.merge("RGB", (g8, g8, g8))
+    elif mode == "RGBA":
+        alpha = Image.fromarray(np.full(img.shape, 200, np.uint8))
+        im = Image.merge("RGBA", (g8, g8, g8, alpha))
+    elif mode == "LA":
+        im = Image.merge("LA", (g8, Image.fromarray(np.full(img.shape, 180, np.uint8))))
+    elif mode == "P":
+        im = g8.convert("P")
+    elif mode == "1":
+        im = g8.convert("1")
+    else:
+        im = g8
+    path.parent.mkdir(parents=True, exist_ok=True)
+    im.save(path, format=fmt)
+
+
+CASES = [
+    ("png", "PNG", "L", "L"),
+    ("png", "PNG", "I;16", "I;16"),
+    ("png", "PNG", "RGB", "RGB"),
+    ("png", "PNG", "RGBA", "RGBA"),
+    ("png", "PNG", "LA", "LA"),
+    ("png", "PNG", "P", "L"),
+    ("png", "PNG", "1", "1"),
+    ("jpg", "JPEG", "L", "L"),
+    ("jpg", "JPEG", "RGB", "RGB"),
+    ("bmp", "BMP", "L", "L"),
+    ("tif", "TIFF", "L", "L"),
+    ("tif", "TIFF", "I;16", "I;16"),
+    ("webp", "WEBP", "RGB", "RGB"),
+    ("pgm", "PPM", "L", "L"),
+    ("ppm", "PPM", "RGB", "RGB"),
+    ("gif", "GIF", "P", "L"),
+]
+
+
+@pytest.mark.parametrize(
+    ("ext", "fmt", "mode", "out_mode"), CASES, ids=[f"{c[1]}-{c[2]}" for c in CASES]
+)
+def test_each_format_and_mode_round_trips(
+    tmp_path, noisy_digits, clean_digits, ext, fmt, mode, out_mode
+):
+    src, out = tmp_path / "in", tmp_path / "out"
+    _make(src / f"x.{ext}", fmt, mode, noisy_digits[0])
+    result = run(src, out)
+    assert result.exit_code == 0, result.output
+    with Image.open(out / f"x.{ext}") as im:
+        assert im.format == fmt
+        assert im.size == (28, 28)
+        got_mode = "L" if (fmt == "GIF" and im.mode == "P") else im.mode
+        assert got_mode == out_mode or (fmt == "WEBP" and got_mode in ("RGB", "RGBA"))
+        if out_mode in ("RGBA", "LA"):
+            assert np.asarray(im.getchannel("A")).min() in (180, 200)  # alpha kept
+        if mode != "1":
+            assert psnr(clean_digits[0], load_gray(out / f"x.{ext}"))[0] > 15
+
+
+def test_sixteen_bit_keeps_precision(tmp_path, noisy_digits):
+    src, out = tmp_path / "in", tmp_path / "out"
+    _make(src / "x.png", "PNG", "I;16", noisy_digits[0])
+    assert run(src, out).exit_code == 0
+    values = np.asarray(Image.open(out / "x.png"))
+    assert values.dtype == np.uint16 and len(np.unique(values % 257)) > 1  # not 8-bit upscaled
+
+
+def test_png_output_option_and_collisions(tmp_path, noisy_digits):
+    src, out = tmp_path / "in", tmp_path / "out"
+    save_gray(src / "a.png", noisy_digits[0])
+    save_gray(src / "a.jpg", noisy_digits[1], quality=95)
+    save_gray(src / "b.bmp", noisy_digits[2])
+    result = run(src, out, "--output-format", "png")
+    assert result.exit_code == 0, result.output
+    assert files_under(out) == ["a.jpg.png", "a.png", "b.png"]
+    for name in files_under(out):
+        assert Image.open(out / name).format == "PNG"
+
+
+def test_jpeg_stays_high_quality(tmp_path, noisy_digits):
+    src, out = tmp_path / "in", tmp_path / "out"
+    rgb = np.repeat(noisy_digits[0][..., None], 3, axis=2)
+    Image.fromarray(np.round(rgb * 255).astype(np.uint8)).resize((112, 112)).save(
+        src.mkdir() or src / "x.jpg", quality=95
+    )
+    assert run(src, out).exit_code == 0
+    from PIL import JpegImagePlugin
+
+    with Image.open(out / "x.jpg") as im:
+        assert im.format == "JPEG" and im.mode == "RGB"
+        assert JpegImagePlugin.get_sampling(im) == 0  # 4:4:4, no chroma subsampling
+        # Quality 95 quantisation steps are at most 12; Pillow's default (75) goes to 50+.
+        assert max(max(t) for t in im.quantization.values()) <= 12
+
+
+def test_exif_orientation_is_honoured(tmp_path, noisy_digits):
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    img = Image.fromarray(np.round(noisy_digits[0][:, :20] * 255).astype(np.uint8))  # 20x28
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    img.save(src / "r.jpg", exif=exif, quality=95)
+    assert run(src, out).exit_code == 0
+    assert Image.open(out / "r.jpg").size == (28, 20)
+
+
+def test_odd_and_large_sizes(tmp_path, noisy_digits):
+    src, out = tmp_path / "in", tmp_path / "out"
+    big = np.tile(noisy_digits[0], (12, 15))  # 336 x 420
+    save_gray(src / "big.png", big)
+    save_gray(src / "tiny.png", noisy_digits[1][:5, :3])
+    save_gray(src / "wide.png", np.concatenate(list(noisy_digits[:3]), axis=1)[:, :77])
+    result = run(src, out, "--tile", "64")
+    assert result.exit_code == 0, result.output
+    assert Image.open(out / "big.png").size == (420, 336)
+    assert Image.open(out / "tiny.png").size == (3, 5)
+    assert Image.open(out / "wide.png").size == (77, 28)
+    # Tiling is exact for this model: the tiled result equals the whole-image one.
+    whole = tmp_path / "whole"
+    assert run(src, whole, "--tile", "1024").exit_code == 0
+    np.testing.assert_array_equal(
+        np.asarray(Image.open(out / "big.png")), np.asarray(Image.open(whole / "big.png"))
+    )
+
+
+# --- polarity ----------------------------------------------------------------------------
+
+
+def test_dark_on_light_is_handled_by_auto(tmp_path, noisy_digits, clean_digits):
+    src, out = tmp_path / "in", tmp_path / "out"
+    for i in range(4):
+        save_gray(src / "light" / f"{i}.png", noisy_digits[i])
+        save_gray(src / "dark" / f"{i}.png", 1.0 - noisy_digits[i])
+    assert run(src, out).exit_code == 0
+    for i in range(4):
+        light = load_gray(out / "light" / f"{i}.png")
+        dark = load_gray(out / "dark" / f"{i}.png")
+        np.testing.assert_allclose(1.0 - dark, light, atol=1.5 / 255)
+        assert load_gray(out / "dark" / f"{i}.png").mean() > 0.5  # still dark ink on white
+
+
+def test_invert_no_and_yes(tmp_path, noisy_digits, clean_digits):
+    src = tmp_path / "in"
+    save_gray(src / "x.png", 1.0 - noisy_digits[0])
+    assert run(src, tmp_path / "no", "--invert", "no").exit_code == 0
+    assert run(src, tmp_path / "yes", "--invert", "yes").exit_code == 0
+    target = 1.0 - clean_digits[0]
+    assert (
+        psnr(target, load_gray(tmp_path / "yes" / "x.png"))[0]
+        > psnr(target, load_gray(tmp_path / "no" / "x.png"))[0] + 3
+    )
+
+
+# --- bad input ---------------------------------------------------------------------------
+
+
+def test_broken_files_fail_alone(tmp_path, noisy_digits):
+    src, out = tmp_path / "in", tmp_path / "out"
+    save_gray(src / "good1.png", noisy_digits[0])
+    save_gray(src / "sub" / "good2.png", noisy_digits[1])
+    (src / "empty.png").write_bytes(b"")
+    (src / "garbage.jpg").write_bytes(b"this is not a jpeg at all")
+    buf = io.BytesIO()
+    Image.fromarray(np.zeros((50, 50), np.uint8)).save(buf, format="PNG")
+    (src / "sub" / "truncated.png").write_bytes(buf.getvalue()[:60])
+    (src / "notes.txt").write_text("not an image")
+    report = tmp_path / "report.json"
+    result = run(src, out, "--report", report)
+    assert result.exit_code == 1
+    assert "2 written, 3 failed" in result.output and "1 skipped" in result.output
+    assert "empty.png: empty file" in result.output
+    assert "garbage.jpg: cannot decode: not a recognised image" in result.output
+    assert "sub/truncated.png: cannot decode" in result.output
+    assert files_under(out) == ["good1.png", "sub/good2.png"]
+    data = json.loads(report.read_text())
+    assert data["written"] == 2 and data["failed"] == 3 and data["skipped_other"] == 1
+    assert {f["file"] for f in data["failures"]} == {
+        "empty.png",
+        "garbage.jpg",
+        "sub/truncated.png",
+    }
+    assert data["provider"] == "CPUExecutionProvider" and "conv_denoiser" in data["model"]
+
+
+def test_decompression_bomb_guard(tmp_path, noisy_digits):
+    src, out = tmp_path / "in", tmp_path / "out"
+    save_gray(src / "x.png", noisy_digits[0])
+    result = run(src, out, "--max-pixels", "500")
+    assert result.exit_code == 1
+    assert "x.png: 28x28 = 784 pixels is over the limit of 500" in result.output
+
+
+def test_symlink_out_of_tree_is_not_followed(tmp_path, noisy_digits):
+    src, out = tmp_path / "in", tmp_path / "out"
+    outside = save_gray(tmp_path / "secret" / "s.png", noisy_digits[0])
+    save_gray(src / "ok.png", noisy_digits[1])
+    (src / "link.png").symlink_to(outside)
+    (src / "linkdir").symlink_to(outside.parent, target_is_directory=True)
+    result = run(src, out)
+    assert result.exit_code == 0, result.output
+    assert files_under(out) == ["ok.png"]
+    assert "2 skipped" in result.output
+
+
+# --- reruns, interrupts, folder rules -------------------------------------------------------
+
+
+def test_rerun_skips_and_overwrite_redoes(tree):
+    src, out = tree
+    assert run(src, out).exit_code == 0
+    stamp = (out / "d0.png").stat().st_mtime_ns
+    again = run(src, out)
+    assert again.exit_code == 0 and "0 written" in again.output and "6 already done" in again.output
+    assert (out / "d0.png").stat().st_mtime_ns == stamp
+    redo = run(src, out, "--overwrite")
+    assert redo.exit_code == 0 and "6 written" in redo.output
+
+
+def test_interrupt_leaves_no_partial_file_and_resume_finishes(tmp_path, noisy_digits, monkeypatch):
+    from denoise_cli import pipeline
+
+    src, out = tmp_path / "in", tmp_path / "out"
+    for i in range(40):
+        save_gray(src / f"{i:02d}.png", noisy_digits[i % 16])
+    calls = {"n": 0}
+    real_call = pipeline.DenoiseTransform.__call__
+
+    def interrupt_on_third_batch(self, images, jobs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real_call(self, images, jobs)
+
+    monkeypatch.setattr(pipeline.DenoiseTransform, "__call__", interrupt_on_third_batch)
+    result = run(src, out, "--batch-size", "8")
+    assert result.exit_code == 130
+    assert "interrupted" in result.output
+    done = files_under(out)
+    assert len(done) == 16  # two batches of 8, complete
+    assert not list(out.rglob("*.denoise-tmp"))
+    for name in done:
+        Image.open(out / name).load()  # every file is whole
+
+    monkeypatch.setattr(pipeline.DenoiseTransform, "__call__", real_call)
+    resumed = run(src, out, "--batch-size", "8")
+    assert resumed.exit_code == 0
+    assert "24 written" in resumed.output and "16 already done" in resumed.output
+    assert len(files_under(out)) == 40
+
+
+def test_out_inside_in_is_not_walked(tmp_path, noisy_digits):
+    src = tmp_path / "in"
+    save_gray(src / "x.png", noisy_digits[0])
+    out = src / "denoised"
+    assert run(src, out).exit_code == 0
+    second = run(src, out, "--overwrite")
+    assert second.exit_code == 0 and "1 written" in second.output
+    assert files_under(out) == ["x.png"]
+
+
+@pytest.mark.parametrize("layout", ["same", "in-inside-out", "missing"])
+def test_folder_usage_errors(tmp_path, noisy_digits, layout):
+    save_gray(tmp_path / "data" / "in" / "x.png", noisy_digits[0])
+    src, out = {
+        "same": (tmp_path / "data" / "in", tmp_path / "data" / "in"),
+        "in-inside-out": (tmp_path / "data" / "in", tmp_path / "data"),
+        "missing": (tmp_path / "nope", tmp_path / "out"),
+    }[layout]
+    result = run(src, out)
+    assert result.exit_code == 2
+    assert result.output.startswith("error: ")
+    assert files_under(tmp_path) == ["data/in/x.png"]
+
+
+# --- models and devices --------------------------------------------------------------------
+
+
+def test_bad_models_are_refused_before_any_image(tree):
+    src, out = tree
+    missing = run(src, out, "--model", src / "nope.onnx")
+    assert missing.exit_code == 3 and "nope.onnx: model file not found" in missing.output
+    corrupt = src.parent / "corrupt.onnx"
+    corrupt.write_bytes(b"\x08\x07garbage")
+    bad = run(src, out, "--model", corrupt)
+    assert bad.exit_code == 3 and "corrupt.onnx: not a loadable ONNX/ORT model" in bad.output
+    assert not out.exists()
+
+
+def _tiny_model(path: Path, in_shape, out_shape, op="Identity"):
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node(op, ["x"], ["y"], **({"axes": [1]} if op == "ReduceMean" else {}))],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, in_shape)],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, out_shape)],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+def test_incompatible_models_are_refused(tree):
+    src, out = tree
+    rank3 = _tiny_model(src.parent / "rank3.onnx", ["n", 28, 28], ["n", 28, 28])
+    result = run(src, out, "--model", rank3)
+    assert result.exit_code == 3 and "needs (N, 1, H, W)" in result.output
+    rgb = _tiny_model(src.parent / "rgb.onnx", ["n", 3, "h", "w"], ["n", 3, "h", "w"])
+    result = run(src, out, "--model", rgb)
+    assert result.exit_code == 3 and "incompatible model: input shape" in result.output
+    assert not out.exists()
+
+
+def test_foreign_identity_model_runs(tree, noisy_digits):
+    src, out = tree
+    ident = _tiny_model(src.parent / "id.onnx", ["n", 1, "h", "w"], ["n", 1, "h", "w"])
+    assert run(src, out, "--model", ident).exit_code == 0
+    np.testing.assert_allclose(load_gray(out / "d0.png"), load_gray(src / "d0.png"))
+
+
+def test_device_cuda_without_cuda_is_an_error(tree):
+    import onnxruntime
+
+    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        pytest.skip("this machine has a CUDA provider")
+    src, out = tree
+    result = run(src, out, "--device", "cuda")
+    assert result.exit_code == 3
+    assert "--device cuda: CUDAExecutionProvider is not available" in result.output
+    assert "denoise-batch[gpu]" in result.output
+    assert not out.exists()
+
+
+def test_auto_device_says_what_it_picked(tree):
+    src, out = tree
+    result = run(src, out)
+    assert "provider: CPUExecutionProvider" in result.output
+
+
+def test_jsonl_events(tree):
+    src, out = tree
+    result = run(src, out, "--jsonl")
+    assert result.exit_code == 0
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    assert events[0]["event"] == "start" and events[-1]["event"] == "done"
+    assert sum(e["event"] == "written" for e in events) == 6
+    assert events[-1]["written"] == 6
+
+
+def test_quiet_prints_nothing_on_success(tree):
+    src, out = tree
+    result = run(src, out, "--quiet")
+    assert result.exit_code == 0 and result.output == ""
+
+
+# --- companions and API ----------------------------------------------------------------------
+
+
+def test_noisify_then_score(tmp_path, clean_digits):
+    clean = tmp_path / "clean"
+    for i in range(8):
+        save_gray(clean / ("x" if i % 2 else "") / f"{i}.png", clean_digits[i])
+    noisy, out = tmp_path / "noisy", tmp_path / "out"
+    result = run_tool("noisify", clean, noisy, "--level", "0.5", "--seed", "3")
+    assert result.exit_code == 0, result.output
+    assert files_under(noisy) == files_under(clean)
+    again = tmp_path / "noisy2"
+    run_tool("noisify", clean, again, "--level", "0.5", "--seed", "3")
+    for name in files_under(noisy):
+        assert (noisy / name).read_bytes() == (again / name).read_bytes()  # seeded per file
+
+    assert run(noisy, out).exit_code == 0
+    scored = run_tool("score", out, clean, "--json", tmp_path / "s.json")
+    assert scored.exit_code == 0, scored.output
+    base = json.loads(json.dumps(run_tool("score", noisy, clean).stdout))
+    data = json.loads((tmp_path / "s.json").read_text())
+    assert [f["folder"] for f in data["folders"]] == [".", "x"]
+    assert data["overall"]["images"] == 8
+    assert data["overall"]["psnr"] > 15 and "| (all) | 8 |" in base
+
+
+def test_score_reports_missing_results(tmp_path, clean_digits):
+    clean, results = tmp_path / "clean", tmp_path / "res"
+    save_gray(clean / "a.png", clean_digits[0])
+    save_gray(clean / "b.png", clean_digits[1])
+    save_gray(results / "a.png", clean_digits[0])
+    result = run_tool("score", results, clean)
+    assert result.exit_code == 1 and "missing: b.png" in result.output
+
+
+def test_info_describes_the_bundled_model():
+    result = run_tool("info")
+    assert result.exit_code == 0
+    assert "architecture: conv_denoiser" in result.output
+    assert "polarity: light-on-dark" in result.output
+    assert "selected provider: CPUExecutionProvider" in result.output
+
+
+def test_python_api(tmp_path, noisy_digits, clean_digits):
+    from denoise_cli.pipeline import RunOptions, denoise_tree
+    from denoise_cli.session import Denoiser
+
+    d = Denoiser(device="cpu", threads=1)
+    outs = d.denoise([noisy_digits[0], noisy_digits[1][:20, :25], 1.0 - noisy_digits[2]])
+    assert [o.shape for o in outs] == [(28, 28), (20, 25), (28, 28)]
+    assert psnr(clean_digits[0], outs[0])[0] > 15
+    assert psnr(1.0 - clean_digits[2], outs[2])[0] > 15  # auto polarity
+    batch = d.run(noisy_digits[:4, None])
+    assert batch.shape == (4, 1, 28, 28) and batch.dtype == np.float32
+
+    src = tmp_path / "in"
+    save_gray(src / "a.png", noisy_digits[0])
+    report = denoise_tree(src, tmp_path / "out", options=RunOptions(batch_size=4))
+    assert report.written == 1 and report.failed == 0
+    assert report.to_dict()["provider"] == "CPUExecutionProvider"
