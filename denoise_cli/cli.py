@@ -60,20 +60,27 @@ def _count_jobs(in_dir: Path, out_dir: Path, output_format: str) -> int:
 def _run_tree(
     in_dir: Path,
     out_dir: Path,
-    transform_factory,
+    make_transform,
     options,
     quiet: bool,
     jsonl: bool,
     report_path: Path | None,
     header: dict,
+    build_here=None,
 ) -> None:
-    """Shared by the main command and `noisify`: run, report, and exit with the right code."""
+    """Shared by the main command and `noisify`: run, report, and exit with the right code.
+
+    `make_transform` is picklable: worker processes call it to build their own transform.
+    `build_here`, if given, builds this process's transform instead (and may describe it).
+    """
     from denoise_cli.pipeline import process_tree
     from denoise_cli.progress import Progress
+    from denoise_cli.walk import check_roots
 
     show_progress = not quiet and not jsonl and sys.stderr.isatty()
     try:
-        transform = transform_factory()
+        check_roots(in_dir, out_dir)  # usage errors before the model loads
+        transform = (build_here or make_transform)()
         if jsonl:
             typer.echo(json.dumps({"event": "start", **header}))
         elif not quiet:
@@ -88,7 +95,7 @@ def _run_tree(
             if bar is not None and event["event"] in ("written", "failed", "exists"):
                 bar.update(1)
 
-        report = process_tree(in_dir, out_dir, transform, options, on_event)
+        report = process_tree(in_dir, out_dir, make_transform, options, on_event, transform)
     except DenoiseError as exc:
         _err(f"error: {exc}")
         raise typer.Exit(_exit_for(exc)) from None
@@ -163,8 +170,10 @@ def denoise(
     jsonl: bool = typer.Option(False, "--jsonl", help="JSON lines on stdout, one per event."),
     report: Path | None = typer.Option(None, help="Write a JSON report (counts, failures...)."),
 ) -> None:
-    from denoise_cli.pipeline import DenoiseTransform, RunOptions
-    from denoise_cli.session import Denoiser
+    from functools import partial
+
+    from denoise_cli.pipeline import RunOptions, make_denoise_transform
+    from denoise_cli.session import cpu_count
 
     options = RunOptions(
         output_format=output_format.value,
@@ -174,19 +183,22 @@ def denoise(
         max_pixels=max_pixels,
         jpeg_quality=jpeg_quality,
     )
+    n_workers = workers or cpu_count()
+    # Each worker process runs its own session: share the cores out rather than oversubscribe.
+    per_worker = threads or max(1, cpu_count() // n_workers)
+    make = partial(
+        make_denoise_transform, model, device, per_worker, invert.value, batch_size, tile
+    )
     header: dict = {}
 
-    def factory():
-        from denoise_cli.walk import check_roots
+    def make_and_describe():
+        transform = make()
+        denoiser = transform.denoiser
+        header.update(model=denoiser.info.summary(), provider=denoiser.provider,
+                      invert=invert.value)  # fmt: skip
+        return transform
 
-        check_roots(in_dir, out_dir)  # usage errors before the model loads
-        denoiser = Denoiser(model, device=device, threads=threads, tile=tile)
-        header.update(
-            model=denoiser.info.summary(), provider=denoiser.provider, invert=invert.value
-        )
-        return DenoiseTransform(denoiser, invert.value, batch_size)
-
-    _run_tree(in_dir, out_dir, factory, options, quiet, jsonl, report, header)
+    _run_tree(in_dir, out_dir, make, options, quiet, jsonl, report, header, make_and_describe)
 
 
 tools_app = typer.Typer(add_completion=False, rich_markup_mode=None, no_args_is_help=True)
@@ -204,17 +216,19 @@ def noisify(
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Make a noisy copy of a folder of clean images (the training toolkit's noise, seeded)."""
+    from functools import partial
+
     from denoise_cli.pipeline import NoiseTransform, RunOptions
 
-    def factory():
-        try:
-            return NoiseTransform(noise, level, seed)
-        except ValueError as exc:
-            raise UsageError(str(exc)) from None
-
+    try:
+        NoiseTransform(noise, level, seed)
+    except ValueError as exc:
+        _err(f"error: {exc}")
+        raise typer.Exit(EXIT_USAGE) from None
     header = {"noise": noise, "level": level, "seed": seed}
     options = RunOptions(output_format=output_format.value, overwrite=overwrite)
-    _run_tree(clean_dir, out_dir, factory, options, quiet, False, None, header)
+    make = partial(NoiseTransform, noise, level, seed)
+    _run_tree(clean_dir, out_dir, make, options, quiet, False, None, header)
 
 
 @tools_app.command()

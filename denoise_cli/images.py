@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from denoise_cli import fastpng
 from denoise_cli.errors import ImageError
 
 #: Extensions treated as images; every other file is skipped and counted, never an error.
@@ -38,6 +39,7 @@ IMAGE_EXTENSIONS = frozenset(
 )
 DEFAULT_MAX_PIXELS = 50_000_000
 DEFAULT_JPEG_QUALITY = 95
+_EXIF_FORMATS = ("JPEG", "MPO", "TIFF", "WEBP")
 _SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 _LOSSLESS_TIFF = ("raw", "tiff_lzw", "tiff_deflate", "tiff_adobe_deflate", "packbits")
 
@@ -58,14 +60,16 @@ def is_image_name(name: str) -> bool:
 
 def decode(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[np.ndarray, SourceInfo]:
     """Read an image as (H, W) float32 in [0, 1] (first frame, EXIF orientation applied)."""
+    if path.suffix.lower() == ".png":
+        try:
+            data = path.read_bytes()
+        except OSError:
+            data = b""  # Pillow below reports the problem
+        pixels = fastpng.decode_gray8(data, max_pixels) if data else None
+        if pixels is not None:
+            return pixels.astype(np.float32) / np.float32(255.0), SourceInfo("PNG", "L")
     try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ImageError(f"cannot read: {exc.strerror or exc}") from None
-    if not data:
-        raise ImageError("empty file")
-    try:
-        with Image.open(io.BytesIO(data)) as im:
+        with Image.open(path) as im:
             width, height = im.size
             if width * height > max_pixels:
                 raise ImageError(
@@ -76,18 +80,34 @@ def decode(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[np.ndarray
             im.seek(0)  # GIF/TIFF/WebP: first frame
             im.load()
             info = dict(im.info)
-            im = ImageOps.exif_transpose(im) if _has_orientation(im) else im
+            # Only formats that carry EXIF are asked (parsing it costs as much as a tiny decode).
+            if (fmt in _EXIF_FORMATS or "exif" in info) and _has_orientation(im):
+                im = ImageOps.exif_transpose(im)
             gray, source = _to_gray(im, fmt, info)
     except ImageError:
         raise
     except Image.DecompressionBombError as exc:
         raise ImageError(f"refused as a decompression bomb ({exc})") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
-        reason = str(exc) or type(exc).__name__
-        if isinstance(exc, UnidentifiedImageError):
-            reason = "not a recognised image (corrupt, or wrong extension)"
-        raise ImageError(f"cannot decode: {reason}") from None
+    except UnidentifiedImageError:
+        if _is_empty(path):
+            raise ImageError("empty file") from None
+        raise ImageError(
+            "cannot decode: not a recognised image (corrupt, or wrong extension)"
+        ) from None
+    except FileNotFoundError:
+        raise ImageError("cannot read: file vanished") from None
+    except PermissionError as exc:
+        raise ImageError(f"cannot read: {exc.strerror}") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise ImageError(f"cannot decode: {exc or type(exc).__name__}") from None
     return gray, source
+
+
+def _is_empty(path: Path) -> bool:
+    try:
+        return path.stat().st_size == 0
+    except OSError:
+        return False
 
 
 def _has_orientation(im: Image.Image) -> bool:
@@ -139,12 +159,18 @@ def encode(
     gray = np.clip(gray, 0.0, 1.0)
     if mode == "F" and fmt != "TIFF":
         mode = "I;16"  # only TIFF stores float; 16-bit keeps the precision elsewhere
+    args = dict(source.save_args) if fmt == source.format else {}
+    if mode in ("L", "I;16"):
+        scale, dtype = (65535.0, np.uint16) if mode == "I;16" else (255.0, np.uint8)
+        pixels = np.round(gray * scale).astype(dtype)
+        if fmt == "PNG" and not args:  # the common case, without Pillow's per-call overhead
+            return fastpng.encode_gray(pixels)
     if mode == "I;16":
-        img = Image.fromarray(np.round(gray * 65535.0).astype(np.uint16))
+        img = Image.fromarray(pixels)
     elif mode == "F":
         img = Image.fromarray(gray.astype(np.float32))
     else:
-        g8 = Image.fromarray(np.round(gray * 255.0).astype(np.uint8))
+        g8 = Image.fromarray(pixels if mode == "L" else np.round(gray * 255.0).astype(np.uint8))
         if mode == "1":
             img = g8.point(lambda v: 255 if v >= 128 else 0).convert("1")
         elif mode == "RGB":
@@ -155,7 +181,6 @@ def encode(
             img = Image.merge("LA", (g8, Image.fromarray(source.alpha)))
         else:
             img = g8
-    args = dict(source.save_args) if fmt == source.format else {}
     if fmt == "JPEG":
         # Never a worse JPEG by accident: high quality and no chroma subsampling by default.
         args.update(quality=jpeg_quality, subsampling=0)

@@ -1,20 +1,27 @@
-"""Streaming folder processing: decode, batch, transform, encode and write, all overlapped.
+"""Streaming folder processing: decode, batch, transform, encode and write.
 
-Decoding and encoding run in thread pools (Pillow and numpy release the GIL for the heavy
-parts), inference runs on the calling thread (onnxruntime releases it too). Only a bounded
-window of images is in flight at any time, so memory stays flat however many files there are.
-Every result is written atomically; per-file failures are collected and the batch goes on.
+Work is cut into chunks of files. A chunk is processed start to finish by one worker: decode
+every file, run same-sized images through the model together, encode and write each result
+atomically. With several workers, chunks run in separate processes (spawned, each with its own
+onnxruntime session), so decoding in one overlaps inference in another with no GIL contention;
+small runs stay in-process. Only a bounded number of chunks is in flight, so memory stays flat
+however many files there are. Per-file failures are collected and the batch goes on.
 """
 
 from __future__ import annotations
 
 import hashlib
-import threading
+import itertools
+import multiprocessing
+import os
+import signal
 import time
 from collections import deque
-from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -25,6 +32,7 @@ from denoise_cli.errors import ImageError
 from denoise_cli.images import (
     DEFAULT_JPEG_QUALITY,
     DEFAULT_MAX_PIXELS,
+    SourceInfo,
     decode,
     encode,
     write_atomic,
@@ -53,6 +61,18 @@ class DenoiseTransform:
         return self.denoiser.denoise(images, self.invert, self.batch_size)
 
 
+def make_denoise_transform(
+    model: str | Path | None,
+    device: str = "auto",
+    threads: int | None = None,
+    invert: str = "auto",
+    batch_size: int = 256,
+    tile: int = 512,
+) -> DenoiseTransform:
+    """Picklable recipe for a DenoiseTransform: worker processes build their own from it."""
+    return DenoiseTransform(Denoiser(model, device, threads, tile=tile), invert, batch_size)
+
+
 class NoiseTransform:
     """Seeded noise per file: the same file always gets the same noise, in any order."""
 
@@ -77,11 +97,18 @@ class NoiseTransform:
 class RunOptions:
     output_format: str = "keep"  # or "png"
     overwrite: bool = False
-    batch_size: int = 256
-    workers: int = 0  # decode/encode threads; 0: one per CPU
+    batch_size: int = 256  # also the number of files per chunk
+    workers: int = 0  # processes; 0: one per CPU
     max_pixels: int = DEFAULT_MAX_PIXELS
     jpeg_quality: int = DEFAULT_JPEG_QUALITY
-    read_ahead: int = 0  # images decoded ahead of inference; 0: 4 x batch size
+    chunk_pixels: int = 1 << 24  # decoded pixels a worker holds before it runs the model
+
+
+@dataclass(frozen=True)
+class Outcome:
+    rel: str
+    output: str
+    error: str | None = None  # None: written
 
 
 @dataclass
@@ -102,7 +129,7 @@ class RunReport:
     failures: list[Failure] = field(default_factory=list)
     skipped: list[dict[str, str]] = field(default_factory=list)  # first 100 non-image files
     seconds: float = 0.0
-    transform_seconds: float = 0.0
+    workers: int = 1
     interrupted: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -118,145 +145,251 @@ class RunReport:
         return {**d, **extra}
 
 
+# --- one chunk, start to finish (in-process or in a worker) -----------------------------------
+
+_made_dirs: set[Path] = set()  # per process; chunks run one at a time in each
+
+
+def _write_result(job: Job, result: np.ndarray, source: SourceInfo, options: RunOptions) -> None:
+    data = encode(result, source, options.output_format, options.jpeg_quality)
+    try:
+        if job.dst.parent not in _made_dirs:  # one mkdir per folder, not per file
+            job.dst.parent.mkdir(parents=True, exist_ok=True)
+            _made_dirs.add(job.dst.parent)
+        write_atomic(data, job.dst)
+    except OSError as exc:
+        raise ImageError(f"cannot write {job.dst}: {exc.strerror or exc}") from None
+
+
+def process_chunk(
+    jobs: list[Job],
+    transform: Transform,
+    options: RunOptions,
+    outcomes: list[Outcome],
+    should_stop: Callable[[], bool] = lambda: False,
+) -> None:
+    """Decode, transform and write `jobs`, appending one Outcome per finished file."""
+    groups: dict[tuple[int, int], list[tuple[Job, np.ndarray, SourceInfo]]] = {}
+    held = 0
+
+    def run_group(shape: tuple[int, int]) -> None:
+        nonlocal held
+        items = groups.pop(shape)
+        held -= len(items) * shape[0] * shape[1]
+        try:
+            results = transform([img for _, img, _ in items], [job for job, _, _ in items])
+        except Exception as exc:  # e.g. onnxruntime failing on this size: these files fail
+            for job, _, _ in items:
+                outcomes.append(Outcome(job.rel, str(job.dst), f"model failed: {exc}"))
+            return
+        for (job, _, source), result in zip(items, results, strict=True):
+            if should_stop():
+                return
+            try:
+                _write_result(job, result, source, options)
+            except ImageError as exc:
+                outcomes.append(Outcome(job.rel, str(job.dst), str(exc)))
+            except Exception as exc:  # an encoder bug must cost one file, not the batch
+                outcomes.append(Outcome(job.rel, str(job.dst), f"{type(exc).__name__}: {exc}"))
+            else:
+                outcomes.append(Outcome(job.rel, str(job.dst)))
+
+    for job in jobs:
+        if should_stop():
+            return
+        try:
+            gray, source = decode(job.src, options.max_pixels)
+        except ImageError as exc:
+            outcomes.append(Outcome(job.rel, str(job.dst), str(exc)))
+            continue
+        group = groups.setdefault(gray.shape, [])
+        group.append((job, gray, source))
+        held += gray.size
+        if len(group) >= transform.batch_limit(*gray.shape):
+            run_group(gray.shape)
+        elif held > options.chunk_pixels:  # many sizes or large images: bound the memory
+            run_group(max(groups, key=lambda s: len(groups[s]) * s[0] * s[1]))
+    for shape in list(groups):
+        if should_stop():
+            return
+        run_group(shape)
+
+
+# --- worker processes --------------------------------------------------------------------------
+
+_worker: dict[str, Any] = {}
+
+
+def _init_worker(make_transform: Callable[[], Transform], options: RunOptions, stop) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and tells us
+    _worker.update(transform=make_transform(), options=options, stop=stop)
+
+
+def _run_chunk_in_worker(jobs: list[Job]) -> list[Outcome]:
+    outcomes: list[Outcome] = []
+    process_chunk(jobs, _worker["transform"], _worker["options"], outcomes, _worker["stop"].is_set)
+    return outcomes
+
+
+# --- the whole tree ----------------------------------------------------------------------------
+
+
 Event = dict[str, Any]
 
 
 def process_tree(
     in_root: Path,
     out_root: Path,
-    transform: Transform,
+    make_transform: Callable[[], Transform],
     options: RunOptions | None = None,
     on_event: Callable[[Event], None] | None = None,
+    transform: Transform | None = None,
 ) -> RunReport:
-    """Apply `transform` to every image under `in_root`, mirroring the tree into `out_root`.
+    """Apply a transform to every image under `in_root`, mirroring the tree into `out_root`.
 
-    Ctrl-C (KeyboardInterrupt) stops reading and inferring, writes the results already
-    computed (each atomically), marks the report `interrupted` and re-raises.
+    `make_transform` must be picklable (a module-level function or a functools.partial of
+    one): worker processes call it to build their own transform. `transform`, if given, is the
+    already-built one for in-process work. Ctrl-C (KeyboardInterrupt) stops the workers after
+    the file each is writing, marks the report `interrupted` and re-raises.
     """
     options = options or RunOptions()
     check_roots(in_root, out_root)
+    transform = transform or make_transform()
     workers = options.workers or cpu_count()
-    window = options.read_ahead or 4 * options.batch_size
-    report = RunReport(str(in_root), str(out_root))
+    report = RunReport(str(in_root), str(out_root), workers=1)
     emit = on_event or (lambda event: None)
     start = time.perf_counter()
 
-    made_dirs: set[Path] = set()
-    dirs_lock = threading.Lock()
+    def record(outcome: Outcome) -> None:
+        if outcome.error is None:
+            report.written += 1
+            emit({"event": "written", "file": outcome.rel, "output": outcome.output})
+        else:
+            report.failed += 1
+            report.failures.append(Failure(outcome.rel, outcome.error))
+            emit({"event": "failed", "file": outcome.rel, "error": outcome.error})
 
-    def write_one(job: Job, result: np.ndarray, source) -> None:
-        data = encode(result, source, options.output_format, options.jpeg_quality)
-        parent = job.dst.parent
-        if parent not in made_dirs:
-            with dirs_lock:
-                parent.mkdir(parents=True, exist_ok=True)
-                made_dirs.add(parent)
-        try:
-            write_atomic(data, job.dst)
-        except OSError as exc:
-            raise ImageError(f"cannot write {job.dst}: {exc.strerror or exc}") from None
-
-    def fail(job: Job, reason: str) -> None:
-        report.failed += 1
-        report.failures.append(Failure(job.rel, reason))
-        emit({"event": "failed", "file": job.rel, "error": reason})
-
-    reads: deque[tuple[Job, Future]] = deque()
-    writes: deque[tuple[Job, Future]] = deque()
-    buckets: dict[tuple[int, int], list[tuple[Job, np.ndarray, Any]]] = {}
-    buffered = 0
-
-    def reap_writes(block_until: int) -> None:
-        """Collect finished writes; block while more than `block_until` are outstanding."""
-        while writes and (writes[0][1].done() or len(writes) > block_until):
-            job, fut = writes.popleft()
-            try:
-                fut.result()
-            except ImageError as exc:
-                fail(job, str(exc))
-            except Exception as exc:  # an encoder bug must cost one file, not the batch
-                fail(job, f"{type(exc).__name__}: {exc}")
-            else:
-                report.written += 1
-                emit({"event": "written", "file": job.rel, "output": str(job.dst)})
-
-    def flush(shape: tuple[int, int]) -> None:
-        nonlocal buffered
-        items = buckets.pop(shape)
-        buffered -= len(items)
-        jobs = [job for job, _, _ in items]
-        t0 = time.perf_counter()
-        try:
-            results = transform([img for _, img, _ in items], jobs)
-        except Exception as exc:  # e.g. onnxruntime failing on this size: these files fail
-            for job in jobs:
-                fail(job, f"model failed on a {shape[1]}x{shape[0]} image: {exc}")
-            return
-        finally:
-            report.transform_seconds += time.perf_counter() - t0
-        for (job, _, source), result in zip(items, results, strict=True):
-            writes.append((job, write_pool.submit(write_one, job, result, source)))
-
-    decode_pool = ThreadPoolExecutor(workers, thread_name_prefix="denoise-decode")
-    write_pool = ThreadPoolExecutor(workers, thread_name_prefix="denoise-encode")
-    planned = plan_jobs(in_root, out_root, options.output_format)
-    exhausted = False
+    chunks = _chunks(_pending_jobs(in_root, out_root, options, report, emit), options.batch_size)
+    head = list(itertools.islice(chunks, 2))
     try:
-        while True:
-            while not exhausted and len(reads) < window:
-                item = next(planned, None)
-                if item is None:
-                    exhausted = True
-                elif isinstance(item, Skip):
-                    report.skipped_other += 1
-                    if len(report.skipped) < 100:
-                        report.skipped.append({"file": str(item.path), "reason": item.reason})
-                    emit({"event": "skipped", "file": str(item.path), "reason": item.reason})
-                else:
-                    report.found += 1
-                    if not options.overwrite and item.dst.exists():
-                        report.skipped_existing += 1
-                        emit({"event": "exists", "file": item.rel, "output": str(item.dst)})
-                    else:
-                        reads.append(
-                            (item, decode_pool.submit(decode, item.src, options.max_pixels))
-                        )
-            if not reads:
-                break
-            job, fut = reads.popleft()
-            try:
-                gray, source = fut.result()
-            except ImageError as exc:
-                fail(job, str(exc))
-                continue
-            bucket = buckets.setdefault(gray.shape, [])
-            bucket.append((job, gray, source))
-            buffered += 1
-            if len(bucket) >= transform.batch_limit(*gray.shape):
-                flush(gray.shape)
-            elif buffered > window:  # many sizes, none filling a batch: run the biggest group
-                flush(max(buckets, key=lambda s: len(buckets[s])))
-            reap_writes(block_until=window)
-        for shape in list(buckets):
-            flush(shape)
-        reap_writes(block_until=0)
+        if len(head) < 2 or workers == 1:
+            # A small run (or one worker asked for): no process start-up to pay.
+            for chunk in itertools.chain(head, chunks):
+                _run_local(chunk, transform, options, record)
+        else:
+            report.workers = workers
+            all_chunks = itertools.chain(head, chunks)
+            _run_pool(all_chunks, transform, make_transform, options, workers, record)
     except KeyboardInterrupt:
         report.interrupted = True
-        for _, fut in reads:
-            fut.cancel()
         raise
     finally:
-        decode_pool.shutdown(wait=True, cancel_futures=True)
-        # Results already computed are still written (each atomically): a few milliseconds,
-        # and a resumed run does not have to redo them.
-        write_pool.shutdown(wait=True)
-        if report.interrupted:
-            # Count what did get written, so the report says where a rerun will pick up.
-            for _job, fut in writes:
-                if fut.done() and not fut.cancelled() and fut.exception() is None:
-                    report.written += 1
         report.seconds = time.perf_counter() - start
     return report
+
+
+def _run_local(chunk: list[Job], transform: Transform, options: RunOptions, record) -> None:
+    outcomes: list[Outcome] = []
+    try:
+        process_chunk(chunk, transform, options, outcomes)
+    finally:  # on Ctrl-C too: count what was written
+        for outcome in outcomes:
+            record(outcome)
+
+
+def _run_pool(
+    chunks: Iterator[list[Job]],
+    transform: Transform,
+    make_transform: Callable[[], Transform],
+    options: RunOptions,
+    workers: int,
+    record: Callable[[Outcome], None],
+) -> None:
+    """This process plus `workers - 1` spawned ones, each taking whole chunks.
+
+    The parent works too: it keeps every helper two chunks ahead and processes the next chunk
+    itself meanwhile, which saves one process start-up and its share of the traffic.
+    """
+    ctx = multiprocessing.get_context("spawn")  # fork would copy onnxruntime's live threads
+    stop = ctx.Event()
+    helpers = workers - 1
+    pool = ProcessPoolExecutor(
+        helpers, mp_context=ctx, initializer=_init_worker, initargs=(make_transform, options, stop)
+    )
+    inflight: deque[tuple[list[Job], Future]] = deque()
+
+    def collect(chunk: list[Job], fut: Future) -> None:
+        try:
+            outcomes = fut.result()
+        except BrokenProcessPool as exc:
+            for job in chunk:
+                record(Outcome(job.rel, str(job.dst), f"worker process died ({exc})"))
+            raise
+        for outcome in outcomes:
+            record(outcome)
+
+    try:
+        for chunk in chunks:
+            if len(inflight) < 2 * helpers:
+                inflight.append((chunk, pool.submit(_run_chunk_in_worker, chunk)))
+            else:
+                _run_local(chunk, transform, options, record)
+            while inflight and inflight[0][1].done():
+                collect(*inflight.popleft())
+        while inflight:
+            collect(*inflight.popleft())
+    except KeyboardInterrupt:
+        stop.set()  # helpers finish the file they are writing, then return what they did
+        for _, fut in inflight:
+            if fut.cancel():
+                continue
+            try:
+                for outcome in fut.result(timeout=60):
+                    record(outcome)
+            except Exception:  # a helper lost during shutdown has nothing to report
+                pass
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _pending_jobs(
+    in_root: Path, out_root: Path, options: RunOptions, report: RunReport, emit
+) -> Iterator[Job]:
+    """Jobs still to do; skipped and already-done files are counted on the way."""
+    listed_dir: Path | None = None
+    existing: set[str] = set()
+    for item in plan_jobs(in_root, out_root, options.output_format):
+        if isinstance(item, Skip):
+            report.skipped_other += 1
+            if len(report.skipped) < 100:
+                report.skipped.append({"file": str(item.path), "reason": item.reason})
+            emit({"event": "skipped", "file": str(item.path), "reason": item.reason})
+            continue
+        report.found += 1
+        if not options.overwrite and item.dst.parent != listed_dir:
+            # Jobs come folder by folder: one listing per output folder instead of a stat per file.
+            listed_dir = item.dst.parent
+            try:
+                existing = set(os.listdir(listed_dir))
+            except OSError:
+                existing = set()
+        if not options.overwrite and item.dst.name in existing:
+            report.skipped_existing += 1
+            emit({"event": "exists", "file": item.rel, "output": str(item.dst)})
+            continue
+        yield item
+
+
+def _chunks(jobs: Iterator[Job], size: int) -> Iterator[list[Job]]:
+    chunk: list[Job] = []
+    for job in jobs:
+        chunk.append(job)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 def denoise_tree(
@@ -270,9 +403,8 @@ def denoise_tree(
 ) -> RunReport:
     """Python API: denoise every image under `in_dir` into `out_dir` (see `process_tree`)."""
     options = options or RunOptions()
-    denoiser = Denoiser(model, device=device, threads=threads)
-    report = process_tree(
-        Path(in_dir), Path(out_dir), DenoiseTransform(denoiser, invert, options.batch_size), options
-    )
-    report.extra.update(provider=denoiser.provider, model=denoiser.info.path)
+    make = partial(make_denoise_transform, model, device, threads, invert, options.batch_size)
+    transform = make()
+    report = process_tree(Path(in_dir), Path(out_dir), make, options, transform=transform)
+    report.extra.update(provider=transform.denoiser.provider, model=transform.denoiser.info.path)
     return report

@@ -120,7 +120,8 @@ def plan_jobs(in_root: Path, out_root: Path, output_format: str = "keep") -> Ite
         if not images:
             continue
         rel_dir = here.relative_to(in_root)
+        out_dir = out_root / rel_dir
+        prefix = "" if rel_dir == Path(".") else rel_dir.as_posix() + "/"
         names = output_names(images, output_format)
         for f in images:
-            rel = (rel_dir / f).as_posix()
-            yield Job(here / f, rel, out_root / rel_dir / names[f])
+            yield Job(here / f, prefix + f, out_dir / names[f])

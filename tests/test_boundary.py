@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.helpers import ROOT, save_gray
 
 FORBIDDEN = ("torch", "train", "export", "onnx", "onnxscript")
@@ -63,12 +65,13 @@ def _start(args: list[str]) -> subprocess.Popen:
     )
 
 
-def test_ctrl_c_stops_cleanly_and_a_rerun_resumes(tmp_path, noisy_digits):
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_ctrl_c_stops_cleanly_and_a_rerun_resumes(tmp_path, noisy_digits, workers):
     src, out = tmp_path / "in", tmp_path / "out"
     n = 4000
     for i in range(n):
         save_gray(src / f"{i // 500}" / f"{i:05d}.png", noisy_digits[i % 16])
-    args = [str(src), str(out), "--batch-size", "4", "--workers", "1", "--threads", "1"]
+    args = [str(src), str(out), "--batch-size", "4", "--workers", workers, "--threads", "1"]
     proc = _start(args)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not (out.exists() and any(out.rglob("*.png"))):

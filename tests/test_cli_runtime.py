@@ -483,3 +483,26 @@ def test_python_api(tmp_path, noisy_digits, clean_digits):
     report = denoise_tree(src, tmp_path / "out", options=RunOptions(batch_size=4))
     assert report.written == 1 and report.failed == 0
     assert report.to_dict()["provider"] == "CPUExecutionProvider"
+
+
+# --- worker processes ------------------------------------------------------------------------
+
+
+def test_worker_processes_give_the_same_bytes(tmp_path, noisy_digits):
+    src = tmp_path / "in"
+    for i in range(70):
+        save_gray(src / f"{i % 3}" / f"{i:03d}.png", noisy_digits[i % 16])
+    (src / "1" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnope")
+    report = tmp_path / "r.json"
+    pooled = run(
+        src, tmp_path / "pooled", "--workers", "2", "--batch-size", "8", "--report", report
+    )
+    assert pooled.exit_code == 1
+    assert "1/broken.png: cannot decode" in pooled.output
+    data = json.loads(report.read_text())
+    assert data["workers"] == 2 and data["written"] == 70 and data["failed"] == 1
+    local = run(src, tmp_path / "local", "--workers", "1")
+    assert local.exit_code == 1
+    assert files_under(tmp_path / "pooled") == files_under(tmp_path / "local")
+    for name in files_under(tmp_path / "local"):
+        assert (tmp_path / "pooled" / name).read_bytes() == (tmp_path / "local" / name).read_bytes()
