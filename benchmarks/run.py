@@ -1,0 +1,452 @@
+"""denoise-batch benchmark suite: every figure beside a baseline measured in the same run.
+
+    python -m benchmarks.run                      # everything, results in benchmarks/results/
+    python -m benchmarks.run --quick              # smaller, for a smoke test
+    python -m benchmarks.run --sections model,folder --files 10000 --rounds 5
+
+Sections:
+  model    model-only images/s: onnxruntime (fp32, fp16, int8) vs torch eager, batch x threads
+  folder   end to end on N noisy 28x28 PNGs: denoise-batch vs a naive per-file loop vs the
+           one-process no-model I/O floor vs `cp -r`, interleaved rounds, median of ratios
+  memory   peak memory of denoise-batch at 1k vs 20k files (largest process, and whole tree)
+  startup  CLI start-up: --help, info, and a one-image run, against `python -c pass`
+  gpu      onnxruntime CUDA provider (IO binding) vs torch CUDA, when both see a GPU
+
+File creation on a shared disk is noisy (the same `cp -r` varies 5x back to back here), so the
+folder section compares within rounds, and runs on tmpfs (/dev/shm) as well as on disk.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+CLI = [sys.executable, "-m", "denoise_cli.cli"]
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def machine() -> dict[str, Any]:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import onnxruntime
+
+    info = {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "onnxruntime": onnxruntime.__version__,
+        "providers": onnxruntime.get_available_providers(),
+        "platform": platform.platform(),
+    }
+    try:
+        import torch
+
+        info["torch"] = torch.__version__
+        if torch.cuda.is_available():
+            info["gpu"] = torch.cuda.get_device_name(0)
+    except ImportError:
+        info["torch"] = None
+    return info
+
+
+def rate(fn, images_per_call: int, seconds: float) -> float:
+    """Images/s of `fn()`: warm up, then repeat for about `seconds`."""
+    for _ in range(3):
+        fn()
+    calls, start = 0, time.perf_counter()
+    while (elapsed := time.perf_counter() - start) < seconds:
+        fn()
+        calls += 1
+    return calls * images_per_call / elapsed
+
+
+def noisy_digits(n: int, seed: int = 0) -> np.ndarray:
+    """Real MNIST test digits with Gaussian sigma 0.5 noise (synthetic strokes if absent)."""
+    from denoise_cli.noise import add_noise
+
+    path = Path(os.environ.get("DENOISE_MNIST_DIR", ROOT.parent / "shared/data/mnist"))
+    try:
+        from train.idx import read_idx
+
+        clean = read_idx(path / "t10k-images-idx3-ubyte.gz").astype(np.float32) / 255.0
+    except Exception:
+        clean = np.zeros((10_000, 28, 28), np.float32)
+        clean[:, 8:20, 12:16] = 1.0
+    clean = np.resize(clean, (n, 28, 28))
+    return add_noise(clean, "gaussian", 0.5, seed)
+
+
+def write_tree(root: Path, images: np.ndarray, per_folder: int = 1000) -> Path:
+    from PIL import Image
+
+    for i, img in enumerate(images):
+        folder = root / f"{i // per_folder:03d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.round(img * 255).astype(np.uint8)).save(folder / f"{i:07d}.png")
+    return root
+
+
+def timed(cmd: list[str]) -> float:
+    start = time.perf_counter()
+    subprocess.run(cmd, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+def table(headers: list[str], rows: list[list[Any]]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+# --- sections --------------------------------------------------------------------------------
+
+
+def bench_model(quick: bool) -> tuple[str, dict]:
+    import onnxruntime as ort
+
+    from denoise_cli.session import default_model_path
+
+    seconds = 0.3 if quick else 1.0
+    batches = [1, 32, 256, 1024]
+    cores = os.cpu_count() or 1
+    thread_counts = sorted({1, cores})
+    models = {"fp32": str(default_model_path())}
+    tmp = Path(tempfile.mkdtemp(prefix="denoise-bench-model-"))
+    try:
+        import onnx
+
+        from export.variants import to_fp16, to_int8
+
+        proto = onnx.load(models["fp32"])
+        (tmp / "fp16.onnx").write_bytes(to_fp16(proto).SerializeToString())
+        calib = noisy_digits(512, seed=1)[:, None]
+        (tmp / "int8.onnx").write_bytes(to_int8(proto, calib).SerializeToString())
+        models |= {"fp16": str(tmp / "fp16.onnx"), "int8": str(tmp / "int8.onnx")}
+    except ImportError:
+        pass
+    try:
+        import torch
+
+        from train.models import create_model
+
+        net = create_model("conv_denoiser").eval()  # timing only: weights do not matter
+    except ImportError:
+        torch = net = None
+
+    rows, data = [], []
+    x_all = noisy_digits(max(batches))[:, None]
+    for threads in thread_counts:
+        sessions = {}
+        for name, path in models.items():
+            opts = ort.SessionOptions()
+            opts.intra_op_num_threads = threads
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            sessions[name] = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+        for batch in batches:
+            x = np.ascontiguousarray(x_all[:batch])
+            result = {"threads": threads, "batch": batch}
+            # Interleave: each contender measured right after the others, same conditions.
+            for name, sess in sessions.items():
+                result[f"ort_{name}"] = rate(
+                    lambda s=sess, x=x: s.run(None, {"noisy": x}), batch, seconds
+                )
+            if torch is not None:
+                torch.set_num_threads(threads)
+                xt = torch.from_numpy(x)
+
+                def run_torch(xt=xt):
+                    with torch.inference_mode():
+                        net(xt)
+
+                result["torch_eager"] = rate(run_torch, batch, seconds)
+            data.append(result)
+            row = [threads, batch] + [f"{result[f'ort_{n}']:,.0f}" for n in models]
+            if "torch_eager" in result:
+                row += [f"{result['torch_eager']:,.0f}",
+                        f"{result['ort_fp32'] / result['torch_eager']:.2f}x"]  # fmt: skip
+            rows.append(row)
+    shutil.rmtree(tmp, ignore_errors=True)
+    headers = ["threads", "batch"] + [f"ORT {n} img/s" for n in models]
+    if torch is not None:
+        headers += ["torch eager img/s", "ORT fp32 / torch"]
+    return table(headers, rows), {"rows": data}
+
+
+def bench_folder(files: int, rounds: int, places: list[Path]) -> tuple[str, dict]:
+    images = noisy_digits(files)
+    out_md, out_data = [], {}
+    for place in places:
+        work = Path(tempfile.mkdtemp(prefix="denoise-bench-", dir=place))
+        try:
+            src = write_tree(work / "in", images)
+            contenders = {
+                "denoise-batch": lambda dst, src=src: [*CLI, str(src), str(dst), "--quiet"],
+                "naive loop": lambda dst, src=src: [
+                    sys.executable,
+                    "-m",
+                    "benchmarks.baselines",
+                    "naive",
+                    str(src),
+                    str(dst),
+                ],
+                "I/O floor (no model)": lambda dst, src=src: [
+                    sys.executable,
+                    "-m",
+                    "benchmarks.baselines",
+                    "floor",
+                    str(src),
+                    str(dst),
+                ],
+                "cp -r": lambda dst, src=src: ["cp", "-r", str(src), str(dst)],
+            }
+            times: dict[str, list[float]] = {name: [] for name in contenders}
+            names = list(contenders)
+            for r in range(rounds):
+                order = names[r % len(names) :] + names[: r % len(names)]  # rotate the order
+                for name in order:
+                    dst = work / f"out-{r}-{names.index(name)}"
+                    subprocess.run(["sync"], check=False)
+                    times[name].append(timed(contenders[name](dst)))
+                    shutil.rmtree(dst)
+            ours = times["denoise-batch"]
+            ratio = {
+                name: statistics.median(t / o for t, o in zip(times[name], ours, strict=True))
+                for name in names
+            }
+            rows = [
+                [name, f"{files / statistics.median(times[name]):,.0f}",
+                 f"{statistics.median(times[name]):.2f}", f"{ratio[name]:.2f}x"]
+                for name in names
+            ]  # fmt: skip
+            label = f"{place} ({_fs_type(place)})"
+            out_md.append(f"On {label}, {files:,} files, {rounds} interleaved rounds:\n\n" + table(
+                ["contender", "images/s (median)", "seconds (median)",
+                 "denoise-batch speed-up (median of per-round ratios)"], rows))  # fmt: skip
+            out_data[str(place)] = {"filesystem": _fs_type(place), "files": files,
+                                    "seconds": times, "speedup_median": ratio}  # fmt: skip
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+    return "\n\n".join(out_md), out_data
+
+
+def _fs_type(path: Path) -> str:
+    try:
+        best, fs = "", "?"
+        for line in Path("/proc/mounts").read_text().splitlines():
+            _, mount, kind, *_ = line.split()
+            if str(path.resolve()).startswith(mount) and len(mount) > len(best):
+                best, fs = mount, kind
+        return fs
+    except OSError:
+        return "?"
+
+
+def _tree_rss_kb(pid: int) -> int:
+    """Resident memory of a process and all its descendants, from /proc (Linux)."""
+    parents: dict[int, int] = {}
+    rss: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            pages = int((entry / "statm").read_text().split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        parents[int(entry.name)] = ppid
+        rss[int(entry.name)] = pages * os.sysconf("SC_PAGE_SIZE") // 1024
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        total += rss.get(p, 0)
+        todo += [c for c, pp in parents.items() if pp == p]
+    return total
+
+
+_WRAPPER = (
+    "import resource, subprocess, sys; code = subprocess.run(sys.argv[1:]).returncode; "
+    "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(code)"
+)
+
+
+def _peak_memory(cmd: list[str]) -> tuple[int, int]:
+    """(largest single process peak RSS, sampled peak RSS of the whole process tree), in KB.
+
+    A fresh wrapper process runs the command, so its RUSAGE_CHILDREN maximum covers exactly
+    this run (the CLI and its workers). The tree figure includes the ~10 MB wrapper.
+    """
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _WRAPPER, *cmd], cwd=ROOT, stdout=subprocess.PIPE, text=True
+    )
+    tree_peak = 0
+    while proc.poll() is None:
+        tree_peak = max(tree_peak, _tree_rss_kb(proc.pid))
+        time.sleep(0.05)
+    out = proc.stdout.read() if proc.stdout else ""
+    if proc.returncode != 0:
+        raise RuntimeError(f"{cmd} failed with exit code {proc.returncode}")
+    return int(out.split()[-1]), tree_peak
+
+
+def bench_memory(place: Path, small: int, large: int) -> tuple[str, dict]:
+    work = Path(tempfile.mkdtemp(prefix="denoise-bench-mem-", dir=place))
+    rows, data = [], {}
+    try:
+        images = noisy_digits(large)
+        results = {}
+        for n in (small, large):
+            src = write_tree(work / f"in-{n}", images[:n])
+            largest, tree = _peak_memory([*CLI, str(src), str(work / f"out-{n}"), "--quiet"])
+            results[n] = (largest, tree)
+            rows.append([f"{n:,}", f"{largest / 1024:.0f}", f"{tree / 1024:.0f}"])
+        rows.append(["ratio", f"{results[large][0] / results[small][0]:.2f}x",
+                     f"{results[large][1] / results[small][1]:.2f}x"])  # fmt: skip
+        data = {str(n): {"largest_process_kb": a, "tree_kb": b} for n, (a, b) in results.items()}
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return table(["files", "largest process peak RSS (MB)",
+                  "process tree peak RSS, sampled (MB)"], rows), data  # fmt: skip
+
+
+def bench_startup(repeats: int) -> tuple[str, dict]:
+    work = Path(tempfile.mkdtemp(prefix="denoise-bench-start-"))
+    try:
+        write_tree(work / "in", noisy_digits(1))
+        cases = {
+            "python -c pass": [sys.executable, "-c", "pass"],
+            "denoise-batch --help": [*CLI, "--help"],
+            "denoise-batch info": [*CLI, "info"],
+            "denoise-batch on 1 image": [
+                *CLI,
+                str(work / "in"),
+                str(work / "out"),
+                "--quiet",
+                "--overwrite",
+            ],
+        }
+        data = {name: [timed(cmd) for _ in range(repeats)] for name, cmd in cases.items()}
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    rows = [[name, f"{statistics.median(t) * 1000:.0f}"] for name, t in data.items()]
+    return table(["command", f"wall ms (median of {repeats})"], rows), data
+
+
+def bench_gpu(quick: bool) -> tuple[str, dict]:
+    import onnxruntime as ort
+
+    from denoise_cli.session import default_model_path
+
+    try:
+        import torch
+    except ImportError:
+        return "skipped: torch not installed", {}
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        return "skipped: onnxruntime has no CUDA provider (install onnxruntime-gpu)", {}
+    if not torch.cuda.is_available():
+        return "skipped: torch sees no CUDA device", {}
+    from train.models import create_model
+
+    seconds = 0.5 if quick else 2.0
+    net = create_model("conv_denoiser").cuda().eval()
+    rows, data = [], []
+    for batch in (256, 1024, 4096):
+        x = torch.rand(batch, 1, 28, 28, device="cuda")
+
+        def run_torch(x=x):
+            with torch.inference_mode():
+                net(x)
+            torch.cuda.synchronize()
+
+        sess = ort.InferenceSession(str(default_model_path()), providers=["CUDAExecutionProvider"])
+        y = torch.empty_like(x)
+        binding = sess.io_binding()
+        binding.bind_input("noisy", "cuda", 0, np.float32, list(x.shape), x.data_ptr())
+        binding.bind_output("denoised", "cuda", 0, np.float32, list(y.shape), y.data_ptr())
+
+        def run_ort(sess=sess, binding=binding):
+            sess.run_with_iobinding(binding)
+
+        t, o = rate(run_torch, batch, seconds), rate(run_ort, batch, seconds)
+        data.append({"batch": batch, "torch_cuda": t, "ort_cuda_iobinding": o})
+        rows.append([batch, f"{t:,.0f}", f"{o:,.0f}", f"{o / t:.2f}x"])
+    return table(["batch", "torch CUDA img/s", "ORT CUDA + IO binding img/s", "ORT / torch"],
+                 rows), {"rows": data}  # fmt: skip
+
+
+# --- entry point -------------------------------------------------------------------------------
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sections", default="model,folder,memory,startup,gpu")
+    parser.add_argument("--files", type=int, default=10_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--memory-files", default="1000,20000")
+    parser.add_argument("--places", default=None,
+                        help="Comma-separated folders for the file benchmarks "
+                             "(default: the temp dir, and /dev/shm when present).")  # fmt: skip
+    parser.add_argument("--quick", action="store_true", help="Small sizes: a smoke test.")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    args = parser.parse_args()
+    if args.quick:
+        args.files, args.rounds, args.memory_files = 500, 1, "200,1000"
+    places = (
+        [Path(p) for p in args.places.split(",")]
+        if args.places
+        else [Path(tempfile.gettempdir())]
+        + ([Path("/dev/shm")] if Path("/dev/shm").is_dir() else [])
+    )
+    small, large = (int(v) for v in args.memory_files.split(","))
+
+    info = machine()
+    report: dict[str, Any] = {"machine": info, "date": datetime.now(timezone.utc).isoformat()}
+    md = [f"# denoise-batch benchmarks, {report['date'][:10]}",
+          "", "Machine: " + ", ".join(f"{k} {v}" for k, v in info.items()), ""]  # fmt: skip
+    runners = {
+        "model": lambda: bench_model(args.quick),
+        "folder": lambda: bench_folder(args.files, args.rounds, places),
+        "memory": lambda: bench_memory(places[-1], small, large),
+        "startup": lambda: bench_startup(3 if args.quick else 7),
+        "gpu": lambda: bench_gpu(args.quick),
+    }
+    for name in args.sections.split(","):
+        print(f"== {name}", file=sys.stderr, flush=True)
+        text, data = runners[name]()
+        report[name] = data
+        md += [f"## {name}", "", text, ""]
+        print(f"\n## {name}\n\n{text}\n", flush=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = (
+        args.out
+        / f"{platform.node() or 'host'}-{report['date'][:10]}{'-quick' if args.quick else ''}"
+    )
+    Path(f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
+    Path(f"{stem}.md").write_text("\n".join(md))
+    print(f"wrote {stem}.md and {stem}.json", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
