@@ -167,37 +167,46 @@ def export_checkpoint(
         )
         log(f"  wrote {path} (test PSNR {p:.2f} dB)")
 
+    def add_variant(
+        variant: str,
+        tag: str,
+        model: onnx.ModelProto,
+        path: Path,
+        max_abs: float | None,
+        max_drop: float | None,
+        check: str,
+    ) -> None:
+        """Verify a variant against the fp32 outputs, then (only then) write it."""
+        set_metadata(model, metadata | {"variant": tag})
+        check_model(model)
+        sess = ort_session(model)
+        outputs = run_session(sess, inputs)
+        _accept(variant, test_images, outputs, fp32_out, max_abs, max_drop)
+        add_row(variant, save_atomic(model, path), sess, outputs, bench_shape, check)
+
     stem = out.with_suffix("")
     if fp16:
-        half = to_fp16(proto)
-        set_metadata(half, metadata | {"variant": "fp16"})
-        check_model(half)
-        sess = ort_session(half)
-        outputs = run_session(sess, inputs)
-        _accept("fp16", test_images, outputs, fp32_out, FP16_MAX_ABS, FP16_MAX_PSNR_DROP)
-        path = save_atomic(half, Path(f"{stem}.fp16.onnx"))
-        add_row(
+        add_variant(
             "fp16",
-            path,
-            sess,
-            outputs,
-            bench_shape,
+            "fp16",
+            to_fp16(proto),
+            Path(f"{stem}.fp16.onnx"),
+            FP16_MAX_ABS,
+            FP16_MAX_PSNR_DROP,
             f"max abs <= {FP16_MAX_ABS:g}, PSNR drop <= {FP16_MAX_PSNR_DROP} dB",
         )
     if int8:
-        calib = model_input(
-            arch.task,
-            calibration_images,
-            add_noise(calibration_images, config["noise"], config["noise_level"], 1),
+        calib_noisy = add_noise(calibration_images, config["noise"], config["noise_level"], 1)
+        calib = model_input(arch.task, calibration_images, calib_noisy)
+        add_variant(
+            "int8",
+            "int8-qdq-per-channel",
+            to_int8(proto, calib),
+            Path(f"{stem}.int8.onnx"),
+            None,
+            INT8_MAX_PSNR_DROP,
+            f"PSNR drop <= {INT8_MAX_PSNR_DROP} dB",
         )
-        quant = to_int8(proto, calib)
-        set_metadata(quant, metadata | {"variant": "int8-qdq-per-channel"})
-        check_model(quant)
-        sess = ort_session(quant)
-        outputs = run_session(sess, inputs)
-        _accept("int8", test_images, outputs, fp32_out, None, INT8_MAX_PSNR_DROP)
-        path = save_atomic(quant, Path(f"{stem}.int8.onnx"))
-        add_row("int8", path, sess, outputs, bench_shape, f"PSNR drop <= {INT8_MAX_PSNR_DROP} dB")
     if ort_format:
         ort_proto = onnx.ModelProto()
         ort_proto.CopyFrom(proto)

@@ -85,18 +85,8 @@ def _export_dynamo(model, example, path, opset, fully_convolutional, fixed_shape
         if fully_convolutional:
             dims |= {2: torch.export.Dim("height"), 3: torch.export.Dim("width")}
         dynamic_shapes = {"x": dims}
-    torch.onnx.export(
-        model,
-        (example,),
-        str(path),
-        input_names=[INPUT_NAME],
-        output_names=[OUTPUT_NAME],
-        opset_version=opset,
-        dynamo=True,
-        dynamic_shapes=dynamic_shapes,
-        external_data=False,
-        verbose=False,
-    )
+    options = {"dynamo": True, "dynamic_shapes": dynamic_shapes, "external_data": False}
+    _torch_export(model, example, path, opset, options)
 
 
 def _export_torchscript(model, example, path, opset, fully_convolutional, fixed_shape) -> None:
@@ -104,6 +94,10 @@ def _export_torchscript(model, example, path, opset, fully_convolutional, fixed_
     if fixed_shape is None:
         axes = {0: "batch", 2: "height", 3: "width"} if fully_convolutional else {0: "batch"}
         dynamic_axes = {INPUT_NAME: axes, OUTPUT_NAME: axes}
+    _torch_export(model, example, path, opset, {"dynamo": False, "dynamic_axes": dynamic_axes})
+
+
+def _torch_export(model, example, path, opset: int, options: dict) -> None:
     torch.onnx.export(
         model,
         (example,),
@@ -111,8 +105,7 @@ def _export_torchscript(model, example, path, opset, fully_convolutional, fixed_
         input_names=[INPUT_NAME],
         output_names=[OUTPUT_NAME],
         opset_version=opset,
-        dynamo=False,
-        dynamic_axes=dynamic_axes,
+        **options,
     )
 
 
