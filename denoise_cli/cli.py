@@ -13,7 +13,7 @@ from pathlib import Path
 
 import typer
 
-from denoise_cli.errors import DenoiseError, ModelError, ProviderError, UsageError
+from denoise_cli.errors import DenoiseError, Interrupted, ModelError, ProviderError, UsageError
 from denoise_cli.images import DEFAULT_JPEG_QUALITY, DEFAULT_MAX_PIXELS
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_MODEL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
@@ -78,6 +78,7 @@ def _run_tree(
     from denoise_cli.walk import check_roots
 
     show_progress = not quiet and not jsonl and sys.stderr.isatty()
+    bar = None
     try:
         check_roots(in_dir, out_dir)  # usage errors before the model loads
         transform = (build_here or make_transform)()
@@ -85,7 +86,6 @@ def _run_tree(
             typer.echo(json.dumps({"event": "start", **header}))
         elif not quiet:
             _err("  ".join(f"{k}: {v}" for k, v in header.items()))
-        bar = None
         if show_progress:
             bar = Progress(_count_jobs(in_dir, out_dir, options.output_format), enabled=True)
 
@@ -99,11 +99,21 @@ def _run_tree(
     except DenoiseError as exc:
         _err(f"error: {exc}")
         raise typer.Exit(_exit_for(exc)) from None
-    except KeyboardInterrupt:
-        _err("\ninterrupted: finished files are complete; rerun the same command to continue")
+    except Interrupted as exc:
+        report = exc.report
+        report.extra.update(header)
+        if report_path is not None:
+            _write_json(report_path, report.to_dict())
+        _err(
+            f"\ninterrupted after {report.written:,} written ({report.failed:,} failed); "
+            "every written file is complete: rerun the same command to continue"
+        )
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    except KeyboardInterrupt:  # before the run started
+        _err("\ninterrupted")
         raise typer.Exit(EXIT_INTERRUPTED) from None
     finally:
-        if show_progress and "bar" in locals() and bar is not None:
+        if bar is not None:
             bar.close()
     report.extra.update(header)
     if report_path is not None:
@@ -111,7 +121,7 @@ def _run_tree(
     summary = (
         f"{report.written:,} written, {report.failed:,} failed, "
         f"{report.skipped_existing:,} already done, {report.skipped_other:,} skipped "
-        f"(not images) in {report.seconds:.2f} s ({report.images_per_s:,.0f} images/s)"
+        f"(non-images, links) in {report.seconds:.2f} s ({report.images_per_s:,.0f} images/s)"
     )
     if jsonl:
         typer.echo(json.dumps({"event": "done", **report.to_dict()}))

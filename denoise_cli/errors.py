@@ -21,3 +21,11 @@ class ProviderError(DenoiseError):
 
 class ImageError(DenoiseError):
     """One file could not be read, processed or written; the batch goes on without it."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during a run; `report` says what was finished (every written file is whole)."""
+
+    def __init__(self, report: object) -> None:
+        super().__init__("interrupted")
+        self.report = report

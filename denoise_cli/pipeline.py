@@ -28,7 +28,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from denoise_cli import __version__
-from denoise_cli.errors import ImageError
+from denoise_cli.errors import ImageError, Interrupted
 from denoise_cli.images import (
     DEFAULT_JPEG_QUALITY,
     DEFAULT_MAX_PIXELS,
@@ -250,7 +250,7 @@ def process_tree(
     `make_transform` must be picklable (a module-level function or a functools.partial of
     one): worker processes call it to build their own transform. `transform`, if given, is the
     already-built one for in-process work. Ctrl-C (KeyboardInterrupt) stops the workers after
-    the file each is writing, marks the report `interrupted` and re-raises.
+    the file each is writing and raises `Interrupted`, a KeyboardInterrupt carrying the report.
     """
     options = options or RunOptions()
     check_roots(in_root, out_root)
@@ -282,9 +282,9 @@ def process_tree(
             _run_pool(all_chunks, transform, make_transform, options, workers, record)
     except KeyboardInterrupt:
         report.interrupted = True
-        raise
-    finally:
         report.seconds = time.perf_counter() - start
+        raise Interrupted(report) from None
+    report.seconds = time.perf_counter() - start
     return report
 
 

@@ -300,9 +300,11 @@ def test_interrupt_leaves_no_partial_file_and_resume_finishes(tmp_path, noisy_di
         return real_call(self, images, jobs)
 
     monkeypatch.setattr(pipeline.DenoiseTransform, "__call__", interrupt_on_third_batch)
-    result = run(src, out, "--batch-size", "8")
+    result = run(src, out, "--batch-size", "8", "--report", tmp_path / "r.json")
     assert result.exit_code == 130
-    assert "interrupted" in result.output
+    assert "interrupted after 16 written" in result.output
+    partial = json.loads((tmp_path / "r.json").read_text())
+    assert partial["interrupted"] is True and partial["written"] == 16
     done = files_under(out)
     assert len(done) == 16  # two batches of 8, complete
     assert not list(out.rglob("*.denoise-tmp"))
