@@ -184,8 +184,10 @@ def bench_model(quick: bool) -> tuple[str, dict]:
             data.append(result)
             row = [threads, batch] + [f"{result[f'ort_{n}']:,.0f}" for n in models]
             if "torch_eager" in result:
-                row += [f"{result['torch_eager']:,.0f}",
-                        f"{result['ort_fp32'] / result['torch_eager']:.2f}x"]  # fmt: skip
+                row += [
+                    f"{result['torch_eager']:,.0f}",
+                    f"{result['ort_fp32'] / result['torch_eager']:.2f}x",
+                ]
             rows.append(row)
     shutil.rmtree(tmp, ignore_errors=True)
     headers = ["threads", "batch"] + [f"ORT {n} img/s" for n in models]
@@ -236,16 +238,33 @@ def bench_folder(files: int, rounds: int, places: list[Path]) -> tuple[str, dict
                 for name in names
             }
             rows = [
-                [name, f"{files / statistics.median(times[name]):,.0f}",
-                 f"{statistics.median(times[name]):.2f}", f"{ratio[name]:.2f}x"]
+                [
+                    name,
+                    f"{files / statistics.median(times[name]):,.0f}",
+                    f"{statistics.median(times[name]):.2f}",
+                    f"{ratio[name]:.2f}x",
+                ]
                 for name in names
-            ]  # fmt: skip
+            ]
             label = f"{place} ({_fs_type(place)})"
-            out_md.append(f"On {label}, {files:,} files, {rounds} interleaved rounds:\n\n" + table(
-                ["contender", "images/s (median)", "seconds (median)",
-                 "denoise-batch speed-up (median of per-round ratios)"], rows))  # fmt: skip
-            out_data[str(place)] = {"filesystem": _fs_type(place), "files": files,
-                                    "seconds": times, "speedup_median": ratio}  # fmt: skip
+            out_md.append(
+                f"On {label}, {files:,} files, {rounds} interleaved rounds:\n\n"
+                + table(
+                    [
+                        "contender",
+                        "images/s (median)",
+                        "seconds (median)",
+                        "denoise-batch speed-up (median of per-round ratios)",
+                    ],
+                    rows,
+                )
+            )
+            out_data[str(place)] = {
+                "filesystem": _fs_type(place),
+                "files": files,
+                "seconds": times,
+                "speedup_median": ratio,
+            }
         finally:
             shutil.rmtree(work, ignore_errors=True)
     return "\n\n".join(out_md), out_data
@@ -322,13 +341,19 @@ def bench_memory(place: Path, small: int, large: int) -> tuple[str, dict]:
             largest, tree = _peak_memory([*CLI, str(src), str(work / f"out-{n}"), "--quiet"])
             results[n] = (largest, tree)
             rows.append([f"{n:,}", f"{largest / 1024:.0f}", f"{tree / 1024:.0f}"])
-        rows.append(["ratio", f"{results[large][0] / results[small][0]:.2f}x",
-                     f"{results[large][1] / results[small][1]:.2f}x"])  # fmt: skip
+        rows.append(
+            [
+                "ratio",
+                f"{results[large][0] / results[small][0]:.2f}x",
+                f"{results[large][1] / results[small][1]:.2f}x",
+            ]
+        )
         data = {str(n): {"largest_process_kb": a, "tree_kb": b} for n, (a, b) in results.items()}
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    return table(["files", "largest process peak RSS (MB)",
-                  "process tree peak RSS, sampled (MB)"], rows), data  # fmt: skip
+    return table(
+        ["files", "largest process peak RSS (MB)", "process tree peak RSS, sampled (MB)"], rows
+    ), data
 
 
 def bench_startup(repeats: int) -> tuple[str, dict]:
@@ -392,8 +417,9 @@ def bench_gpu(quick: bool) -> tuple[str, dict]:
         t, o = rate(run_torch, batch, seconds), rate(run_ort, batch, seconds)
         data.append({"batch": batch, "torch_cuda": t, "ort_cuda_iobinding": o})
         rows.append([batch, f"{t:,.0f}", f"{o:,.0f}", f"{o / t:.2f}x"])
-    return table(["batch", "torch CUDA img/s", "ORT CUDA + IO binding img/s", "ORT / torch"],
-                 rows), {"rows": data}  # fmt: skip
+    return table(
+        ["batch", "torch CUDA img/s", "ORT CUDA + IO binding img/s", "ORT / torch"], rows
+    ), {"rows": data}
 
 
 # --- entry point -------------------------------------------------------------------------------
@@ -405,9 +431,12 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=10_000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--memory-files", default="1000,20000")
-    parser.add_argument("--places", default=None,
-                        help="Comma-separated folders for the file benchmarks "
-                             "(default: the temp dir, and /dev/shm when present).")  # fmt: skip
+    parser.add_argument(
+        "--places",
+        default=None,
+        help="Comma-separated folders for the file benchmarks "
+        "(default: the temp dir, and /dev/shm when present).",
+    )
     parser.add_argument("--quick", action="store_true", help="Small sizes: a smoke test.")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args()
@@ -423,8 +452,12 @@ def main() -> None:
 
     info = machine()
     report: dict[str, Any] = {"machine": info, "date": datetime.now(timezone.utc).isoformat()}
-    md = [f"# denoise-batch benchmarks, {report['date'][:10]}",
-          "", "Machine: " + ", ".join(f"{k} {v}" for k, v in info.items()), ""]  # fmt: skip
+    md = [
+        f"# denoise-batch benchmarks, {report['date'][:10]}",
+        "",
+        "Machine: " + ", ".join(f"{k} {v}" for k, v in info.items()),
+        "",
+    ]
     runners = {
         "model": lambda: bench_model(args.quick),
         "folder": lambda: bench_folder(args.files, args.rounds, places),

@@ -204,8 +204,9 @@ def denoise(
     def make_and_describe():
         transform = make()
         denoiser = transform.denoiser
-        header.update(model=denoiser.info.summary(), provider=denoiser.provider,
-                      invert=invert.value)  # fmt: skip
+        header.update(
+            model=denoiser.info.summary(), provider=denoiser.provider, invert=invert.value
+        )
         return transform
 
     _run_tree(in_dir, out_dir, make, options, quiet, jsonl, report, header, make_and_describe)

@@ -59,15 +59,61 @@ NOISE_KINDS: dict[str, tuple[NoiseFn, str]] = {
 }
 
 
+#: Blind training mix: (kind, probability, level range). Levels are drawn per image, uniformly.
+BLIND_MIX: tuple[tuple[str, float, tuple[float, float]], ...] = (
+    ("gaussian", 0.6, (0.05, 0.7)),
+    ("salt-pepper", 0.2, (0.02, 0.4)),
+    ("speckle", 0.2, (0.1, 1.0)),
+)
+
+
+def add_blind_noise(images: np.ndarray, rng: np.random.Generator | int | None) -> np.ndarray:
+    """A different kind and level of noise for every image (axis 0), drawn from BLIND_MIX.
+
+    Trains a model that does not need to be told what noise it faces.
+    """
+    if not isinstance(rng, np.random.Generator):
+        rng = np.random.default_rng(rng)
+    x = np.asarray(images, dtype=np.float32)
+    kinds = rng.choice(len(BLIND_MIX), size=len(x), p=[p for _, p, _ in BLIND_MIX])
+    out = np.empty_like(x)
+    for k, (kind, _, (lo, hi)) in enumerate(BLIND_MIX):
+        idx = np.flatnonzero(kinds == k)
+        if len(idx) == 0:
+            continue
+        levels = rng.uniform(lo, hi, size=len(idx)).astype(np.float32)
+        levels = levels.reshape(-1, *([1] * (x.ndim - 1)))
+        sub = x[idx]
+        if kind == "gaussian":
+            out[idx] = np.clip(
+                sub + levels * rng.standard_normal(sub.shape, dtype=np.float32), 0, 1
+            )
+        elif kind == "speckle":
+            noise = rng.standard_normal(sub.shape, dtype=np.float32)
+            out[idx] = np.clip(sub + sub * levels * noise, 0, 1)
+        else:  # salt-pepper
+            u = rng.random(sub.shape, dtype=np.float32)
+            noisy = sub.copy()
+            noisy[u < levels / 2] = 0.0
+            noisy[(u >= levels / 2) & (u < levels)] = 1.0
+            out[idx] = noisy
+    return out
+
+
 def add_noise(
     images: np.ndarray, kind: str, level: float, rng: np.random.Generator | int | None
 ) -> np.ndarray:
-    """Apply noise `kind` at `level`; `rng` may be a Generator or an integer seed."""
+    """Apply noise `kind` at `level`; `rng` may be a Generator or an integer seed.
+
+    Kind "blind" ignores `level` and draws kind and level per image (see add_blind_noise).
+    """
+    if kind == "blind":
+        return add_blind_noise(images, rng)
     try:
         fn, _ = NOISE_KINDS[kind]
     except KeyError:
         raise ValueError(
-            f"unknown noise kind {kind!r}; choose one of {', '.join(NOISE_KINDS)}"
+            f"unknown noise kind {kind!r}; choose one of {', '.join(NOISE_KINDS)} or blind"
         ) from None
     if level < 0:
         raise ValueError(f"noise level must be >= 0, got {level}")

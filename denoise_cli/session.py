@@ -200,8 +200,21 @@ class Denoiser:
             )
 
     def run(self, batch: np.ndarray) -> np.ndarray:
-        """Raw model call on (N, 1, H, W) float32; honours a fixed batch size by padding."""
+        """Model call on (N, 1, H, W) float32.
+
+        Pads what the model needs with zeros (the background, in the model's polarity) and
+        crops it off again: a fixed batch size, or sizes that must be multiples (U-Nets).
+        """
         batch = np.ascontiguousarray(batch, dtype=np.float32)
+        m = self.info.size_multiple
+        height, width = batch.shape[2:]
+        pad_h, pad_w = -height % m, -width % m
+        if pad_h or pad_w:
+            padded = np.pad(batch, ((0, 0), (0, 0), (0, pad_h), (0, pad_w)))
+            return self._run_batch(padded)[:, :, :height, :width]
+        return self._run_batch(batch)
+
+    def _run_batch(self, batch: np.ndarray) -> np.ndarray:
         n = self.info.fixed_batch
         if n is None or len(batch) == n:
             return self.session.run([self.info.output_name], {self.info.input_name: batch})[0]
@@ -232,7 +245,8 @@ class Denoiser:
         if self.accepts_whole(h, w):
             return self.run(images[:, None])[:, 0]
         th, tw = self.info.fixed_size or (min(self.tile, h), min(self.tile, w))
-        overlap = min(self.overlap, (min(th, tw) - 1) // 2)
+        wanted = max(self.overlap, self.info.receptive_radius)
+        overlap = min(wanted, (min(th, tw) - 1) // 2)
         return np.stack([run_tiled(img, self.run, th, tw, overlap) for img in images])
 
     def denoise(

@@ -27,6 +27,7 @@ from export.onnx_export import (
     check_parity,
     export_model,
     ort_session,
+    receptive_radius,
     run_session,
     save_atomic,
     torch_outputs,
@@ -105,11 +106,17 @@ def export_checkpoint(
     model = model_from_checkpoint(ckpt)
     arch = get_arch(ckpt["arch"])
     config = ckpt["config"]
-    noisy = add_noise(test_images, config["noise"], config["noise_level"], EVAL_NOISE_SEED)
+    # Blind models are scored at the reference setting, like every other model.
+    kind, level = (
+        ("gaussian", 0.5)
+        if config["noise"] == "blind"
+        else (config["noise"], config["noise_level"])
+    )
+    noisy = add_noise(test_images, kind, level, EVAL_NOISE_SEED)
     inputs = model_input(arch.task, test_images, noisy)
 
     log(f"exporting {arch.name} (opset {opset})")
-    proto = export_model(model, arch.fully_convolutional, opset)
+    proto = export_model(model, arch.fully_convolutional, opset, size_multiple=arch.size_multiple)
     check_model(proto)
     parity = check_parity(proto, model, inputs[:256], arch.fully_convolutional)
     for case in parity:
@@ -129,6 +136,8 @@ def export_checkpoint(
         file_sha256(checkpoint),
         metrics,
         len(test_images),
+        size_multiple=arch.size_multiple,
+        receptive_radius=receptive_radius(model) if arch.fully_convolutional else 0,
     )
     set_metadata(proto, metadata)
     check_model(proto)
@@ -196,7 +205,7 @@ def export_checkpoint(
             f"max abs <= {FP16_MAX_ABS:g}, PSNR drop <= {FP16_MAX_PSNR_DROP} dB",
         )
     if int8:
-        calib_noisy = add_noise(calibration_images, config["noise"], config["noise_level"], 1)
+        calib_noisy = add_noise(calibration_images, kind, level, 1)
         calib = model_input(arch.task, calibration_images, calib_noisy)
         add_variant(
             "int8",
@@ -221,6 +230,8 @@ def export_checkpoint(
             path = save_atomic(data, Path(f"{stem}.ort"))
             add_row("ort", path, sess, outputs, bench_shape, f"max abs <= {FP32_TOLERANCE:g}")
     if fixed_shape is not None:
+        if fixed_shape[2] % arch.size_multiple or fixed_shape[3] % arch.size_multiple:
+            raise ExportError(f"{arch.name} needs sizes that are multiples of {arch.size_multiple}")
         fixed = export_model(model, arch.fully_convolutional, opset, fixed_shape)
         check_model(fixed)
         n, _, h, w = fixed_shape

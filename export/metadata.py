@@ -34,6 +34,8 @@ def build_metadata(
     test_metrics: dict[str, float],
     n_test: int,
     variant: str = "fp32",
+    size_multiple: int = 1,
+    receptive_radius: int = 0,
 ) -> dict[str, str]:
     """Everything a deployer or the runtime needs to know about the model, as strings."""
     config = ckpt["config"]
@@ -49,10 +51,15 @@ def build_metadata(
         "parameters": str(params),
         "fully_convolutional": "true" if fully_convolutional else "false",
         "native_size": "28x28",
+        "size_multiple": str(size_multiple),
+        "receptive_field_radius": str(receptive_radius),
         "trained_on": f"MNIST ({n_train}, {config['val_size']} held out for validation)",
         "train_epochs": str(ckpt["epoch"]),
         "train_noise": config["noise"],
-        "train_noise_level": str(config["noise_level"]),
+        "train_noise_level": "mixed" if config["noise"] == "blind" else str(config["noise_level"]),
+        "test_noise": "gaussian 0.5"
+        if config["noise"] == "blind"
+        else (f"{config['noise']} {config['noise_level']}"),
         "input_layout": "NCHW, 1 channel, float32",
         "value_range": "0..1",
         "polarity": "light-on-dark",  # MNIST: white digits on a black background

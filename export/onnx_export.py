@@ -39,6 +39,7 @@ def export_model(
     fully_convolutional: bool,
     opset: int = DEFAULT_OPSET,
     fixed_shape: tuple[int, int, int, int] | None = None,
+    size_multiple: int = 1,
 ) -> onnx.ModelProto:
     """Export `model` to an in-memory ONNX model with weights embedded.
 
@@ -55,7 +56,9 @@ def export_model(
         with warnings.catch_warnings(), _quiet_torch_onnx_logs():
             warnings.simplefilter("ignore")  # the exporters' deprecation chatter
             if opset >= 18:
-                _export_dynamo(model, example, path, opset, fully_convolutional, fixed_shape)
+                _export_dynamo(
+                    model, example, path, opset, fully_convolutional, fixed_shape, size_multiple
+                )
             else:
                 _export_torchscript(model, example, path, opset, fully_convolutional, fixed_shape)
         proto = onnx.load(str(path))  # pulls any external .onnx.data back in
@@ -78,14 +81,27 @@ def _quiet_torch_onnx_logs():
         logger.setLevel(level)
 
 
-def _export_dynamo(model, example, path, opset, fully_convolutional, fixed_shape) -> None:
+def _export_dynamo(
+    model, example, path, opset, fully_convolutional, fixed_shape, size_multiple=1
+) -> None:
     dynamic_shapes = None
     if fixed_shape is None:
         dims = {0: torch.export.Dim("batch")}
-        if fully_convolutional:
+        if fully_convolutional and size_multiple > 1:
+            # Sizes the model needs as multiples (U-Nets): derived dimensions say so.
+            dims |= {
+                2: size_multiple * torch.export.Dim("height_blocks"),
+                3: size_multiple * torch.export.Dim("width_blocks"),
+            }
+        elif fully_convolutional:
             dims |= {2: torch.export.Dim("height"), 3: torch.export.Dim("width")}
         dynamic_shapes = {"x": dims}
-    options = {"dynamo": True, "dynamic_shapes": dynamic_shapes, "external_data": False}
+    options = {
+        "dynamo": True,
+        "dynamic_shapes": dynamic_shapes,
+        "external_data": False,
+        "verbose": False,
+    }
     _torch_export(model, example, path, opset, options)
 
 
@@ -214,3 +230,14 @@ def _compare(name: str, expected: np.ndarray, got: np.ndarray, tolerance: float)
             f"{name}: max abs difference {max_abs:.3g} vs PyTorch exceeds tolerance {tolerance:g}"
         )
     return ParityCase(name, tuple(got.shape), max_abs)
+
+
+def receptive_radius(model: nn.Module, size: int = 96) -> int:
+    """How far an output pixel sees, measured: the input gradient of the centre output pixel."""
+    model = model.eval()
+    x = torch.rand(1, 1, size, size, requires_grad=True)
+    model(x)[0, 0, size // 2, size // 2].backward()
+    ys, xs = np.nonzero(x.grad[0, 0].abs().numpy() > 0)
+    if len(ys) == 0:
+        return 0
+    return int(max(abs(ys - size // 2).max(), abs(xs - size // 2).max()))

@@ -97,9 +97,12 @@ def test_ctrl_c_stops_cleanly_and_a_rerun_resumes(tmp_path, noisy_digits, worker
 def test_usage_error_exit_code_of_the_real_process(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "denoise_cli.cli", str(tmp_path), str(tmp_path)],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )  # fmt: skip
+    )
     assert proc.returncode == 2
     assert "output folder is the input folder" in proc.stderr
     assert Path(tmp_path).exists()

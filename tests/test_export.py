@@ -95,14 +95,18 @@ def test_old_opset_is_really_that_opset(tmp_path, conv_ckpt, data_dir):
     opsets = {o.domain: o.version for o in onnx.load(str(out)).opset_import}
     assert opsets[""] == 13
     assert _session(out).run(None, {"noisy": np.zeros((3, 1, 40, 30), np.float32)})[0].shape == (
-        3, 1, 40, 30
-    )  # fmt: skip
+        3,
+        1,
+        40,
+        30,
+    )
 
 
 def test_all_variants_are_written_verified_and_tabled(tmp_path, conv_ckpt, data_dir):
     out = tmp_path / "m.onnx"
-    result = _export([conv_ckpt, "-o", out, "--all", "--data-dir", data_dir,
-                      "--calibration-images", "64"])  # fmt: skip
+    result = _export(
+        [conv_ckpt, "-o", out, "--all", "--data-dir", data_dir, "--calibration-images", "64"]
+    )
     assert result.exit_code == 0, result.output
     names = sorted(p.name for p in tmp_path.iterdir())
     assert names == ["m.fixed-1x1x28x28.onnx", "m.fp16.onnx", "m.int8.onnx", "m.onnx", "m.ort"]
@@ -116,8 +120,9 @@ def test_all_variants_are_written_verified_and_tabled(tmp_path, conv_ckpt, data_
     np.testing.assert_allclose(half.run(None, {"noisy": x})[0], ref, atol=1e-2)
     int8 = onnx.load(str(tmp_path / "m.int8.onnx"))
     assert any(n.op_type == "QuantizeLinear" for n in int8.graph.node)
-    np.testing.assert_allclose(_session(tmp_path / "m.ort").run(None, {"noisy": x})[0], ref,
-                               atol=1e-5)  # fmt: skip
+    np.testing.assert_allclose(
+        _session(tmp_path / "m.ort").run(None, {"noisy": x})[0], ref, atol=1e-5
+    )
     fixed = _session(tmp_path / "m.fixed-1x1x28x28.onnx")
     assert fixed.get_inputs()[0].shape == [1, 1, 28, 28]
     meta = fixed.get_modelmeta().custom_metadata_map
@@ -158,3 +163,34 @@ def test_broken_checkpoint_is_a_clear_error(tmp_path, data_dir):
 def test_bad_fixed_shape_is_a_usage_error(tmp_path, conv_ckpt, data_dir):
     result = _export([conv_ckpt, "--fixed-shape", "1x3x28x28", "--data-dir", data_dir])
     assert result.exit_code == 2 and "1x1x28x28" in result.output
+
+
+@pytest.fixture(scope="module")
+def unet_ckpt(tmp_path_factory, data_dir):
+    return _train(tmp_path_factory, data_dir, "unet_tiny")
+
+
+def test_unet_export_and_runtime_padding(tmp_path, unet_ckpt, data_dir):
+    """A U-Net needs sizes in multiples of 4: the export says so, the runtime pads and crops."""
+    from denoise_cli.session import Denoiser
+
+    out = tmp_path / "u.onnx"
+    result = _export([unet_ckpt, "-o", out, "--data-dir", data_dir, "--fixed-shape", "1x1x28x28"])
+    assert result.exit_code == 0, result.output
+    meta = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
+    assert meta["size_multiple"] == "4" and int(meta["receptive_field_radius"]) > 5
+    model = model_from_checkpoint(load_checkpoint(unet_ckpt))
+    d = Denoiser(out, device="cpu")
+    rng = np.random.default_rng(0)
+    for shape in [(5, 3), (28, 28), (61, 47)]:
+        img = rng.random(shape, dtype=np.float32) * 0.3
+        got = d.denoise([img], invert="no")[0]
+        assert got.shape == shape
+        h, w = -(-shape[0] // 4) * 4, -(-shape[1] // 4) * 4
+        padded = np.zeros((1, 1, h, w), np.float32)
+        padded[0, 0, : shape[0], : shape[1]] = img
+        with torch.no_grad():
+            expected = model(torch.from_numpy(padded)).numpy()[0, 0, : shape[0], : shape[1]]
+        np.testing.assert_allclose(got, expected, atol=1e-5)
+    fixed = Denoiser(tmp_path / "u.fixed-1x1x28x28.onnx", device="cpu")
+    assert [o.shape for o in fixed.denoise([np.zeros((9, 40), np.float32)])] == [(9, 40)]

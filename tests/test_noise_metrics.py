@@ -95,3 +95,14 @@ def test_metric_shape_errors():
         psnr(np.zeros((28, 28)), np.zeros((27, 28)))
     with pytest.raises(ValueError, match="at least 7x7"):
         ssim(np.zeros((5, 5)), np.zeros((5, 5)))
+
+
+def test_blind_noise_varies_per_image_and_is_seeded():
+    x = np.full((600, 1, 28, 28), 0.5, np.float32)
+    a, b = add_noise(x, "blind", 0.0, 7), add_noise(x, "blind", 0.0, 7)
+    np.testing.assert_array_equal(a, b)
+    assert a.min() >= 0.0 and a.max() <= 1.0
+    stds = (a - x).std(axis=(1, 2, 3))
+    assert stds.min() < 0.1 and stds.max() > 0.35  # weak and strong noise in one batch
+    exact = np.mean((a == 0.0) | (a == 1.0), axis=(1, 2, 3))
+    assert ((exact > 0.01) & (stds > 0)).any()  # some salt-and-pepper images

@@ -62,12 +62,17 @@ def test_resume_continues_exactly(tmp_path, train_images):
     straight = fit(config, train_images, tmp_path / "a.pt", log=lambda m: None, progress=False)
     fit(config.with_(epochs=1), train_images, tmp_path / "b.pt", log=lambda m: None, progress=False)
     resumed = fit(
-        config, train_images, tmp_path / "b.pt", resume_from=tmp_path / "b.pt",
-        log=lambda m: None, progress=False,
-    )  # fmt: skip
+        config,
+        train_images,
+        tmp_path / "b.pt",
+        resume_from=tmp_path / "b.pt",
+        log=lambda m: None,
+        progress=False,
+    )
     assert len(resumed.history) == 2
-    for a, b in zip(straight.model.state_dict().values(), resumed.model.state_dict().values(),
-                    strict=True):  # fmt: skip
+    for a, b in zip(
+        straight.model.state_dict().values(), resumed.model.state_dict().values(), strict=True
+    ):
         torch.testing.assert_close(a, b)
 
 
@@ -102,24 +107,30 @@ def test_dry_run_and_report_via_cli(tmp_path, tiny_mnist):
     for arch in ("dense_ae_1", "dense_ae_2", "dense_denoiser_16", "conv_denoiser"):
         out = tmp_path / f"{arch}.pt"
         result = runner.invoke(
-            app, ["fit", "--arch", arch, "--dry-run", "--data-dir", str(tiny_mnist),
-                  "--out", str(out)], catch_exceptions=False,
-        )  # fmt: skip
+            app,
+            ["fit", "--arch", arch, "--dry-run", "--data-dir", str(tiny_mnist), "--out", str(out)],
+            catch_exceptions=False,
+        )
         assert result.exit_code == 0, result.output
         assert "epoch 1/1" in result.output and out.is_file()
         outs.append(str(out))
     report_dir = tmp_path / "report"
     result = runner.invoke(
-        app, ["report", *outs, "--data-dir", str(tiny_mnist), "--out-dir", str(report_dir)],
+        app,
+        ["report", *outs, "--data-dir", str(tiny_mnist), "--out-dir", str(report_dir)],
         catch_exceptions=False,
-    )  # fmt: skip
+    )
     assert result.exit_code == 0, result.output
     for name in ("autoencoders.png", "denoisers.png", "results.md", "results.json"):
         assert (report_dir / name).is_file()
     rows = json.loads((report_dir / "results.json").read_text())["rows"]
     assert [r["model"] for r in rows] == [
-        "noisy input (no model)", "dense_ae_1", "dense_ae_2", "dense_denoiser_16", "conv_denoiser"
-    ]  # fmt: skip
+        "noisy input (no model)",
+        "dense_ae_1",
+        "dense_ae_2",
+        "dense_denoiser_16",
+        "conv_denoiser",
+    ]
     assert all(np.isfinite(r["psnr"]) for r in rows)
 
 
@@ -128,7 +139,49 @@ def test_fit_usage_errors(tmp_path, tiny_mnist):
     result = runner.invoke(app, ["fit", "--arch", "nope", "--data-dir", str(tiny_mnist)])
     assert result.exit_code == 1 and "unknown architecture 'nope'" in result.output
     result = runner.invoke(
-        app, ["fit", "--dry-run", "--data-dir", str(tmp_path / "empty"), "--out", "x.pt"],
+        app,
+        ["fit", "--dry-run", "--data-dir", str(tmp_path / "empty"), "--out", "x.pt"],
         env={"DENOISE_MNIST_DIR": ""},
-    )  # fmt: skip
+    )
     assert result.exit_code == 1 and "error:" in result.output
+
+
+def test_cosine_schedule_ends_near_zero(tmp_path, train_images):
+    config = TrainConfig(arch="conv_denoiser", epochs=2, lr=1e-2, lr_schedule="cosine", **TINY)
+    fit(config, train_images, tmp_path / "c.pt", log=lambda m: None, progress=False)
+    lr = load_checkpoint(tmp_path / "c.pt")["optimizer_state"]["param_groups"][0]["lr"]
+    assert lr < 1e-2 * 0.01
+
+
+def test_blind_training_validates_on_the_reference_noise(train_images):
+    config = TrainConfig(arch="conv_denoiser", epochs=1, noise="blind", **TINY)
+    result = fit(config, train_images, log=lambda m: None, progress=False)
+    assert np.isfinite(result.metrics["val_psnr"])
+
+
+def test_compare_models_and_classical_filters(tmp_path, tiny_mnist, train_images):
+    pytest.importorskip("skimage")
+    from train.compare import compare, markdown, write
+
+    ckpt = tmp_path / "m.pt"
+    fit(
+        TrainConfig(arch="conv_denoiser", epochs=1, **TINY),
+        train_images,
+        ckpt,
+        log=lambda m: None,
+        progress=False,
+    )
+    clean = load_split("test", tiny_mnist, download=False)[0][:40]
+    result = compare(
+        [ckpt], clean, classical_limit=10, conditions=[("gaussian", 0.5), ("salt-pepper", 0.1)]
+    )
+    methods = [r["method"] for r in result["rows"]]
+    assert methods[0] == "noisy input" and "median 3x3" in methods
+    assert methods[-1] == "conv_denoiser (gaussian 0.5)"
+    model_row = result["rows"][-1]
+    assert model_row["params"] == 3217 and model_row["onnx_bytes"] > 10_000
+    assert model_row["cpu_images_per_s"] > 0
+    assert result["rows"][1]["scores"]["gaussian 0.5"]["images"] == 10
+    text = markdown(result)
+    assert "| conv_denoiser (gaussian 0.5) | 3,217 |" in text
+    assert {p.name for p in write(result, tmp_path / "out")} == {"compare.json", "compare.md"}

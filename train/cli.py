@@ -54,6 +54,7 @@ def fit(
     epochs: int = typer.Option(10, min=1),
     batch_size: int = typer.Option(32, min=1),
     lr: float = typer.Option(1e-3),
+    lr_schedule: str = typer.Option("constant", help="constant or cosine (decay to 0)."),
     loss: str | None = typer.Option(None, help="mse or bce (default: the architecture's)."),
     noise: str = typer.Option("gaussian", help="gaussian, salt-pepper, speckle or poisson."),
     noise_level: float = typer.Option(0.5, help="Sigma, amount or peak, by noise kind."),
@@ -82,6 +83,7 @@ def fit(
             epochs=epochs,
             batch_size=batch_size,
             lr=lr,
+            lr_schedule=lr_schedule,
             loss=loss,
             noise=noise,
             noise_level=noise_level,
@@ -124,6 +126,35 @@ def report(
         _fail(str(exc))
     for path in written:
         typer.echo(str(path))
+
+
+@app.command()
+def compare(
+    checkpoints: list[Path] = typer.Argument(..., help="Trained denoiser checkpoints (.pt)."),
+    out_dir: Path = typer.Option(Path("docs/compare"), help="Where the tables go."),
+    data_dir: Path | None = typer.Option(None, help=DATA_DIR_HELP),
+    limit: int | None = typer.Option(None, help="Score only the first N test digits."),
+    classical_limit: int = typer.Option(2000, help="Test digits for the (slow) classical filters."),
+) -> None:
+    """Models vs classical filters across noise types and levels, with size and CPU speed."""
+    from train.checkpoint import CheckpointError
+    from train.compare import compare as run_compare
+    from train.compare import markdown, write
+    from train.idx import IdxError
+    from train.mnist import MnistError, load_split
+
+    try:
+        images, _ = load_split("test", data_dir)
+        result = run_compare(
+            checkpoints,
+            images[:limit] if limit else images,
+            classical_limit,
+            log=lambda m: typer.echo(m, err=True),
+        )
+    except (MnistError, IdxError, CheckpointError, ValueError) as exc:
+        _fail(str(exc))
+    write(result, out_dir)
+    typer.echo(markdown(result), nl=False)
 
 
 def main() -> None:

@@ -17,6 +17,7 @@ class TrainConfig:
     epochs: int = 10
     batch_size: int = 32
     lr: float = 1e-3
+    lr_schedule: str = "constant"  # or "cosine": decays to 0 over all steps (stateless, resumable)
     loss: str | None = None  # None: the architecture's own (mse for dense, bce for conv)
     noise: str = "gaussian"
     noise_level: float = 0.5
@@ -32,6 +33,10 @@ class TrainConfig:
             raise ValueError("epochs and batch_size must be >= 1 and lr > 0")
         if self.loss not in (None, "mse", "bce"):
             raise ValueError(f"loss must be 'mse' or 'bce', got {self.loss!r}")
+        if self.lr_schedule not in ("constant", "cosine"):
+            raise ValueError(
+                f"lr_schedule must be 'constant' or 'cosine', got {self.lr_schedule!r}"
+            )
         if self.val_size < 1:
             raise ValueError("val_size must be >= 1: the test set is for reporting only")
 
