@@ -244,10 +244,16 @@ class Denoiser:
         _, h, w = images.shape
         if self.accepts_whole(h, w):
             return self.run(images[:, None])[:, 0]
-        th, tw = self.info.fixed_size or (min(self.tile, h), min(self.tile, w))
-        wanted = max(self.overlap, self.info.receptive_radius)
-        overlap = min(wanted, (min(th, tw) - 1) // 2)
-        return np.stack([run_tiled(img, self.run, th, tw, overlap) for img in images])
+        m = self.info.size_multiple
+
+        def up(v: int) -> int:
+            return -(-v // m) * m
+
+        th, tw = self.info.fixed_size or (min(up(self.tile), up(h)), min(up(self.tile), up(w)))
+        # Overlap at least the receptive radius (exact stitching), in steps of the multiple.
+        wanted = up(max(self.overlap, self.info.receptive_radius))
+        overlap = min(wanted, (min(th, tw) - 1) // 2 // m * m)
+        return np.stack([run_tiled(img, self.run, th, tw, overlap, multiple=m) for img in images])
 
     def denoise(
         self, images: np.ndarray | Sequence[np.ndarray], invert: str = "auto", batch_size: int = 256

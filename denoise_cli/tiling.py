@@ -63,12 +63,19 @@ def run_tiled(
     tile_w: int,
     overlap: int,
     batch_size: int = 16,
+    multiple: int = 1,
 ) -> np.ndarray:
-    """Apply `run` ((N, 1, th, tw) -> same shape) to a 2-D image tile by tile and stitch."""
+    """Apply `run` ((N, 1, th, tw) -> same shape) to a 2-D image tile by tile and stitch.
+
+    `multiple`: for models that downsample (U-Nets), tile sizes, overlaps and positions are
+    multiples of it and the image is padded to one, so every tile sees the pooling grid the
+    whole image would.
+    """
     height, width = image.shape
-    # An image smaller than a fixed tile size is padded (with 0, the model's background after
-    # polarity normalisation) and cropped back afterwards.
-    pad_h, pad_w = max(0, tile_h - height), max(0, tile_w - width)
+    # The image is padded (with 0, the model's background after polarity normalisation) to at
+    # least one tile and to the size multiple, and cropped back afterwards.
+    pad_h = max(tile_h, -(-height // multiple) * multiple) - height
+    pad_w = max(tile_w, -(-width // multiple) * multiple) - width
     src = np.pad(image, ((0, pad_h), (0, pad_w))) if pad_h or pad_w else image
     h, w = src.shape
     tiles = plan_tiles(h, w, tile_h, tile_w, overlap)

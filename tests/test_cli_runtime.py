@@ -183,12 +183,12 @@ def test_odd_and_large_sizes(tmp_path, noisy_digits):
     assert Image.open(out / "big.png").size == (420, 336)
     assert Image.open(out / "tiny.png").size == (3, 5)
     assert Image.open(out / "wide.png").size == (77, 28)
-    # Tiling is exact for this model: the tiled result equals the whole-image one.
+    # Tiles overlap by at least the model's receptive radius, on its pooling grid: the tiled
+    # result equals the whole-image one (up to float rounding, so one gray level at most).
     whole = tmp_path / "whole"
     assert run(src, whole, "--tile", "1024").exit_code == 0
-    np.testing.assert_array_equal(
-        np.asarray(Image.open(out / "big.png")), np.asarray(Image.open(whole / "big.png"))
-    )
+    tiled = np.asarray(Image.open(out / "big.png"), dtype=int)
+    assert np.abs(tiled - np.asarray(Image.open(whole / "big.png"), dtype=int)).max() <= 1
 
 
 # --- polarity ----------------------------------------------------------------------------
