@@ -185,3 +185,14 @@ def test_compare_models_and_classical_filters(tmp_path, tiny_mnist, train_images
     text = markdown(result)
     assert "| conv_denoiser (gaussian 0.5) | 3,217 |" in text
     assert {p.name for p in write(result, tmp_path / "out")} == {"compare.json", "compare.md"}
+
+
+def test_psnr_loss_is_minus_mean_psnr():
+    from denoise_cli.metrics import psnr
+    from train.loop import make_loss
+
+    rng = np.random.default_rng(0)
+    target = torch.from_numpy(rng.random((4, 1, 28, 28), dtype=np.float32))
+    pred = (target + 0.1 * torch.from_numpy(rng.standard_normal((4, 1, 28, 28)))).float()
+    expected = -np.mean(psnr(target.numpy(), pred.numpy()))
+    assert float(make_loss("psnr")(pred, target)) == pytest.approx(expected, abs=1e-3)

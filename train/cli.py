@@ -55,7 +55,9 @@ def fit(
     batch_size: int = typer.Option(32, min=1),
     lr: float = typer.Option(1e-3),
     lr_schedule: str = typer.Option("constant", help="constant or cosine (decay to 0)."),
-    loss: str | None = typer.Option(None, help="mse or bce (default: the architecture's)."),
+    loss: str | None = typer.Option(
+        None, help="mse, bce or psnr (mean per-image PSNR; default: the architecture's)."
+    ),
     noise: str = typer.Option("gaussian", help="gaussian, salt-pepper, speckle or poisson."),
     noise_level: float = typer.Option(0.5, help="Sigma, amount or peak, by noise kind."),
     val_size: int = typer.Option(5000, min=1, help="Validation images carved from training."),

@@ -18,7 +18,7 @@ class TrainConfig:
     batch_size: int = 32
     lr: float = 1e-3
     lr_schedule: str = "constant"  # or "cosine": decays to 0 over all steps (stateless, resumable)
-    loss: str | None = None  # None: the architecture's own (mse for dense, bce for conv)
+    loss: str | None = None  # None: the architecture's own; "psnr" fine-tunes for mean PSNR
     noise: str = "gaussian"
     noise_level: float = 0.5
     val_size: int = 5_000
@@ -31,8 +31,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
             raise ValueError("epochs and batch_size must be >= 1 and lr > 0")
-        if self.loss not in (None, "mse", "bce"):
-            raise ValueError(f"loss must be 'mse' or 'bce', got {self.loss!r}")
+        if self.loss not in (None, "mse", "bce", "psnr"):
+            raise ValueError(f"loss must be 'mse', 'bce' or 'psnr', got {self.loss!r}")
         if self.lr_schedule not in ("constant", "cosine"):
             raise ValueError(
                 f"lr_schedule must be 'constant' or 'cosine', got {self.lr_schedule!r}"

@@ -30,8 +30,20 @@ def pick_device(requested: str = "auto") -> torch.device:
     return torch.device(requested)
 
 
+class PsnrLoss(nn.Module):
+    """Minus the mean per-image PSNR: the report's own metric, as a loss (for fine-tuning).
+
+    MSE averages errors over all pixels; mean PSNR averages log-errors per image, so it weighs
+    the easy images more. The small floor keeps log10 finite on a perfect image.
+    """
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        mse = ((pred - target) ** 2).flatten(1).mean(dim=1)
+        return 10.0 * torch.log10(mse + 1e-6).mean()
+
+
 def make_loss(name: str) -> nn.Module:
-    return nn.BCELoss() if name == "bce" else nn.MSELoss()
+    return {"bce": nn.BCELoss, "psnr": PsnrLoss}.get(name, nn.MSELoss)()
 
 
 @torch.no_grad()
@@ -118,6 +130,8 @@ def fit(
         optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
         if ckpt.get("optimizer_state"):
             optimizer.load_state_dict(ckpt["optimizer_state"])
+            for group in optimizer.param_groups:  # this run's --lr, not the saved one
+                group["lr"] = config.lr
         history = list(ckpt["history"])
         start_epoch = int(ckpt["epoch"])
         log(f"resuming {config.arch} from {resume_from} after epoch {start_epoch}")
