@@ -44,9 +44,28 @@ AUTO_ORDER = (
 INVERT_CHOICES = ("auto", "yes", "no")
 
 
+def _models_dir() -> Path:
+    return Path(str(resources.files("denoise_cli") / "models"))
+
+
 def default_model_path() -> Path:
-    """The conv denoiser bundled with the package (see README, 'The bundled model')."""
-    return Path(str(resources.files("denoise_cli") / "models" / "default.onnx"))
+    """The conv denoiser bundled with the package (see README, 'The bundled models')."""
+    return _models_dir() / "default.onnx"
+
+
+def bundled_models() -> dict[str, Path]:
+    """Models shipped in the package, by name (the file name without .onnx)."""
+    return {p.stem: p for p in sorted(_models_dir().glob("*.onnx"))}
+
+
+def resolve_model(model: str | Path | None) -> Path:
+    """A path as given, or a bundled model's name (e.g. 'unet_small'); None: the default."""
+    if model is None:
+        return default_model_path()
+    path = Path(model)
+    if not path.exists() and path.suffix == "" and str(model) in bundled_models():
+        return bundled_models()[str(model)]
+    return path
 
 
 def import_onnxruntime() -> Any:
@@ -127,7 +146,7 @@ class Denoiser:
         max_batch_pixels: int | None = None,
     ) -> None:
         ort = import_onnxruntime()
-        path = Path(model) if model is not None else default_model_path()
+        path = resolve_model(model)
         if not path.is_file():
             raise ModelError(f"{path}: model file not found")
         providers = resolve_providers(device, ort.get_available_providers())

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import tempfile
 import warnings
 from dataclasses import dataclass
@@ -22,6 +21,8 @@ import numpy as np
 import onnx
 import torch
 from torch import nn
+
+from denoise_cli.images import write_atomic
 
 INPUT_NAME = "noisy"
 OUTPUT_NAME = "denoised"
@@ -136,14 +137,7 @@ def save_atomic(data: onnx.ModelProto | bytes, path: str | Path) -> Path:
     """Write one self-contained file via a temporary name, so no half file is ever visible."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    payload = data if isinstance(data, bytes) else data.SerializeToString()
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(payload)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    write_atomic(data if isinstance(data, bytes) else data.SerializeToString(), path)
     return path
 
 

@@ -508,3 +508,26 @@ def test_worker_processes_give_the_same_bytes(tmp_path, noisy_digits):
     assert files_under(tmp_path / "pooled") == files_under(tmp_path / "local")
     for name in files_under(tmp_path / "local"):
         assert (tmp_path / "pooled" / name).read_bytes() == (tmp_path / "local" / name).read_bytes()
+
+
+@pytest.mark.parametrize("name", ["unet_small", "unet_small_blind"])
+def test_bundled_models_by_name(tmp_path, noisy_digits, clean_digits, name):
+    src, out = tmp_path / "in", tmp_path / "out"
+    for i in range(4):
+        save_gray(src / f"{i}.png", noisy_digits[i])
+    save_gray(src / "odd.png", noisy_digits[4][:13, :9])
+    save_gray(src / "inverted.png", 1.0 - noisy_digits[5])
+    result = run(src, out, "--model", name)
+    assert result.exit_code == 0, result.output
+    assert name in result.output
+    scores = [psnr(clean_digits[i], load_gray(out / f"{i}.png"))[0] for i in range(4)]
+    assert np.mean(scores) > 18
+    assert load_gray(out / "odd.png").shape == (13, 9)
+    assert psnr(1.0 - clean_digits[5], load_gray(out / "inverted.png"))[0] > 15
+
+
+def test_info_lists_bundled_models():
+    result = run_tool("info", "--model", "unet_small")
+    assert result.exit_code == 0
+    assert "size_multiple: 4" in result.output
+    assert "bundled models (--model NAME): default, unet_small, unet_small_blind" in result.output

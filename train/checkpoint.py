@@ -6,14 +6,14 @@ with `torch.load(weights_only=True)`, so loading one never unpickles arbitrary o
 
 from __future__ import annotations
 
-import os
-import tempfile
+import io
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from denoise_cli.images import write_atomic
 from train.config import TrainConfig
 from train.models import get_arch
 
@@ -49,13 +49,9 @@ def save_checkpoint(
         "optimizer_state": optimizer.state_dict() if optimizer is not None else None,
         "torch_version": str(torch.__version__),
     }
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    write_atomic(buffer.getvalue(), path)
     return path
 
 
@@ -93,3 +89,9 @@ def _reason(exc: Exception) -> str:
         if "Unsupported global" in line or "error" in line.lower():
             return line.removeprefix("WeightsUnpickler error: ")
     return lines[0] if lines else type(exc).__name__
+
+
+def display_name(path: Path, ckpt: dict[str, Any]) -> str:
+    """The architecture, or the file's stem when it names a variant of it (unet_small_e40)."""
+    stem = Path(path).stem
+    return stem if stem != ckpt["arch"] and stem.startswith(ckpt["arch"]) else ckpt["arch"]

@@ -8,16 +8,16 @@ images/s through onnxruntime (batch 256), measured in the same run.
 from __future__ import annotations
 
 import json
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from denoise_cli.images import write_atomic
 from denoise_cli.metrics import psnr, ssim
 from denoise_cli.noise import add_noise
-from train.checkpoint import load_checkpoint, model_from_checkpoint
+from train.checkpoint import display_name, load_checkpoint, model_from_checkpoint
 from train.config import EVAL_NOISE_SEED
 from train.loop import predict
 from train.models import count_params, get_arch
@@ -153,7 +153,7 @@ def compare(
             "epochs": ckpt["epoch"],
             "checkpoint": str(path),
         }
-        label = f"{ckpt['arch']} ({trained})"
+        label = f"{display_name(path, ckpt)} ({trained})"
         score(label, "model", lambda x, m=model: predict(m, x, device), None, facts)
     return {
         "conditions": [f"{k} {v:g}" for k, v in conditions],
@@ -205,10 +205,7 @@ def markdown(result: dict[str, Any]) -> str:
 def write(result: dict[str, Any], out_dir: Path) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [out_dir / "compare.json", out_dir / "compare.md"]
-    for path, text in zip(
-        paths, [json.dumps(result, indent=2) + "\n", markdown(result)], strict=True
-    ):
-        with tempfile.NamedTemporaryFile("w", dir=out_dir, delete=False, suffix=".tmp") as f:
-            f.write(text)
-        Path(f.name).replace(path)
+    texts = [json.dumps(result, indent=2) + "\n", markdown(result)]
+    for path, text in zip(paths, texts, strict=True):
+        write_atomic(text.encode(), path)
     return paths

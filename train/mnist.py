@@ -123,6 +123,7 @@ def download_file(
                 f"{url}: SHA-256 mismatch (got {digest.hexdigest()}, expected {sha256}); "
                 "the mirror served a different or damaged file"
             )
+        os.chmod(tmp, 0o644)  # mkstemp's 0600 would make a shared cache unreadable to others
         os.replace(tmp, dest)
         return dest
     finally:

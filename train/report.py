@@ -9,15 +9,15 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
 
+from denoise_cli.images import write_atomic
 from denoise_cli.noise import add_noise
-from train.checkpoint import load_checkpoint, model_from_checkpoint
+from train.checkpoint import display_name, load_checkpoint, model_from_checkpoint
 from train.config import EVAL_NOISE_SEED
 from train.loop import model_input, predict, score
 from train.models import REGISTRY, count_params, get_arch
@@ -41,12 +41,6 @@ def _grid(rows: Sequence[tuple[str, np.ndarray]]) -> Image.Image:
                 tile.resize((side, side), Image.NEAREST), (LABEL_WIDTH + c * (side + pad), y)
             )
     return canvas
-
-
-def _save_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 def _png_bytes(image: Image.Image) -> bytes:
@@ -90,9 +84,10 @@ def build_report(
         model = model_from_checkpoint(ckpt)
         arch = get_arch(ckpt["arch"])
         restored = predict(model, model_input(arch.task, test_images, noisy), device)
+        name = display_name(path, ckpt)
         rows.append(
             {
-                "model": ckpt["arch"],
+                "model": name,
                 "params": count_params(model),
                 "task": arch.task,
                 "input": "clean" if arch.task == "autoencoder" else f"gaussian sigma {noise_level}",
@@ -102,22 +97,22 @@ def build_report(
             }
         )
         if arch.task == "autoencoder":
-            ae_rows.append((ckpt["arch_args"].get("hidden", 0), ckpt["arch"], restored[pick]))
+            ae_rows.append((ckpt["arch_args"].get("hidden", 0), name, restored[pick]))
         else:
-            dn_rows.append((ckpt["arch"], restored[pick]))
+            dn_rows.append((name, restored[pick]))
 
     written: list[Path] = []
     if ae_rows:
         grid = [("original", test_images[pick])]
         grid += [(f"{name} ({h} units)", imgs) for h, name, imgs in sorted(ae_rows)]
         path = out_dir / "autoencoders.png"
-        _save_atomic(path, _png_bytes(_grid(grid)))
+        write_atomic(_png_bytes(_grid(grid)), path)
         written.append(path)
     if dn_rows:
         grid = [("original", test_images[pick]), (f"noisy (sigma {noise_level})", noisy[pick])]
         grid += dn_rows
         path = out_dir / "denoisers.png"
-        _save_atomic(path, _png_bytes(_grid(grid)))
+        write_atomic(_png_bytes(_grid(grid)), path)
         written.append(path)
 
     meta = {
@@ -128,10 +123,10 @@ def build_report(
         "rows": rows,
     }
     path = out_dir / "results.json"
-    _save_atomic(path, (json.dumps(meta, indent=2) + "\n").encode())
+    write_atomic((json.dumps(meta, indent=2) + "\n").encode(), path)
     written.append(path)
     path = out_dir / "results.md"
-    _save_atomic(path, markdown_table(rows, len(test_images)).encode())
+    write_atomic(markdown_table(rows, len(test_images)).encode(), path)
     written.append(path)
     return written
 
