@@ -174,9 +174,21 @@ def denoise(
         OutputFormat.keep, help="keep: same format and bit depth as each input; png: lossless PNG."
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Redo outputs that already exist."),
-    batch_size: int = typer.Option(256, min=1, help="Images per model call (28x28)."),
-    threads: int | None = typer.Option(None, min=1, help="onnxruntime threads (default: all)."),
-    workers: int | None = typer.Option(None, min=1, help="Decode/encode threads (default: CPUs)."),
+    batch_size: int = typer.Option(
+        256,
+        min=1,
+        help="Files per work chunk and most images per model call (on CPU, calls "
+        "are capped near 80 digits, which measured fastest).",
+    ),
+    threads: int | None = typer.Option(
+        None, min=1, help="onnxruntime threads per worker (default: CPUs / workers)."
+    ),
+    workers: int | None = typer.Option(
+        None,
+        min=1,
+        help="Worker processes, each decoding, denoising and writing whole chunks "
+        "(default: one per CPU; 1: all in this process).",
+    ),
     tile: int = typer.Option(512, min=32, help="Images larger than this run in tiles."),
     max_pixels: int = typer.Option(DEFAULT_MAX_PIXELS, min=1, help="Refuse larger images."),
     jpeg_quality: int = typer.Option(DEFAULT_JPEG_QUALITY, min=1, max=100),
