@@ -28,7 +28,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from denoise_cli import __version__
-from denoise_cli.errors import ImageError, Interrupted
+from denoise_cli.errors import DenoiseError, ImageError, Interrupted
 from denoise_cli.images import (
     DEFAULT_JPEG_QUALITY,
     DEFAULT_MAX_PIXELS,
@@ -217,6 +217,9 @@ def process_chunk(
 
 # --- worker processes --------------------------------------------------------------------------
 
+MAX_POOL_RESTARTS = 3
+LOST_TO_CRASH = "a worker process died while this file's chunk was in flight; rerun to retry"
+
 _worker: dict[str, Any] = {}
 
 
@@ -313,18 +316,39 @@ def _run_pool(
     ctx = multiprocessing.get_context("spawn")  # fork would copy onnxruntime's live threads
     stop = ctx.Event()
     helpers = workers - 1
-    pool = ProcessPoolExecutor(
-        helpers, mp_context=ctx, initializer=_init_worker, initargs=(make_transform, options, stop)
-    )
+
+    def new_pool() -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(
+            helpers,
+            mp_context=ctx,
+            initializer=_init_worker,
+            initargs=(make_transform, options, stop),
+        )
+
+    pool = new_pool()
+    restarts = 0
     inflight: deque[tuple[list[Job], Future]] = deque()
 
     def collect(chunk: list[Job], fut: Future) -> None:
+        nonlocal pool, restarts
         try:
             outcomes = fut.result()
-        except BrokenProcessPool as exc:
-            for job in chunk:
-                record(Outcome(job.rel, str(job.dst), f"worker process died ({exc})"))
-            raise
+        except BrokenProcessPool:
+            # A helper died (a crashing decoder, the OOM killer...): its pool and every chunk
+            # in flight are lost. Those files fail (a rerun retries them); the run goes on.
+            lost = [chunk, *(c for c, _ in inflight)]
+            inflight.clear()
+            for job in itertools.chain.from_iterable(lost):
+                record(Outcome(job.rel, str(job.dst), LOST_TO_CRASH))
+            restarts += 1
+            if restarts > MAX_POOL_RESTARTS:
+                raise DenoiseError(
+                    f"worker processes died {restarts} times; stopping (rerun with --workers 1 "
+                    "to see the error in this process)"
+                ) from None
+            pool.shutdown(wait=False, cancel_futures=True)
+            pool = new_pool()
+            return
         for outcome in outcomes:
             record(outcome)
 

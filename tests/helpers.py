@@ -58,3 +58,17 @@ def write_idx_set(folder: Path, n_train: int = 600, n_test: int = 100, seed: int
         (folder / f"{prefix}-images-idx3-ubyte.gz").write_bytes(gzip.compress(encode_idx(images)))
         (folder / f"{prefix}-labels-idx1-ubyte.gz").write_bytes(gzip.compress(encode_idx(labels)))
     return folder
+
+
+class CrashingTransform:
+    """Identity, except that a worker process (never the test's own) dies on a 'crash' file."""
+
+    def batch_limit(self, height: int, width: int) -> int:
+        return 64
+
+    def __call__(self, images, jobs):
+        import multiprocessing
+
+        if multiprocessing.parent_process() is not None and any("crash" in j.rel for j in jobs):
+            os._exit(3)  # what a segfaulting decoder looks like from outside
+        return images

@@ -531,3 +531,22 @@ def test_info_lists_bundled_models():
     assert result.exit_code == 0
     assert "size_multiple: 4" in result.output
     assert "bundled models (--model NAME): default, unet_small, unet_small_blind" in result.output
+
+
+def test_a_dying_worker_costs_its_chunk_not_the_run(tmp_path, noisy_digits):
+    from denoise_cli.pipeline import LOST_TO_CRASH, RunOptions, process_tree
+    from tests.helpers import CrashingTransform
+
+    src, out = tmp_path / "in", tmp_path / "out"
+    save_gray(src / "000-crash.png", noisy_digits[0])
+    for i in range(1, 40):
+        save_gray(src / f"{i:03d}.png", noisy_digits[i % 16])
+    options = RunOptions(workers=2, batch_size=4)
+    report = process_tree(src, out, CrashingTransform, options)
+    lost = {f.file for f in report.failures}
+    assert "000-crash.png" in lost
+    assert all(f.error == LOST_TO_CRASH for f in report.failures)
+    assert report.written + report.failed == 40 and report.written >= 40 - 8
+    assert len(files_under(out)) == report.written
+    rerun = process_tree(src, out, CrashingTransform, RunOptions(workers=1, batch_size=4))
+    assert rerun.written == report.failed and rerun.failed == 0  # in-process: no crash
