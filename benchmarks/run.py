@@ -7,7 +7,8 @@
 Sections:
   model    model-only images/s: onnxruntime (fp32, fp16, int8) vs torch eager, batch x threads
   folder   end to end on N noisy 28x28 PNGs: denoise-batch vs a naive per-file loop vs the
-           one-process no-model I/O floor vs `cp -r`, interleaved rounds, median of ratios
+           one-process no-model I/O floor vs `cp -r` (and `denoise-batch ray` with --ray),
+           interleaved rounds, median of ratios
   memory   peak memory of denoise-batch at 1k vs 20k files (largest process, and whole tree)
   startup  CLI start-up: --help, info, and a one-image run, against `python -c pass`
   gpu      onnxruntime CUDA provider (IO binding) vs torch CUDA, when both see a GPU
@@ -196,7 +197,9 @@ def bench_model(quick: bool) -> tuple[str, dict]:
     return table(headers, rows), {"rows": data}
 
 
-def bench_folder(files: int, rounds: int, places: list[Path]) -> tuple[str, dict]:
+def bench_folder(
+    files: int, rounds: int, places: list[Path], ray_rounds: bool = False
+) -> tuple[str, dict]:
     images = noisy_digits(files)
     out_md, out_data = [], {}
     for place in places:
@@ -223,6 +226,17 @@ def bench_folder(files: int, rounds: int, places: list[Path]) -> tuple[str, dict
                 ],
                 "cp -r": lambda dst, src=src: ["cp", "-r", str(src), str(dst)],
             }
+            if ray_rounds:
+                # A fresh local Ray instance per run: its start-up is part of what Ray costs.
+                contenders["denoise-batch ray (2 actors, local Ray)"] = lambda dst, src=src: [
+                    *CLI,
+                    "ray",
+                    str(src),
+                    str(dst),
+                    "--quiet",
+                    "--workers",
+                    "2",
+                ]
             times: dict[str, list[float]] = {name: [] for name in contenders}
             names = list(contenders)
             for r in range(rounds):
@@ -438,6 +452,7 @@ def main() -> None:
         "(default: the temp dir, and /dev/shm when present).",
     )
     parser.add_argument("--quick", action="store_true", help="Small sizes: a smoke test.")
+    parser.add_argument("--ray", action="store_true", help="Add `denoise-batch ray` to folder.")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args()
     if args.quick:
@@ -460,7 +475,7 @@ def main() -> None:
     ]
     runners = {
         "model": lambda: bench_model(args.quick),
-        "folder": lambda: bench_folder(args.files, args.rounds, places),
+        "folder": lambda: bench_folder(args.files, args.rounds, places, args.ray),
         "memory": lambda: bench_memory(places[-1], small, large),
         "startup": lambda: bench_startup(3 if args.quick else 7),
         "gpu": lambda: bench_gpu(args.quick),

@@ -17,7 +17,7 @@ from denoise_cli.errors import DenoiseError, Interrupted, ModelError, ProviderEr
 from denoise_cli.images import DEFAULT_JPEG_QUALITY, DEFAULT_MAX_PIXELS
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_MODEL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
-COMPANIONS = ("noisify", "score", "info")
+COMPANIONS = ("noisify", "score", "info", "ray")
 MAX_LISTED_FAILURES = 50
 
 
@@ -67,6 +67,7 @@ def _run_tree(
     report_path: Path | None,
     header: dict,
     build_here=None,
+    runner=None,
 ) -> None:
     """Shared by the main command and `noisify`: run, report, and exit with the right code.
 
@@ -95,7 +96,9 @@ def _run_tree(
             if bar is not None and event["event"] in ("written", "failed", "exists"):
                 bar.update(1)
 
-        report = process_tree(in_dir, out_dir, make_transform, options, on_event, transform)
+        report = (runner or process_tree)(
+            in_dir, out_dir, make_transform, options, on_event, transform
+        )
     except DenoiseError as exc:
         _err(f"error: {exc}")
         raise typer.Exit(_exit_for(exc)) from None
@@ -144,8 +147,8 @@ so an interrupted run resumes where it stopped; failed files are listed and the 
 
 Companion commands: `denoise-batch noisify CLEAN OUT` (make a noisy copy),
 `denoise-batch score RESULTS CLEAN` (PSNR/SSIM per folder), `denoise-batch info` (model and
-devices). Exit codes: 0 ok, 1 some files failed, 2 usage error, 3 model or device refused,
-130 interrupted.
+devices), `denoise-batch ray IN OUT` (the same job on a Ray cluster). Exit codes: 0 ok,
+1 some files failed, 2 usage error, 3 model or device refused, 130 interrupted.
 """
 
 denoise_app = typer.Typer(add_completion=False, rich_markup_mode=None)
@@ -281,6 +284,61 @@ def score(
         _err(f"error: {f['file']}: {f['error']}")
     if report.missing or report.failures:
         raise typer.Exit(EXIT_FAILED)
+
+
+@tools_app.command("ray")
+def ray_command(
+    in_dir: Path = typer.Argument(..., metavar="IN", help="Input folder, visible to all workers."),
+    out_dir: Path = typer.Argument(..., metavar="OUT", help="Output folder, visible to all."),
+    address: str | None = typer.Option(
+        None, help="Ray cluster to join ('auto', 'ray://head:10001'); default: a local Ray."
+    ),
+    workers: int = typer.Option(2, min=1, help="Ray actors, one onnxruntime session each."),
+    cpus_per_worker: float = typer.Option(1.0, help="CPUs Ray reserves per actor."),
+    gpus_per_worker: float = typer.Option(0.0, help="GPUs per actor (e.g. 0.25 with cuda)."),
+    model: str | None = typer.Option(None, help="Model file or bundled name."),
+    device: str = typer.Option("auto", help="Execution provider inside each actor."),
+    invert: Invert = typer.Option(Invert.auto),
+    output_format: OutputFormat = typer.Option(OutputFormat.keep),
+    overwrite: bool = typer.Option(False, "--overwrite"),
+    batch_size: int = typer.Option(256, min=1, help="Files per chunk handed to an actor."),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+    report: Path | None = typer.Option(None, help="Write a JSON report."),
+) -> None:
+    """Run the denoising job on Ray Data actors (same outputs, skips and report as locally)."""
+    from functools import partial
+
+    from denoise_cli.pipeline import RunOptions, make_denoise_transform
+    from denoise_cli.ray_runner import process_tree_on_ray
+
+    threads = max(1, int(cpus_per_worker))
+    make = partial(make_denoise_transform, model, device, threads, invert.value, batch_size)
+    options = RunOptions(
+        output_format=output_format.value, overwrite=overwrite, batch_size=batch_size
+    )
+    header: dict = {}
+
+    def check_model():
+        transform = make()  # refuse a bad model here, before any actor starts
+        header.update(model=transform.denoiser.info.summary(), runner="ray", workers=workers)
+        return transform
+
+    def run_on_ray(in_root, out_root, make_transform, opts, on_event, transform):
+        return process_tree_on_ray(
+            in_root,
+            out_root,
+            make_transform,
+            opts,
+            workers,
+            cpus_per_worker,
+            gpus_per_worker,
+            address,
+            on_event,
+        )
+
+    _run_tree(
+        in_dir, out_dir, make, options, quiet, False, report, header, check_model, runner=run_on_ray
+    )
 
 
 @tools_app.command()

@@ -272,7 +272,7 @@ def process_tree(
             report.failures.append(Failure(outcome.rel, outcome.error))
             emit({"event": "failed", "file": outcome.rel, "error": outcome.error})
 
-    chunks = _chunks(_pending_jobs(in_root, out_root, options, report, emit), options.batch_size)
+    chunks = _chunks(pending_jobs(in_root, out_root, options, report, emit), options.batch_size)
     head = list(itertools.islice(chunks, 2))
     try:
         if len(head) < 2 or workers == 1:
@@ -377,7 +377,7 @@ def _run_pool(
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _pending_jobs(
+def pending_jobs(
     in_root: Path, out_root: Path, options: RunOptions, report: RunReport, emit
 ) -> Iterator[Job]:
     """Jobs still to do; skipped and already-done files are counted on the way."""

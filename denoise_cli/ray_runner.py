@@ -1,0 +1,109 @@
+"""The same batch job on a Ray cluster, through Ray Data (offline batch inference).
+
+The driver walks the input tree and skips finished outputs exactly as the local tool does;
+Ray Data then feeds chunks of file paths to a pool of actors, each holding one onnxruntime
+session (built by the same picklable recipe the local worker processes use) and running the
+local tool's own `process_chunk`: decode, denoise, atomic write. Per-file outcomes stream back
+to the driver, which builds the same RunReport as a local run. Paths must be visible to every
+worker (a shared or network file system); object-storage URIs are not supported yet.
+
+Ray is optional: `pip install 'denoise-batch[ray]'`. Nothing here imports it at module level.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from denoise_cli.errors import UsageError
+from denoise_cli.pipeline import (
+    Failure,
+    Outcome,
+    RunOptions,
+    RunReport,
+    Transform,
+    pending_jobs,
+    process_chunk,
+)
+from denoise_cli.walk import Job, check_roots
+
+
+class ChunkActor:
+    """A Ray Data actor: one transform (one onnxruntime session) for its whole life."""
+
+    def __init__(self, make_transform: Callable[[], Transform], options: RunOptions) -> None:
+        self.transform = make_transform()
+        self.options = options
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, list[str]]:
+        jobs = [
+            Job(Path(src), rel, Path(dst))
+            for src, rel, dst in zip(batch["src"], batch["rel"], batch["dst"], strict=True)
+        ]
+        outcomes: list[Outcome] = []
+        process_chunk(jobs, self.transform, self.options, outcomes)
+        return {
+            "rel": [o.rel for o in outcomes],
+            "output": [o.output for o in outcomes],
+            "error": [o.error or "" for o in outcomes],
+        }
+
+
+def _rows(jobs: Iterator[Job]) -> list[dict[str, str]]:
+    return [{"src": str(j.src), "rel": j.rel, "dst": str(j.dst)} for j in jobs]
+
+
+def process_tree_on_ray(
+    in_root: Path,
+    out_root: Path,
+    make_transform: Callable[[], Transform],
+    options: RunOptions | None = None,
+    workers: int = 2,
+    cpus_per_worker: float = 1.0,
+    gpus_per_worker: float = 0.0,
+    address: str | None = None,
+    on_event: Callable[[dict[str, Any]], None] | None = None,
+) -> RunReport:
+    """Like pipeline.process_tree, with the chunks processed by `workers` Ray actors.
+
+    `address`: an existing cluster ("auto", "ray://host:10001"); None starts or joins a local
+    Ray instance.
+    """
+    try:
+        import ray
+        import ray.data
+    except ImportError:
+        raise UsageError("Ray is not installed: pip install 'denoise-batch[ray]'") from None
+    options = options or RunOptions()
+    check_roots(in_root, out_root)
+    report = RunReport(str(in_root), str(out_root), workers=workers)
+    emit = on_event or (lambda event: None)
+    start = time.perf_counter()
+    rows = _rows(pending_jobs(in_root, out_root, options, report, emit))
+    if rows:
+        if not ray.is_initialized():
+            ray.init(address=address, log_to_driver=False, include_dashboard=False)
+        blocks = max(1, -(-len(rows) // options.batch_size))  # one block per chunk: all actors busy
+        dataset = ray.data.from_items(rows, override_num_blocks=blocks).map_batches(
+            ChunkActor,
+            fn_constructor_args=(make_transform, options),
+            batch_size=options.batch_size,
+            batch_format="numpy",
+            compute=ray.data.ActorPoolStrategy(size=workers),
+            num_cpus=cpus_per_worker,
+            num_gpus=gpus_per_worker,
+        )
+        for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
+            for rel, output, error in zip(batch["rel"], batch["output"], batch["error"],
+                                          strict=True):  # fmt: skip
+                if error:
+                    report.failed += 1
+                    report.failures.append(Failure(str(rel), str(error)))
+                    emit({"event": "failed", "file": str(rel), "error": str(error)})
+                else:
+                    report.written += 1
+                    emit({"event": "written", "file": str(rel), "output": str(output)})
+    report.seconds = time.perf_counter() - start
+    return report
