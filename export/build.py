@@ -32,7 +32,7 @@ from export.onnx_export import (
     save_atomic,
     torch_outputs,
 )
-from export.variants import to_fp16, to_int8, to_ort_format
+from export.variants import required_operators, to_fp16, to_int8, to_ort_format
 from train.checkpoint import load_checkpoint, model_from_checkpoint
 from train.config import EVAL_NOISE_SEED
 from train.loop import model_input
@@ -229,6 +229,7 @@ def export_checkpoint(
             _accept("ort", test_images, outputs, fp32_out, FP32_TOLERANCE, None)
             path = save_atomic(data, Path(f"{stem}.ort"))
             add_row("ort", path, sess, outputs, bench_shape, f"max abs <= {FP32_TOLERANCE:g}")
+            save_atomic(required_operators(staged), Path(f"{stem}.required_operators.config"))
     if fixed_shape is not None:
         if fixed_shape[2] % arch.size_multiple or fixed_shape[3] % arch.size_multiple:
             raise ExportError(f"{arch.name} needs sizes that are multiples of {arch.size_multiple}")

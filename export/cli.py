@@ -43,7 +43,9 @@ def export(
         "--int8",
         help="Also write <out>.int8.onnx (static QDQ, per-channel, calibrated on training digits).",
     ),
-    ort_format: bool = typer.Option(False, "--ort", help="Also write <out>.ort (ORT format)."),
+    ort_format: bool = typer.Option(
+        False, "--ort", help="Also write <out>.ort (ORT format) and its required_operators.config."
+    ),
     fixed_shape: str | None = typer.Option(
         None,
         "--fixed-shape",

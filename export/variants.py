@@ -111,3 +111,23 @@ def to_ort_format(proto: onnx.ModelProto) -> bytes:
         if not staged.is_file():
             raise ExportError("onnxruntime did not write an ORT-format file")
         return staged.read_bytes()
+
+
+def required_operators(ort_path: Path) -> bytes:
+    """The operator (and type) list a minimal onnxruntime build needs for this ORT model.
+
+    Feed it to onnxruntime's build.py --include_ops_by_config to build a runtime that holds
+    only these kernels.
+    """
+    from onnxruntime.tools.ort_format_model import create_config_from_models
+
+    with tempfile.TemporaryDirectory(prefix="denoise-ops-") as tmp:
+        config = Path(tmp) / "required_operators.config"
+        root = logging.getLogger()
+        level = root.level
+        root.setLevel(logging.WARNING)  # it logs its own success at INFO
+        try:
+            create_config_from_models([ort_path], config, True)
+        finally:
+            root.setLevel(level)
+        return config.read_bytes()

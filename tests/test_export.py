@@ -109,7 +109,16 @@ def test_all_variants_are_written_verified_and_tabled(tmp_path, conv_ckpt, data_
     )
     assert result.exit_code == 0, result.output
     names = sorted(p.name for p in tmp_path.iterdir())
-    assert names == ["m.fixed-1x1x28x28.onnx", "m.fp16.onnx", "m.int8.onnx", "m.onnx", "m.ort"]
+    assert names == [
+        "m.fixed-1x1x28x28.onnx",
+        "m.fp16.onnx",
+        "m.int8.onnx",
+        "m.onnx",
+        "m.ort",
+        "m.required_operators.config",
+    ]
+    ops = (tmp_path / "m.required_operators.config").read_text()
+    assert "ai.onnx;" in ops and "Conv" in ops
     for variant in ("| fp32 |", "| fp16 |", "| int8 |", "| ort |", "| fixed |"):
         assert variant in result.stdout
 
