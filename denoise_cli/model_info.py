@@ -43,21 +43,21 @@ class ModelInfo:
             return h, w
         return None
 
+    def _int(self, key: str, default: int) -> int:
+        try:
+            return max(default, int(self.metadata.get(key, str(default))))
+        except ValueError:
+            return default
+
     @property
     def size_multiple(self) -> int:
         """Height and width the model needs to be multiples of (U-Nets: 4); 1 for any."""
-        try:
-            return max(1, int(self.metadata.get("size_multiple", "1")))
-        except ValueError:
-            return 1
+        return self._int("size_multiple", 1)
 
     @property
     def receptive_radius(self) -> int:
         """How far (pixels) an output pixel sees; tiles overlap at least this much. 0: unknown."""
-        try:
-            return max(0, int(self.metadata.get("receptive_field_radius", "0")))
-        except ValueError:
-            return 0
+        return self._int("receptive_field_radius", 0)
 
     @property
     def test_psnr(self) -> float | None:
