@@ -78,10 +78,12 @@ def _run_tree(
     from denoise_cli.progress import Progress
     from denoise_cli.walk import check_roots
 
-    show_progress = not quiet and not jsonl and sys.stderr.isatty()
+    # The Ray runner checks its own locations (they may be URIs) and has no bar yet.
+    show_progress = not quiet and not jsonl and sys.stderr.isatty() and runner is None
     bar = None
     try:
-        check_roots(in_dir, out_dir)  # usage errors before the model loads
+        if runner is None:
+            check_roots(in_dir, out_dir)  # usage errors before the model loads
         transform = (build_here or make_transform)()
         if jsonl:
             typer.echo(json.dumps({"event": "start", **header}))
@@ -288,8 +290,10 @@ def score(
 
 @tools_app.command("ray")
 def ray_command(
-    in_dir: Path = typer.Argument(..., metavar="IN", help="Input folder, visible to all workers."),
-    out_dir: Path = typer.Argument(..., metavar="OUT", help="Output folder, visible to all."),
+    in_dir: str = typer.Argument(
+        ..., metavar="IN", help="Input folder seen by every worker, or a URI (s3://bucket/in)."
+    ),
+    out_dir: str = typer.Argument(..., metavar="OUT", help="Output folder or URI."),
     address: str | None = typer.Option(
         None, help="Ray cluster to join ('auto', 'ray://head:10001'); default: a local Ray."
     ),

@@ -59,17 +59,28 @@ def is_image_name(name: str) -> bool:
 
 
 def decode(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[np.ndarray, SourceInfo]:
-    """Read an image as (H, W) float32 in [0, 1] (first frame, EXIF orientation applied)."""
-    if path.suffix.lower() == ".png":
-        try:
-            data = path.read_bytes()
-        except OSError:
-            data = b""  # Pillow below reports the problem
-        pixels = fastpng.decode_gray8(data, max_pixels) if data else None
+    """Read an image file as (H, W) float32 in [0, 1] (first frame, EXIF orientation applied)."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ImageError("cannot read: file vanished") from None
+    except OSError as exc:
+        raise ImageError(f"cannot read: {exc.strerror or exc}") from None
+    return decode_bytes(data, path.suffix, max_pixels)
+
+
+def decode_bytes(
+    data: bytes, suffix: str = "", max_pixels: int = DEFAULT_MAX_PIXELS
+) -> tuple[np.ndarray, SourceInfo]:
+    """Decode an image held in memory (from a file or an object store); see `decode`."""
+    if not data:
+        raise ImageError("empty file")
+    if suffix.lower() == ".png":
+        pixels = fastpng.decode_gray8(data, max_pixels)
         if pixels is not None:
             return pixels.astype(np.float32) / np.float32(255.0), SourceInfo("PNG", "L")
     try:
-        with Image.open(path) as im:
+        with Image.open(io.BytesIO(data)) as im:
             width, height = im.size
             if width * height > max_pixels:
                 raise ImageError(
@@ -89,25 +100,12 @@ def decode(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[np.ndarray
     except Image.DecompressionBombError as exc:
         raise ImageError(f"refused as a decompression bomb ({exc})") from None
     except UnidentifiedImageError:
-        if _is_empty(path):
-            raise ImageError("empty file") from None
         raise ImageError(
             "cannot decode: not a recognised image (corrupt, or wrong extension)"
         ) from None
-    except FileNotFoundError:
-        raise ImageError("cannot read: file vanished") from None
-    except PermissionError as exc:
-        raise ImageError(f"cannot read: {exc.strerror}") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise ImageError(f"cannot decode: {exc or type(exc).__name__}") from None
     return gray, source
-
-
-def _is_empty(path: Path) -> bool:
-    try:
-        return path.stat().st_size == 0
-    except OSError:
-        return False
 
 
 def _has_orientation(im: Image.Image) -> bool:

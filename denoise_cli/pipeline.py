@@ -34,6 +34,7 @@ from denoise_cli.images import (
     DEFAULT_MAX_PIXELS,
     SourceInfo,
     decode,
+    decode_bytes,
     encode,
     write_atomic,
 )
@@ -48,6 +49,14 @@ class Transform(Protocol):
     def batch_limit(self, height: int, width: int) -> int: ...
 
     def __call__(self, images: list[np.ndarray], jobs: list[Job]) -> list[np.ndarray]: ...
+
+
+class FileIO(Protocol):
+    """Where a job's bytes come from and go to, when not local files."""
+
+    def read(self, job: Job) -> bytes: ...
+
+    def write(self, job: Job, data: bytes) -> None: ...
 
 
 class DenoiseTransform:
@@ -150,8 +159,16 @@ class RunReport:
 _made_dirs: set[Path] = set()  # per process; chunks run one at a time in each
 
 
-def _write_result(job: Job, result: np.ndarray, source: SourceInfo, options: RunOptions) -> None:
+def _write_result(
+    job: Job, result: np.ndarray, source: SourceInfo, options: RunOptions, io: FileIO | None
+) -> None:
     data = encode(result, source, options.output_format, options.jpeg_quality)
+    if io is not None:
+        try:
+            io.write(job, data)
+        except OSError as exc:
+            raise ImageError(f"cannot write {job.dst}: {exc}") from None
+        return
     try:
         if job.dst.parent not in _made_dirs:  # one mkdir per folder, not per file
             job.dst.parent.mkdir(parents=True, exist_ok=True)
@@ -167,8 +184,12 @@ def process_chunk(
     options: RunOptions,
     outcomes: list[Outcome],
     should_stop: Callable[[], bool] = lambda: False,
+    io: FileIO | None = None,
 ) -> None:
-    """Decode, transform and write `jobs`, appending one Outcome per finished file."""
+    """Decode, transform and write `jobs`, appending one Outcome per finished file.
+
+    `io` reads and writes somewhere other than local paths (the Ray runner's URIs).
+    """
     groups: dict[tuple[int, int], list[tuple[Job, np.ndarray, SourceInfo]]] = {}
     held = 0
 
@@ -186,7 +207,7 @@ def process_chunk(
             if should_stop():
                 return
             try:
-                _write_result(job, result, source, options)
+                _write_result(job, result, source, options, io)
             except ImageError as exc:
                 outcomes.append(Outcome(job.rel, str(job.dst), str(exc)))
             except Exception as exc:  # an encoder bug must cost one file, not the batch
@@ -198,7 +219,13 @@ def process_chunk(
         if should_stop():
             return
         try:
-            gray, source = decode(job.src, options.max_pixels)
+            if io is None:
+                gray, source = decode(job.src, options.max_pixels)
+            else:
+                gray, source = decode_bytes(io.read(job), job.src.suffix, options.max_pixels)
+        except OSError as exc:
+            outcomes.append(Outcome(job.rel, str(job.dst), f"cannot read: {exc}"))
+            continue
         except ImageError as exc:
             outcomes.append(Outcome(job.rel, str(job.dst), str(exc)))
             continue

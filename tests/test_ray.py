@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
+import subprocess
+import sys
+import time
 
 import pytest
 from typer.testing import CliRunner
@@ -13,11 +18,51 @@ from tests.helpers import save_gray
 ray = pytest.importorskip("ray")
 
 
+# Object-store credentials for the local S3 server below; set before Ray starts so that its
+# worker processes inherit them.
+FAKE_AWS = {
+    "AWS_ACCESS_KEY_ID": "test",
+    "AWS_SECRET_ACCESS_KEY": "test",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+
 @pytest.fixture(scope="module")
 def local_ray():
+    saved = {k: os.environ.get(k) for k in FAKE_AWS}
+    os.environ.update(FAKE_AWS)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture(scope="module")
+def s3_server():
+    """A moto S3 server on 127.0.0.1 (never the internet); yields the URI query string."""
+    pytest.importorskip("moto.server")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            time.sleep(0.1)
+    yield f"endpoint_override=127.0.0.1:{port}&scheme=http&allow_bucket_creation=true"
+    proc.terminate()
+    proc.wait(timeout=10)
 
 
 def _files(root):
@@ -60,3 +105,37 @@ def test_ray_refuses_a_bad_model_before_starting(tmp_path, noisy_digits, local_r
     )
     assert result.exit_code == 3 and "nope.onnx: model file not found" in result.output
     assert not (tmp_path / "out").exists()
+
+
+def test_ray_reads_and_writes_object_storage(tmp_path, noisy_digits, local_ray, s3_server):
+    from pyarrow import fs
+
+    from denoise_cli.storage import Storage
+
+    local = tmp_path / "in"
+    for i in range(10):
+        save_gray(local / ["", "sub"][i % 2] / f"{i}.png", noisy_digits[i])
+    (local / "sub" / "broken.png").write_bytes(b"nope")
+    (local / "readme.txt").write_text("skip")
+    s3, _ = fs.FileSystem.from_uri(f"s3://bucket/in?{s3_server}")
+    s3.create_dir("bucket")
+    fs.copy_files(
+        str(local), "bucket/in", source_filesystem=fs.LocalFileSystem(), destination_filesystem=s3
+    )
+
+    src, dst = f"s3://bucket/in?{s3_server}", f"s3://bucket/out?{s3_server}"
+    runner = CliRunner()
+    result = runner.invoke(tools_app, ["ray", src, dst, "--batch-size", "4"])
+    assert result.exit_code == 1, result.output
+    assert "10 written, 1 failed" in result.output and "1 skipped" in result.output
+    assert "sub/broken.png: cannot decode" in result.output
+
+    reference = runner.invoke(denoise_app, [str(local), str(tmp_path / "ref"), "--workers", "1"])
+    assert reference.exit_code == 1
+    out = Storage(dst)
+    assert out.list_files() == _files(tmp_path / "ref")
+    for name in _files(tmp_path / "ref"):
+        assert out.read(name) == (tmp_path / "ref" / name).read_bytes()
+
+    again = runner.invoke(tools_app, ["ray", src, dst, "--batch-size", "4"])
+    assert "0 written, 1 failed, 10 already done" in again.output

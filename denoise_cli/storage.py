@@ -1,0 +1,79 @@
+"""Folders that are URIs (s3://, gs://, file://...), through pyarrow's file systems.
+
+Used by the Ray runner, whose workers may not share a disk with the driver. pyarrow is
+optional (it comes with Ray Data) and imported only here, only when a URI is used.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+from pathlib import PurePosixPath
+
+from denoise_cli.errors import UsageError
+
+
+def is_uri(location: str) -> bool:
+    return "://" in location
+
+
+class Storage:
+    """A folder in some file system: list, read and write files by '/'-separated paths.
+
+    Pickles as its URI, so Ray can ship it to workers, which reconnect on their side.
+    """
+
+    def __init__(self, uri: str) -> None:
+        try:
+            from pyarrow import fs
+        except ImportError:
+            raise UsageError("URIs need pyarrow: pip install 'denoise-batch[ray]'") from None
+        self.uri = uri
+        try:
+            self.fs, root = fs.FileSystem.from_uri(uri)
+        except Exception as exc:  # pyarrow raises ArrowInvalid, OSError... per scheme
+            raise UsageError(f"{uri}: not a usable location ({exc})") from None
+        self.root = root.rstrip("/")
+        self._local = isinstance(self.fs, fs.LocalFileSystem)
+
+    def __reduce__(self):
+        return (Storage, (self.uri,))
+
+    def path(self, rel: str) -> str:
+        return f"{self.root}/{rel}" if rel else self.root
+
+    def list_files(self) -> list[str]:
+        """Every file below the root, as sorted paths relative to it."""
+        from pyarrow import fs
+
+        selector = fs.FileSelector(self.root, recursive=True, allow_not_found=True)
+        rels = []
+        for info in self.fs.get_file_info(selector):
+            if info.type == fs.FileType.File:
+                rels.append(info.path[len(self.root) + 1 :])
+        return sorted(rels)
+
+    def read(self, rel: str) -> bytes:
+        with self.fs.open_input_stream(self.path(rel)) as f:
+            return f.read()
+
+    def write(self, rel: str, data: bytes) -> None:
+        """Whole or not at all: object stores publish an object only when its upload completes;
+        on a local disk we write a temporary file and rename it."""
+        target = self.path(rel)
+        parent = str(PurePosixPath(target).parent)
+        self.fs.create_dir(parent, recursive=True)
+        if not self._local:
+            with self.fs.open_output_stream(target) as f:
+                f.write(data)
+            return
+        tmp = f"{parent}/.{PurePosixPath(target).name}.{os.getpid()}-{uuid.uuid4().hex}.tmp"
+        try:
+            with self.fs.open_output_stream(tmp) as f:
+                f.write(data)
+            self.fs.move(tmp, target)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                self.fs.delete_file(tmp)
+            raise
