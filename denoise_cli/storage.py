@@ -36,6 +36,7 @@ class Storage:
             raise UsageError(f"{uri}: not a usable location ({exc})") from None
         self.root = root.rstrip("/")
         self._local = isinstance(self.fs, fs.LocalFileSystem)
+        self._made: set[str] = set()
 
     def __reduce__(self):
         return (Storage, (self.uri,))
@@ -63,7 +64,9 @@ class Storage:
         on a local disk we write a temporary file and rename it."""
         target = self.path(rel)
         parent = str(PurePosixPath(target).parent)
-        self.fs.create_dir(parent, recursive=True)
+        if parent not in self._made:  # on object stores each call is a request
+            self.fs.create_dir(parent, recursive=True)
+            self._made.add(parent)
         if not self._local:
             with self.fs.open_output_stream(target) as f:
                 f.write(data)

@@ -54,7 +54,7 @@ def export_model(
     example = torch.rand(*shape)
     with tempfile.TemporaryDirectory(prefix="denoise-export-") as tmp:
         path = Path(tmp) / "model.onnx"
-        with warnings.catch_warnings(), _quiet_torch_onnx_logs():
+        with warnings.catch_warnings(), quiet_logs("torch.onnx"):
             warnings.simplefilter("ignore")  # the exporters' deprecation chatter
             if opset >= 18:
                 _export_dynamo(
@@ -71,15 +71,16 @@ def export_model(
 
 
 @contextlib.contextmanager
-def _quiet_torch_onnx_logs():
-    """The dynamo exporter logs a warning per missing torchvision op; none concern us."""
-    logger = logging.getLogger("torch.onnx")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
+def quiet_logs(name: str = "", level: int = logging.ERROR):
+    """Raise a logger's level for a while (torch.onnx's per-op warnings, onnxruntime tools'
+    advice and success lines on the root logger), restoring it whatever happens."""
+    logger = logging.getLogger(name)
+    saved = logger.level
+    logger.setLevel(level)
     try:
         yield
     finally:
-        logger.setLevel(level)
+        logger.setLevel(saved)
 
 
 def _export_dynamo(
@@ -205,17 +206,21 @@ def check_parity(
     for name, x in cases:
         expected = torch_outputs(model, x)
         got = run_session(session, x, batch_size=len(x))
-        results.append(_compare(f"onnxruntime, {name}", expected, got, tolerance))
+        results.append(compare_outputs(f"onnxruntime, {name}", expected, got, tolerance))
     if reference_evaluator:
         from onnx.reference import ReferenceEvaluator
 
         x = digits[:2]
         got = ReferenceEvaluator(proto).run(None, {INPUT_NAME: x})[0]
-        results.append(_compare("onnx.reference, batch 2", torch_outputs(model, x), got, tolerance))
+        results.append(
+            compare_outputs("onnx.reference, batch 2", torch_outputs(model, x), got, tolerance)
+        )
     return results
 
 
-def _compare(name: str, expected: np.ndarray, got: np.ndarray, tolerance: float) -> ParityCase:
+def compare_outputs(
+    name: str, expected: np.ndarray, got: np.ndarray, tolerance: float
+) -> ParityCase:
     if got.shape != expected.shape:
         raise ExportError(f"{name}: output shape {got.shape}, PyTorch gives {expected.shape}")
     max_abs = float(np.max(np.abs(got.astype(np.float64) - expected)))

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from export.onnx_export import INPUT_NAME, ExportError
+from export.onnx_export import INPUT_NAME, ExportError, quiet_logs
 
 
 def to_fp16(proto: onnx.ModelProto) -> onnx.ModelProto:
@@ -70,10 +70,7 @@ def to_int8(proto: onnx.ModelProto, calibration_images: np.ndarray) -> onnx.Mode
 
     # The quantizer's advice to run its pre-processing (symbolic shape inference, fusions) is
     # logged on the root logger at every call; this graph is already shape-inferred and tiny.
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)
-    with tempfile.TemporaryDirectory(prefix="denoise-int8-") as tmp:
+    with quiet_logs(), tempfile.TemporaryDirectory(prefix="denoise-int8-") as tmp:
         src, dst = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
         src.write_bytes(proto.SerializeToString())
         quantize_static(
@@ -87,7 +84,6 @@ def to_int8(proto: onnx.ModelProto, calibration_images: np.ndarray) -> onnx.Mode
             calibrate_method=CalibrationMethod.MinMax,
         )
         out = onnx.load(str(dst))
-    root.setLevel(level)
     onnx.external_data_helper.convert_model_from_external_data(out)
     return out
 
@@ -123,11 +119,6 @@ def required_operators(ort_path: Path) -> bytes:
 
     with tempfile.TemporaryDirectory(prefix="denoise-ops-") as tmp:
         config = Path(tmp) / "required_operators.config"
-        root = logging.getLogger()
-        level = root.level
-        root.setLevel(logging.WARNING)  # it logs its own success at INFO
-        try:
+        with quiet_logs(level=logging.WARNING):  # it logs its own success at INFO
             create_config_from_models([ort_path], config, True)
-        finally:
-            root.setLevel(level)
         return config.read_bytes()

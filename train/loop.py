@@ -106,8 +106,11 @@ def fit(
         torch.set_num_threads(config.threads)
     device = pick_device(config.device)
     arch = get_arch(config.arch)
-    arch_args = dict(arch.args)
-    model = arch.build().to(device)
+    ckpt = load_checkpoint(resume_from) if resume_from is not None else None
+    if ckpt is not None and ckpt["arch"] != config.arch:
+        raise ValueError(f"{resume_from}: checkpoint is {ckpt['arch']}, not {config.arch}")
+    arch_args = ckpt["arch_args"] if ckpt is not None else dict(arch.args)
+    model = arch.build(**arch_args).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     loss_fn = make_loss(config.loss or arch.loss)
 
@@ -120,14 +123,8 @@ def fit(
     val_noisy = add_noise(val_x, val_kind, val_level, EVAL_NOISE_SEED)
     history: list[dict[str, float]] = []
     start_epoch = 0
-    if resume_from is not None:
-        ckpt = load_checkpoint(resume_from)
-        if ckpt["arch"] != config.arch:
-            raise ValueError(f"{resume_from}: checkpoint is {ckpt['arch']}, not {config.arch}")
-        arch_args = ckpt["arch_args"]
-        model = arch.build(**arch_args).to(device)
+    if ckpt is not None:
         model.load_state_dict(ckpt["model_state"])
-        optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
         if ckpt.get("optimizer_state"):
             optimizer.load_state_dict(ckpt["optimizer_state"])
             for group in optimizer.param_groups:  # this run's --lr, not the saved one
@@ -197,19 +194,3 @@ def fit(
                 out_path, model, config, arch_args, epoch + 1, metrics, history, optimizer
             )
     return FitResult(model.eval(), history, metrics, out_path)
-
-
-def evaluate_on(
-    model: nn.Module,
-    task: str,
-    clean: np.ndarray,
-    noise: str = "gaussian",
-    level: float = 0.5,
-    seed: int = EVAL_NOISE_SEED,
-    device: torch.device | None = None,
-) -> dict[str, float]:
-    """PSNR/SSIM of a model on `clean` images with fixed, seeded noise."""
-    device = device or next(model.parameters()).device
-    noisy = add_noise(clean, noise, level, seed)
-    restored = predict(model, model_input(task, clean, noisy), device)
-    return score(clean, restored)
