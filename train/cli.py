@@ -65,6 +65,9 @@ def fit(
     seed: int = typer.Option(0),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     threads: int | None = typer.Option(None, help="torch CPU threads (default: torch's)."),
+    precision: str = typer.Option(
+        "fp32", help="fp32, or bf16 (autocast convolutions; ~1.6x faster on CPUs with AVX512-BF16)."
+    ),
     data_dir: Path | None = typer.Option(None, help=DATA_DIR_HELP),
     resume: Path | None = typer.Option(None, help="Continue from this checkpoint."),
     dry_run: bool = typer.Option(
@@ -94,6 +97,7 @@ def fit(
             seed=seed,
             device=device,
             threads=threads,
+            precision=precision,
         )
         if dry_run:
             config = config.with_(epochs=1, train_limit=256, val_size=64, max_steps_per_epoch=2)

@@ -26,6 +26,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     threads: int | None = None
+    precision: str = "fp32"  # or "bf16": autocast matmuls/convs (weights and optimizer stay fp32)
     max_steps_per_epoch: int | None = None  # the dry run sets this
 
     def __post_init__(self) -> None:
@@ -37,6 +38,8 @@ class TrainConfig:
             raise ValueError(
                 f"lr_schedule must be 'constant' or 'cosine', got {self.lr_schedule!r}"
             )
+        if self.precision not in ("fp32", "bf16"):
+            raise ValueError(f"precision must be 'fp32' or 'bf16', got {self.precision!r}")
         if self.val_size < 1:
             raise ValueError("val_size must be >= 1: the test set is for reporting only")
 
