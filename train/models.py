@@ -50,13 +50,19 @@ class ConvDenoiser(nn.Module):
         return torch.sigmoid(self.body(x))
 
 
-def _double_conv(cin: int, cout: int) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(cin, cout, 3, padding=1),
-        nn.ReLU(inplace=True),
-        nn.Conv2d(cout, cout, 3, padding=1),
-        nn.ReLU(inplace=True),
-    )
+def _conv_block(
+    cin: int, cout: int, dilations: tuple[int, ...] = (1, 1), batch_norm: bool = False
+) -> nn.Sequential:
+    """3x3 convolutions (one per dilation), each followed by [batch norm and] relu."""
+    layers: list[nn.Module] = []
+    for i, d in enumerate(dilations):
+        layers.append(
+            nn.Conv2d(cout if i else cin, cout, 3, padding=d, dilation=d, bias=not batch_norm)
+        )
+        if batch_norm:
+            layers.append(nn.BatchNorm2d(cout))
+        layers.append(nn.ReLU(inplace=True))
+    return nn.Sequential(*layers)
 
 
 class UNet(nn.Module):
@@ -64,16 +70,28 @@ class UNet(nn.Module):
 
     Height and width must be multiples of 4; the runtime pads to that (metadata size_multiple).
     Downsampling buys context cheaply: at 28x28 the (16, 32, 64) net costs ~4x the seed
-    model's FLOPs for 36x its parameters.
+    model's FLOPs for 36x its parameters. `mid_dilations` makes the quarter-resolution block
+    deeper and dilated, so every output pixel sees the whole digit ((1, 1, 2, 1): 34 pixels
+    each way, against 22 for the plain block); `batch_norm` puts batch normalisation after each convolution
+    (folded into the convolutions on export, so it costs nothing at inference).
     """
 
-    def __init__(self, widths: tuple[int, int, int] | list[int] = (16, 32, 64)) -> None:
+    def __init__(
+        self,
+        widths: tuple[int, int, int] | list[int] = (16, 32, 64),
+        mid_dilations: tuple[int, ...] | list[int] = (1, 1),
+        batch_norm: bool = False,
+    ) -> None:
         super().__init__()
         a, b, c = widths
-        self.enc1, self.enc2, self.mid = _double_conv(1, a), _double_conv(a, b), _double_conv(b, c)
+        bn = batch_norm
+        self.enc1, self.enc2 = _conv_block(1, a, batch_norm=bn), _conv_block(a, b, batch_norm=bn)
+        self.mid = _conv_block(b, c, tuple(mid_dilations), bn)
         self.pool = nn.MaxPool2d(2)
-        self.up2, self.dec2 = nn.ConvTranspose2d(c, b, 2, stride=2), _double_conv(2 * b, b)
-        self.up1, self.dec1 = nn.ConvTranspose2d(b, a, 2, stride=2), _double_conv(2 * a, a)
+        self.up2 = nn.ConvTranspose2d(c, b, 2, stride=2)
+        self.dec2 = _conv_block(2 * b, b, batch_norm=bn)
+        self.up1 = nn.ConvTranspose2d(b, a, 2, stride=2)
+        self.dec1 = _conv_block(2 * a, a, batch_norm=bn)
         self.head = nn.Conv2d(a, 1, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -182,6 +200,21 @@ register(
         fully_convolutional=True,
         description="ours: U-Net 8-16-32, the small one's layout at half width",
         params=29_321,
+        size_multiple=4,
+    )
+)
+
+
+register(
+    Arch(
+        name="unet_ctx",
+        factory=UNet,
+        args={"widths": [16, 32, 96], "mid_dilations": [1, 1, 2, 1], "batch_norm": True},
+        task="denoiser",
+        loss="bce",
+        fully_convolutional=True,
+        description="ours: U-Net 16-32-96, batch norm, dilated 4-conv block at 1/4 resolution",
+        params=342_865,
         size_multiple=4,
     )
 )
