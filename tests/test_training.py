@@ -196,3 +196,25 @@ def test_psnr_loss_is_minus_mean_psnr():
     pred = (target + 0.1 * torch.from_numpy(rng.standard_normal((4, 1, 28, 28)))).float()
     expected = -np.mean(psnr(target.numpy(), pred.numpy()))
     assert float(make_loss("psnr")(pred, target)) == pytest.approx(expected, abs=1e-3)
+
+
+def test_bf16_training_learns_and_saves_fp32_weights(tmp_path, train_images):
+    config = TrainConfig(arch="unet_tiny", epochs=2, lr=3e-3, precision="bf16", **TINY)
+    result = fit(config, train_images, tmp_path / "b.pt", log=lambda m: None, progress=False)
+    assert result.history[-1]["val_psnr"] > result.history[0]["val_psnr"]
+    state = load_checkpoint(tmp_path / "b.pt")["model_state"]
+    assert all(t.dtype == torch.float32 for t in state.values() if t.is_floating_point())
+    with pytest.raises(ValueError, match="precision must be 'fp32' or 'bf16'"):
+        TrainConfig(precision="fp16")
+
+
+def test_batch_norm_unet_trains_and_exports_its_folded_form(tmp_path, train_images):
+    """unet_ctx trains in train mode and predicts with its running statistics (eval mode)."""
+    config = TrainConfig(arch="unet_ctx", epochs=1, max_steps_per_epoch=3, **TINY)
+    result = fit(config, train_images, tmp_path / "c.pt", log=lambda m: None, progress=False)
+    model = model_from_checkpoint(load_checkpoint(tmp_path / "c.pt"))
+    assert not model.training
+    x = torch.rand(2, 1, 28, 28)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), result.model(x))
+        torch.testing.assert_close(model(x[:1]), model(x)[:1])  # no batch statistics at inference
