@@ -18,21 +18,25 @@ import onnx
 
 from denoise_cli.metrics import psnr, ssim
 from denoise_cli.noise import add_noise
-from export.metadata import build_metadata, file_sha256, set_metadata
+from export.metadata import build_metadata, file_sha256, get_metadata, set_metadata
 from export.onnx_export import (
     DEFAULT_OPSET,
     FP32_TOLERANCE,
     ExportError,
+    ParityCase,
     check_model,
     check_parity,
     compare_outputs,
     export_model,
+    odd_size_digits,
     ort_session,
     receptive_radius,
     run_session,
     save_atomic,
     torch_outputs,
 )
+from export.rewrite import METADATA_KEY as REWRITES_KEY
+from export.rewrite import SPLIT_SINGLE_OUTPUT_CONV, split_single_output_convs
 from export.variants import required_operators, to_fp16, to_int8, to_ort_format
 from train.checkpoint import load_checkpoint, model_from_checkpoint
 from train.config import EVAL_NOISE_SEED
@@ -100,9 +104,13 @@ def export_checkpoint(
     ort_format: bool = False,
     fixed_shape: tuple[int, int, int, int] | None = None,
     bench_batch: int = 256,
+    rewrite: bool = True,
     log: Callable[[str], Any] = lambda msg: None,
 ) -> ExportResult:
-    """Export, verify and measure. `test_images`/`calibration_images`: clean (N, 1, 28, 28)."""
+    """Export, verify and measure. `test_images`/`calibration_images`: clean (N, 1, 28, 28).
+
+    `rewrite` applies export/rewrite.py's exact CPU-speed rewrites before verification.
+    """
     ckpt = load_checkpoint(checkpoint)
     model = model_from_checkpoint(ckpt)
     arch = get_arch(ckpt["arch"])
@@ -118,6 +126,7 @@ def export_checkpoint(
 
     log(f"exporting {arch.name} (opset {opset})")
     proto = export_model(model, arch.fully_convolutional, opset, size_multiple=arch.size_multiple)
+    rewrites = _apply_rewrites(proto, rewrite, log)
     check_model(proto)
     parity = check_parity(proto, model, inputs[:256], arch.fully_convolutional)
     for case in parity:
@@ -140,6 +149,8 @@ def export_checkpoint(
         size_multiple=arch.size_multiple,
         receptive_radius=receptive_radius(model) if arch.fully_convolutional else 0,
     )
+    if rewrites:
+        metadata[REWRITES_KEY] = rewrites
     set_metadata(proto, metadata)
     check_model(proto)
     save_atomic(proto, out)
@@ -235,6 +246,7 @@ def export_checkpoint(
         if fixed_shape[2] % arch.size_multiple or fixed_shape[3] % arch.size_multiple:
             raise ExportError(f"{arch.name} needs sizes that are multiples of {arch.size_multiple}")
         fixed = export_model(model, arch.fully_convolutional, opset, fixed_shape)
+        _apply_rewrites(fixed, rewrite, lambda msg: None)
         check_model(fixed)
         n, _, h, w = fixed_shape
         if (h, w) == (28, 28):
@@ -270,6 +282,57 @@ def export_checkpoint(
             )
             log(f"  wrote {path} (test PSNR {p:.2f} dB)")
     return result
+
+
+def _apply_rewrites(proto: onnx.ModelProto, enabled: bool, log: Callable[[str], Any]) -> str:
+    """Apply the CPU-speed rewrites (in place); returns their metadata value ('' for none)."""
+    if not enabled:
+        return ""
+    count = split_single_output_convs(proto)
+    if not count:
+        return ""
+    log(f"  rewrote {count} single-output convolution(s) as depthwise + channel sum")
+    return SPLIT_SINGLE_OUTPUT_CONV
+
+
+@dataclass
+class RewriteResult:
+    rewrites: int
+    cases: list[ParityCase]
+
+
+def rewrite_file(source: Path, out: Path, digits: np.ndarray) -> RewriteResult:
+    """Apply the CPU-speed rewrites to an existing ONNX file (one exported before them, say).
+
+    The result is checked against the source file in onnxruntime on `digits` (N, 1, 28, 28)
+    at batch 1, 7 and 256 and, when the model takes any size, on a 64x48 image; only then is
+    `out` written. Nothing is written when no rewrite applies.
+    """
+    original = onnx.load(str(source))
+    proto = onnx.ModelProto()
+    proto.CopyFrom(original)
+    done = [r for r in get_metadata(original).get(REWRITES_KEY, "").split(",") if r]
+    count = split_single_output_convs(proto)
+    if not count:
+        return RewriteResult(0, [])
+    check_model(proto)
+    before, after = ort_session(original), ort_session(proto)
+    cases = [(f"batch {b}", digits[:b]) for b in (1, 7, 256) if b <= len(digits)]
+    dims = before.get_inputs()[0].shape
+    if not all(isinstance(d, int) for d in dims[2:]):
+        cases.append(("64x48 image", odd_size_digits(digits)))
+    results = []
+    for name, x in cases:
+        expected = run_session(before, x, batch_size=len(x))
+        got = run_session(after, x, batch_size=len(x))
+        results.append(
+            compare_outputs(f"rewritten vs {source.name}, {name}", expected, got, FP32_TOLERANCE)
+        )
+    metadata = get_metadata(original)
+    metadata[REWRITES_KEY] = ",".join([*done, SPLIT_SINGLE_OUTPUT_CONV])
+    set_metadata(proto, metadata)
+    save_atomic(proto, out)
+    return RewriteResult(count, results)
 
 
 def _accept(

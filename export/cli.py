@@ -6,6 +6,7 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
 import typer
 
 from export.onnx_export import DEFAULT_OPSET, MIN_OPSET
@@ -59,6 +60,11 @@ def export(
         None, min=16, help="Verify on the first N test digits only (default: all 10,000)."
     ),
     calibration_images: int = typer.Option(1000, min=16, help="Training digits for INT8."),
+    rewrite: bool = typer.Option(
+        True,
+        "--rewrite/--no-rewrite",
+        help="Apply the exact CPU-speed graph rewrites (see `denoise-export optimize --help`).",
+    ),
     report: Path | None = typer.Option(None, help="Write the verification results as JSON."),
 ) -> None:
     """Export a trained checkpoint to one self-contained ONNX file, verified against PyTorch.
@@ -93,6 +99,7 @@ def export(
             int8=int8 or all_variants,
             ort_format=ort_format or all_variants,
             fixed_shape=shape,
+            rewrite=rewrite,
             log=lambda msg: typer.echo(msg, err=True),
         )
     except (ExportError, CheckpointError, MnistError, IdxError, ValueError) as exc:
@@ -103,8 +110,65 @@ def export(
         report.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
 
 
+optimize_app = typer.Typer(add_completion=False)
+
+
+@optimize_app.command()
+def optimize(
+    source: Path = typer.Argument(..., help="An ONNX file exported by denoise-export."),
+    out: Path = typer.Option(..., "--out", "-o", help="Where the rewritten file goes."),
+    data_dir: Path | None = typer.Option(None, help="MNIST folder (test digits for the check)."),
+) -> None:
+    """Rewrite an existing ONNX file for onnxruntime's CPU kernels, verified against itself.
+
+    A convolution with one output channel (the conv denoiser's last layer) becomes a depthwise
+    convolution plus a sum over channels: the same arithmetic, which onnxruntime's blocked CPU
+    kernels no longer pad 16-fold (measured: the seed model 1.3-1.4x faster). The result must
+    match the source file within 1e-5 on real test digits before it is written. New exports
+    get this rewrite by default.
+    """
+    from denoise_cli.noise import add_noise
+    from export.build import rewrite_file
+    from export.onnx_export import ExportError
+    from train.idx import IdxError
+    from train.mnist import MnistError, load_split
+
+    if out.resolve() == source.resolve():
+        typer.echo(
+            "error: --out must differ from the source file (inputs are never overwritten)", err=True
+        )
+        raise typer.Exit(2)
+    try:
+        # Real noisy digits when MNIST is at hand; the rewrite is plain arithmetic, so seeded
+        # random images check it as well where it is not (nothing is downloaded for this).
+        digits = load_split("test", data_dir, download=False)[0][:256]
+    except (MnistError, IdxError):
+        typer.echo("  (no MNIST test files found: checking on random images)", err=True)
+        digits = np.random.default_rng(0).random((256, 1, 28, 28), dtype=np.float32)
+    try:
+        result = rewrite_file(source, out, add_noise(digits, "gaussian", 0.5, 0))
+    except (ExportError, ValueError, OSError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    except Exception as exc:  # onnx raises its own types for unreadable files
+        typer.echo(f"error: {source}: not a readable ONNX model ({exc})", err=True)
+        raise typer.Exit(1) from None
+    if not result.rewrites:
+        typer.echo(f"{source}: no rewrite applies; nothing written")
+        return
+    for case in result.cases:
+        typer.echo(f"  {case.name}: max abs {case.max_abs:.2e}", err=True)
+    typer.echo(f"wrote {out} ({result.rewrites} rewrite(s), verified)")
+
+
 def main() -> None:
-    app()
+    """`denoise-export CHECKPOINT ...`, or `denoise-export optimize MODEL.onnx -o OUT`."""
+    import sys
+
+    if sys.argv[1:2] == ["optimize"]:
+        optimize_app(args=sys.argv[2:], prog_name="denoise-export optimize")
+    else:
+        app()
 
 
 if __name__ == "__main__":

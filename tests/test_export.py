@@ -48,8 +48,9 @@ def _export(args, catch=False):
     return CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=catch)
 
 
-def _session(path):
-    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+def _session(model):
+    source = model.SerializeToString() if isinstance(model, onnx.ModelProto) else str(model)
+    return ort.InferenceSession(source, providers=["CPUExecutionProvider"])
 
 
 def test_fp32_export_is_one_verified_file_with_metadata(tmp_path, conv_ckpt, data_dir):
@@ -203,3 +204,107 @@ def test_unet_export_and_runtime_padding(tmp_path, unet_ckpt, data_dir):
         np.testing.assert_allclose(got, expected, atol=1e-5)
     fixed = Denoiser(tmp_path / "u.fixed-1x1x28x28.onnx", device="cpu")
     assert [o.shape for o in fixed.denoise([np.zeros((9, 40), np.float32)])] == [(9, 40)]
+
+
+# --- the CPU-speed rewrite (export/rewrite.py) ---------------------------------------------
+
+
+def _conv_model(opset: int, bias: bool) -> onnx.ModelProto:
+    """noisy -> Conv 1->4 (relu) -> Conv 4->1 3x3 (the rewrite's target) -> Sigmoid."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(opset)
+    inits = [
+        numpy_helper.from_array(rng.normal(size=(4, 1, 3, 3)).astype(np.float32), "w1"),
+        numpy_helper.from_array(rng.normal(size=(1, 4, 3, 3)).astype(np.float32), "w2"),
+    ]
+    last_inputs = ["h", "w2"]
+    if bias:
+        inits.append(numpy_helper.from_array(np.array([0.3], np.float32), "b2"))
+        last_inputs.append("b2")
+    nodes = [
+        helper.make_node("Conv", ["noisy", "w1"], ["c1"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c1"], ["h"]),
+        helper.make_node("Conv", last_inputs, ["logits"], pads=[1, 1, 1, 1], kernel_shape=[3, 3]),
+        helper.make_node("Sigmoid", ["logits"], ["denoised"]),
+    ]
+    io = [
+        helper.make_tensor_value_info(n, TensorProto.FLOAT, ["N", 1, "H", "W"])
+        for n in ("noisy", "denoised")
+    ]
+    graph = helper.make_graph(nodes, "g", io[:1], io[1:], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+
+
+@pytest.mark.parametrize(("opset", "bias"), [(18, True), (13, False), (11, True)])
+def test_single_output_conv_rewrite_is_exact(opset, bias):
+    from export.rewrite import split_single_output_convs
+
+    original = _conv_model(opset, bias)
+    rewritten = onnx.ModelProto()
+    rewritten.CopyFrom(original)
+    assert split_single_output_convs(rewritten) == 1
+    onnx.checker.check_model(rewritten, full_check=True)
+    ops = [n.op_type for n in rewritten.graph.node]
+    assert ops == ["Conv", "Relu", "Conv", "ReduceSum", *(["Add"] if bias else []), "Sigmoid"]
+    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in rewritten.graph.node[2].attribute}
+    assert attrs["group"] == 4  # depthwise: one group per input channel
+    assert {t.name for t in rewritten.graph.initializer}.isdisjoint({"w2", "b2"})
+    x = np.random.default_rng(0).random((3, 1, 17, 23), dtype=np.float32)
+    expected = _session(original).run(None, {"noisy": x})[0]
+    got = _session(rewritten).run(None, {"noisy": x})[0]
+    np.testing.assert_allclose(got, expected, atol=1e-6)
+    assert split_single_output_convs(rewritten) == 0  # nothing left to rewrite
+
+
+def test_export_rewrites_by_default_and_on_request_only(tmp_path, conv_ckpt, data_dir):
+    plain, fast = tmp_path / "plain.onnx", tmp_path / "fast.onnx"
+    result = _export([conv_ckpt, "-o", fast, "--data-dir", data_dir])
+    assert result.exit_code == 0, result.output
+    assert "rewrote 1 single-output convolution" in result.output
+    assert _export([conv_ckpt, "-o", plain, "--no-rewrite", "--data-dir", data_dir]).exit_code == 0
+
+    def ops_and_meta(path):
+        proto = onnx.load(str(path))
+        return [n.op_type for n in proto.graph.node], {p.key: p.value for p in proto.metadata_props}
+
+    plain_ops, plain_meta = ops_and_meta(plain)
+    fast_ops, fast_meta = ops_and_meta(fast)
+    assert "ReduceSum" not in plain_ops and "graph_rewrites" not in plain_meta
+    assert "ReduceSum" in fast_ops
+    assert fast_meta["graph_rewrites"] == "single-output-conv-as-depthwise-sum"
+    x = np.random.default_rng(2).random((6, 1, 28, 28), dtype=np.float32)
+    np.testing.assert_allclose(
+        _session(fast).run(None, {"noisy": x})[0],
+        _session(plain).run(None, {"noisy": x})[0],
+        atol=1e-6,
+    )
+
+
+def test_optimize_rewrites_an_existing_file_verified(tmp_path, conv_ckpt, data_dir):
+    from export.cli import optimize_app
+
+    plain = tmp_path / "plain.onnx"
+    assert _export([conv_ckpt, "-o", plain, "--no-rewrite", "--data-dir", data_dir]).exit_code == 0
+    before = plain.read_bytes()
+    fast = tmp_path / "fast.onnx"
+    runner = CliRunner()
+    args = [str(plain), "-o", str(fast), "--data-dir", str(data_dir)]
+    result = runner.invoke(optimize_app, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "1 rewrite(s), verified" in result.output and "64x48 image: max abs" in result.output
+    assert plain.read_bytes() == before  # the source is never touched
+    meta = {p.key: p.value for p in onnx.load(str(fast)).metadata_props}
+    old_meta = {p.key: p.value for p in onnx.load(str(plain)).metadata_props}
+    assert meta.pop("graph_rewrites") == "single-output-conv-as-depthwise-sum"
+    assert meta == old_meta  # everything else travels unchanged
+
+    again = runner.invoke(optimize_app, [str(fast), "-o", str(tmp_path / "x.onnx")])
+    assert again.exit_code == 0 and "no rewrite applies; nothing written" in again.output
+    assert not (tmp_path / "x.onnx").exists()
+    same = runner.invoke(optimize_app, [str(plain), "-o", str(plain)])
+    assert same.exit_code == 2 and "must differ from the source" in same.output
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"not onnx")
+    bad = runner.invoke(optimize_app, [str(broken), "-o", str(tmp_path / "y.onnx")])
+    assert bad.exit_code == 1 and "broken.onnx" in bad.output
