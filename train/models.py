@@ -72,8 +72,9 @@ class UNet(nn.Module):
     Downsampling buys context cheaply: at 28x28 the (16, 32, 64) net costs ~4x the seed
     model's FLOPs for 36x its parameters. `mid_dilations` makes the quarter-resolution block
     deeper and dilated, so every output pixel sees the whole digit ((1, 1, 2, 1): 34 pixels
-    each way, against 22 for the plain block); `batch_norm` puts batch normalisation after each convolution
-    (folded into the convolutions on export, so it costs nothing at inference).
+    each way, against 22 for the plain block); `batch_norm` puts batch normalisation after
+    each convolution (at inference a fixed scale and shift, which onnxruntime folds into the
+    convolution before it: no cost).
     """
 
     def __init__(
