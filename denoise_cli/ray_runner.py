@@ -40,10 +40,10 @@ class StorageIO:
         self.source, self.target = source, target
 
     def read(self, job: Job) -> bytes:
-        return self.source.read(job.src.as_posix())
+        return self.source.read(job.src)
 
     def write(self, job: Job, data: bytes) -> None:
-        self.target.write(job.dst.as_posix(), data)
+        self.target.write(job.dst, data)
 
 
 class ChunkActor:
@@ -61,7 +61,7 @@ class ChunkActor:
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list[str]]:
         jobs = [
-            Job(Path(src), rel, Path(dst))
+            Job(src, rel, dst)
             for src, rel, dst in zip(batch["src"], batch["rel"], batch["dst"], strict=True)
         ]
         outcomes: list[Outcome] = []
@@ -74,7 +74,7 @@ class ChunkActor:
 
 
 def _rows(jobs: Iterator[Job]) -> list[dict[str, str]]:
-    return [{"src": str(j.src), "rel": j.rel, "dst": str(j.dst)} for j in jobs]
+    return [{"src": j.src, "rel": j.rel, "dst": j.dst} for j in jobs]
 
 
 def plan_storage_jobs(

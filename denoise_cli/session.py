@@ -117,16 +117,25 @@ def needs_inversion(image: np.ndarray, invert: str, polarity: str) -> bool:
 
     auto: a digit image is mostly background, so its median pixel tells the background colour,
     robustly even under heavy noise; invert when that disagrees with the model's training data.
-    "Median above 0.5" is computed as "more than half the pixels above 0.5": the same answer,
-    without a sort.
     """
+    return bool(needs_inversion_batch(image[None], invert, polarity)[0])
+
+
+def needs_inversion_batch(images: np.ndarray, invert: str, polarity: str) -> np.ndarray:
+    """`needs_inversion` for each of (N, H, W) same-sized images at once (one numpy pass).
+
+    "Median above 0.5" is computed as "more than half of up to 4,096 sampled pixels above 0.5":
+    the same answer, without a sort.
+    """
+    n = len(images)
     if invert == "yes":
-        return True
+        return np.ones(n, bool)
     if invert == "no" or polarity not in ("light-on-dark", "dark-on-light"):
-        return False
-    sample = image.reshape(-1)[:: max(1, image.size // 4096)]
-    light_background = np.count_nonzero(sample > 0.5) * 2 > sample.size
-    return light_background if polarity == "light-on-dark" else not light_background
+        return np.zeros(n, bool)
+    flat = images.reshape(n, -1)
+    sample = flat[:, :: max(1, flat.shape[1] // 4096)]
+    light_background = np.count_nonzero(sample > 0.5, axis=1) * 2 > sample.shape[1]
+    return light_background if polarity == "light-on-dark" else ~light_background
 
 
 class Denoiser:
@@ -284,7 +293,6 @@ class Denoiser:
         for img in items:
             if img.ndim != 2:
                 raise ValueError(f"expected 2-D grayscale images, got shape {img.shape}")
-        flips = [needs_inversion(img, invert, self.info.polarity) for img in items]
         results: list[np.ndarray | None] = [None] * len(items)
         by_shape: dict[tuple[int, int], list[int]] = {}
         for i, img in enumerate(items):
@@ -293,10 +301,15 @@ class Denoiser:
             step = self.batch_limit(h, w, batch_size)
             for s in range(0, len(idx), step):
                 chunk = idx[s : s + step]
-                batch = np.stack([1.0 - items[i] if flips[i] else items[i] for i in chunk])
+                batch = np.stack([items[i] for i in chunk])  # a copy: inverting it is safe
+                flips = needs_inversion_batch(batch, invert, self.info.polarity)
+                if flips.any():
+                    batch[flips] = 1.0 - batch[flips]
                 out = self.denoise_same_size(batch)
+                if flips.any():
+                    out[flips] = 1.0 - out[flips]
                 for i, o in zip(chunk, out, strict=True):
-                    results[i] = 1.0 - o if flips[i] else o
+                    results[i] = o
         return results  # type: ignore[return-value]
 
 

@@ -300,7 +300,8 @@ def test_interrupt_leaves_no_partial_file_and_resume_finishes(tmp_path, noisy_di
         return real_call(self, images, jobs)
 
     monkeypatch.setattr(pipeline.DenoiseTransform, "__call__", interrupt_on_third_batch)
-    result = run(src, out, "--batch-size", "8", "--report", tmp_path / "r.json")
+    args = ("--batch-size", "8", "--workers", "1")  # in-process: an exact count to check
+    result = run(src, out, *args, "--report", tmp_path / "r.json")
     assert result.exit_code == 130
     assert "interrupted after 16 written" in result.output
     partial = json.loads((tmp_path / "r.json").read_text())
@@ -316,6 +317,44 @@ def test_interrupt_leaves_no_partial_file_and_resume_finishes(tmp_path, noisy_di
     assert resumed.exit_code == 0
     assert "24 written" in resumed.output and "16 already done" in resumed.output
     assert len(files_under(out)) == 40
+
+
+def test_interrupt_with_helper_processes_counts_what_is_on_disk(
+    tmp_path, noisy_digits, monkeypatch
+):
+    """Ctrl-C in the parent while helpers work: they finish their file and report; the report
+    counts exactly the files on disk, none partial, and a rerun finishes the rest."""
+    import multiprocessing
+
+    from denoise_cli import pipeline
+
+    src, out = tmp_path / "in", tmp_path / "out"
+    for i in range(80):
+        save_gray(src / f"{i:02d}.png", noisy_digits[i % 16])
+    calls = {"n": 0}
+    real_call = pipeline.DenoiseTransform.__call__
+
+    def interrupt_parent_on_second_batch(self, images, jobs):
+        if multiprocessing.parent_process() is None:  # helpers (forked copies) work normally
+            calls["n"] += 1
+            if calls["n"] == 2:
+                raise KeyboardInterrupt
+        return real_call(self, images, jobs)
+
+    monkeypatch.setattr(pipeline.DenoiseTransform, "__call__", interrupt_parent_on_second_batch)
+    result = run(src, out, "--batch-size", "8", "--workers", "2", "--report", tmp_path / "r.json")
+    assert result.exit_code == 130
+    partial = json.loads((tmp_path / "r.json").read_text())
+    done = files_under(out)
+    assert partial["interrupted"] is True and partial["written"] == len(done) >= 8
+    assert not list(out.rglob("*.denoise-tmp"))
+    for name in done:
+        Image.open(out / name).load()
+
+    monkeypatch.setattr(pipeline.DenoiseTransform, "__call__", real_call)
+    resumed = run(src, out, "--batch-size", "8")
+    assert resumed.exit_code == 0 and f"{len(done)} already done" in resumed.output
+    assert len(files_under(out)) == 80
 
 
 def test_out_inside_in_is_not_walked(tmp_path, noisy_digits):
@@ -550,3 +589,20 @@ def test_a_dying_worker_costs_its_chunk_not_the_run(tmp_path, noisy_digits):
     assert len(files_under(out)) == report.written
     rerun = process_tree(src, out, CrashingTransform, RunOptions(workers=1, batch_size=4))
     assert rerun.written == report.failed and rerun.failed == 0  # in-process: no crash
+
+
+def test_helpers_fork_only_where_it_is_safe(monkeypatch):
+    """CPU sessions fork (no import cost per helper); anything else, or another OS, spawns."""
+    from denoise_cli import pipeline
+    from denoise_cli.session import Denoiser
+    from tests.helpers import CrashingTransform
+
+    cpu = pipeline.DenoiseTransform(Denoiser(device="cpu"))
+    monkeypatch.setattr(pipeline.sys, "platform", "linux")
+    assert pipeline._start_method(cpu) == "fork"
+    assert pipeline._start_method(pipeline.NoiseTransform("gaussian", 0.5)) == "fork"
+    assert pipeline._start_method(CrashingTransform()) == "spawn"  # unknown: the safe default
+    cpu.fork_safe = False  # what a CUDA session says: its context cannot cross a fork
+    assert pipeline._start_method(cpu) == "spawn"
+    monkeypatch.setattr(pipeline.sys, "platform", "darwin")
+    assert pipeline._start_method(pipeline.NoiseTransform("gaussian", 0.5)) == "spawn"
