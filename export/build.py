@@ -148,6 +148,7 @@ def export_checkpoint(
         len(test_images),
         size_multiple=arch.size_multiple,
         receptive_radius=receptive_radius(model) if arch.fully_convolutional else 0,
+        task=arch.task,
     )
     if rewrites:
         metadata[REWRITES_KEY] = rewrites

@@ -36,6 +36,7 @@ def build_metadata(
     variant: str = "fp32",
     size_multiple: int = 1,
     receptive_radius: int = 0,
+    task: str = "denoiser",
 ) -> dict[str, str]:
     """Everything a deployer or the runtime needs to know about the model, as strings."""
     config = ckpt["config"]
@@ -48,6 +49,7 @@ def build_metadata(
         "denoise_batch.schema": SCHEMA,
         "architecture": ckpt["arch"],
         "architecture_args": _compact(ckpt["arch_args"]),
+        "task": task,  # denoiser (noisy -> clean) or autoencoder (clean -> clean)
         "parameters": str(params),
         "fully_convolutional": "true" if fully_convolutional else "false",
         "native_size": "28x28",

@@ -187,6 +187,34 @@ def test_compare_models_and_classical_filters(tmp_path, tiny_mnist, train_images
     assert {p.name for p in write(result, tmp_path / "out")} == {"compare.json", "compare.md"}
 
 
+def test_exported_models_score_like_their_checkpoints(tmp_path, tiny_mnist, train_images):
+    """compare and report take exported ONNX files too, with the same numbers."""
+    from export.cli import app as export_app
+    from train.compare import compare
+    from train.report import build_report
+
+    ckpt = tmp_path / "conv_denoiser.pt"
+    config = TrainConfig(arch="conv_denoiser", epochs=1, **TINY)
+    fit(config, train_images, ckpt, log=lambda m: None, progress=False)
+    onnx_path = tmp_path / "mine.onnx"
+    exported = CliRunner().invoke(
+        export_app, [str(ckpt), "-o", str(onnx_path), "--data-dir", str(tiny_mnist)]
+    )
+    assert exported.exit_code == 0, exported.output
+    clean = load_split("test", tiny_mnist, download=False)[0][:30]
+    result = compare([ckpt, onnx_path], clean, classical_limit=5, conditions=[("gaussian", 0.5)])
+    from_ckpt, from_onnx = result["rows"][-2:]
+    assert from_onnx["method"] == "mine (gaussian 0.5)" and from_onnx["params"] == 3217
+    assert from_onnx["onnx_bytes"] == onnx_path.stat().st_size
+    a, b = from_ckpt["scores"]["gaussian 0.5"], from_onnx["scores"]["gaussian 0.5"]
+    assert a["psnr"] == pytest.approx(b["psnr"], abs=1e-4)
+    build_report([onnx_path, ckpt], clean, tmp_path / "report")
+    rows = json.loads((tmp_path / "report" / "results.json").read_text())["rows"]
+    assert [r["model"] for r in rows] == ["noisy input (no model)", "mine", "conv_denoiser"]
+    assert rows[1]["psnr"] == pytest.approx(rows[2]["psnr"], abs=1e-4)
+    assert (tmp_path / "report" / "denoisers.png").is_file()
+
+
 def test_psnr_loss_is_minus_mean_psnr():
     from denoise_cli.metrics import psnr
     from train.loop import make_loss

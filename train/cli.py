@@ -110,7 +110,9 @@ def fit(
 
 @app.command()
 def report(
-    checkpoints: list[Path] = typer.Argument(..., help="Trained checkpoints (.pt)."),
+    checkpoints: list[Path] = typer.Argument(
+        ..., help="Trained checkpoints (.pt) or exported models (.onnx)."
+    ),
     out_dir: Path = typer.Option(Path("docs/report"), help="Where figures and tables go."),
     data_dir: Path | None = typer.Option(None, help=DATA_DIR_HELP),
     noise_level: float = typer.Option(0.5, help="Gaussian sigma for the test-set table."),
@@ -136,7 +138,9 @@ def report(
 
 @app.command()
 def compare(
-    checkpoints: list[Path] = typer.Argument(..., help="Trained denoiser checkpoints (.pt)."),
+    checkpoints: list[Path] = typer.Argument(
+        ..., help="Trained denoisers: checkpoints (.pt) or exported models (.onnx)."
+    ),
     out_dir: Path = typer.Option(Path("docs/compare"), help="Where the tables go."),
     data_dir: Path | None = typer.Option(None, help=DATA_DIR_HELP),
     limit: int | None = typer.Option(None, help="Score only the first N test digits."),

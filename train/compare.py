@@ -17,10 +17,8 @@ import numpy as np
 from denoise_cli.images import write_atomic
 from denoise_cli.metrics import psnr, ssim
 from denoise_cli.noise import add_noise
-from train.checkpoint import display_name, load_checkpoint, model_from_checkpoint
+from train.candidates import load_candidate
 from train.config import EVAL_NOISE_SEED
-from train.loop import predict
-from train.models import count_params, get_arch
 
 CONDITIONS: tuple[tuple[str, float], ...] = (
     ("gaussian", 0.1),
@@ -92,26 +90,24 @@ def _bm3d() -> Callable[[np.ndarray], np.ndarray] | None:
     return run
 
 
-def _onnx_facts(model, arch) -> tuple[int, float]:
+def _onnx_facts(onnx_model: bytes) -> tuple[int, float]:
     """(ONNX file size in bytes, onnxruntime CPU images/s at batch 256) for a model."""
     from export.build import measure_speed
-    from export.onnx_export import export_model, ort_session
+    from export.onnx_export import ort_session
 
-    proto = export_model(model, arch.fully_convolutional, size_multiple=arch.size_multiple)
-    size = len(proto.SerializeToString())
-    return size, measure_speed(ort_session(proto), (256, 1, 28, 28), seconds=1.0)
+    return len(onnx_model), measure_speed(ort_session(onnx_model), (256, 1, 28, 28), 1.0)
 
 
 def compare(
-    checkpoints: Sequence[Path],
+    models: Sequence[Path],
     clean: np.ndarray,
     classical_limit: int | None = 2000,
     conditions: Sequence[tuple[str, float]] = CONDITIONS,
     log: Callable[[str], Any] = lambda m: None,
 ) -> dict[str, Any]:
-    """Scores of every method under every condition, plus model facts. `clean`: (N,1,28,28)."""
-    import torch
+    """Scores of every method under every condition, plus model facts. `clean`: (N,1,28,28).
 
+    `models`: checkpoints or exported ONNX files (see train/candidates.py)."""
     noisy = {c: add_noise(clean, c[0], c[1], EVAL_NOISE_SEED) for c in conditions}
     rows: list[dict[str, Any]] = []
 
@@ -135,26 +131,20 @@ def compare(
     if bm3d is not None:
         # ~0.35 s per 28x28 digit on this CPU: a small sample keeps the run in minutes.
         score("BM3D", "classical", bm3d, min(classical_limit or BM3D_LIMIT, BM3D_LIMIT), {})
-    device = torch.device("cpu")
-    for path in checkpoints:
-        ckpt = load_checkpoint(path)
-        arch = get_arch(ckpt["arch"])
-        if arch.task != "denoiser":
+    for path in models:
+        model = load_candidate(path)
+        if model.task != "denoiser":
             continue
-        model = model_from_checkpoint(ckpt)
-        size, speed = _onnx_facts(model, arch)
-        cfg = ckpt["config"]
-        trained = "blind mix" if cfg["noise"] == "blind" else f"{cfg['noise']} {cfg['noise_level']}"
+        size, speed = _onnx_facts(model.onnx())
         facts = {
-            "params": count_params(model),
+            "params": model.params,
             "onnx_bytes": size,
             "cpu_images_per_s": speed,
-            "trained_on": trained,
-            "epochs": ckpt["epoch"],
-            "checkpoint": str(path),
+            "trained_on": model.trained_on,
+            "epochs": model.epochs,
+            "checkpoint": model.source,
         }
-        label = f"{display_name(path, ckpt)} ({trained})"
-        score(label, "model", lambda x, m=model: predict(m, x, device), None, facts)
+        score(f"{model.name} ({model.trained_on})", "model", model.predict, None, facts)
     return {
         "conditions": [f"{k} {v:g}" for k, v in conditions],
         "images": len(clean),

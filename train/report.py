@@ -1,4 +1,4 @@
-"""The seed chapter's evidence, rebuilt from checkpoints: two figures and a PSNR/SSIM table.
+"""The seed chapter's evidence, rebuilt from models: two figures and a PSNR/SSIM table.
 
 - autoencoders.png: 5 random test digits (original on top) through each autoencoder.
 - denoisers.png: original / noisy / each denoiser's output for 5 random test digits.
@@ -17,10 +17,10 @@ from PIL import Image, ImageDraw
 
 from denoise_cli.images import write_atomic
 from denoise_cli.noise import add_noise
-from train.checkpoint import display_name, load_checkpoint, model_from_checkpoint
+from train.candidates import load_candidate
 from train.config import EVAL_NOISE_SEED
-from train.loop import model_input, predict, score
-from train.models import REGISTRY, count_params, get_arch
+from train.loop import model_input, score
+from train.models import REGISTRY
 
 SCALE = 3
 LABEL_WIDTH = 170
@@ -52,17 +52,15 @@ def _png_bytes(image: Image.Image) -> bytes:
 
 
 def build_report(
-    checkpoint_paths: Sequence[Path],
+    model_paths: Sequence[Path],
     test_images: np.ndarray,
     out_dir: Path,
     noise_level: float = 0.5,
     seed: int = 0,
 ) -> list[Path]:
-    """Evaluate every checkpoint, write figures and tables into `out_dir`; returns the paths."""
-    import torch
-
+    """Evaluate every model (checkpoints or exported ONNX files), write figures and tables
+    into `out_dir`; returns the paths."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    device = torch.device("cpu")
     noisy = add_noise(test_images, "gaussian", noise_level, EVAL_NOISE_SEED)
     pick = np.random.default_rng(seed).choice(len(test_images), size=5, replace=False)
 
@@ -77,29 +75,28 @@ def build_report(
     ]
     ae_rows: list[tuple[int, str, np.ndarray]] = []
     dn_rows: list[tuple[str, np.ndarray]] = []
-    loaded = [(path, load_checkpoint(path)) for path in checkpoint_paths]
+    models = [load_candidate(path) for path in model_paths]
     order = {name: i for i, name in enumerate(REGISTRY)}
-    loaded.sort(key=lambda item: order.get(item[1]["arch"], len(order)))
-    for path, ckpt in loaded:
-        model = model_from_checkpoint(ckpt)
-        arch = get_arch(ckpt["arch"])
-        restored = predict(model, model_input(arch.task, test_images, noisy), device)
-        name = display_name(path, ckpt)
+    models.sort(key=lambda m: order.get(m.arch, len(order)))  # stable: files keep their order
+    for model in models:
+        restored = model.predict(model_input(model.task, test_images, noisy))
         rows.append(
             {
-                "model": name,
-                "params": count_params(model),
-                "task": arch.task,
-                "input": "clean" if arch.task == "autoencoder" else f"gaussian sigma {noise_level}",
-                "epochs": ckpt["epoch"],
-                "checkpoint": str(path),
+                "model": model.name,
+                "params": model.params,
+                "task": model.task,
+                "input": "clean"
+                if model.task == "autoencoder"
+                else f"gaussian sigma {noise_level}",
+                "epochs": model.epochs,
+                "checkpoint": model.source,
                 **score(test_images, restored),
             }
         )
-        if arch.task == "autoencoder":
-            ae_rows.append((ckpt["arch_args"].get("hidden", 0), name, restored[pick]))
+        if model.task == "autoencoder":
+            ae_rows.append((model.arch_args.get("hidden", 0), model.name, restored[pick]))
         else:
-            dn_rows.append((name, restored[pick]))
+            dn_rows.append((model.name, restored[pick]))
 
     written: list[Path] = []
     if ae_rows:
