@@ -162,8 +162,9 @@ def denoise(
     out_dir: Path = typer.Argument(..., metavar="OUT", help="Output folder (created)."),
     model: str | None = typer.Option(
         None,
-        help="An .onnx/.ort file, or a bundled model's name: default (the seed conv "
-        "denoiser) or unet_small (+1.6 dB, ~3x the compute). See `denoise-batch info`.",
+        help="An .onnx/.ort file, or a bundled model's name: conv_denoiser (the default; "
+        "the seed model, fastest), unet_small (+1.6 dB, ~3x the compute), unet_small_blind "
+        "(unknown or mixed noise). See `denoise-batch info`.",
     ),
     device: str = typer.Option(
         "auto",
@@ -352,6 +353,7 @@ def info(
 ) -> None:
     """Describe the model (metadata, input shape) and the execution providers."""
     from denoise_cli.session import (
+        DEFAULT_MODEL,
         Denoiser,
         bundled_models,
         conflicting_runtimes,
@@ -370,7 +372,9 @@ def info(
         typer.echo(f"  {key}: {value}")
     typer.echo(f"onnxruntime {ort.__version__}: {', '.join(ort.get_available_providers())}")
     typer.echo(f"selected provider: {denoiser.provider}")
-    typer.echo(f"bundled models (--model NAME): {', '.join(bundled_models())}")
+    typer.echo(
+        f"bundled models (--model NAME): {', '.join(bundled_models())} (default: {DEFAULT_MODEL})"
+    )
     clash = conflicting_runtimes()
     if clash:
         typer.echo(f"warning: {' and '.join(clash)} are both installed; keep only one")

@@ -48,9 +48,13 @@ def _models_dir() -> Path:
     return Path(str(resources.files("denoise_cli") / "models"))
 
 
+#: The bundled model that no --model (or --model default) means; README, "The bundled models".
+DEFAULT_MODEL = "conv_denoiser"
+
+
 def default_model_path() -> Path:
-    """The conv denoiser bundled with the package (see README, 'The bundled models')."""
-    return _models_dir() / "default.onnx"
+    """The bundled model used when --model is not given."""
+    return _models_dir() / f"{DEFAULT_MODEL}.onnx"
 
 
 def bundled_models() -> dict[str, Path]:
@@ -59,12 +63,16 @@ def bundled_models() -> dict[str, Path]:
 
 
 def resolve_model(model: str | Path | None) -> Path:
-    """A path as given, or a bundled model's name (e.g. 'unet_small'); None: the default."""
+    """A path as given, or a bundled model's name (e.g. 'unet_small'); None or 'default': the
+    default model."""
     if model is None:
         return default_model_path()
     path = Path(model)
-    if not path.exists() and path.suffix == "" and str(model) in bundled_models():
-        return bundled_models()[str(model)]
+    if not path.exists() and path.suffix == "":
+        if str(model) == "default":
+            return default_model_path()
+        if str(model) in bundled_models():
+            return bundled_models()[str(model)]
     return path
 
 

@@ -569,7 +569,10 @@ def test_info_lists_bundled_models():
     result = run_tool("info", "--model", "unet_small")
     assert result.exit_code == 0
     assert "size_multiple: 4" in result.output
-    assert "bundled models (--model NAME): default, unet_small, unet_small_blind" in result.output
+    listed = "bundled models (--model NAME): conv_denoiser, unet_small, unet_small_blind"
+    assert listed in result.output and "(default: conv_denoiser)" in result.output
+    default = run_tool("info", "--model", "default")
+    assert default.exit_code == 0 and "model: conv_denoiser (" in default.output
 
 
 def test_a_dying_worker_costs_its_chunk_not_the_run(tmp_path, noisy_digits):

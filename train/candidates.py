@@ -94,7 +94,7 @@ def _from_onnx(path: Path) -> Candidate:
         return np.concatenate([denoiser.run(x[i : i + 1024]) for i in range(0, len(x), 1024)])
 
     return Candidate(
-        name=arch if path.stem == "default" else path.stem,
+        name=path.stem,
         arch=arch,
         task="autoencoder" if meta.get("task") == "autoencoder" else "denoiser",
         params=int(meta.get("parameters", 0)),
