@@ -18,7 +18,7 @@ from train.checkpoint import (  # noqa: E402
 )
 from train.cli import app  # noqa: E402
 from train.config import TrainConfig  # noqa: E402
-from train.loop import fit  # noqa: E402
+from train.loop import cpu_has_native_bf16, fit  # noqa: E402
 from train.mnist import load_split  # noqa: E402
 
 TINY = {"batch_size": 16, "val_size": 100, "threads": 1}
@@ -228,8 +228,11 @@ def test_psnr_loss_is_minus_mean_psnr():
 
 def test_bf16_training_learns_and_saves_fp32_weights(tmp_path, train_images):
     config = TrainConfig(arch="unet_tiny", epochs=2, lr=3e-3, precision="bf16", **TINY)
-    result = fit(config, train_images, tmp_path / "b.pt", log=lambda m: None, progress=False)
+    messages: list[str] = []
+    result = fit(config, train_images, tmp_path / "b.pt", log=messages.append, progress=False)
     assert result.history[-1]["val_psnr"] > result.history[0]["val_psnr"]
+    emulated = any("no native bfloat16" in m for m in messages)
+    assert emulated == (not cpu_has_native_bf16())
     state = load_checkpoint(tmp_path / "b.pt")["model_state"]
     assert all(t.dtype == torch.float32 for t in state.values() if t.is_floating_point())
     with pytest.raises(ValueError, match="precision must be 'fp32' or 'bf16'"):
