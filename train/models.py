@@ -221,6 +221,21 @@ register(
 )
 
 
+register(
+    Arch(
+        name="unet_lite",
+        factory=UNet,
+        args={"widths": [8, 16, 64], "mid_dilations": [1, 1, 2, 1], "batch_norm": True},
+        task="denoiser",
+        loss="bce",
+        fully_convolutional=True,
+        description="ours: U-Net 8-16-64, batch norm, dilated 4-conv block at 1/4 resolution",
+        params=137_897,
+        size_multiple=4,
+    )
+)
+
+
 def get_arch(name: str) -> Arch:
     try:
         return REGISTRY[name]
