@@ -1,6 +1,6 @@
 """The baselines denoise-batch is measured against, each a plain one-process loop.
 
-    python -m benchmarks.baselines naive IN OUT [--model PATH]   # per file: read, model, write
+    python -m benchmarks.baselines naive IN OUT [--model PATH|NAME]   # per file: read, model, write
     python -m benchmarks.baselines floor IN OUT                  # read, decode, encode, write
 
 Written the way a user would write them first (Pillow + onnxruntime, one file at a time), so the
@@ -26,11 +26,9 @@ def _pairs(src: Path, dst: Path):
 def naive(src: Path, dst: Path, model: str | None) -> None:
     import onnxruntime as ort
 
-    from denoise_cli.session import default_model_path
+    from denoise_cli.session import resolve_model
 
-    session = ort.InferenceSession(
-        str(model or default_model_path()), providers=["CPUExecutionProvider"]
-    )
+    session = ort.InferenceSession(str(resolve_model(model)), providers=["CPUExecutionProvider"])
     for path, out in _pairs(src, dst):
         x = np.asarray(Image.open(path).convert("L"), dtype=np.float32)[None, None] / 255.0
         y = session.run(None, {"noisy": x})[0][0, 0]

@@ -4,8 +4,10 @@
     python -m benchmarks.run --quick              # smaller, for a smoke test
     python -m benchmarks.run --sections model,folder --files 10000 --rounds 5
 
-Sections:
-  model    model-only images/s: onnxruntime (fp32, fp16, int8) vs torch eager, batch x threads
+Sections (model, folder and gpu run once per model in --models: by default the default model,
+and the seed conv_denoiser beside it):
+  model    model-only images/s: onnxruntime (fp32, fp16, int8) vs the same network in torch
+           eager, batch x threads
   folder   end to end on N noisy 28x28 PNGs: denoise-batch vs a naive per-file loop vs the
            one-process no-model I/O floor vs `cp -r` (and `denoise-batch ray` with --ray),
            interleaved rounds, median of ratios
@@ -42,19 +44,41 @@ CLI = [sys.executable, "-m", "denoise_cli.cli"]
 # --- helpers ---------------------------------------------------------------------------------
 
 
+_SIMD = (
+    ("amx_tile", "AMX"),
+    ("avx512_bf16", "AVX-512 + BF16"),
+    ("avx512f", "AVX-512"),
+    ("avx2", "AVX2"),
+    ("sse4_2", "SSE4.2"),
+)
+
+
+def torch_twin(session):
+    """The registry network an exported session came from (default arguments, which every
+    bundled model uses), for same-model timings; weights do not matter for speed."""
+    from train.models import create_model
+
+    return create_model(session.get_modelmeta().custom_metadata_map["architecture"]).eval()
+
+
 def machine() -> dict[str, Any]:
-    cpu = "unknown"
+    cpu, flags = "unknown", set()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
+            if line.startswith("model name") and cpu == "unknown":
                 cpu = line.split(":", 1)[1].strip()
-                break
+            elif line.startswith("flags") and not flags:
+                flags = set(line.split(":", 1)[1].split())
     except OSError:
         pass
+    # The same CPU name hides different vector units (VMs of one family here had AVX-512 one day
+    # and AVX2 only the next), and convolution speed follows them: record it.
+    simd = next((name for flag, name in _SIMD if flag in flags), "unknown")
     import onnxruntime
 
     info = {
         "cpu": cpu,
+        "simd": simd,
         "cores": os.cpu_count(),
         "python": platform.python_version(),
         "onnxruntime": onnxruntime.__version__,
@@ -124,16 +148,26 @@ def table(headers: list[str], rows: list[list[Any]]) -> str:
 # --- sections --------------------------------------------------------------------------------
 
 
-def bench_model(quick: bool) -> tuple[str, dict]:
+def bench_model(quick: bool, names: list[str]) -> tuple[str, dict]:
+    """Each bundled model in onnxruntime (fp32, fp16, int8) against the same network in torch."""
+    seconds = 0.3 if quick else 1.0
+    texts, data = [], {}
+    for name in names:
+        text, rows = _bench_one_model(name, seconds)
+        texts.append(f"### {name}\n\n{text}")
+        data[name] = rows
+    return "\n\n".join(texts), {"models": data}
+
+
+def _bench_one_model(name: str, seconds: float) -> tuple[str, list[dict]]:
     import onnxruntime as ort
 
-    from denoise_cli.session import default_model_path
+    from denoise_cli.session import resolve_model
 
-    seconds = 0.3 if quick else 1.0
     batches = [1, 32, 256, 1024]
     cores = os.cpu_count() or 1
     thread_counts = sorted({1, cores})
-    models = {"fp32": str(default_model_path())}
+    models = {"fp32": str(resolve_model(name))}
     tmp = Path(tempfile.mkdtemp(prefix="denoise-bench-model-"))
     try:
         import onnx
@@ -150,9 +184,7 @@ def bench_model(quick: bool) -> tuple[str, dict]:
     try:
         import torch
 
-        from train.models import create_model
-
-        net = create_model("conv_denoiser").eval()  # timing only: weights do not matter
+        net = torch_twin(ort.InferenceSession(models["fp32"], providers=["CPUExecutionProvider"]))
     except ImportError:
         torch = net = None
 
@@ -160,17 +192,17 @@ def bench_model(quick: bool) -> tuple[str, dict]:
     x_all = noisy_digits(max(batches))[:, None]
     for threads in thread_counts:
         sessions = {}
-        for name, path in models.items():
+        for kind, path in models.items():
             opts = ort.SessionOptions()
             opts.intra_op_num_threads = threads
             opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-            sessions[name] = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+            sessions[kind] = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
         for batch in batches:
             x = np.ascontiguousarray(x_all[:batch])
             result = {"threads": threads, "batch": batch}
             # Interleave: each contender measured right after the others, same conditions.
-            for name, sess in sessions.items():
-                result[f"ort_{name}"] = rate(
+            for kind, sess in sessions.items():
+                result[f"ort_{kind}"] = rate(
                     lambda s=sess, x=x: s.run(None, {"noisy": x}), batch, seconds
                 )
             if torch is not None:
@@ -183,7 +215,7 @@ def bench_model(quick: bool) -> tuple[str, dict]:
 
                 result["torch_eager"] = rate(run_torch, batch, seconds)
             data.append(result)
-            row = [threads, batch] + [f"{result[f'ort_{n}']:,.0f}" for n in models]
+            row = [threads, batch] + [f"{result[f'ort_{k}']:,.0f}" for k in models]
             if "torch_eager" in result:
                 row += [
                     f"{result['torch_eager']:,.0f}",
@@ -191,14 +223,25 @@ def bench_model(quick: bool) -> tuple[str, dict]:
                 ]
             rows.append(row)
     shutil.rmtree(tmp, ignore_errors=True)
-    headers = ["threads", "batch"] + [f"ORT {n} img/s" for n in models]
+    headers = ["threads", "batch"] + [f"ORT {k} img/s" for k in models]
     if torch is not None:
         headers += ["torch eager img/s", "ORT fp32 / torch"]
-    return table(headers, rows), {"rows": data}
+    return table(headers, rows), data
 
 
 def bench_folder(
-    files: int, rounds: int, places: list[Path], ray_rounds: bool = False
+    files: int, rounds: int, places: list[Path], names: list[str], ray_rounds: bool = False
+) -> tuple[str, dict]:
+    """End to end, per bundled model: the naive loop runs the same model as denoise-batch."""
+    texts, data = [], {}
+    for name in names:
+        text, data[name] = _bench_folder_one_model(files, rounds, places, name, ray_rounds)
+        texts.append(f"### {name}\n\n{text}")
+    return "\n\n".join(texts), {"models": data}
+
+
+def _bench_folder_one_model(
+    files: int, rounds: int, places: list[Path], model: str, ray_rounds: bool
 ) -> tuple[str, dict]:
     images = noisy_digits(files)
     out_md, out_data = [], {}
@@ -207,7 +250,14 @@ def bench_folder(
         try:
             src = write_tree(work / "in", images)
             contenders = {
-                "denoise-batch": lambda dst, src=src: [*CLI, str(src), str(dst), "--quiet"],
+                "denoise-batch": lambda dst, src=src: [
+                    *CLI,
+                    str(src),
+                    str(dst),
+                    "--quiet",
+                    "--model",
+                    model,
+                ],
                 "naive loop": lambda dst, src=src: [
                     sys.executable,
                     "-m",
@@ -215,6 +265,8 @@ def bench_folder(
                     "naive",
                     str(src),
                     str(dst),
+                    "--model",
+                    model,
                 ],
                 "I/O floor (no model)": lambda dst, src=src: [
                     sys.executable,
@@ -236,6 +288,8 @@ def bench_folder(
                     "--quiet",
                     "--workers",
                     "2",
+                    "--model",
+                    model,
                 ]
             times: dict[str, list[float]] = {name: [] for name in contenders}
             names = list(contenders)
@@ -393,10 +447,10 @@ def bench_startup(repeats: int) -> tuple[str, dict]:
     return table(["command", f"wall ms (median of {repeats})"], rows), data
 
 
-def bench_gpu(quick: bool) -> tuple[str, dict]:
+def bench_gpu(quick: bool, name: str) -> tuple[str, dict]:
     import onnxruntime as ort
 
-    from denoise_cli.session import default_model_path
+    from denoise_cli.session import resolve_model
 
     try:
         import torch
@@ -406,10 +460,9 @@ def bench_gpu(quick: bool) -> tuple[str, dict]:
         return "skipped: onnxruntime has no CUDA provider (install onnxruntime-gpu)", {}
     if not torch.cuda.is_available():
         return "skipped: torch sees no CUDA device", {}
-    from train.models import create_model
-
     seconds = 0.5 if quick else 2.0
-    net = create_model("conv_denoiser").cuda().eval()
+    path = str(resolve_model(name))
+    net = torch_twin(ort.InferenceSession(path, providers=["CPUExecutionProvider"])).cuda()
     rows, data = [], []
     for batch in (256, 1024, 4096):
         x = torch.rand(batch, 1, 28, 28, device="cuda")
@@ -419,7 +472,7 @@ def bench_gpu(quick: bool) -> tuple[str, dict]:
                 net(x)
             torch.cuda.synchronize()
 
-        sess = ort.InferenceSession(str(default_model_path()), providers=["CUDAExecutionProvider"])
+        sess = ort.InferenceSession(path, providers=["CUDAExecutionProvider"])
         y = torch.empty_like(x)
         binding = sess.io_binding()
         binding.bind_input("noisy", "cuda", 0, np.float32, list(x.shape), x.data_ptr())
@@ -451,6 +504,12 @@ def main() -> None:
         help="Comma-separated folders for the file benchmarks "
         "(default: the temp dir, and /dev/shm when present).",
     )
+    parser.add_argument(
+        "--models",
+        default=None,
+        help="Comma-separated bundled model names for the model and gpu sections "
+        "(default: the default model, and the seed conv_denoiser when that is another).",
+    )
     parser.add_argument("--quick", action="store_true", help="Small sizes: a smoke test.")
     parser.add_argument("--ray", action="store_true", help="Add `denoise-batch ray` to folder.")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
@@ -464,6 +523,13 @@ def main() -> None:
         + ([Path("/dev/shm")] if Path("/dev/shm").is_dir() else [])
     )
     small, large = (int(v) for v in args.memory_files.split(","))
+    from denoise_cli.session import DEFAULT_MODEL
+
+    names = (
+        args.models.split(",")
+        if args.models
+        else list(dict.fromkeys([DEFAULT_MODEL, "conv_denoiser"]))
+    )
 
     info = machine()
     report: dict[str, Any] = {"machine": info, "date": datetime.now(timezone.utc).isoformat()}
@@ -474,11 +540,11 @@ def main() -> None:
         "",
     ]
     runners = {
-        "model": lambda: bench_model(args.quick),
-        "folder": lambda: bench_folder(args.files, args.rounds, places, args.ray),
+        "model": lambda: bench_model(args.quick, names),
+        "folder": lambda: bench_folder(args.files, args.rounds, places, names, args.ray),
         "memory": lambda: bench_memory(places[-1], small, large),
         "startup": lambda: bench_startup(3 if args.quick else 7),
-        "gpu": lambda: bench_gpu(args.quick),
+        "gpu": lambda: bench_gpu(args.quick, names[0]),
     }
     for name in args.sections.split(","):
         print(f"== {name}", file=sys.stderr, flush=True)

@@ -1,0 +1,41 @@
+"""The benchmark suite times the network it claims to: each bundled model against its torch twin."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import onnxruntime as ort
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from benchmarks.run import machine, torch_twin  # noqa: E402
+from denoise_cli.session import bundled_models  # noqa: E402
+from tests.helpers import ROOT  # noqa: E402
+from train.models import count_params  # noqa: E402
+
+
+@pytest.mark.parametrize("name", sorted(bundled_models()))
+def test_torch_twin_is_the_exported_architecture(name):
+    session = ort.InferenceSession(str(bundled_models()[name]), providers=["CPUExecutionProvider"])
+    meta = session.get_modelmeta().custom_metadata_map
+    assert count_params(torch_twin(session)) == int(meta["parameters"])
+
+
+def test_machine_records_the_vector_unit():
+    assert machine()["simd"] in {"AMX", "AVX-512 + BF16", "AVX-512", "AVX2", "SSE4.2", "unknown"}
+
+
+@pytest.mark.slow
+def test_quick_model_section_writes_a_table_per_model(tmp_path):
+    cmd = [sys.executable, "-m", "benchmarks.run", "--quick", "--sections", "model"]
+    cmd += ["--models", "conv_denoiser", "--out", str(tmp_path)]
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "### conv_denoiser" in done.stdout and "ORT fp32 / torch" in done.stdout
+    (report,) = tmp_path.glob("*.json")
+    rows = json.loads(report.read_text())["model"]["models"]["conv_denoiser"]
+    assert {r["batch"] for r in rows} == {1, 32, 256, 1024}
+    assert all(r["ort_fp32"] > 0 and r["torch_eager"] > 0 for r in rows)
