@@ -53,11 +53,14 @@ _SIMD = (
 )
 
 
-def torch_twin(session):
-    """The registry network an exported session came from (default arguments, which every
+def torch_twin(model_path: str | Path):
+    """The registry network an exported model came from (default arguments, which every
     bundled model uses), for same-model timings; weights do not matter for speed."""
+    import onnxruntime as ort
+
     from train.models import create_model
 
+    session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
     return create_model(session.get_modelmeta().custom_metadata_map["architecture"]).eval()
 
 
@@ -148,15 +151,18 @@ def table(headers: list[str], rows: list[list[Any]]) -> str:
 # --- sections --------------------------------------------------------------------------------
 
 
-def bench_model(quick: bool, names: list[str]) -> tuple[str, dict]:
-    """Each bundled model in onnxruntime (fp32, fp16, int8) against the same network in torch."""
-    seconds = 0.3 if quick else 1.0
+def _per_model(names: list[str], bench_one) -> tuple[str, dict]:
+    """Run one section's benchmark for each model name: a '### name' table each, data by name."""
     texts, data = [], {}
     for name in names:
-        text, rows = _bench_one_model(name, seconds)
+        text, data[name] = bench_one(name)
         texts.append(f"### {name}\n\n{text}")
-        data[name] = rows
     return "\n\n".join(texts), {"models": data}
+
+
+def bench_model(quick: bool, names: list[str]) -> tuple[str, dict]:
+    """Each bundled model in onnxruntime (fp32, fp16, int8) against the same network in torch."""
+    return _per_model(names, lambda name: _bench_one_model(name, 0.3 if quick else 1.0))
 
 
 def _bench_one_model(name: str, seconds: float) -> tuple[str, list[dict]]:
@@ -184,7 +190,7 @@ def _bench_one_model(name: str, seconds: float) -> tuple[str, list[dict]]:
     try:
         import torch
 
-        net = torch_twin(ort.InferenceSession(models["fp32"], providers=["CPUExecutionProvider"]))
+        net = torch_twin(models["fp32"])
     except ImportError:
         torch = net = None
 
@@ -233,11 +239,9 @@ def bench_folder(
     files: int, rounds: int, places: list[Path], names: list[str], ray_rounds: bool = False
 ) -> tuple[str, dict]:
     """End to end, per bundled model: the naive loop runs the same model as denoise-batch."""
-    texts, data = [], {}
-    for name in names:
-        text, data[name] = _bench_folder_one_model(files, rounds, places, name, ray_rounds)
-        texts.append(f"### {name}\n\n{text}")
-    return "\n\n".join(texts), {"models": data}
+    return _per_model(
+        names, lambda name: _bench_folder_one_model(files, rounds, places, name, ray_rounds)
+    )
 
 
 def _bench_folder_one_model(
@@ -462,7 +466,7 @@ def bench_gpu(quick: bool, name: str) -> tuple[str, dict]:
         return "skipped: torch sees no CUDA device", {}
     seconds = 0.5 if quick else 2.0
     path = str(resolve_model(name))
-    net = torch_twin(ort.InferenceSession(path, providers=["CPUExecutionProvider"])).cuda()
+    net = torch_twin(path).cuda()
     rows, data = [], []
     for batch in (256, 1024, 4096):
         x = torch.rand(batch, 1, 28, 28, device="cuda")

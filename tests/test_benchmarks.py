@@ -19,9 +19,10 @@ from train.models import count_params  # noqa: E402
 
 @pytest.mark.parametrize("name", sorted(bundled_models()))
 def test_torch_twin_is_the_exported_architecture(name):
-    session = ort.InferenceSession(str(bundled_models()[name]), providers=["CPUExecutionProvider"])
+    path = bundled_models()[name]
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     meta = session.get_modelmeta().custom_metadata_map
-    assert count_params(torch_twin(session)) == int(meta["parameters"])
+    assert count_params(torch_twin(path)) == int(meta["parameters"])
 
 
 def test_machine_records_the_vector_unit():

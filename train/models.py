@@ -206,34 +206,26 @@ register(
 )
 
 
-register(
-    Arch(
-        name="unet_ctx",
-        factory=UNet,
-        args={"widths": [16, 32, 96], "mid_dilations": [1, 1, 2, 1], "batch_norm": True},
-        task="denoiser",
-        loss="bce",
-        fully_convolutional=True,
-        description="ours: U-Net 16-32-96, batch norm, dilated 4-conv block at 1/4 resolution",
-        params=342_865,
-        size_multiple=4,
+# Batch norm + a dilated 4-conv block at 1/4 resolution. unet_lite keeps 8 channels at full
+# resolution, where the time goes, to stay >= 5,000 images/s on 2 AVX2 cores; unet_ctx is wider.
+for _name, _widths, _params in (
+    ("unet_ctx", [16, 32, 96], 342_865),
+    ("unet_lite", [8, 16, 64], 137_897),
+):
+    register(
+        Arch(
+            name=_name,
+            factory=UNet,
+            args={"widths": _widths, "mid_dilations": [1, 1, 2, 1], "batch_norm": True},
+            task="denoiser",
+            loss="bce",
+            fully_convolutional=True,
+            description=f"ours: U-Net {'-'.join(map(str, _widths))}, batch norm, "
+            "dilated 4-conv block at 1/4 resolution",
+            params=_params,
+            size_multiple=4,
+        )
     )
-)
-
-
-register(
-    Arch(
-        name="unet_lite",
-        factory=UNet,
-        args={"widths": [8, 16, 64], "mid_dilations": [1, 1, 2, 1], "batch_norm": True},
-        task="denoiser",
-        loss="bce",
-        fully_convolutional=True,
-        description="ours: U-Net 8-16-64, batch norm, dilated 4-conv block at 1/4 resolution",
-        params=137_897,
-        size_multiple=4,
-    )
-)
 
 
 def get_arch(name: str) -> Arch:
