@@ -76,17 +76,33 @@ class ExportResult:
         }
 
 
-def measure_speed(session, shape: tuple[int, ...], seconds: float = 0.5) -> float:
-    """Model-only images/s for one input shape: warm up, then run for about `seconds`."""
+def measure_speed(session, shape: tuple[int, ...], seconds: float = 0.5, windows: int = 5) -> float:
+    """Model-only images/s for one input shape: warm up, then the best of `windows` timing
+    windows sharing about `seconds`.
+
+    The best window is what the machine can do; a single mean takes in whatever else ran
+    meanwhile (one `compare` run here gave two models of identical architecture 1,827 and
+    2,678 images/s by the mean).
+    """
     x = np.random.default_rng(0).random(shape, dtype=np.float32)
     name = session.get_inputs()[0].name
     for _ in range(3):
         session.run(None, {name: x})
-    runs, start = 0, time.perf_counter()
-    while (elapsed := time.perf_counter() - start) < seconds:
-        session.run(None, {name: x})
-        runs += 1
-    return runs * shape[0] / elapsed
+    return shape[0] * best_rate(lambda: session.run(None, {name: x}), seconds, windows)
+
+
+def best_rate(fn: Callable[[], object], seconds: float, windows: int = 5) -> float:
+    """Calls per second of `fn()`: the best of `windows` windows (each at least one call)."""
+    best = 0.0
+    for _ in range(windows):
+        calls, start = 0, time.perf_counter()
+        while True:
+            fn()
+            calls += 1
+            if (elapsed := time.perf_counter() - start) >= seconds / windows:
+                break
+        best = max(best, calls / elapsed)
+    return best
 
 
 def _mean_psnr(clean: np.ndarray, restored: np.ndarray) -> float:
