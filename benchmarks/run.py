@@ -37,6 +37,8 @@ from typing import Any
 
 import numpy as np
 
+from export.timing import best_rate
+
 ROOT = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-m", "denoise_cli.cli"]
 
@@ -100,24 +102,10 @@ def machine() -> dict[str, Any]:
 
 
 def rate(fn, images_per_call: int, seconds: float, windows: int = 5) -> float:
-    """Images/s of `fn()`: warm up, then the best of `windows` windows sharing `seconds`.
-
-    The best window is what the machine can do; one long mean takes in whatever else ran
-    meanwhile. (export.build.measure_speed does the same; it is not imported here because
-    the benchmark also runs where only the runtime is installed.)
-    """
+    """Images/s of `fn()`: warm up, then the best of `windows` windows sharing `seconds`."""
     for _ in range(3):
         fn()
-    best = 0.0
-    for _ in range(windows):
-        calls, start = 0, time.perf_counter()
-        while True:
-            fn()
-            calls += 1
-            if (elapsed := time.perf_counter() - start) >= seconds / windows:
-                break
-        best = max(best, calls / elapsed)
-    return best * images_per_call
+    return images_per_call * best_rate(fn, seconds, windows)
 
 
 def noisy_digits(n: int, seed: int = 0) -> np.ndarray:

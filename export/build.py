@@ -7,7 +7,6 @@ failed export leaves no output behind (earlier, verified variants stay).
 from __future__ import annotations
 
 import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -37,6 +36,7 @@ from export.onnx_export import (
 )
 from export.rewrite import METADATA_KEY as REWRITES_KEY
 from export.rewrite import SPLIT_SINGLE_OUTPUT_CONV, split_single_output_convs
+from export.timing import best_rate
 from export.variants import required_operators, to_fp16, to_int8, to_ort_format
 from train.checkpoint import load_checkpoint, model_from_checkpoint
 from train.config import EVAL_NOISE_SEED
@@ -78,31 +78,12 @@ class ExportResult:
 
 def measure_speed(session, shape: tuple[int, ...], seconds: float = 0.5, windows: int = 5) -> float:
     """Model-only images/s for one input shape: warm up, then the best of `windows` timing
-    windows sharing about `seconds`.
-
-    The best window is what the machine can do; a single mean takes in whatever else ran
-    meanwhile (one `compare` run here gave two models of identical architecture 1,827 and
-    2,678 images/s by the mean).
-    """
+    windows sharing about `seconds` (see export.timing.best_rate)."""
     x = np.random.default_rng(0).random(shape, dtype=np.float32)
     name = session.get_inputs()[0].name
     for _ in range(3):
         session.run(None, {name: x})
     return shape[0] * best_rate(lambda: session.run(None, {name: x}), seconds, windows)
-
-
-def best_rate(fn: Callable[[], object], seconds: float, windows: int = 5) -> float:
-    """Calls per second of `fn()`: the best of `windows` windows (each at least one call)."""
-    best = 0.0
-    for _ in range(windows):
-        calls, start = 0, time.perf_counter()
-        while True:
-            fn()
-            calls += 1
-            if (elapsed := time.perf_counter() - start) >= seconds / windows:
-                break
-        best = max(best, calls / elapsed)
-    return best
 
 
 def _mean_psnr(clean: np.ndarray, restored: np.ndarray) -> float:

@@ -47,7 +47,7 @@ def _slow_then_fast(slow_s: float = 0.05, fast_s: float = 0.0005, slow_calls: in
 
 def test_timers_report_the_undisturbed_window():
     from benchmarks.run import rate
-    from export.build import best_rate
+    from export.timing import best_rate
 
     assert rate(_slow_then_fast(slow_calls=11), 10, 0.5) > 10_000  # 3 warm-up calls first
     assert best_rate(_slow_then_fast(), 0.5) > 1_000
