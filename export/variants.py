@@ -65,6 +65,10 @@ def to_int8(proto: onnx.ModelProto, calibration_images: np.ndarray) -> onnx.Mode
 
     Activations are uint8 and weights int8 (onnxruntime's recommended CPU combination);
     calibration uses min/max ranges observed on `calibration_images` (the model's real inputs).
+    Weights use 7 bits (`reduce_range`): x86 CPUs without VNNI multiply uint8 by int8 in
+    instructions whose int16 pair sums saturate with full 8-bit weights. Measured on AVX2
+    with unet_ctx (2,000 test digits): full range lost 0.27 dB against fp32, 7-bit 0.06 dB, at
+    the same speed (1.6x fp32); uint8 weights lost 0.005 dB but ran only 1.27x fp32.
     """
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
@@ -82,6 +86,7 @@ def to_int8(proto: onnx.ModelProto, calibration_images: np.ndarray) -> onnx.Mode
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
             calibrate_method=CalibrationMethod.MinMax,
+            reduce_range=True,
         )
         out = onnx.load(str(dst))
     onnx.external_data_helper.convert_model_from_external_data(out)
