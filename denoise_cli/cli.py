@@ -163,7 +163,7 @@ def denoise(
     model: str | None = typer.Option(
         None,
         help="An .onnx/.ort file, or a bundled model's name: conv_denoiser (the default; "
-        "the seed model, fastest), unet_lite (+1.7 dB), unet_small (+1.6 dB, slower than "
+        "the seed model, fastest), unet_lite (+1.8 dB), unet_small (+1.6 dB, slower than "
         "unet_lite), unet_small_blind (unknown or mixed noise). See `denoise-batch info`.",
     ),
     device: str = typer.Option(
