@@ -68,7 +68,7 @@ def to_int8(proto: onnx.ModelProto, calibration_images: np.ndarray) -> onnx.Mode
     Weights use 7 bits (`reduce_range`): x86 CPUs without VNNI multiply uint8 by int8 in
     instructions whose int16 pair sums saturate with full 8-bit weights. Measured on AVX2
     with unet_ctx (2,000 test digits): full range lost 0.27 dB against fp32, 7-bit 0.06 dB, at
-    the same speed (1.6x fp32); uint8 weights lost 0.005 dB but ran only 1.27x fp32.
+    the same speed (~1.3x fp32); uint8 weights lost 0.005 dB but ran at 0.89x fp32.
     """
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
