@@ -315,3 +315,23 @@ def test_optimize_rewrites_an_existing_file_verified(tmp_path, conv_ckpt, data_d
     broken.write_bytes(b"not onnx")
     bad = runner.invoke(optimize_app, [str(broken), "-o", str(tmp_path / "y.onnx")])
     assert bad.exit_code == 1 and "broken.onnx" in bad.output
+
+
+def test_nearest_upsampling_unet_exports_with_dynamic_sizes():
+    """unet_lite_near's Resize must follow the input size in onnxruntime, as in torch."""
+    from export.onnx_export import export_model
+    from train.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model("unet_lite_near").eval()
+    proto = export_model(model, True, size_multiple=4)
+    assert any(n.op_type == "Resize" for n in proto.graph.node)
+    sess = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(0)
+    for shape in [(3, 1, 28, 28), (1, 1, 64, 48)]:
+        x = rng.random(shape, dtype=np.float32)
+        with torch.no_grad():
+            expected = model(torch.from_numpy(x)).numpy()
+        got = sess.run(None, {"noisy": x})[0]
+        assert got.shape == shape
+        np.testing.assert_allclose(got, expected, atol=1e-5)

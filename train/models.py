@@ -65,6 +65,29 @@ def _conv_block(
     return nn.Sequential(*layers)
 
 
+class NearestUpsample(nn.Module):
+    """A 1x1 convolution at low resolution, then nearest-neighbour 2x upsampling.
+
+    Stands in for a 2x2 stride-2 transposed convolution: onnxruntime runs those at 14-25
+    GFLOP/s on 2 AVX2 cores, so this made unet_lite 1.15x faster (same quality at epoch 4).
+    """
+
+    def __init__(self, cin: int, cout: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(cin, cout, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return nn.functional.interpolate(self.conv(x), scale_factor=2.0, mode="nearest")
+
+
+def _upsampler(cin: int, cout: int, kind: str) -> nn.Module:
+    if kind == "transposed":
+        return nn.ConvTranspose2d(cin, cout, 2, stride=2)
+    if kind == "nearest":
+        return NearestUpsample(cin, cout)
+    raise ValueError(f"unknown upsampling {kind!r}; use transposed or nearest")
+
+
 class UNet(nn.Module):
     """A small U-Net (Ronneberger et al., 2015): two poolings, skip connections, sigmoid out.
 
@@ -74,7 +97,7 @@ class UNet(nn.Module):
     deeper and dilated, so every output pixel sees the whole digit ((1, 1, 2, 1): 34 pixels
     each way, against 22 for the plain block); `batch_norm` puts batch normalisation after
     each convolution (at inference a fixed scale and shift, which onnxruntime folds into the
-    convolution before it: no cost).
+    convolution before it: no cost); `upsample` is "transposed" or "nearest" (NearestUpsample).
     """
 
     def __init__(
@@ -82,6 +105,7 @@ class UNet(nn.Module):
         widths: tuple[int, int, int] | list[int] = (16, 32, 64),
         mid_dilations: tuple[int, ...] | list[int] = (1, 1),
         batch_norm: bool = False,
+        upsample: str = "transposed",
     ) -> None:
         super().__init__()
         a, b, c = widths
@@ -89,9 +113,9 @@ class UNet(nn.Module):
         self.enc1, self.enc2 = _conv_block(1, a, batch_norm=bn), _conv_block(a, b, batch_norm=bn)
         self.mid = _conv_block(b, c, tuple(mid_dilations), bn)
         self.pool = nn.MaxPool2d(2)
-        self.up2 = nn.ConvTranspose2d(c, b, 2, stride=2)
+        self.up2 = _upsampler(c, b, upsample)
         self.dec2 = _conv_block(2 * b, b, batch_norm=bn)
-        self.up1 = nn.ConvTranspose2d(b, a, 2, stride=2)
+        self.up1 = _upsampler(b, a, upsample)
         self.dec1 = _conv_block(2 * a, a, batch_norm=bn)
         self.head = nn.Conv2d(a, 1, 1)
 
@@ -226,6 +250,26 @@ for _name, _widths, _params in (
             size_multiple=4,
         )
     )
+
+
+register(
+    Arch(
+        name="unet_lite_near",
+        factory=UNet,
+        args={
+            "widths": [8, 16, 64],
+            "mid_dilations": [1, 1, 2, 1],
+            "batch_norm": True,
+            "upsample": "nearest",
+        },
+        task="denoiser",
+        loss="bce",
+        fully_convolutional=True,
+        description="ours: unet_lite with nearest upsampling after a 1x1 conv (1.15x its speed)",
+        params=134_441,
+        size_multiple=4,
+    )
+)
 
 
 def get_arch(name: str) -> Arch:
