@@ -163,8 +163,9 @@ def denoise(
     model: str | None = typer.Option(
         None,
         help="An .onnx/.ort file, or a bundled model's name: conv_denoiser (the default; "
-        "the seed model, fastest), unet_lite (+1.8 dB), unet_small (+1.6 dB, slower than "
-        "unet_lite), unet_small_blind (unknown or mixed noise). See `denoise-batch info`.",
+        "the seed model, fastest), unet_lite_near (+1.8 dB), unet_lite (the same, ~1.1x "
+        "slower), unet_small (+1.6 dB, slower still), unet_small_blind (unknown or mixed "
+        "noise). See `denoise-batch info`.",
     ),
     device: str = typer.Option(
         "auto",

@@ -549,7 +549,7 @@ def test_worker_processes_give_the_same_bytes(tmp_path, noisy_digits):
         assert (tmp_path / "pooled" / name).read_bytes() == (tmp_path / "local" / name).read_bytes()
 
 
-@pytest.mark.parametrize("name", ["unet_lite", "unet_small", "unet_small_blind"])
+@pytest.mark.parametrize("name", ["unet_lite", "unet_lite_near", "unet_small", "unet_small_blind"])
 def test_bundled_models_by_name(tmp_path, noisy_digits, clean_digits, name):
     src, out = tmp_path / "in", tmp_path / "out"
     for i in range(4):
@@ -569,7 +569,10 @@ def test_info_lists_bundled_models():
     result = run_tool("info", "--model", "unet_small")
     assert result.exit_code == 0
     assert "size_multiple: 4" in result.output
-    listed = "bundled models (--model NAME): conv_denoiser, unet_lite, unet_small, unet_small_blind"
+    listed = (
+        "bundled models (--model NAME): conv_denoiser, unet_lite, unet_lite_near, unet_small, "
+        "unet_small_blind"
+    )
     assert listed in result.output and "(default: conv_denoiser)" in result.output
     default = run_tool("info", "--model", "default")
     assert default.exit_code == 0 and "model: conv_denoiser (" in default.output

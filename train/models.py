@@ -69,7 +69,8 @@ class NearestUpsample(nn.Module):
     """A 1x1 convolution at low resolution, then nearest-neighbour 2x upsampling.
 
     Stands in for a 2x2 stride-2 transposed convolution: onnxruntime runs those at 14-25
-    GFLOP/s on 2 AVX2 cores, so this made unet_lite 1.15x faster (same quality at epoch 4).
+    GFLOP/s on 2 AVX2 cores; unet_lite_near runs 1.08-1.18x faster than unet_lite at the same
+    test PSNR after the same 60 epochs (21.61 dB).
     """
 
     def __init__(self, cin: int, cout: int) -> None:
