@@ -55,13 +55,21 @@ print(json.dumps({{"code": code, "loaded": loaded}}))
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["0.png", "1.png", "2.png"]
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start(args: list[str]) -> subprocess.Popen:
+    """The CLI in a child process, with Ctrl-C's default disposition restored: a test run
+    started as a background job (`cmd &`) inherits SIGINT ignored, and Python then never
+    raises KeyboardInterrupt (this test failed that way under a backgrounded `.ci/run`)."""
     return subprocess.Popen(
         [sys.executable, "-m", "denoise_cli.cli", *args],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=_default_sigint,
     )
 
 
