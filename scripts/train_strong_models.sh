@@ -20,7 +20,7 @@ denoise-train fit --arch unet_small --epochs 10 --noise blind "${recipe[@]}" \
 # 2 AVX2 cores; unet_ctx (2.5x its parameters) is the quality probe. unet_lite's 60 epochs
 # (~75 min here) gave 21.61 dB on test digits, 0.09 dB more than 25 epochs.
 denoise-train fit --arch unet_lite --epochs 60 "${recipe[@]}" --out runs/ours/unet_lite.pt
-# The same net with nearest-neighbour upsampling: 21.61 dB as well, 1.08-1.18x faster.
+# The same net with nearest-neighbour upsampling: 21.61 dB as well, 1.08-1.19x faster.
 denoise-train fit --arch unet_lite_near --epochs 60 "${recipe[@]}" --out runs/ours/unet_lite_near.pt
 denoise-train fit --arch unet_ctx --epochs 14 "${recipe[@]}" --out runs/ours/unet_ctx.pt
 # unet_ctx's validation PSNR was still rising: a second cosine cycle to epoch 26 (the schedule
