@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from export.timing import best_rate
+from denoise_cli.core.timing import best_rate
 
 ROOT = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-m", "denoise_cli.cli"]
@@ -59,8 +59,7 @@ def torch_twin(model_path: str | Path):
     """The registry network an exported model came from (default arguments, which every
     bundled model uses), for same-model timings; weights do not matter for speed."""
     import onnxruntime as ort
-
-    from train.models import create_model
+    from denoise_train.models import create_model
 
     session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
     return create_model(session.get_modelmeta().custom_metadata_map["architecture"]).eval()
@@ -110,11 +109,11 @@ def rate(fn, images_per_call: int, seconds: float, windows: int = 5) -> float:
 
 def noisy_digits(n: int, seed: int = 0) -> np.ndarray:
     """Real MNIST test digits with Gaussian sigma 0.5 noise (synthetic strokes if absent)."""
-    from denoise_cli.noise import add_noise
+    from denoise_cli.core.noise import add_noise
 
     path = Path(os.environ.get("DENOISE_MNIST_DIR", ROOT.parent / "shared/data/mnist"))
     try:
-        from train.idx import read_idx
+        from denoise_train.idx import read_idx
 
         clean = read_idx(path / "t10k-images-idx3-ubyte.gz").astype(np.float32) / 255.0
     except Exception:
@@ -175,8 +174,7 @@ def _bench_one_model(name: str, seconds: float) -> tuple[str, list[dict]]:
     tmp = Path(tempfile.mkdtemp(prefix="denoise-bench-model-"))
     try:
         import onnx
-
-        from export.variants import to_fp16, to_int8
+        from denoise_export.variants import to_fp16, to_int8
 
         proto = onnx.load(models["fp32"])
         (tmp / "fp16.onnx").write_bytes(to_fp16(proto).SerializeToString())

@@ -45,7 +45,7 @@ def _exit_for(exc: DenoiseError) -> int:
 
 
 def _write_json(path: Path, data: dict) -> None:
-    from denoise_cli.images import write_atomic
+    from denoise_cli.core.atomic import write_atomic
 
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomic((json.dumps(data, indent=2) + "\n").encode(), path)
@@ -74,8 +74,8 @@ def _run_tree(
     `make_transform` is picklable: worker processes call it to build their own transform.
     `build_here`, if given, builds this process's transform instead (and may describe it).
     """
+    from denoise_cli.core.progress import Progress
     from denoise_cli.pipeline import process_tree
-    from denoise_cli.progress import Progress
     from denoise_cli.walk import check_roots
 
     # The Ray runner checks its own locations (they may be URIs) and has no bar yet.

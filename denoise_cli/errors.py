@@ -1,31 +1,36 @@
-"""Exceptions of the runtime. Library code raises these; only cli.py turns them into exit codes."""
+"""Exceptions of the runtime, on top of the shared ones in denoise_cli.core.errors."""
 
 from __future__ import annotations
 
+from denoise_cli.core.errors import DenoiseError, RefusedError, UsageError, WorkFailed
 
-class DenoiseError(Exception):
-    """Base class: the message is one line a user can act on."""
+__all__ = [
+    "DenoiseError",
+    "ImageError",
+    "Interrupted",
+    "ModelError",
+    "ProviderError",
+    "UsageError",
+]
 
 
-class UsageError(DenoiseError):
-    """The arguments cannot work (input missing, output equal to input, ...). Exit code 2."""
-
-
-class ModelError(DenoiseError):
+class ModelError(RefusedError):
     """The model is missing, corrupt or incompatible. Refused before any image is touched."""
 
 
-class ProviderError(DenoiseError):
+class ProviderError(RefusedError):
     """The requested execution provider (e.g. CUDA) did not load."""
 
 
-class ImageError(DenoiseError):
+class ImageError(WorkFailed):
     """One file could not be read, processed or written; the batch goes on without it."""
 
 
 class Interrupted(KeyboardInterrupt):
-    """Ctrl-C during a run; `report` says what was finished (every written file is whole)."""
+    """Ctrl-C or SIGTERM during a run; `report` says what was finished (every written file is
+    whole) and `signal_name` which signal stopped it."""
 
-    def __init__(self, report: object) -> None:
+    def __init__(self, report: object, signal_name: str = "SIGINT") -> None:
         super().__init__("interrupted")
         self.report = report
+        self.signal_name = signal_name

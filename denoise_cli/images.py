@@ -6,11 +6,8 @@ back as a 16-bit PNG and an RGBA image keeps its alpha channel. The model sees o
 
 from __future__ import annotations
 
-import contextlib
 import io
-import itertools
 import os
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +16,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from denoise_cli import fastpng
+from denoise_cli.core.atomic import O_CLOEXEC
 from denoise_cli.errors import ImageError
 
 #: Extensions treated as images; every other file is skipped and counted, never an error.
@@ -76,7 +74,7 @@ def decode(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[np.n
 def read_file(path: str | Path) -> bytes:
     """The whole file, with plain system calls: measured 5 us per small file against 16 us for
     Path.read_bytes(), whose buffered file object costs more than reading a digit."""
-    fd = os.open(path, os.O_RDONLY | _O_CLOEXEC)
+    fd = os.open(path, os.O_RDONLY | O_CLOEXEC)
     try:
         size = os.fstat(fd).st_size
         data = os.read(fd, size + 1)  # one byte more: notice a file that grew since fstat
@@ -217,37 +215,3 @@ def encode(
     except (OSError, ValueError, KeyError) as exc:
         raise ImageError(f"cannot encode as {fmt}: {exc}") from None
     return buf.getvalue()
-
-
-_tmp_counter = itertools.count()
-_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
-_O_BINARY = getattr(os, "O_BINARY", 0)  # Windows: no newline translation
-
-
-def write_atomic(data: bytes, dest: str | Path) -> None:
-    """Write `data` to `dest` through a temporary file in the same folder and an atomic rename.
-
-    A crash or Ctrl-C leaves either the old file or the new one, never a partial file. The
-    temporary name is unique per process and thread, and created with O_EXCL, so the file gets
-    the user's usual permissions (umask), unlike mkstemp's 0600. Plain system calls, not a
-    Python file object: measured 16.5 us per small file here against 29 us.
-    """
-    folder, name = os.path.split(os.fspath(dest))
-    tmp = os.path.join(
-        folder,
-        f".{name}.{os.getpid()}-{threading.get_ident()}-{next(_tmp_counter)}.denoise-tmp",
-    )
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_CLOEXEC | _O_BINARY
-    try:
-        fd = os.open(tmp, flags, 0o666)  # inside the try: a Ctrl-C right after must clean up
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-        finally:
-            os.close(fd)
-        os.replace(tmp, dest)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise

@@ -29,6 +29,8 @@ from typing import Any, Protocol
 import numpy as np
 
 from denoise_cli import __version__
+from denoise_cli.core.atomic import write_atomic
+from denoise_cli.core.noise import add_noise
 from denoise_cli.errors import DenoiseError, ImageError, Interrupted
 from denoise_cli.images import (
     DEFAULT_JPEG_QUALITY,
@@ -37,9 +39,7 @@ from denoise_cli.images import (
     decode,
     decode_bytes,
     encode,
-    write_atomic,
 )
-from denoise_cli.noise import add_noise
 from denoise_cli.session import Denoiser, cpu_count
 from denoise_cli.walk import Job, Skip, check_roots, plan_jobs
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
+from denoise_cli.core.metrics import psnr, ssim
 from denoise_cli.errors import ImageError, UsageError
 from denoise_cli.images import decode
-from denoise_cli.metrics import psnr, ssim
 from denoise_cli.walk import Job, plan_jobs
 
 PSNR_CAP = 100.0  # dB; identical images have infinite PSNR, which would swamp any mean

@@ -1,1 +1,14 @@
-"""Export side of denoise-batch: checkpoint -> verified, self-contained ONNX files and variants."""
+"""Export side of denoise-batch: checkpoint -> verified, self-contained ONNX files and variants,
+and the evaluations that score checkpoints and exported files side by side.
+
+Installed as `denoise_export`. Depends on denoise_train and denoise_cli.core.
+"""
+
+from __future__ import annotations
+
+
+def main() -> None:
+    """`denoise-export`: says what to install (exit 2) rather than crash when torch is absent."""
+    from denoise_cli.core.commands import TORCH_INSTALL, run_guarded
+
+    run_guarded("denoise_export.cli", ("torch", "onnx"), "denoise-export", TORCH_INSTALL)

@@ -14,11 +14,8 @@ from typing import Any
 
 import numpy as np
 import onnx
-
-from denoise_cli.metrics import psnr, ssim
-from denoise_cli.noise import add_noise
-from export.metadata import build_metadata, file_sha256, get_metadata, set_metadata
-from export.onnx_export import (
+from denoise_export.metadata import build_metadata, file_sha256, get_metadata, set_metadata
+from denoise_export.onnx_export import (
     DEFAULT_OPSET,
     FP32_TOLERANCE,
     ExportError,
@@ -34,14 +31,17 @@ from export.onnx_export import (
     save_atomic,
     torch_outputs,
 )
-from export.rewrite import METADATA_KEY as REWRITES_KEY
-from export.rewrite import SPLIT_SINGLE_OUTPUT_CONV, split_single_output_convs
-from export.timing import best_rate
-from export.variants import required_operators, to_fp16, to_int8, to_ort_format
-from train.checkpoint import load_checkpoint, model_from_checkpoint
-from train.config import EVAL_NOISE_SEED
-from train.loop import model_input
-from train.models import count_params, get_arch
+from denoise_export.rewrite import METADATA_KEY as REWRITES_KEY
+from denoise_export.rewrite import SPLIT_SINGLE_OUTPUT_CONV, split_single_output_convs
+from denoise_export.variants import required_operators, to_fp16, to_int8, to_ort_format
+from denoise_train.checkpoint import load_checkpoint, model_from_checkpoint
+from denoise_train.config import EVAL_NOISE_SEED
+from denoise_train.loop import model_input
+from denoise_train.models import count_params, get_arch
+
+from denoise_cli.core.metrics import psnr, ssim
+from denoise_cli.core.noise import add_noise
+from denoise_cli.core.timing import best_rate
 
 # Acceptance per variant, against the fp32 file on the whole test set.
 FP16_MAX_ABS = 1e-2
@@ -78,7 +78,7 @@ class ExportResult:
 
 def measure_speed(session, shape: tuple[int, ...], seconds: float = 0.5, windows: int = 5) -> float:
     """Model-only images/s for one input shape: warm up, then the best of `windows` timing
-    windows sharing about `seconds` (see export.timing.best_rate)."""
+    windows sharing about `seconds` (see denoise_cli.core.timing.best_rate)."""
     x = np.random.default_rng(0).random(shape, dtype=np.float32)
     name = session.get_inputs()[0].name
     for _ in range(3):

@@ -1,4 +1,7 @@
-"""`denoise-export`: checkpoint -> verified ONNX files. Errors become messages and exit codes."""
+"""`denoise-export`: checkpoint -> verified ONNX files; `optimize`, `compare` and `report`.
+
+Errors become messages and exit codes in denoise_cli.core.commands, not here.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +11,18 @@ from pathlib import Path
 
 import numpy as np
 import typer
+from denoise_export.onnx_export import DEFAULT_OPSET, MIN_OPSET
 
-from export.onnx_export import DEFAULT_OPSET, MIN_OPSET
+from denoise_cli.core import commands
+from denoise_cli.core.errors import EXIT_CODES_HELP
 
-app = typer.Typer(add_completion=False)
+app = commands.app(
+    "Export trained checkpoints to verified ONNX files, and score models side by side. "
+    "`denoise-export CHECKPOINT` runs `export`. " + EXIT_CODES_HELP,
+    default_command="export",
+)
+
+DATA_DIR_HELP = "MNIST folder (default: $DENOISE_MNIST_DIR, then ~/.cache/denoise-batch/mnist)."
 
 
 def _parse_shape(text: str | None) -> tuple[int, int, int, int] | None:
@@ -73,44 +84,43 @@ def export(
     batch 1, 7 and 256 and on a 64x48 image (fp32 tolerance: 1e-5 max abs). Each variant is run
     on the test digits and compared with the fp32 file; a failed check writes no file.
     """
-    from export.build import export_checkpoint, markdown_table
-    from export.onnx_export import ExportError
-    from train.checkpoint import CheckpointError
-    from train.idx import IdxError
-    from train.mnist import MnistError, load_split
+    from denoise_export.build import export_checkpoint, markdown_table
+    from denoise_train.mnist import load_split
 
     shape = _parse_shape("1x1x28x28" if all_variants and fixed_shape is None else fixed_shape)
     out = out or checkpoint.with_suffix(".onnx")
-    try:
-        test_images, _ = load_split("test", data_dir)
-        train_images, _ = load_split("train", data_dir) if (int8 or all_variants) else (None, None)
-        calib = (
-            train_images[:: max(1, len(train_images) // calibration_images)][:calibration_images]
-            if train_images is not None
-            else test_images[:0]
-        )
-        result = export_checkpoint(
-            checkpoint,
-            out,
-            test_images[:test_limit] if test_limit else test_images,
-            calib,
-            opset=opset,
-            fp16=fp16 or all_variants,
-            int8=int8 or all_variants,
-            ort_format=ort_format or all_variants,
-            fixed_shape=shape,
-            rewrite=rewrite,
-            log=lambda msg: typer.echo(msg, err=True),
-        )
-    except (ExportError, CheckpointError, MnistError, IdxError, ValueError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
+    test_images, _ = load_split("test", data_dir)
+    train_images, _ = load_split("train", data_dir) if (int8 or all_variants) else (None, None)
+    calib = (
+        train_images[:: max(1, len(train_images) // calibration_images)][:calibration_images]
+        if train_images is not None
+        else test_images[:0]
+    )
+    result = export_checkpoint(
+        checkpoint,
+        out,
+        test_images[:test_limit] if test_limit else test_images,
+        calib,
+        opset=opset,
+        fp16=fp16 or all_variants,
+        int8=int8 or all_variants,
+        ort_format=ort_format or all_variants,
+        fixed_shape=shape,
+        rewrite=rewrite,
+        log=lambda msg: typer.echo(msg, err=True),
+    )
     typer.echo(markdown_table(result.rows), nl=False)
     if report is not None:
         report.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
 
 
-optimize_app = typer.Typer(add_completion=False)
+optimize_app = commands.app(
+    "Export trained checkpoints to verified ONNX files, and score models side by side. "
+    "`denoise-export CHECKPOINT` runs `export`. " + EXIT_CODES_HELP,
+    default_command="export",
+)
+
+DATA_DIR_HELP = "MNIST folder (default: $DENOISE_MNIST_DIR, then ~/.cache/denoise-batch/mnist)."
 
 
 @optimize_app.command()
@@ -127,11 +137,12 @@ def optimize(
     match the source file within 1e-5 on real test digits before it is written. New exports
     get this rewrite by default.
     """
-    from denoise_cli.noise import add_noise
-    from export.build import rewrite_file
-    from export.onnx_export import ExportError
-    from train.idx import IdxError
-    from train.mnist import MnistError, load_split
+    from denoise_export.build import rewrite_file
+    from denoise_export.onnx_export import ExportError
+    from denoise_train.idx import IdxError
+    from denoise_train.mnist import MnistError, load_split
+
+    from denoise_cli.core.noise import add_noise
 
     if out.resolve() == source.resolve():
         typer.echo(
@@ -161,15 +172,50 @@ def optimize(
     typer.echo(f"wrote {out} ({result.rewrites} rewrite(s), verified)")
 
 
-def main() -> None:
-    """`denoise-export CHECKPOINT ...`, or `denoise-export optimize MODEL.onnx -o OUT`."""
-    import sys
+@app.command()
+def report(
+    checkpoints: list[Path] = typer.Argument(
+        ..., help="Trained checkpoints (.pt) or exported models (.onnx)."
+    ),
+    out_dir: Path = typer.Option(Path("docs/report"), help="Where figures and tables go."),
+    data_dir: Path | None = typer.Option(None, help=DATA_DIR_HELP),
+    noise_level: float = typer.Option(0.5, help="Gaussian sigma for the test-set table."),
+    limit: int | None = typer.Option(None, help="Score only the first N test digits."),
+    seed: int = typer.Option(0, help="Chooses the 5 random digits of the figures."),
+) -> None:
+    """Reproduce the seed chapter's figures and its PSNR/SSIM table on the MNIST test set."""
+    from denoise_export.report import build_report
+    from denoise_train.mnist import load_split
 
-    if sys.argv[1:2] == ["optimize"]:
-        optimize_app(args=sys.argv[2:], prog_name="denoise-export optimize")
-    else:
-        app()
+    images, _ = load_split("test", data_dir)
+    written = build_report(
+        checkpoints, images[:limit] if limit else images, out_dir, noise_level, seed
+    )
+    for path in written:
+        typer.echo(str(path))
 
 
-if __name__ == "__main__":
-    main()
+@app.command()
+def compare(
+    checkpoints: list[Path] = typer.Argument(
+        ..., help="Trained denoisers: checkpoints (.pt) or exported models (.onnx)."
+    ),
+    out_dir: Path = typer.Option(Path("docs/compare"), help="Where the tables go."),
+    data_dir: Path | None = typer.Option(None, help=DATA_DIR_HELP),
+    limit: int | None = typer.Option(None, help="Score only the first N test digits."),
+    classical_limit: int = typer.Option(2000, help="Test digits for the (slow) classical filters."),
+) -> None:
+    """Models vs classical filters across noise types and levels, with size and CPU speed."""
+    from denoise_export.compare import compare as run_compare
+    from denoise_export.compare import markdown, write
+    from denoise_train.mnist import load_split
+
+    images, _ = load_split("test", data_dir)
+    result = run_compare(
+        checkpoints,
+        images[:limit] if limit else images,
+        classical_limit,
+        log=lambda m: typer.echo(m, err=True),
+    )
+    write(result, out_dir)
+    typer.echo(markdown(result), nl=False)

@@ -22,7 +22,8 @@ import onnx
 import torch
 from torch import nn
 
-from denoise_cli.images import write_atomic
+from denoise_cli.core.atomic import write_atomic
+from denoise_cli.core.errors import WorkFailed
 
 INPUT_NAME = "noisy"
 OUTPUT_NAME = "denoised"
@@ -31,7 +32,7 @@ MIN_OPSET = 11
 FP32_TOLERANCE = 1e-5  # max abs difference, onnxruntime vs PyTorch, outputs in [0, 1]
 
 
-class ExportError(RuntimeError):
+class ExportError(WorkFailed):
     """The export failed or did not verify; no output file was written."""
 
 

@@ -12,8 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-
-from export.onnx_export import INPUT_NAME, ExportError, quiet_logs
+from denoise_export.onnx_export import INPUT_NAME, ExportError, quiet_logs
 
 
 def to_fp16(proto: onnx.ModelProto) -> onnx.ModelProto:

@@ -13,10 +13,10 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+from denoise_train.mnist import load_split
 from PIL import Image
 
-from denoise_cli.noise import add_noise
-from train.mnist import load_split
+from denoise_cli.core.noise import add_noise
 
 
 def main() -> None:

@@ -21,7 +21,7 @@ def clean_digits() -> np.ndarray:
 
 @pytest.fixture(scope="session")
 def noisy_digits(clean_digits: np.ndarray) -> np.ndarray:
-    from denoise_cli.noise import add_noise
+    from denoise_cli.core.noise import add_noise
 
     return add_noise(clean_digits, "gaussian", 0.5, 123)
 

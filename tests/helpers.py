@@ -49,7 +49,7 @@ def synthetic_digits(n: int, seed: int = 0) -> np.ndarray:
 
 def write_idx_set(folder: Path, n_train: int = 600, n_test: int = 100, seed: int = 0) -> Path:
     """The four MNIST file names, gzipped, holding synthetic digits."""
-    from train.idx import encode_idx
+    from denoise_train.idx import encode_idx
 
     folder.mkdir(parents=True, exist_ok=True)
     for prefix, n, s in (("train", n_train, seed), ("t10k", n_test, seed + 1)):

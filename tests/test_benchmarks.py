@@ -12,10 +12,11 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from denoise_train.models import count_params  # noqa: E402
+
 from benchmarks.run import machine, torch_twin  # noqa: E402
 from denoise_cli.session import bundled_models  # noqa: E402
 from tests.helpers import ROOT  # noqa: E402
-from train.models import count_params  # noqa: E402
 
 
 @pytest.mark.parametrize("name", sorted(bundled_models()))
@@ -47,7 +48,7 @@ def _slow_then_fast(slow_s: float = 0.05, fast_s: float = 0.0005, slow_calls: in
 
 def test_timers_report_the_undisturbed_window():
     from benchmarks.run import rate
-    from export.timing import best_rate
+    from denoise_cli.core.timing import best_rate
 
     assert rate(_slow_then_fast(slow_calls=11), 10, 0.5) > 10_000  # 3 warm-up calls first
     assert best_rate(_slow_then_fast(), 0.5) > 1_000

@@ -16,7 +16,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from denoise_cli.cli import denoise_app, tools_app
-from denoise_cli.metrics import psnr
+from denoise_cli.core.metrics import psnr
 from tests.helpers import load_gray, save_gray
 
 

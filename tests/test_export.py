@@ -11,14 +11,14 @@ torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
+from denoise_export.cli import app  # noqa: E402
+from denoise_train.checkpoint import load_checkpoint, model_from_checkpoint  # noqa: E402
+from denoise_train.config import TrainConfig  # noqa: E402
+from denoise_train.loop import fit  # noqa: E402
+from denoise_train.mnist import load_split  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
-from export.cli import app  # noqa: E402
 from tests.helpers import write_idx_set  # noqa: E402
-from train.checkpoint import load_checkpoint, model_from_checkpoint  # noqa: E402
-from train.config import TrainConfig  # noqa: E402
-from train.loop import fit  # noqa: E402
-from train.mnist import load_split  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -157,7 +157,7 @@ def test_dense_model_exports_with_dynamic_batch(tmp_path, dense_ckpt, data_dir):
 
 
 def test_parity_failure_writes_nothing(tmp_path, conv_ckpt, data_dir, monkeypatch):
-    from export import onnx_export
+    from denoise_export import onnx_export
 
     real = onnx_export.torch_outputs
     monkeypatch.setattr(onnx_export, "torch_outputs", lambda m, x: real(m, x) + 1e-3)
@@ -245,7 +245,7 @@ def _conv_model(opset: int, bias: bool) -> onnx.ModelProto:
 
 @pytest.mark.parametrize(("opset", "bias"), [(18, True), (13, False), (11, True)])
 def test_single_output_conv_rewrite_is_exact(opset, bias):
-    from export.rewrite import split_single_output_convs
+    from denoise_export.rewrite import split_single_output_convs
 
     original = _conv_model(opset, bias)
     rewritten = onnx.ModelProto()
@@ -289,7 +289,7 @@ def test_export_rewrites_by_default_and_on_request_only(tmp_path, conv_ckpt, dat
 
 
 def test_optimize_rewrites_an_existing_file_verified(tmp_path, conv_ckpt, data_dir):
-    from export.cli import optimize_app
+    from denoise_export.cli import optimize_app
 
     plain = tmp_path / "plain.onnx"
     assert _export([conv_ckpt, "-o", plain, "--no-rewrite", "--data-dir", data_dir]).exit_code == 0
@@ -319,8 +319,8 @@ def test_optimize_rewrites_an_existing_file_verified(tmp_path, conv_ckpt, data_d
 
 def test_nearest_upsampling_unet_exports_with_dynamic_sizes():
     """unet_lite_near's Resize must follow the input size in onnxruntime, as in torch."""
-    from export.onnx_export import check_parity, export_model
-    from train.models import create_model
+    from denoise_export.onnx_export import check_parity, export_model
+    from denoise_train.models import create_model
 
     torch.manual_seed(0)
     model = create_model("unet_lite_near").eval()

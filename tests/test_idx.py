@@ -7,9 +7,8 @@ import struct
 
 import numpy as np
 import pytest
-
-from train.idx import IdxError, encode_idx, parse_idx, read_idx
-from train.mnist import load_split
+from denoise_train.idx import IdxError, encode_idx, parse_idx, read_idx
+from denoise_train.mnist import load_split
 
 IMAGES = np.arange(2 * 28 * 28, dtype=np.uint8).reshape(2, 28, 28)
 
@@ -108,14 +107,14 @@ def test_full_size_file_with_wrong_content_is_refused(tmp_path, tiny_mnist):
 
 
 def test_missing_files_without_download(tmp_path):
-    from train.mnist import MnistError
+    from denoise_train.mnist import MnistError
 
     with pytest.raises(MnistError, match="missing and downloading is disabled"):
         load_split("test", tmp_path, download=False)
 
 
 def test_data_dir_resolution_order(tmp_path, monkeypatch):
-    from train.mnist import ENV_VAR, resolve_data_dir
+    from denoise_train.mnist import ENV_VAR, resolve_data_dir
 
     monkeypatch.setenv(ENV_VAR, str(tmp_path / "env"))
     assert resolve_data_dir(tmp_path / "flag") == tmp_path / "flag"

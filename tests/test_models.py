@@ -6,7 +6,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from train.models import REGISTRY, count_params, create_model, get_arch, list_archs  # noqa: E402
+from denoise_train.models import REGISTRY, count_params, create_model, get_arch, list_archs  # noqa: E402
 
 SEED_COUNTS = {
     "dense_ae_1": 2_353,
@@ -47,9 +47,8 @@ def test_unknown_name_lists_the_known_ones():
 
 
 def test_list_command_prints_every_architecture():
+    from denoise_train.cli import app
     from typer.testing import CliRunner
-
-    from train.cli import app
 
     result = CliRunner().invoke(app, ["list"], catch_exceptions=False)
     assert result.exit_code == 0, result.output

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from denoise_cli.metrics import psnr, ssim
-from denoise_cli.noise import NOISE_KINDS, add_noise
+from denoise_cli.core.metrics import psnr, ssim
+from denoise_cli.core.noise import NOISE_KINDS, add_noise
 
 FLAT = np.full((64, 64, 64), 0.5, np.float32)
 
@@ -61,6 +61,21 @@ def test_bad_kind_and_level():
         add_noise(FLAT, "pink", 0.1, 0)
     with pytest.raises(ValueError, match="must be >= 0"):
         add_noise(FLAT, "gaussian", -1.0, 0)
+    with pytest.raises(ValueError, match="must be >= 0"):  # NaN would make every image black
+        add_noise(FLAT, "gaussian", float("nan"), 0)
+
+
+def test_mixed_noise_draws_every_kind_and_matches_the_kind_functions():
+    rng = np.random.default_rng(3)
+    x = np.full((400, 1, 8, 8), 0.5, np.float32)
+    out = add_noise(x, "mixed", 0.0, rng)
+    assert out.shape == x.shape and out.dtype == np.float32
+    assert out.min() >= 0.0 and out.max() <= 1.0
+    # Salt-and-pepper images hold only 0, 0.5 and 1; Poisson's only multiples of 1/peak.
+    per_image_values = [len(np.unique(img)) for img in out]
+    assert min(per_image_values) <= 3 < max(per_image_values)
+    assert not np.array_equal(add_noise(x, "mixed", 0.0, 1), add_noise(x, "mixed", 0.0, 2))
+    np.testing.assert_array_equal(add_noise(x, "mixed", 0.0, 5), add_noise(x, "mixed", 0.0, 5))
 
 
 def test_psnr_known_value():

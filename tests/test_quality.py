@@ -7,14 +7,14 @@ import numpy as np
 import pytest
 
 from denoise_cli.cli import denoise_app
-from denoise_cli.metrics import psnr
-from denoise_cli.noise import add_noise
+from denoise_cli.core.metrics import psnr
+from denoise_cli.core.noise import add_noise
 from denoise_cli.session import Denoiser
 from tests.helpers import load_gray, mnist_dir, save_gray
 
 
 def _test_digits(n: int) -> np.ndarray:
-    from train.idx import read_idx  # numpy only: no torch in the runtime environment
+    from denoise_train.idx import read_idx  # numpy only: no torch in the runtime environment
 
     path = mnist_dir() / "t10k-images-idx3-ubyte.gz"
     if not path.is_file():

@@ -9,17 +9,19 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from typer.testing import CliRunner  # noqa: E402
-
-from train.checkpoint import (  # noqa: E402
+from denoise_export.cli import app as export_app  # noqa: E402
+from denoise_train.checkpoint import (  # noqa: E402
     CheckpointError,
     load_checkpoint,
     model_from_checkpoint,
 )
-from train.cli import app  # noqa: E402
-from train.config import TrainConfig  # noqa: E402
-from train.loop import cpu_has_native_bf16, fit  # noqa: E402
-from train.mnist import load_split  # noqa: E402
+from denoise_train.cli import app  # noqa: E402
+from denoise_train.config import TrainConfig  # noqa: E402
+from denoise_train.loop import cpu_has_native_bf16, fit  # noqa: E402
+from denoise_train.mnist import load_split  # noqa: E402
+from typer.testing import CliRunner  # noqa: E402
+
+from denoise_cli.core.errors import EXIT_REFUSED, EXIT_USAGE  # noqa: E402
 
 TINY = {"batch_size": 16, "val_size": 100, "threads": 1}
 
@@ -90,7 +92,7 @@ def test_broken_and_foreign_checkpoints_are_refused(tmp_path):
 
 
 def test_validation_split_is_disjoint_and_seeded():
-    from train.loop import split_train_val
+    from denoise_train.loop import split_train_val
 
     images = np.arange(50, dtype=np.float32).reshape(50, 1, 1, 1)
     a_train, a_val = split_train_val(images, TrainConfig(val_size=10, seed=1))
@@ -116,7 +118,7 @@ def test_dry_run_and_report_via_cli(tmp_path, tiny_mnist):
         outs.append(str(out))
     report_dir = tmp_path / "report"
     result = runner.invoke(
-        app,
+        export_app,
         ["report", *outs, "--data-dir", str(tiny_mnist), "--out-dir", str(report_dir)],
         catch_exceptions=False,
     )
@@ -136,14 +138,21 @@ def test_dry_run_and_report_via_cli(tmp_path, tiny_mnist):
 
 def test_fit_usage_errors(tmp_path, tiny_mnist):
     runner = CliRunner()
+    # Choices come from the registry: an unknown name is a usage error that lists them.
     result = runner.invoke(app, ["fit", "--arch", "nope", "--data-dir", str(tiny_mnist)])
-    assert result.exit_code == 1 and "unknown architecture 'nope'" in result.output
+    assert result.exit_code == EXIT_USAGE and "'nope' is not one of" in result.output
+    assert "unet_lite_near" in result.output
+    result = runner.invoke(
+        app, ["fit", "--dry-run", "--lr", "0", "--data-dir", str(tiny_mnist), "--out", "x.pt"]
+    )
+    assert result.exit_code == EXIT_USAGE and "error: epochs and batch_size" in result.output
+    # No MNIST where it was asked for, and downloading fails: the data set is refused.
     result = runner.invoke(
         app,
         ["fit", "--dry-run", "--data-dir", str(tmp_path / "empty"), "--out", "x.pt"],
         env={"DENOISE_MNIST_DIR": ""},
     )
-    assert result.exit_code == 1 and "error:" in result.output
+    assert result.exit_code == EXIT_REFUSED and "error:" in result.output
 
 
 def test_cosine_schedule_ends_near_zero(tmp_path, train_images):
@@ -161,7 +170,7 @@ def test_blind_training_validates_on_the_reference_noise(train_images):
 
 def test_compare_models_and_classical_filters(tmp_path, tiny_mnist, train_images):
     pytest.importorskip("skimage")
-    from train.compare import compare, markdown, write
+    from denoise_export.compare import compare, markdown, write
 
     ckpt = tmp_path / "m.pt"
     fit(
@@ -189,9 +198,8 @@ def test_compare_models_and_classical_filters(tmp_path, tiny_mnist, train_images
 
 def test_exported_models_score_like_their_checkpoints(tmp_path, tiny_mnist, train_images):
     """compare and report take exported ONNX files too, with the same numbers."""
-    from export.cli import app as export_app
-    from train.compare import compare
-    from train.report import build_report
+    from denoise_export.compare import compare
+    from denoise_export.report import build_report
 
     ckpt = tmp_path / "conv_denoiser.pt"
     config = TrainConfig(arch="conv_denoiser", epochs=1, **TINY)
@@ -216,8 +224,9 @@ def test_exported_models_score_like_their_checkpoints(tmp_path, tiny_mnist, trai
 
 
 def test_psnr_loss_is_minus_mean_psnr():
-    from denoise_cli.metrics import psnr
-    from train.loop import make_loss
+    from denoise_train.loop import make_loss
+
+    from denoise_cli.core.metrics import psnr
 
     rng = np.random.default_rng(0)
     target = torch.from_numpy(rng.random((4, 1, 28, 28), dtype=np.float32))

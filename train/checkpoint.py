@@ -11,16 +11,17 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from denoise_train.config import TrainConfig
+from denoise_train.models import get_arch
 from torch import nn
 
-from denoise_cli.images import write_atomic
-from train.config import TrainConfig
-from train.models import get_arch
+from denoise_cli.core.atomic import write_atomic
+from denoise_cli.core.errors import RefusedError
 
 FORMAT = "denoise-batch-checkpoint/1"
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(RefusedError):
     """A checkpoint is missing, unreadable or not one of ours."""
 
 

@@ -1,31 +1,43 @@
-"""`denoise-train`: list models, fetch MNIST, train, report. Errors become exit codes here."""
+"""`denoise-train`: list architectures, fetch MNIST, train. Choices come from the registries;
+errors become messages and exit codes in denoise_cli.core.commands, not here."""
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 
 import typer
+from denoise_train.config import DATA_KINDS, LOSSES, LR_SCHEDULES, PRECISIONS, TrainConfig
+from denoise_train.models import REGISTRY
 
-from train.config import TrainConfig
+from denoise_cli.core import commands
+from denoise_cli.core.errors import EXIT_CODES_HELP
+from denoise_cli.core.noise import MIXES, NOISE_KINDS
 
-app = typer.Typer(
-    add_completion=False,
-    no_args_is_help=True,
-    help="Train the digit denoisers and autoencoders on MNIST (PyTorch).",
+
+def _choices(name: str, values: object) -> type[Enum]:
+    return Enum(name, {str(v): str(v) for v in values}, type=str)  # type: ignore[return-value]
+
+
+Arch = _choices("Arch", REGISTRY)
+Noise = _choices("Noise", [*NOISE_KINDS, *MIXES])
+Loss = _choices("Loss", LOSSES)
+Schedule = _choices("Schedule", LR_SCHEDULES)
+Precision = _choices("Precision", PRECISIONS)
+Data = _choices("Data", DATA_KINDS)
+Device = _choices("Device", ["auto", "cpu", "cuda"])
+
+app = commands.app(
+    f"Train the digit denoisers and autoencoders on MNIST (PyTorch). {EXIT_CODES_HELP}"
 )
 
 DATA_DIR_HELP = "MNIST folder (default: $DENOISE_MNIST_DIR, then ~/.cache/denoise-batch/mnist)."
 
 
-def _fail(message: str, code: int = 1) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code)
-
-
 @app.command("list")
 def list_command() -> None:
     """Print every registered architecture with its parameter count."""
-    from train.models import REGISTRY, count_params
+    from denoise_train.models import count_params
 
     typer.echo(f"{'name':<20} {'params':>8}  {'task':<11} {'loss':<4}  description")
     for arch in REGISTRY.values():
@@ -36,140 +48,77 @@ def list_command() -> None:
 @app.command()
 def download(data_dir: Path | None = typer.Option(None, help=DATA_DIR_HELP)) -> None:
     """Download the four MNIST files (checked against upstream SHA-256) if missing."""
-    from train.mnist import MnistError, ensure_files, resolve_data_dir
+    from denoise_train.mnist import ensure_files, resolve_data_dir
 
-    root = resolve_data_dir(data_dir)
-    try:
-        paths = ensure_files(root)
-    except MnistError as exc:
-        _fail(str(exc))
-    for path in paths.values():
+    for path in ensure_files(resolve_data_dir(data_dir)).values():
         typer.echo(str(path))
 
 
 @app.command()
 def fit(
-    arch: str = typer.Option("conv_denoiser", help="Architecture name (see `list`)."),
+    arch: Arch = typer.Option("conv_denoiser", help="Architecture (see `list`)."),
     out: Path = typer.Option(None, help="Checkpoint path (default: runs/<arch>.pt)."),
     epochs: int = typer.Option(10, min=1),
     batch_size: int = typer.Option(32, min=1),
     lr: float = typer.Option(1e-3),
-    lr_schedule: str = typer.Option("constant", help="constant or cosine (decay to 0)."),
-    loss: str | None = typer.Option(
-        None, help="mse, bce or psnr (mean per-image PSNR; default: the architecture's)."
+    lr_schedule: Schedule = typer.Option("constant", help="cosine decays to 0 over all epochs."),
+    loss: Loss | None = typer.Option(
+        None, help="psnr: mean per-image PSNR (default: the architecture's own)."
     ),
-    noise: str = typer.Option("gaussian", help="gaussian, salt-pepper, speckle or poisson."),
+    noise: Noise = typer.Option(
+        "gaussian",
+        help="One kind at --noise-level, or a per-image mix: blind (unet_small_blind's), "
+        "mixed (all four kinds, Gaussian up to 0.75).",
+    ),
     noise_level: float = typer.Option(0.5, help="Sigma, amount or peak, by noise kind."),
+    data: Data = typer.Option(
+        "mnist",
+        help="mnist: MNIST's 28x28 frames. scenes: digit strings, 0.7-4x scales, pages, printed "
+        "digits and blank paper on --scene-size canvases, with plain frames every third step.",
+    ),
+    scene_size: int = typer.Option(64, help="Side of the training canvases with --data scenes."),
+    steps_per_epoch: int = typer.Option(1000, help="Steps per epoch with --data scenes."),
     val_size: int = typer.Option(5000, min=1, help="Validation images carved from training."),
     train_limit: int | None = typer.Option(None, help="Use only the first N training images."),
     seed: int = typer.Option(0),
-    device: str = typer.Option("auto", help="auto, cpu or cuda."),
-    threads: int | None = typer.Option(None, help="torch CPU threads (default: torch's)."),
-    precision: str = typer.Option(
-        "fp32", help="fp32, or bf16 (autocast convolutions; ~1.6x faster on CPUs with AVX512-BF16)."
+    device: Device = typer.Option("auto"),
+    threads: int | None = typer.Option(None, min=1, help="torch CPU threads (default: torch's)."),
+    precision: Precision = typer.Option(
+        "fp32", help="bf16 autocasts convolutions (~1.6x faster on CPUs with AVX512-BF16)."
     ),
     data_dir: Path | None = typer.Option(None, help=DATA_DIR_HELP),
-    resume: Path | None = typer.Option(None, help="Continue from this checkpoint."),
+    resume: Path | None = typer.Option(
+        None, help="Continue from this checkpoint (give the same settings and --epochs total)."
+    ),
     dry_run: bool = typer.Option(
         False, "--dry-run", help="One epoch of 2 batches on 256 images: a smoke test."
     ),
 ) -> None:
     """Train one architecture; writes a checkpoint after every epoch."""
-    from train.checkpoint import CheckpointError
-    from train.idx import IdxError
-    from train.loop import fit as run_fit
-    from train.mnist import MnistError, load_split
-    from train.models import get_arch
+    from denoise_train.loop import fit as run_fit
+    from denoise_train.mnist import load_split
 
-    try:
-        get_arch(arch)
-        config = TrainConfig(
-            arch=arch,
-            epochs=epochs,
-            batch_size=batch_size,
-            lr=lr,
-            lr_schedule=lr_schedule,
-            loss=loss,
-            noise=noise,
-            noise_level=noise_level,
-            val_size=val_size,
-            train_limit=train_limit,
-            seed=seed,
-            device=device,
-            threads=threads,
-            precision=precision,
-        )
-        if dry_run:
-            config = config.with_(epochs=1, train_limit=256, val_size=64, max_steps_per_epoch=2)
-        images, _ = load_split("train", data_dir)
-        result = run_fit(config, images, out or Path("runs") / f"{arch}.pt", resume_from=resume)
-    except (KeyError, ValueError, MnistError, IdxError, CheckpointError, RuntimeError) as exc:
-        _fail(str(exc.args[0]) if isinstance(exc, KeyError) else str(exc))
+    config = TrainConfig(
+        arch=arch.value,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        lr_schedule=lr_schedule.value,
+        loss=loss.value if loss else None,
+        noise=noise.value,
+        noise_level=noise_level,
+        val_size=val_size,
+        train_limit=train_limit,
+        seed=seed,
+        device=device.value,
+        threads=threads,
+        precision=precision.value,
+        data=data.value,
+        scene_size=scene_size,
+        steps_per_epoch=steps_per_epoch,
+    )
+    if dry_run:
+        config = config.with_(epochs=1, train_limit=256, val_size=64, max_steps_per_epoch=2)
+    images, _ = load_split("train", data_dir)
+    result = run_fit(config, images, out or Path("runs") / f"{arch.value}.pt", resume_from=resume)
     typer.echo(f"checkpoint: {result.checkpoint}")
-
-
-@app.command()
-def report(
-    checkpoints: list[Path] = typer.Argument(
-        ..., help="Trained checkpoints (.pt) or exported models (.onnx)."
-    ),
-    out_dir: Path = typer.Option(Path("docs/report"), help="Where figures and tables go."),
-    data_dir: Path | None = typer.Option(None, help=DATA_DIR_HELP),
-    noise_level: float = typer.Option(0.5, help="Gaussian sigma for the test-set table."),
-    limit: int | None = typer.Option(None, help="Score only the first N test digits."),
-    seed: int = typer.Option(0, help="Chooses the 5 random digits of the figures."),
-) -> None:
-    """Reproduce the seed chapter's figures and its PSNR/SSIM table on the MNIST test set."""
-    from train.checkpoint import CheckpointError
-    from train.idx import IdxError
-    from train.mnist import MnistError, load_split
-    from train.report import build_report
-
-    try:
-        images, _ = load_split("test", data_dir)
-        if limit:
-            images = images[:limit]
-        written = build_report(checkpoints, images, out_dir, noise_level, seed)
-    except (MnistError, IdxError, CheckpointError, ValueError) as exc:
-        _fail(str(exc))
-    for path in written:
-        typer.echo(str(path))
-
-
-@app.command()
-def compare(
-    checkpoints: list[Path] = typer.Argument(
-        ..., help="Trained denoisers: checkpoints (.pt) or exported models (.onnx)."
-    ),
-    out_dir: Path = typer.Option(Path("docs/compare"), help="Where the tables go."),
-    data_dir: Path | None = typer.Option(None, help=DATA_DIR_HELP),
-    limit: int | None = typer.Option(None, help="Score only the first N test digits."),
-    classical_limit: int = typer.Option(2000, help="Test digits for the (slow) classical filters."),
-) -> None:
-    """Models vs classical filters across noise types and levels, with size and CPU speed."""
-    from train.checkpoint import CheckpointError
-    from train.compare import compare as run_compare
-    from train.compare import markdown, write
-    from train.idx import IdxError
-    from train.mnist import MnistError, load_split
-
-    try:
-        images, _ = load_split("test", data_dir)
-        result = run_compare(
-            checkpoints,
-            images[:limit] if limit else images,
-            classical_limit,
-            log=lambda m: typer.echo(m, err=True),
-        )
-    except (MnistError, IdxError, CheckpointError, ValueError) as exc:
-        _fail(str(exc))
-    write(result, out_dir)
-    typer.echo(markdown(result), nl=False)
-
-
-def main() -> None:
-    app()
-
-
-if __name__ == "__main__":
-    main()

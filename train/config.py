@@ -5,6 +5,13 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
+from denoise_cli.core.errors import UsageError
+
+LOSSES = ("mse", "bce", "psnr")
+LR_SCHEDULES = ("constant", "cosine")
+PRECISIONS = ("fp32", "bf16")
+DATA_KINDS = ("mnist", "scenes")
+
 #: Seed for the fixed noise on validation and test images, so every model sees the same inputs.
 EVAL_NOISE_SEED = 20_240_501
 
@@ -28,20 +35,31 @@ class TrainConfig:
     threads: int | None = None
     precision: str = "fp32"  # or "bf16": autocast matmuls/convs (weights and optimizer stay fp32)
     max_steps_per_epoch: int | None = None  # the dry run sets this
+    # "mnist": MNIST's own frames, one pass per epoch. "scenes": train.scenes canvases of
+    # scene_size px (strings, 0.7-4x scales, pages, printed digits, blank paper), with every
+    # third step a batch of plain 28x28 frames (4x batch_size of them: the same pixel count);
+    # an epoch is then steps_per_epoch steps.
+    data: str = "mnist"
+    scene_size: int = 64
+    steps_per_epoch: int = 1000
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
-            raise ValueError("epochs and batch_size must be >= 1 and lr > 0")
-        if self.loss not in (None, "mse", "bce", "psnr"):
-            raise ValueError(f"loss must be 'mse', 'bce' or 'psnr', got {self.loss!r}")
-        if self.lr_schedule not in ("constant", "cosine"):
-            raise ValueError(
+            raise UsageError("epochs and batch_size must be >= 1 and lr > 0")
+        if self.loss is not None and self.loss not in LOSSES:
+            raise UsageError(f"loss must be 'mse', 'bce' or 'psnr', got {self.loss!r}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise UsageError(
                 f"lr_schedule must be 'constant' or 'cosine', got {self.lr_schedule!r}"
             )
-        if self.precision not in ("fp32", "bf16"):
-            raise ValueError(f"precision must be 'fp32' or 'bf16', got {self.precision!r}")
+        if self.precision not in PRECISIONS:
+            raise UsageError(f"precision must be 'fp32' or 'bf16', got {self.precision!r}")
+        if self.data not in DATA_KINDS:
+            raise UsageError(f"data must be 'mnist' or 'scenes', got {self.data!r}")
+        if self.scene_size < 8 or self.scene_size % 4 or self.steps_per_epoch < 1:
+            raise UsageError("scene_size must be a multiple of 4, >= 8; steps_per_epoch >= 1")
         if self.val_size < 1:
-            raise ValueError("val_size must be >= 1: the test set is for reporting only")
+            raise UsageError("val_size must be >= 1: the test set is for reporting only")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from denoise_cli.core.errors import RefusedError
+
 _DTYPES = {
     0x08: np.dtype(np.uint8),
     0x09: np.dtype(np.int8),
@@ -23,7 +25,7 @@ _DTYPES = {
 }
 
 
-class IdxError(ValueError):
+class IdxError(RefusedError, ValueError):
     """A file is not a valid IDX file; the message names the file and the problem."""
 
 

@@ -5,28 +5,30 @@ from __future__ import annotations
 import math
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from denoise_train.checkpoint import load_checkpoint, save_checkpoint
+from denoise_train.config import EVAL_NOISE_SEED, TrainConfig
+from denoise_train.models import get_arch
+from denoise_train.scenes import training_scenes
 from torch import nn
 
-from denoise_cli.metrics import psnr, ssim
-from denoise_cli.noise import add_noise
-from denoise_cli.progress import Progress
-from train.checkpoint import load_checkpoint, save_checkpoint
-from train.config import EVAL_NOISE_SEED, TrainConfig
-from train.models import get_arch
+from denoise_cli.core.errors import UsageError
+from denoise_cli.core.metrics import psnr, ssim
+from denoise_cli.core.noise import MIXES, REFERENCE_KIND, REFERENCE_LEVEL, add_noise
+from denoise_cli.core.progress import Progress
 
 
 def pick_device(requested: str = "auto") -> torch.device:
     if requested == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if requested.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError("--device cuda requested but torch sees no CUDA device")
+        raise UsageError(f"device {requested!r} requested but torch sees no CUDA device")
     return torch.device(requested)
 
 
@@ -83,7 +85,7 @@ def split_train_val(images: np.ndarray, config: TrainConfig) -> tuple[np.ndarray
     if config.train_limit is not None:
         images = images[: config.train_limit]
     if config.val_size >= len(images):
-        raise ValueError(
+        raise UsageError(
             f"val_size {config.val_size} leaves no training images out of {len(images)}"
         )
     order = np.random.default_rng(config.seed).permutation(len(images))
@@ -96,6 +98,54 @@ def cpu_has_native_bf16() -> bool:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):  # a build without oneDNN
         return False
+
+
+def epoch_batches(
+    config: TrainConfig, task: str, train_x: np.ndarray, rng: np.random.Generator
+) -> tuple[int, Iterator[tuple[np.ndarray, np.ndarray]]]:
+    """This epoch's step count and its (input, target) batches, all drawn from `rng`."""
+    if config.data == "scenes":
+        steps = config.steps_per_epoch
+        if config.max_steps_per_epoch:
+            steps = min(steps, config.max_steps_per_epoch)
+        return steps, _scene_batches(config, task, train_x[:, 0], rng, steps)
+    order = rng.permutation(len(train_x))
+    noisy = add_noise(train_x, config.noise, config.noise_level, rng)
+    inputs = model_input(task, train_x, noisy)
+    steps = -(-len(train_x) // config.batch_size)
+    if config.max_steps_per_epoch:
+        steps = min(steps, config.max_steps_per_epoch)
+
+    def batches() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        for step in range(steps):
+            idx = order[step * config.batch_size : (step + 1) * config.batch_size]
+            yield inputs[idx], train_x[idx]
+
+    return steps, batches()
+
+
+def _scene_batches(
+    config: TrainConfig, task: str, digits: np.ndarray, rng: np.random.Generator, steps: int
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Scenes drawn fresh each step (cheaper than the step itself: ~1 ms per 64x64 canvas);
+    every third step plain MNIST frames, so the reference framing is never forgotten."""
+    size = config.scene_size
+    for step in range(steps):
+        if step % 3 == 2:
+            idx = rng.integers(0, len(digits), config.batch_size * 4)
+            clean = digits[idx][:, None]
+        else:
+            clean = training_scenes(config.batch_size, size, size, digits, rng)
+        noisy = add_noise(clean, config.noise, config.noise_level, rng)
+        yield model_input(task, clean, noisy), clean
+
+
+def _scene_metrics(
+    model: nn.Module, scenes: tuple[np.ndarray, np.ndarray], task: str, device: torch.device
+) -> dict[str, float]:
+    clean, noisy = scenes
+    restored = predict(model, model_input(task, clean, noisy), device)
+    return {f"val_scene_{k}": v for k, v in score(clean, restored).items()}
 
 
 @dataclass
@@ -122,7 +172,7 @@ def fit(
     arch = get_arch(config.arch)
     ckpt = load_checkpoint(resume_from) if resume_from is not None else None
     if ckpt is not None and ckpt["arch"] != config.arch:
-        raise ValueError(f"{resume_from}: checkpoint is {ckpt['arch']}, not {config.arch}")
+        raise UsageError(f"{resume_from}: checkpoint is {ckpt['arch']}, not {config.arch}")
     arch_args = ckpt["arch_args"] if ckpt is not None else dict(arch.args)
     model = arch.build(**arch_args).to(device)
     if arch.fully_convolutional:
@@ -142,9 +192,21 @@ def fit(
     # Validation always uses the same fixed noise; a blind model is validated on the
     # reference setting (Gaussian sigma 0.5) so its numbers compare with the specialists'.
     val_kind, val_level = (
-        ("gaussian", 0.5) if config.noise == "blind" else (config.noise, config.noise_level)
+        (REFERENCE_KIND, REFERENCE_LEVEL)
+        if config.noise in MIXES
+        else (config.noise, config.noise_level)
     )
     val_noisy = add_noise(val_x, val_kind, val_level, EVAL_NOISE_SEED)
+    # Scene training is also validated on fixed scenes from the validation digits.
+    val_scenes = None
+    if config.data == "scenes":
+        scene_rng = np.random.default_rng(EVAL_NOISE_SEED)
+        size = config.scene_size
+        clean_scenes = training_scenes(min(256, len(val_x)), size, size, val_x[:, 0], scene_rng)
+        val_scenes = (
+            clean_scenes,
+            add_noise(clean_scenes, config.noise, config.noise_level, scene_rng),
+        )
     history: list[dict[str, float]] = []
     start_epoch = 0
     if ckpt is not None:
@@ -166,15 +228,8 @@ def fit(
         # Fresh noise and order every epoch, derived from (seed, epoch): a resumed run
         # sees exactly the batches the uninterrupted one would have.
         rng = np.random.default_rng([config.seed, epoch])
-        order = rng.permutation(len(train_x))
-        noisy = add_noise(train_x, config.noise, config.noise_level, rng)
-        inputs = model_input(arch.task, train_x, noisy)
-        steps = -(-len(train_x) // config.batch_size)
-        if config.max_steps_per_epoch:
-            steps = min(steps, config.max_steps_per_epoch)
-        bar = Progress(
-            steps * config.batch_size, f"epoch {epoch + 1}/{config.epochs}", enabled=progress
-        )
+        steps, batches = epoch_batches(config, arch.task, train_x, rng)
+        bar = Progress(steps, f"epoch {epoch + 1}/{config.epochs}", enabled=progress)
         model.train()
         t0 = time.perf_counter()
         running, seen = 0.0, 0
@@ -183,18 +238,18 @@ def fit(
                 done = (epoch * steps + step) / (config.epochs * steps)
                 for group in optimizer.param_groups:
                     group["lr"] = config.lr * 0.5 * (1.0 + math.cos(math.pi * done))
-            idx = order[step * config.batch_size : (step + 1) * config.batch_size]
-            x = _as_model_input(torch.from_numpy(inputs[idx]).to(device), arch.fully_convolutional)
-            y = torch.from_numpy(train_x[idx]).to(device)
+            inputs, targets = next(batches)
+            x = _as_model_input(torch.from_numpy(inputs).to(device), arch.fully_convolutional)
+            y = torch.from_numpy(targets).to(device)
             optimizer.zero_grad(set_to_none=True)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
                 pred = model(x)
             loss = loss_fn(pred.float(), y)
             loss.backward()
             optimizer.step()
-            running += loss.item() * len(idx)
-            seen += len(idx)
-            bar.update(len(idx), loss=running / seen)
+            running += loss.item() * len(targets)
+            seen += len(targets)
+            bar.update(1, loss=running / seen)
         bar.close()
         seconds = time.perf_counter() - t0
         restored = predict(model, model_input(arch.task, val_x, val_noisy), device)
@@ -205,6 +260,7 @@ def fit(
             "train_loss": running / max(seen, 1),
             "val_loss": val_loss,
             **{f"val_{k}": v for k, v in score(val_x, restored).items()},
+            **(_scene_metrics(model, val_scenes, arch.task, device) if val_scenes else {}),
             "seconds": seconds,
             "images_per_s": seen / seconds if seconds > 0 else 0.0,
         }
@@ -212,7 +268,9 @@ def fit(
         log(
             f"epoch {epoch + 1}/{config.epochs}: train_loss {metrics['train_loss']:.4f} "
             f"val_loss {val_loss:.4f} val_psnr {metrics['val_psnr']:.2f} dB "
-            f"val_ssim {metrics['val_ssim']:.3f} ({seconds:.1f} s, "
+            f"val_ssim {metrics['val_ssim']:.3f}"
+            + (f" val_scene_psnr {metrics['val_scene_psnr']:.2f} dB" if val_scenes else "")
+            + f" ({seconds:.1f} s, "
             f"{metrics['images_per_s']:,.0f} img/s)"
         )
         if out_path is not None:

@@ -23,8 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from denoise_train.idx import IdxError, _read_bytes, parse_idx
 
-from train.idx import IdxError, _read_bytes, parse_idx
+from denoise_cli.core.errors import RefusedError
 
 ENV_VAR = "DENOISE_MNIST_DIR"
 
@@ -72,7 +73,7 @@ FILES: dict[tuple[str, str], MnistFile] = {
 }
 
 
-class MnistError(RuntimeError):
+class MnistError(RefusedError):
     """MNIST could not be found, downloaded or validated; the message says what to do."""
 
 

@@ -14,6 +14,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from denoise_cli.core.errors import UsageError
+
 
 class DenseAutoencoder(nn.Module):
     """784 -> hidden (relu) -> 784 (sigmoid): the seed's autoencoders and its dense denoiser."""
@@ -151,6 +153,13 @@ class Arch:
 REGISTRY: dict[str, Arch] = {}
 
 
+class UnknownArchitecture(UsageError, KeyError):
+    """No architecture of that name (a KeyError too, as a registry miss is)."""
+
+    def __str__(self) -> str:  # KeyError's own quotes the message
+        return str(self.args[0])
+
+
 def register(arch: Arch) -> Arch:
     if arch.name in REGISTRY:
         raise ValueError(f"architecture {arch.name!r} registered twice")
@@ -260,7 +269,7 @@ def get_arch(name: str) -> Arch:
     try:
         return REGISTRY[name]
     except KeyError:
-        raise KeyError(
+        raise UnknownArchitecture(
             f"unknown architecture {name!r}; known: {', '.join(sorted(REGISTRY))}"
         ) from None
 

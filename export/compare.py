@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from denoise_export.candidates import load_candidate
+from denoise_train.config import EVAL_NOISE_SEED
 
-from denoise_cli.images import write_atomic
-from denoise_cli.metrics import psnr, ssim
-from denoise_cli.noise import add_noise
-from train.candidates import load_candidate
-from train.config import EVAL_NOISE_SEED
+from denoise_cli.core.atomic import write_atomic
+from denoise_cli.core.metrics import psnr, ssim
+from denoise_cli.core.noise import add_noise
 
 CONDITIONS: tuple[tuple[str, float], ...] = (
     ("gaussian", 0.1),
@@ -92,8 +92,8 @@ def _bm3d() -> Callable[[np.ndarray], np.ndarray] | None:
 
 def _onnx_facts(onnx_model: bytes) -> tuple[int, float]:
     """(ONNX file size in bytes, onnxruntime CPU images/s at batch 256) for a model."""
-    from export.build import measure_speed
-    from export.onnx_export import ort_session
+    from denoise_export.build import measure_speed
+    from denoise_export.onnx_export import ort_session
 
     return len(onnx_model), measure_speed(ort_session(onnx_model), (256, 1, 28, 28), 1.0)
 

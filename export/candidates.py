@@ -48,12 +48,11 @@ def _trained_on(noise: str, level: object) -> str:
 
 def _from_checkpoint(path: Path) -> Candidate:
     import torch
-
-    from export.onnx_export import export_model
-    from export.rewrite import split_single_output_convs
-    from train.checkpoint import display_name, load_checkpoint, model_from_checkpoint
-    from train.loop import predict
-    from train.models import count_params, get_arch
+    from denoise_export.onnx_export import export_model
+    from denoise_export.rewrite import split_single_output_convs
+    from denoise_train.checkpoint import display_name, load_checkpoint, model_from_checkpoint
+    from denoise_train.loop import predict
+    from denoise_train.models import count_params, get_arch
 
     ckpt = load_checkpoint(path)
     arch = get_arch(ckpt["arch"])

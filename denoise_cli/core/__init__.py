@@ -1,0 +1,6 @@
+"""The numpy-only pieces that the runtime, training and export all use.
+
+Dependencies point one way: denoise_cli.core <- denoise_cli (the runtime) and
+denoise_cli.core <- denoise_train <- denoise_export. Nothing here imports onnxruntime, torch or
+onnx, or any other part of the project (tests/test_boundary.py holds that).
+"""

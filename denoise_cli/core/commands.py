@@ -1,0 +1,87 @@
+"""The command-line layer shared by denoise-batch, denoise-train and denoise-export.
+
+`app()` makes a Typer app whose commands all follow one policy (denoise_cli.core.errors): a
+DenoiseError becomes `error: <message>` on stderr and its exit code; Ctrl-C becomes exit 130
+instead of click's "Aborted!" and 1. `default_command` lets `denoise-batch IN OUT` run the main
+command while `denoise-batch score ...` runs a subcommand, and `--help` lists them all.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+from typing import Any
+
+import click
+import typer
+from typer.core import TyperGroup
+
+from denoise_cli.core.errors import EXIT_INTERRUPTED, DenoiseError, MissingDependency
+
+
+def fail(message: str, code: int) -> None:
+    """Print `error: message` and exit with `code`: for the few checks that live in a CLI."""
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+class CommandGroup(TyperGroup):
+    """Commands whose library errors become one-line messages and exit codes, in one place."""
+
+    #: The command that arguments not naming a subcommand go to (None: no default).
+    default_command: str | None = None
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(self.commands)  # the order they were defined in, the main one first
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        default, first = self.default_command, args[0] if args else None
+        named = [*self.commands, *self.get_help_option_names(ctx), "--version"]
+        if default and first and first not in named:
+            args = [default, *args]
+        return super().parse_args(ctx, args)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except DenoiseError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            typer.echo("\ninterrupted", err=True)
+            ctx.exit(EXIT_INTERRUPTED)
+
+
+def app(help: str, default_command: str | None = None) -> typer.Typer:
+    """A Typer app of several commands under the shared error policy."""
+    group = type("Group", (CommandGroup,), {"default_command": default_command})
+    return typer.Typer(
+        cls=group,
+        help=help,
+        add_completion=False,
+        rich_markup_mode=None,
+        no_args_is_help=True,
+        context_settings={"help_option_names": ["-h", "--help"]},
+    )
+
+
+def require(module: str, what: str, install: str) -> None:
+    """Raise MissingDependency (exit 2) naming what to install when `module` is absent."""
+    if importlib.util.find_spec(module) is None:
+        raise MissingDependency(f"{what} needs {module}, which is not installed: {install}")
+
+
+def run_guarded(cli_module: str, needs: tuple[str, ...], prog: str, install: str) -> None:
+    """Entry point of a command whose module imports heavy optional packages at the top:
+    check they are installed first, so a runtime-only install gets a message, not a traceback."""
+    try:
+        for module in needs:
+            require(module, prog, install)
+    except MissingDependency as exc:  # no app runs yet: exit plainly
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(exc.exit_code) from None
+    importlib.import_module(cli_module).app(prog_name=prog)
+
+
+TORCH_INSTALL = "pip install torch==2.13.0 'denoise-batch[train,cpu]' (README, Installing)"

@@ -1,0 +1,52 @@
+"""The exceptions every part of denoise-batch raises, and the one exit-code policy of its commands.
+
+Library code raises these with a one-line message a user can act on (naming the file, value or
+setting, never a command-line flag: Python API users have none); only the command-line layer
+(denoise_cli.core.commands) turns them into a message and an exit code.
+"""
+
+from __future__ import annotations
+
+#: Exit codes, the same for denoise-batch, denoise-train and denoise-export.
+EXIT_OK = 0  # everything asked for was done
+EXIT_FAILED = 1  # the work ran, and some of it failed (files, checks); the rest was done
+EXIT_USAGE = 2  # the arguments cannot work, or a needed package is not installed
+EXIT_REFUSED = 3  # a model, checkpoint, device or data set was refused before any work began
+EXIT_INTERRUPTED = 130  # Ctrl-C (SIGINT): work stopped cleanly; a rerun continues
+EXIT_TERMINATED = 143  # SIGTERM: the same, asked for by a process manager
+
+EXIT_CODES_HELP = (
+    "Exit codes: 0 ok; 1 some work failed (the rest was done); 2 usage error or missing "
+    "package; 3 model, checkpoint, device or data refused; 130 interrupted; 143 terminated."
+)
+
+
+class DenoiseError(Exception):
+    """Base class: the message is one line a user can act on."""
+
+    exit_code = EXIT_FAILED
+
+
+class UsageError(DenoiseError, ValueError):
+    """The arguments cannot work (input missing, output equal to input, a bad setting...).
+
+    Also a ValueError, so code that validated with ValueError keeps catching it.
+    """
+
+    exit_code = EXIT_USAGE
+
+
+class MissingDependency(UsageError):
+    """An optional package (torch, onnx, ray...) that this command needs is not installed."""
+
+
+class RefusedError(DenoiseError):
+    """A model, checkpoint, device or data set cannot be used; nothing was done with it."""
+
+    exit_code = EXIT_REFUSED
+
+
+class WorkFailed(DenoiseError):
+    """The work ran and part of it failed (a verification check, a file)."""
+
+    exit_code = EXIT_FAILED
