@@ -143,14 +143,12 @@ def save_atomic(data: onnx.ModelProto | bytes, path: str | Path) -> Path:
     return path
 
 
-def ort_session(model: onnx.ModelProto | bytes | str | Path, threads: int | None = None):
+def ort_session(model: onnx.ModelProto | bytes | str | Path):
     """A CPU onnxruntime session over an in-memory or on-disk model."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
-    if threads:
-        opts.intra_op_num_threads = threads
     source = model.SerializeToString() if isinstance(model, onnx.ModelProto) else model
     if isinstance(source, Path):
         source = str(source)
@@ -194,7 +192,6 @@ def check_parity(
     fully_convolutional: bool,
     tolerance: float = FP32_TOLERANCE,
     batch_sizes: tuple[int, ...] = (1, 7, 256),
-    reference_evaluator: bool = True,
 ) -> list[ParityCase]:
     """onnxruntime (and onnx.reference) vs PyTorch on real digits; raises ExportError on a miss."""
     session = ort_session(proto)
@@ -208,14 +205,13 @@ def check_parity(
         expected = torch_outputs(model, x)
         got = run_session(session, x, batch_size=len(x))
         results.append(compare_outputs(f"onnxruntime, {name}", expected, got, tolerance))
-    if reference_evaluator:
-        from onnx.reference import ReferenceEvaluator
+    from onnx.reference import ReferenceEvaluator
 
-        x = digits[:2]
-        got = ReferenceEvaluator(proto).run(None, {INPUT_NAME: x})[0]
-        results.append(
-            compare_outputs("onnx.reference, batch 2", torch_outputs(model, x), got, tolerance)
-        )
+    x = digits[:2]
+    got = ReferenceEvaluator(proto).run(None, {INPUT_NAME: x})[0]
+    results.append(
+        compare_outputs("onnx.reference, batch 2", torch_outputs(model, x), got, tolerance)
+    )
     return results
 
 

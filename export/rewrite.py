@@ -14,6 +14,9 @@ anything is written; the file records what was rewritten in its `graph_rewrites`
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper
@@ -23,6 +26,19 @@ METADATA_KEY = "graph_rewrites"
 SPLIT_SINGLE_OUTPUT_CONV = "single-output-conv-as-depthwise-sum"
 
 _COPIED_ATTRIBUTES = ("auto_pad", "dilations", "kernel_shape", "pads", "strides")
+
+
+def apply_rewrites(
+    proto: onnx.ModelProto, enabled: bool = True, log: Callable[[str], Any] = lambda msg: None
+) -> str:
+    """Apply the CPU-speed rewrites (in place); returns their metadata value ('' for none)."""
+    if not enabled:
+        return ""
+    count = split_single_output_convs(proto)
+    if not count:
+        return ""
+    log(f"  rewrote {count} single-output convolution(s) as depthwise + channel sum")
+    return SPLIT_SINGLE_OUTPUT_CONV
 
 
 def split_single_output_convs(proto: onnx.ModelProto) -> int:

@@ -1,18 +1,251 @@
-"""Edge variants of a verified fp32 ONNX model: FP16, calibrated INT8, ORT format.
+"""The files of an export: fp32, FP16, calibrated INT8, ORT format, fixed shape.
 
-(The fixed-shape variant is a re-export from PyTorch: see onnx_export.export_model.)
-Each function returns the new model; export/build.py verifies and measures every one of them.
+Each is a `Variant`: how to build it from the verified fp32 export (`Reference`) and what it must
+match. export/build.py takes every chosen variant through the same path: build, write into the
+staging folder, load that file in onnxruntime, `verify`, measure; nothing reaches the output
+folder until every variant has passed.
 """
 
 from __future__ import annotations
 
 import logging
 import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import onnx
-from denoise_export.onnx_export import INPUT_NAME, ExportError, quiet_logs
+from torch import nn
+
+from denoise_cli.core.metrics import psnr
+from denoise_export.onnx_export import (
+    FP32_TOLERANCE,
+    INPUT_NAME,
+    ExportError,
+    compare_outputs,
+    export_model,
+    quiet_logs,
+    run_session,
+    torch_outputs,
+)
+from denoise_export.rewrite import apply_rewrites
+
+# Acceptance per variant, against the fp32 file on the whole test set.
+FP16_MAX_ABS = 1e-2
+FP16_MAX_PSNR_DROP = 0.05  # dB
+INT8_MAX_PSNR_DROP = 0.5  # dB
+#: Test digits (at most) of the comparison with PyTorch of a dynamic-batch file.
+TORCH_SAMPLE = 256
+
+
+@dataclass(frozen=True, eq=False)
+class Reference:
+    """The verified fp32 export, and the data every variant is built from and checked on."""
+
+    model: nn.Module  # the PyTorch model
+    proto: onnx.ModelProto  # its fp32 graph, verified against PyTorch, fp32 metadata set
+    metadata: dict[str, str]
+    clean: np.ndarray  # the test digits (N, 1, 28, 28)
+    inputs: np.ndarray  # the model's inputs on them (noisy digits for a denoiser)
+    outputs: np.ndarray  # the fp32 graph's outputs on `inputs`
+    calibration: np.ndarray  # model inputs for INT8 calibration (empty when not asked for)
+    opset: int
+    rewrite: bool  # apply export/rewrite.py's rewrites to re-exported graphs
+    fully_convolutional: bool
+
+    def fp32(self) -> onnx.ModelProto:
+        """A copy of the fp32 graph, for a builder to change."""
+        proto = onnx.ModelProto()
+        proto.CopyFrom(self.proto)
+        return proto
+
+
+@dataclass(frozen=True)
+class Scores:
+    """A variant's outputs on the test digits, against the fp32 graph's."""
+
+    psnr: float  # mean test PSNR, dB
+    psnr_vs_fp32: float  # dB; negative: worse than fp32
+    max_abs_vs_fp32: float
+
+
+def _serialize(proto: onnx.ModelProto) -> bytes:
+    return proto.SerializeToString()
+
+
+def _mean_psnr(clean: np.ndarray, restored: np.ndarray) -> float:
+    return float(np.mean(psnr(clean, restored)))
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One file of an export: how it is built and what it must match.
+
+    Tolerances left at None are not checked. `fixed_shape` (N, 1, H, W) pins the file's input;
+    at another size than 28x28 it cannot run the test digits, so it is only compared with
+    PyTorch (on random images) and gets no row in the results table.
+    """
+
+    name: str  # the results table's name
+    tag: str  # the file's `variant` metadata
+    suffix: str  # the file is the output's stem + suffix
+    build: Callable[[Reference], onnx.ModelProto]
+    encode: Callable[[onnx.ModelProto], bytes] = _serialize
+    torch_max_abs: float | None = None  # vs PyTorch, on test digits (or random images)
+    max_abs: float | None = None  # vs the fp32 outputs on the test digits
+    max_psnr_drop: float | None = None  # dB below the fp32 test PSNR
+    fixed_shape: tuple[int, int, int, int] | None = None
+    #: Files made from the verified file: suffix -> maker, given that file's path.
+    companions: dict[str, Callable[[Path], bytes]] = field(default_factory=dict)
+
+    @property
+    def check(self) -> str:
+        """The checks, as the results table states them."""
+        parts = []
+        if self.torch_max_abs is not None:
+            parts.append(f"vs PyTorch max abs <= {self.torch_max_abs:g}")
+        if self.max_abs is not None:
+            parts.append(f"max abs <= {self.max_abs:g}")
+        if self.max_psnr_drop is not None:
+            parts.append(f"PSNR drop <= {self.max_psnr_drop} dB")
+        return ", ".join(parts)
+
+    @property
+    def suffixes(self) -> tuple[str, ...]:
+        """Its files' names, after the output's stem: the file's own, then its companions'."""
+        return (self.suffix, *self.companions)
+
+    @property
+    def bench_batch(self) -> int | None:
+        """The batch the file must be timed at (None: any)."""
+        return self.fixed_shape[0] if self.fixed_shape else None
+
+    def verify(self, ref: Reference, session) -> Scores | None:
+        """Raise ExportError naming this variant and the check it failed; else its scores
+        (None when its fixed size cannot take the test digits)."""
+        if self.torch_max_abs is not None:
+            sample = self._torch_sample(ref)
+            got = run_session(session, sample, self.bench_batch or len(sample))
+            compare_outputs(self.name, torch_outputs(ref.model, sample), got, self.torch_max_abs)
+        if self.fixed_shape is None:
+            clean, reference = ref.clean, ref.outputs
+            outputs = run_session(session, ref.inputs)
+        elif self.fixed_shape[2:] == (28, 28):
+            usable = len(ref.inputs) // self.fixed_shape[0] * self.fixed_shape[0]
+            clean, reference = ref.clean[:usable], ref.outputs[:usable]
+            outputs = run_session(session, ref.inputs[:usable], self.fixed_shape[0])
+        else:
+            return None
+        mean_psnr = _mean_psnr(clean, outputs)
+        scores = Scores(
+            mean_psnr,
+            mean_psnr - _mean_psnr(clean, reference),
+            float(np.max(np.abs(outputs - reference))),
+        )
+        if self.max_abs is not None and not scores.max_abs_vs_fp32 <= self.max_abs:
+            raise ExportError(
+                f"{self.name}: max abs difference {scores.max_abs_vs_fp32:.3g} vs fp32 "
+                f"exceeds {self.max_abs:g}"
+            )
+        if self.max_psnr_drop is not None and not -scores.psnr_vs_fp32 <= self.max_psnr_drop:
+            raise ExportError(
+                f"{self.name}: test PSNR drops {-scores.psnr_vs_fp32:.3f} dB vs fp32 "
+                f"(allowed {self.max_psnr_drop} dB)"
+            )
+        return scores
+
+    def _torch_sample(self, ref: Reference) -> np.ndarray:
+        if self.fixed_shape is None:
+            return ref.inputs[:TORCH_SAMPLE]
+        if self.fixed_shape[2:] == (28, 28):
+            return ref.inputs[: self.fixed_shape[0]]
+        return np.random.default_rng(0).random(self.fixed_shape, dtype=np.float32)
+
+
+def choose_variants(
+    suffix: str,
+    fp16: bool = False,
+    int8: bool = False,
+    ort_format: bool = False,
+    fixed_shape: tuple[int, int, int, int] | None = None,
+) -> list[Variant]:
+    """The variants asked for, fp32 (named `suffix`: the output's own) first.
+
+    The tolerances are read here, at each call, so a test can tighten one.
+    """
+    chosen = [Variant("fp32", "fp32", suffix, Reference.fp32, torch_max_abs=FP32_TOLERANCE)]
+    if fp16:
+        chosen.append(
+            Variant(
+                "fp16",
+                "fp16",
+                ".fp16.onnx",
+                lambda ref: to_fp16(ref.fp32()),
+                max_abs=FP16_MAX_ABS,
+                max_psnr_drop=FP16_MAX_PSNR_DROP,
+            )
+        )
+    if int8:
+        chosen.append(
+            Variant(
+                "int8",
+                "int8-qdq-per-channel",
+                ".int8.onnx",
+                lambda ref: to_int8(ref.fp32(), ref.calibration),
+                max_psnr_drop=INT8_MAX_PSNR_DROP,
+            )
+        )
+    if ort_format:
+        chosen.append(
+            Variant(
+                "ort",
+                "ort-format",
+                ".ort",
+                Reference.fp32,
+                encode=to_ort_format,
+                max_abs=FP32_TOLERANCE,
+                companions={".required_operators.config": required_operators},
+            )
+        )
+    if fixed_shape is not None:
+        n, _, h, w = fixed_shape
+        chosen.append(
+            Variant(
+                "fixed",
+                f"fixed-{n}x1x{h}x{w}",
+                f".fixed-{n}x1x{h}x{w}.onnx",
+                lambda ref: to_fixed_shape(ref, fixed_shape),
+                torch_max_abs=FP32_TOLERANCE,
+                fixed_shape=fixed_shape,
+            )
+        )
+    return chosen
+
+
+def check_fixed_shape(
+    shape: tuple[int, int, int, int],
+    name: str,
+    fully_convolutional: bool,
+    size_multiple: int,
+    n_test: int,
+) -> None:
+    """Raise ExportError, before any work, when architecture `name` cannot take `shape` or the
+    `n_test` test digits cannot fill one batch of it."""
+    n, _, h, w = shape
+    if h % size_multiple or w % size_multiple:
+        raise ExportError(f"{name} needs sizes that are multiples of {size_multiple}")
+    if (h, w) != (28, 28) and not fully_convolutional:
+        raise ExportError(f"{name} is not fully convolutional: fixed shape must be 28x28")
+    if (h, w) == (28, 28) and n > n_test:
+        raise ExportError(f"fixed batch {n} is more than the {n_test} test digits")
+
+
+def to_fixed_shape(ref: Reference, shape: tuple[int, int, int, int]) -> onnx.ModelProto:
+    """A re-export from PyTorch with every dimension pinned (for accelerators that need it)."""
+    proto = export_model(ref.model, ref.fully_convolutional, ref.opset, shape)
+    apply_rewrites(proto, ref.rewrite)
+    return proto
 
 
 def to_fp16(proto: onnx.ModelProto) -> onnx.ModelProto:
@@ -123,6 +356,7 @@ def required_operators(ort_path: Path) -> bytes:
 
     with tempfile.TemporaryDirectory(prefix="denoise-ops-") as tmp:
         config = Path(tmp) / "required_operators.config"
-        with quiet_logs(level=logging.WARNING):  # it logs its own success at INFO
+        # It logs its own success at INFO, on a logger it sets to DEBUG itself.
+        with quiet_logs("ort_format_model.utils", logging.WARNING):
             create_config_from_models([ort_path], config, True)
         return config.read_bytes()

@@ -11,13 +11,13 @@ torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
+from typer.testing import CliRunner  # noqa: E402
+
 from denoise_export.cli import app  # noqa: E402
 from denoise_train.checkpoint import load_checkpoint, model_from_checkpoint  # noqa: E402
 from denoise_train.config import TrainConfig  # noqa: E402
 from denoise_train.loop import fit  # noqa: E402
 from denoise_train.mnist import load_split  # noqa: E402
-from typer.testing import CliRunner  # noqa: E402
-
 from tests.helpers import write_idx_set  # noqa: E402
 
 
@@ -122,6 +122,15 @@ def test_all_variants_are_written_verified_and_tabled(tmp_path, conv_ckpt, data_
     assert "ai.onnx;" in ops and "Conv" in ops
     for variant in ("| fp32 |", "| fp16 |", "| int8 |", "| ort |", "| fixed |"):
         assert variant in result.stdout
+    for check in (
+        "| vs PyTorch max abs <= 1e-05 |",
+        "| max abs <= 0.01, PSNR drop <= 0.05 dB |",
+        "| PSNR drop <= 0.5 dB |",
+        "| max abs <= 1e-05 |",
+    ):
+        assert check in result.stdout
+    fp32_row = next(line for line in result.stdout.splitlines() if line.startswith("| fp32 |"))
+    assert "| m.onnx |" in fp32_row and "| +0.000 | 0.0e+00 |" in fp32_row
 
     x = np.random.default_rng(1).random((4, 1, 28, 28), dtype=np.float32)
     ref = _session(out).run(None, {"noisy": x})[0]
@@ -168,11 +177,73 @@ def test_parity_failure_writes_nothing(tmp_path, conv_ckpt, data_dir, monkeypatc
     assert list(tmp_path.iterdir()) == []
 
 
+def _zeroed(proto):
+    """The same graph with every float weight zero: it runs, and restores nothing."""
+    broken = onnx.ModelProto()
+    broken.CopyFrom(proto)
+    for t in broken.graph.initializer:
+        if t.data_type == onnx.TensorProto.FLOAT:
+            zeros = np.zeros_like(onnx.numpy_helper.to_array(t))
+            t.CopyFrom(onnx.numpy_helper.from_array(zeros, t.name))
+    return broken
+
+
+def test_failed_variant_check_leaves_the_output_folder_as_it_was(
+    tmp_path, conv_ckpt, data_dir, monkeypatch
+):
+    """fp32 and fp16 pass, then INT8 fails its real PSNR check: nothing new appears, and the
+    file already at the destination is only replaced by an export that passes."""
+    from denoise_export import variants
+
+    monkeypatch.setattr(variants, "to_int8", lambda proto, calibration: _zeroed(proto))
+    out = tmp_path / "m.onnx"
+    out.write_bytes(b"an older export")
+    (tmp_path / "notes.txt").write_text("unrelated")
+    args = [conv_ckpt, "-o", out, "--fp16", "--int8", "--data-dir", data_dir]
+    args += ["--calibration-images", "64", "--report", tmp_path / "r.json"]
+    result = _export(args)
+    assert result.exit_code == 1, result.output
+    assert "fp16 verified" in result.output  # the earlier variants did pass
+    assert "error: int8: test PSNR drops" in result.output
+    assert "(allowed 0.5 dB); nothing was written" in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx", "notes.txt"]
+    assert out.read_bytes() == b"an older export"
+
+    monkeypatch.undo()
+    result = _export([conv_ckpt, "-o", out, "--data-dir", data_dir])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx", "notes.txt"]
+    assert {p.key: p.value for p in onnx.load(str(out)).metadata_props}["variant"] == "fp32"
+
+
+def test_interrupted_export_leaves_nothing_behind(tmp_path, conv_ckpt, data_dir, monkeypatch):
+    """Ctrl-C while a variant is built: exit 130, no file, no staging folder, and the output
+    folders the export made for itself are gone again."""
+    from denoise_export import variants
+
+    def interrupt(proto, calibration):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(variants, "to_int8", interrupt)
+    out = tmp_path / "new" / "deeper" / "m.onnx"
+    result = _export([conv_ckpt, "-o", out, "--int8", "--data-dir", data_dir])
+    assert result.exit_code == 130, result.output
+    assert "interrupted" in result.output
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_output_named_like_a_variant_is_a_usage_error(tmp_path, conv_ckpt, data_dir):
+    result = _export([conv_ckpt, "-o", tmp_path / "m.ort", "--ort", "--data-dir", data_dir])
+    assert result.exit_code == 2, result.output
+    assert "two files of this export would be named m.ort" in result.output
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_broken_checkpoint_is_a_clear_error(tmp_path, data_dir):
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"\x00" * 100)
     result = _export([bad, "-o", tmp_path / "m.onnx", "--data-dir", data_dir])
-    assert result.exit_code == 1
+    assert result.exit_code == 3  # refused before any work (denoise_cli.core.errors)
     assert "bad.pt: not a readable checkpoint" in result.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.pt"]
 
@@ -289,15 +360,15 @@ def test_export_rewrites_by_default_and_on_request_only(tmp_path, conv_ckpt, dat
 
 
 def test_optimize_rewrites_an_existing_file_verified(tmp_path, conv_ckpt, data_dir):
-    from denoise_export.cli import optimize_app
+    from denoise_export.cli import app
 
     plain = tmp_path / "plain.onnx"
     assert _export([conv_ckpt, "-o", plain, "--no-rewrite", "--data-dir", data_dir]).exit_code == 0
     before = plain.read_bytes()
     fast = tmp_path / "fast.onnx"
     runner = CliRunner()
-    args = [str(plain), "-o", str(fast), "--data-dir", str(data_dir)]
-    result = runner.invoke(optimize_app, args, catch_exceptions=False)
+    args = ["optimize", str(plain), "-o", str(fast), "--data-dir", str(data_dir)]
+    result = runner.invoke(app, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert "1 rewrite(s), verified" in result.output and "64x48 image: max abs" in result.output
     assert plain.read_bytes() == before  # the source is never touched
@@ -306,14 +377,14 @@ def test_optimize_rewrites_an_existing_file_verified(tmp_path, conv_ckpt, data_d
     assert meta.pop("graph_rewrites") == "single-output-conv-as-depthwise-sum"
     assert meta == old_meta  # everything else travels unchanged
 
-    again = runner.invoke(optimize_app, [str(fast), "-o", str(tmp_path / "x.onnx")])
+    again = runner.invoke(app, ["optimize", str(fast), "-o", str(tmp_path / "x.onnx")])
     assert again.exit_code == 0 and "no rewrite applies; nothing written" in again.output
     assert not (tmp_path / "x.onnx").exists()
-    same = runner.invoke(optimize_app, [str(plain), "-o", str(plain)])
+    same = runner.invoke(app, ["optimize", str(plain), "-o", str(plain)])
     assert same.exit_code == 2 and "must differ from the source" in same.output
     broken = tmp_path / "broken.onnx"
     broken.write_bytes(b"not onnx")
-    bad = runner.invoke(optimize_app, [str(broken), "-o", str(tmp_path / "y.onnx")])
+    bad = runner.invoke(app, ["optimize", str(broken), "-o", str(tmp_path / "y.onnx")])
     assert bad.exit_code == 1 and "broken.onnx" in bad.output
 
 
