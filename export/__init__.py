@@ -6,6 +6,11 @@ Installed as `denoise_export`. Depends on denoise_train and denoise_cli.core.
 
 from __future__ import annotations
 
+import os
+
+# onnxruntime's telemetry would write under ~/.cache on import (see denoise_cli.session).
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+
 
 def main() -> None:
     """`denoise-export`: says what to install (exit 2) rather than crash when torch is absent."""

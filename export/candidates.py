@@ -43,11 +43,12 @@ def load_candidate(path: Path) -> Candidate:
 
 
 def _trained_on(noise: str, level: object) -> str:
-    return "blind mix" if noise == "blind" else f"{noise} {level}"
+    return {"blind": "blind mix", "mixed": "mixed kinds"}.get(noise, f"{noise} {level}")
 
 
 def _from_checkpoint(path: Path) -> Candidate:
     import torch
+
     from denoise_export.onnx_export import export_model
     from denoise_export.rewrite import split_single_output_convs
     from denoise_train.checkpoint import display_name, load_checkpoint, model_from_checkpoint
@@ -107,7 +108,10 @@ def _from_onnx(path: Path) -> Candidate:
 
 
 def _parse_args(text: str) -> dict[str, Any]:
-    """metadata 'architecture_args' ("filters=[16,8,8,16],hidden=8") back into values."""
+    """metadata 'architecture_args' back into values: JSON, or in files exported before it
+    was JSON, "filters=[16,8,8,16],upsample=nearest"."""
+    if text.startswith("{"):
+        return json.loads(text)
     args: dict[str, Any] = {}
     for key, value in _ARG.findall(text):
         try:

@@ -11,10 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import typer
-from denoise_export.onnx_export import DEFAULT_OPSET, MIN_OPSET
 
 from denoise_cli.core import commands
 from denoise_cli.core.errors import EXIT_CODES_HELP
+from denoise_export.onnx_export import DEFAULT_OPSET, MIN_OPSET
+from denoise_train.scenes import LAYOUTS
 
 app = commands.app(
     "Export trained checkpoints to verified ONNX files, and score models side by side. "
@@ -114,16 +115,7 @@ def export(
         report.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
 
 
-optimize_app = commands.app(
-    "Export trained checkpoints to verified ONNX files, and score models side by side. "
-    "`denoise-export CHECKPOINT` runs `export`. " + EXIT_CODES_HELP,
-    default_command="export",
-)
-
-DATA_DIR_HELP = "MNIST folder (default: $DENOISE_MNIST_DIR, then ~/.cache/denoise-batch/mnist)."
-
-
-@optimize_app.command()
+@app.command()
 def optimize(
     source: Path = typer.Argument(..., help="An ONNX file exported by denoise-export."),
     out: Path = typer.Option(..., "--out", "-o", help="Where the rewritten file goes."),
@@ -137,12 +129,11 @@ def optimize(
     match the source file within 1e-5 on real test digits before it is written. New exports
     get this rewrite by default.
     """
+    from denoise_cli.core.noise import REFERENCE_KIND, REFERENCE_LEVEL, add_noise
     from denoise_export.build import rewrite_file
     from denoise_export.onnx_export import ExportError
     from denoise_train.idx import IdxError
     from denoise_train.mnist import MnistError, load_split
-
-    from denoise_cli.core.noise import add_noise
 
     if out.resolve() == source.resolve():
         typer.echo(
@@ -157,7 +148,7 @@ def optimize(
         typer.echo("  (no MNIST test files found: checking on random images)", err=True)
         digits = np.random.default_rng(0).random((256, 1, 28, 28), dtype=np.float32)
     try:
-        result = rewrite_file(source, out, add_noise(digits, "gaussian", 0.5, 0))
+        result = rewrite_file(source, out, add_noise(digits, REFERENCE_KIND, REFERENCE_LEVEL, 0))
     except (ExportError, ValueError, OSError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
@@ -200,14 +191,41 @@ def compare(
     checkpoints: list[Path] = typer.Argument(
         ..., help="Trained denoisers: checkpoints (.pt) or exported models (.onnx)."
     ),
-    out_dir: Path = typer.Option(Path("docs/compare"), help="Where the tables go."),
+    out_dir: Path = typer.Option(Path("docs/compare"), help="Where the tables and figure go."),
     data_dir: Path | None = typer.Option(None, help=DATA_DIR_HELP),
     limit: int | None = typer.Option(None, help="Score only the first N test digits."),
-    classical_limit: int = typer.Option(2000, help="Test digits for the (slow) classical filters."),
+    classical_limit: int = typer.Option(
+        2000,
+        help="28x28 images per cell for the (slow) classical filters; bigger images fewer, "
+        "the same pixels.",
+    ),
+    layout: list[str] | None = typer.Option(
+        None,
+        "--layout",
+        help=f"Score only this layout (repeatable; default: all of {', '.join(LAYOUTS)}).",
+    ),
+    count: list[str] = typer.Option(
+        [],
+        "--count",
+        metavar="LAYOUT=N",
+        help="Images for a layout (repeatable), e.g. --count page=50; default: every test "
+        "digit for single, 100-500 for the others.",
+    ),
+    scene: str = typer.Option(
+        "page", help="The layout that gets every noise condition besides single digits."
+    ),
+    seed_model: Path | None = typer.Option(
+        None,
+        help="The model margins are measured against (default: the first conv_denoiser "
+        "trained on Gaussian 0.5 among the models, else the bundled conv_denoiser.onnx).",
+    ),
 ) -> None:
-    """Models vs classical filters across noise types and levels, with size and CPU speed."""
+    """Every model on the layouts users have (strings, scales, pages, printed, inverted, blank
+    paper) and under every noise condition, against the seed model and classical filters,
+    with size and CPU speed."""
     from denoise_export.compare import compare as run_compare
     from denoise_export.compare import markdown, write
+    from denoise_export.suite import layout_counts
     from denoise_train.mnist import load_split
 
     images, _ = load_split("test", data_dir)
@@ -216,6 +234,9 @@ def compare(
         images[:limit] if limit else images,
         classical_limit,
         log=lambda m: typer.echo(m, err=True),
+        layouts=layout_counts(layout or None, count),
+        scene=scene,
+        baseline=seed_model,
     )
     write(result, out_dir)
     typer.echo(markdown(result), nl=False)

@@ -7,12 +7,15 @@ strings, as ONNX requires.
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
 import onnx
 
 from denoise_cli import __version__
+from denoise_cli.core.noise import MIXES
+from denoise_train.config import eval_noise
 
 #: Version of this metadata schema; the runtime refuses files from a newer major version.
 SCHEMA = "1"
@@ -55,13 +58,12 @@ def build_metadata(
         "native_size": "28x28",
         "size_multiple": str(size_multiple),
         "receptive_field_radius": str(receptive_radius),
-        "trained_on": f"MNIST ({n_train}, {config['val_size']} held out for validation)",
+        "trained_on": f"MNIST ({n_train}, {config['val_size']} held out for validation)"
+        + (" laid out as scenes" if config.get("data") == "scenes" else ""),
         "train_epochs": str(ckpt["epoch"]),
         "train_noise": config["noise"],
-        "train_noise_level": "mixed" if config["noise"] == "blind" else str(config["noise_level"]),
-        "test_noise": "gaussian 0.5"
-        if config["noise"] == "blind"
-        else (f"{config['noise']} {config['noise_level']}"),
+        "train_noise_level": "mixed" if config["noise"] in MIXES else str(config["noise_level"]),
+        "test_noise": "{} {}".format(*eval_noise(config)),
         "input_layout": "NCHW, 1 channel, float32",
         "value_range": "0..1",
         "polarity": "light-on-dark",  # MNIST: white digits on a black background
@@ -76,7 +78,8 @@ def build_metadata(
 
 
 def _compact(args: dict[str, Any]) -> str:
-    return ",".join(f"{k}={v}" for k, v in sorted(args.items())).replace(" ", "")
+    """JSON, so a reader gets the values back with their types."""
+    return json.dumps(args, sort_keys=True, separators=(",", ":"))
 
 
 def set_metadata(model: onnx.ModelProto, metadata: dict[str, str]) -> None:

@@ -13,14 +13,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from denoise_export.candidates import load_candidate
-from denoise_train.config import EVAL_NOISE_SEED
-from denoise_train.loop import model_input, score
-from denoise_train.models import REGISTRY
 from PIL import Image, ImageDraw
 
 from denoise_cli.core.atomic import write_atomic
 from denoise_cli.core.noise import add_noise
+from denoise_export.candidates import load_candidate
+from denoise_train.config import EVAL_NOISE_SEED
+from denoise_train.loop import model_input, score
+from denoise_train.models import REGISTRY
 
 SCALE = 3
 LABEL_WIDTH = 170
