@@ -59,6 +59,7 @@ def torch_twin(model_path: str | Path):
     """The registry network an exported model came from (default arguments, which every
     bundled model uses), for same-model timings; weights do not matter for speed."""
     import onnxruntime as ort
+
     from denoise_train.models import create_model
 
     session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
@@ -109,7 +110,7 @@ def rate(fn, images_per_call: int, seconds: float, windows: int = 5) -> float:
 
 def noisy_digits(n: int, seed: int = 0) -> np.ndarray:
     """Real MNIST test digits with Gaussian sigma 0.5 noise (synthetic strokes if absent)."""
-    from denoise_cli.core.noise import add_noise
+    from denoise_cli.core.noise import REFERENCE_KIND, REFERENCE_LEVEL, add_noise
 
     path = Path(os.environ.get("DENOISE_MNIST_DIR", ROOT.parent / "shared/data/mnist"))
     try:
@@ -120,7 +121,7 @@ def noisy_digits(n: int, seed: int = 0) -> np.ndarray:
         clean = np.zeros((10_000, 28, 28), np.float32)
         clean[:, 8:20, 12:16] = 1.0
     clean = np.resize(clean, (n, 28, 28))
-    return add_noise(clean, "gaussian", 0.5, seed)
+    return add_noise(clean, REFERENCE_KIND, REFERENCE_LEVEL, seed)
 
 
 def write_tree(root: Path, images: np.ndarray, per_folder: int = 1000) -> Path:
@@ -174,6 +175,7 @@ def _bench_one_model(name: str, seconds: float) -> tuple[str, list[dict]]:
     tmp = Path(tempfile.mkdtemp(prefix="denoise-bench-model-"))
     try:
         import onnx
+
         from denoise_export.variants import to_fp16, to_int8
 
         proto = onnx.load(models["fp32"])

@@ -11,7 +11,7 @@ import numpy as np
 from denoise_cli.core.metrics import psnr, ssim
 from denoise_cli.errors import ImageError, UsageError
 from denoise_cli.images import decode
-from denoise_cli.walk import Job, plan_jobs
+from denoise_cli.walk import FileJob, plan_jobs
 
 PSNR_CAP = 100.0  # dB; identical images have infinite PSNR, which would swamp any mean
 
@@ -43,7 +43,7 @@ class ScoreReport:
         return "\n".join(lines) + "\n"
 
 
-def _counterpart(results: Path, job: Job) -> Path | None:
+def _counterpart(results: Path, job: FileJob) -> Path | None:
     """The result for a reference: same relative path, or the same name written as PNG."""
     direct = results / job.rel
     if direct.is_file():
@@ -65,7 +65,7 @@ def score_tree(results: Path, references: Path) -> ScoreReport:
     report = ScoreReport(str(results), str(references))
     per_folder: dict[str, list[tuple[float, float]]] = {}
     for job in plan_jobs(references, results):
-        if not isinstance(job, Job):
+        if not isinstance(job, FileJob):
             continue
         other = _counterpart(results, job)
         if other is None:

@@ -15,7 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from denoise_cli.errors import ModelError, ProviderError
+from denoise_cli.core.errors import MissingDependency
+from denoise_cli.errors import ModelError, ProviderError, UsageError
+from denoise_cli.job import INVERT_CHOICES
 from denoise_cli.model_info import SUPPORTED_SCHEMA_MAJOR, ModelInfo
 from denoise_cli.tiling import run_tiled
 
@@ -41,7 +43,6 @@ AUTO_ORDER = (
     "CoreMLExecutionProvider",
     "CPUExecutionProvider",
 )
-INVERT_CHOICES = ("auto", "yes", "no")
 
 
 def _models_dir() -> Path:
@@ -77,10 +78,15 @@ def resolve_model(model: str | Path | None) -> Path:
 
 
 def import_onnxruntime() -> Any:
+    """onnxruntime, with its telemetry off unless the user set ORT_DISABLE_TELEMETRY: its
+    POSIX builds (1.32 here) write a device id and an event queue under ~/.cache/Microsoft
+    on every import, and warn in colour where HOME is read-only; a batch tool writes only OUT.
+    """
+    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
     try:
         import onnxruntime
     except ImportError:
-        raise ModelError(
+        raise MissingDependency(
             "onnxruntime is not installed: pip install 'denoise-batch[cpu]' "
             "(or 'denoise-batch[gpu]' for CUDA)"
         ) from None
@@ -114,7 +120,7 @@ def resolve_providers(device: str, available: Sequence[str]) -> list[str]:
                 hint = f" Both {' and '.join(clash)} are installed and overwrite each other:"
                 hint += " uninstall both, then install only onnxruntime-gpu."
         raise ProviderError(
-            f"--device {device}: {wanted} is not available in this onnxruntime "
+            f"device {device}: {wanted} is not available in this onnxruntime "
             f"(available: {', '.join(available)}).{hint}"
         )
     return [wanted] if wanted == "CPUExecutionProvider" else [wanted, "CPUExecutionProvider"]
@@ -183,9 +189,9 @@ class Denoiser:
         self.provider = self.session.get_providers()[0]
         if device != "auto" and self.provider != providers[0]:
             raise ProviderError(
-                f"--device {device}: {providers[0]} failed to initialise and onnxruntime fell "
+                f"device {device}: {providers[0]} failed to initialise and onnxruntime fell "
                 f"back to {self.provider} (check the CUDA/cuDNN libraries); "
-                "use --device cpu to run on the CPU deliberately"
+                "choose device cpu to run on the CPU deliberately"
             )
         self.info = self._inspect(path)
         self.tile = tile
@@ -289,18 +295,39 @@ class Denoiser:
         # Overlap at least the receptive radius (exact stitching), in steps of the multiple.
         wanted = up(max(self.overlap, self.info.receptive_radius))
         overlap = min(wanted, (min(th, tw) - 1) // 2 // m * m)
-        return np.stack([run_tiled(img, self.run, th, tw, overlap, multiple=m) for img in images])
+        # Tiles per model call from the same pixel budget as whole images: memory per file stays
+        # bounded by design, whatever the image's size.
+        per_call = max(1, self.max_batch_pixels // (th * tw))
+        return np.stack(
+            [run_tiled(img, self.run, th, tw, overlap, per_call, multiple=m) for img in images]
+        )
+
+    def denoise_group(self, images: np.ndarray, invert: str = "auto") -> np.ndarray:
+        """(N, H, W) same-sized float32 images in [0, 1], in one model call (or tile runs):
+        each is brought to the model's polarity and back."""
+        batch = np.array(images, dtype=np.float32)  # a copy: inverting it is safe
+        flips = needs_inversion_batch(batch, invert, self.info.polarity)
+        if flips.any():
+            batch[flips] = 1.0 - batch[flips]
+        out = self.denoise_same_size(batch)
+        if flips.any():
+            out[flips] = 1.0 - out[flips]
+        return out
 
     def denoise(
         self, images: np.ndarray | Sequence[np.ndarray], invert: str = "auto", batch_size: int = 256
     ) -> list[np.ndarray]:
-        """Denoise 2-D float images in [0, 1] of any sizes; returns them in the same order."""
+        """Denoise 2-D float images in [0, 1] of any sizes; returns them in the same order.
+
+        The Python API's entry point; the batch runtime groups by size itself and calls
+        `denoise_group`.
+        """
         if invert not in INVERT_CHOICES:
-            raise ValueError(f"invert must be one of {INVERT_CHOICES}, got {invert!r}")
+            raise UsageError(f"invert must be one of {INVERT_CHOICES}, got {invert!r}")
         items = [np.asarray(img, dtype=np.float32) for img in images]
         for img in items:
             if img.ndim != 2:
-                raise ValueError(f"expected 2-D grayscale images, got shape {img.shape}")
+                raise UsageError(f"expected 2-D grayscale images, got shape {img.shape}")
         results: list[np.ndarray | None] = [None] * len(items)
         by_shape: dict[tuple[int, int], list[int]] = {}
         for i, img in enumerate(items):
@@ -309,21 +336,7 @@ class Denoiser:
             step = self.batch_limit(h, w, batch_size)
             for s in range(0, len(idx), step):
                 chunk = idx[s : s + step]
-                batch = np.stack([items[i] for i in chunk])  # a copy: inverting it is safe
-                flips = needs_inversion_batch(batch, invert, self.info.polarity)
-                if flips.any():
-                    batch[flips] = 1.0 - batch[flips]
-                out = self.denoise_same_size(batch)
-                if flips.any():
-                    out[flips] = 1.0 - out[flips]
+                out = self.denoise_group(np.stack([items[i] for i in chunk]), invert)
                 for i, o in zip(chunk, out, strict=True):
                     results[i] = o
         return results  # type: ignore[return-value]
-
-
-def cpu_count() -> int:
-    """CPUs this process may use (the affinity mask, not the machine's total)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS, Windows
-        return os.cpu_count() or 1

@@ -18,7 +18,7 @@ from denoise_cli.errors import UsageError
 from denoise_cli.images import is_image_name
 
 
-class Job(NamedTuple):
+class FileJob(NamedTuple):
     """One image to process. Paths are plain strings: a run makes millions of jobs and hands
     them to worker processes, and a Path costs microseconds to build and to unpickle (measured:
     13.6 us per job of a chunk's unpickling with Paths, the larger part of the per-file cost)."""
@@ -48,7 +48,9 @@ def check_roots(in_root: Path, out_root: Path) -> None:
         raise UsageError(f"{in_root}: input does not exist")
     real_in, real_out = _real(in_root), _real(out_root)
     if in_root.is_file():
-        if _inside(real_in, real_out) and real_in.parent == real_out:
+        if real_out == real_in:
+            raise UsageError(f"{out_root}: output is the input file itself; name a folder")
+        if real_in.parent == real_out:
             raise UsageError(f"{out_root}: output folder is the input file's own folder")
         return
     if real_in == real_out:
@@ -57,6 +59,11 @@ def check_roots(in_root: Path, out_root: Path) -> None:
         raise UsageError(
             f"{in_root}: input folder is inside the output folder {out_root}; "
             "outputs could overwrite inputs"
+        )
+    if _inside(real_out, real_in):
+        raise UsageError(
+            f"{out_root}: output folder is inside the input folder {in_root}; "
+            "outputs could overwrite inputs: choose a folder outside it"
         )
     if out_root.exists() and not out_root.is_dir():
         raise UsageError(f"{out_root}: output exists and is not a folder")
@@ -91,19 +98,30 @@ def output_names(names: list[str], output_format: str) -> dict[str, str]:
     return result
 
 
-def plan_jobs(in_root: Path, out_root: Path, output_format: str = "keep") -> Iterator[Job | Skip]:
-    """Yield a Job per image and a Skip per other file, in sorted, reproducible order: a
-    folder's files, then its subfolders, depth first (os.walk's order)."""
+@dataclass(frozen=True)
+class Folder:
+    """One listed folder of a source tree: its image names, what was skipped, or why it could
+    not be listed (a failure: its images cannot be processed)."""
+
+    prefix: str  # path relative to the root with a trailing '/', or '' for the root
+    images: list[str]
+    skips: list[Skip]
+    error: str | None = None
+
+
+def walk_local(in_root: Path, out_root: Path) -> Iterator[Folder]:
+    """The folders under `in_root` in sorted, reproducible order: a folder's files, then its
+    subfolders, depth first. Only regular files are images (a FIFO named a.png would block the
+    run); symlinks are followed only to files inside the tree; the output folder, if it lies
+    inside the input, is not walked."""
     if in_root.is_file():
-        if not is_image_name(in_root.name):
-            yield Skip(in_root, "not an image file")
-            return
-        name = output_names([in_root.name], output_format)[in_root.name]
-        yield Job(str(in_root), in_root.name, str(out_root / name))
+        if is_image_name(in_root.name):
+            yield Folder("", [in_root.name], [])
+        else:
+            yield Folder("", [], [Skip(in_root, "not an image file")])
         return
     real_in, real_out = str(_real(in_root)), str(_real(out_root))
-    root, out = os.fspath(in_root), os.fspath(out_root)
-    pending = [(root, "")]  # (folder, its path relative to the root with a trailing '/')
+    pending = [(os.fspath(in_root), "")]  # (folder, its path relative to the root with '/')
     while pending:
         folder, prefix = pending.pop()
         try:
@@ -112,27 +130,49 @@ def plan_jobs(in_root: Path, out_root: Path, output_format: str = "keep") -> Ite
             with os.scandir(folder) as it:
                 entries = sorted(it, key=lambda e: e.name)
         except OSError as exc:
-            yield Skip(Path(folder), f"cannot list folder: {exc.strerror or exc}")
+            yield Folder(prefix, [], [], f"cannot list folder: {exc.strerror or exc}")
             continue
-        images, subfolders = [], []
+        images, skips, subfolders = [], [], []
         for entry in entries:
             if entry.is_dir(follow_symlinks=False):
                 if os.path.realpath(entry.path) != real_out:  # an output inside the input
                     subfolders.append(entry)
             elif entry.is_symlink() and _is_dir(entry):
-                yield Skip(Path(entry.path), "symlinked folder not followed")  # could loop
+                skips.append(Skip(Path(entry.path), "symlinked folder not followed"))  # loops
             elif entry.is_symlink() and not _inside_str(os.path.realpath(entry.path), real_in):
-                yield Skip(Path(entry.path), "symlink pointing outside the input tree")
+                skips.append(Skip(Path(entry.path), "symlink pointing outside the input tree"))
             elif not is_image_name(entry.name):
-                yield Skip(Path(entry.path), "not an image file")
+                skips.append(Skip(Path(entry.path), "not an image file"))
+            elif not _is_regular(entry):
+                skips.append(Skip(Path(entry.path), "not a regular file (a pipe, device...)"))
             else:
-                images.append(entry)
-        if images:
-            out_dir = os.path.join(out, prefix) if prefix else out
-            names = output_names([e.name for e in images], output_format)
-            for e in images:
-                yield Job(e.path, prefix + e.name, os.path.join(out_dir, names[e.name]))
+                images.append(entry.name)
+        yield Folder(prefix, images, skips)
         pending.extend((e.path, f"{prefix}{e.name}/") for e in reversed(subfolders))
+
+
+def _is_regular(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_file()  # follows a symlink (inside the tree) to its target
+    except OSError:
+        return False
+
+
+def plan_jobs(
+    in_root: Path, out_root: Path, output_format: str = "keep"
+) -> Iterator[FileJob | Skip]:
+    """A Job per image and a Skip per other file of a local tree (for `score` and counting)."""
+    src_dir = os.fspath(in_root.parent if in_root.is_file() else in_root)
+    for folder in walk_local(in_root, out_root):
+        yield from folder.skips
+        names = output_names(folder.images, output_format)
+        for name in folder.images:
+            rel = folder.prefix + name
+            yield FileJob(
+                os.path.join(src_dir, rel),
+                rel,
+                os.path.join(os.fspath(out_root), folder.prefix + names[name]),
+            )
 
 
 def _is_dir(entry: os.DirEntry) -> bool:

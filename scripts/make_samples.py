@@ -13,10 +13,10 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-from denoise_train.mnist import load_split
 from PIL import Image
 
-from denoise_cli.core.noise import add_noise
+from denoise_cli.core.noise import REFERENCE_KIND, REFERENCE_LEVEL, add_noise
+from denoise_train.mnist import load_split
 
 
 def main() -> None:
@@ -29,7 +29,7 @@ def main() -> None:
     images, labels = load_split("test", args.data_dir)
     pick = np.random.default_rng(args.seed).choice(len(images), size=24, replace=False)
     clean = images[pick, 0]
-    noisy = add_noise(clean, "gaussian", 0.5, args.seed)
+    noisy = add_noise(clean, REFERENCE_KIND, REFERENCE_LEVEL, args.seed)
     out = Path(args.out)
     shutil.rmtree(out, ignore_errors=True)
     for i, (c, n, label) in enumerate(zip(clean, noisy, labels[pick], strict=True)):

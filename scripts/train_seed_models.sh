@@ -10,4 +10,4 @@ for arch in dense_ae_1 dense_ae_2 dense_ae_8 dense_ae_32 dense_denoiser_16 conv_
   denoise-train fit --arch "$arch" --data-dir "$data_dir" --out "$run_dir/$arch.pt" \
     2>&1 | tee "$run_dir/$arch.log"
 done
-denoise-train report "$run_dir"/*.pt --data-dir "$data_dir" --out-dir docs/report
+denoise-export report "$run_dir"/*.pt --data-dir "$data_dir" --out-dir docs/report

@@ -27,11 +27,11 @@ denoise-train fit --arch unet_ctx --epochs 14 "${recipe[@]}" --out runs/ours/une
 # continues from epoch 14 of 26, so lr restarts at ~4.4e-4) added 0.04 dB on test digits.
 denoise-train fit --arch unet_ctx --resume runs/ours/unet_ctx.pt --epochs 26 --batch-size 64 \
   --lr 1e-3 --lr-schedule cosine --data-dir "$data_dir" --out runs/ours/unet_ctx.pt
-denoise-train compare runs/seed/dense_denoiser_16.pt runs/seed/conv_denoiser.pt \
+denoise-export compare runs/seed/dense_denoiser_16.pt runs/seed/conv_denoiser.pt \
   runs/ours/unet_small.pt runs/ours/unet_small_e40.pt runs/ours/unet_small_psnr.pt \
   runs/ours/unet_small_blind.pt runs/ours/unet_lite.pt runs/ours/unet_lite_near.pt \
   runs/ours/unet_ctx.pt --data-dir "$data_dir" --out-dir docs/compare
-denoise-train report runs/seed/*.pt runs/ours/unet_small_e40.pt runs/ours/unet_small_blind.pt \
+denoise-export report runs/seed/*.pt runs/ours/unet_small_e40.pt runs/ours/unet_small_blind.pt \
   runs/ours/unet_lite.pt runs/ours/unet_lite_near.pt runs/ours/unet_ctx.pt \
   --data-dir "$data_dir" --out-dir docs/report
 denoise-export runs/ours/unet_small_e40.pt -o denoise_cli/models/unet_small.onnx --data-dir "$data_dir"

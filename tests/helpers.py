@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -63,6 +64,11 @@ def write_idx_set(folder: Path, n_train: int = 600, n_test: int = 100, seed: int
 class CrashingTransform:
     """Identity, except that a worker process (never the test's own) dies on a 'crash' file."""
 
+    fork_safe = False  # spawned helpers: the crash must not depend on a fork
+
+    def describe(self) -> dict:
+        return {"transform": "crashing identity"}
+
     def batch_limit(self, height: int, width: int) -> int:
         return 64
 
@@ -72,3 +78,28 @@ class CrashingTransform:
         if multiprocessing.parent_process() is not None and any("crash" in j.rel for j in jobs):
             os._exit(3)  # what a segfaulting decoder looks like from outside
         return images
+
+
+@dataclass(frozen=True)
+class Crashing:
+    """A Job's transform description that builds a CrashingTransform in every worker."""
+
+    def build(self, threads: int | None) -> CrashingTransform:
+        return CrashingTransform()
+
+
+def tree_hash(root: Path) -> dict[str, str]:
+    """Every entry under `root` (not following links): file hashes, link targets, folders.
+    Equal before and after a run means the tree was not touched."""
+    import hashlib
+
+    entries: dict[str, str] = {}
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root).as_posix()
+        if path.is_symlink():
+            entries[rel] = "link -> " + os.readlink(path)
+        elif path.is_file():
+            entries[rel] = hashlib.sha256(path.read_bytes()).hexdigest()
+        else:
+            entries[rel] = "dir" if path.is_dir() else "other"
+    return entries

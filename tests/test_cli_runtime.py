@@ -15,17 +15,17 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from denoise_cli.cli import denoise_app, tools_app
+from denoise_cli.cli import app
 from denoise_cli.core.metrics import psnr
-from tests.helpers import load_gray, save_gray
+from tests.helpers import load_gray, save_gray, tree_hash
 
 
 def run(*args, catch=True):
-    return CliRunner().invoke(denoise_app, [str(a) for a in args], catch_exceptions=catch)
+    return CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=catch)
 
 
 def run_tool(*args):
-    return CliRunner().invoke(tools_app, [str(a) for a in args], catch_exceptions=False)
+    return CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=False)
 
 
 def files_under(root: Path) -> list[str]:
@@ -285,13 +285,13 @@ def test_rerun_skips_and_overwrite_redoes(tree):
 
 
 def test_interrupt_leaves_no_partial_file_and_resume_finishes(tmp_path, noisy_digits, monkeypatch):
-    from denoise_cli import pipeline
+    from denoise_cli import transforms
 
     src, out = tmp_path / "in", tmp_path / "out"
     for i in range(40):
         save_gray(src / f"{i:02d}.png", noisy_digits[i % 16])
     calls = {"n": 0}
-    real_call = pipeline.DenoiseTransform.__call__
+    real_call = transforms.DenoiseTransform.__call__
 
     def interrupt_on_third_batch(self, images, jobs):
         calls["n"] += 1
@@ -299,11 +299,11 @@ def test_interrupt_leaves_no_partial_file_and_resume_finishes(tmp_path, noisy_di
             raise KeyboardInterrupt
         return real_call(self, images, jobs)
 
-    monkeypatch.setattr(pipeline.DenoiseTransform, "__call__", interrupt_on_third_batch)
+    monkeypatch.setattr(transforms.DenoiseTransform, "__call__", interrupt_on_third_batch)
     args = ("--batch-size", "8", "--workers", "1")  # in-process: an exact count to check
     result = run(src, out, *args, "--report", tmp_path / "r.json")
     assert result.exit_code == 130
-    assert "interrupted after 16 written" in result.output
+    assert "interrupted (SIGINT) after 16 written" in result.output
     partial = json.loads((tmp_path / "r.json").read_text())
     assert partial["interrupted"] is True and partial["written"] == 16
     done = files_under(out)
@@ -312,7 +312,7 @@ def test_interrupt_leaves_no_partial_file_and_resume_finishes(tmp_path, noisy_di
     for name in done:
         Image.open(out / name).load()  # every file is whole
 
-    monkeypatch.setattr(pipeline.DenoiseTransform, "__call__", real_call)
+    monkeypatch.setattr(transforms.DenoiseTransform, "__call__", real_call)
     resumed = run(src, out, "--batch-size", "8")
     assert resumed.exit_code == 0
     assert "24 written" in resumed.output and "16 already done" in resumed.output
@@ -326,13 +326,13 @@ def test_interrupt_with_helper_processes_counts_what_is_on_disk(
     counts exactly the files on disk, none partial, and a rerun finishes the rest."""
     import multiprocessing
 
-    from denoise_cli import pipeline
+    from denoise_cli import transforms
 
     src, out = tmp_path / "in", tmp_path / "out"
     for i in range(80):
         save_gray(src / f"{i:02d}.png", noisy_digits[i % 16])
     calls = {"n": 0}
-    real_call = pipeline.DenoiseTransform.__call__
+    real_call = transforms.DenoiseTransform.__call__
 
     def interrupt_parent_on_second_batch(self, images, jobs):
         if multiprocessing.parent_process() is None:  # helpers (forked copies) work normally
@@ -341,7 +341,7 @@ def test_interrupt_with_helper_processes_counts_what_is_on_disk(
                 raise KeyboardInterrupt
         return real_call(self, images, jobs)
 
-    monkeypatch.setattr(pipeline.DenoiseTransform, "__call__", interrupt_parent_on_second_batch)
+    monkeypatch.setattr(transforms.DenoiseTransform, "__call__", interrupt_parent_on_second_batch)
     result = run(src, out, "--batch-size", "8", "--workers", "2", "--report", tmp_path / "r.json")
     assert result.exit_code == 130
     partial = json.loads((tmp_path / "r.json").read_text())
@@ -351,20 +351,25 @@ def test_interrupt_with_helper_processes_counts_what_is_on_disk(
     for name in done:
         Image.open(out / name).load()
 
-    monkeypatch.setattr(pipeline.DenoiseTransform, "__call__", real_call)
+    monkeypatch.setattr(transforms.DenoiseTransform, "__call__", real_call)
     resumed = run(src, out, "--batch-size", "8")
     assert resumed.exit_code == 0 and f"{len(done)} already done" in resumed.output
     assert len(files_under(out)) == 80
 
 
-def test_out_inside_in_is_not_walked(tmp_path, noisy_digits):
+def test_out_inside_in_is_refused(tmp_path, noisy_digits):
+    """OUT inside IN could land outputs on inputs (IN/sub holding inputs): refused, even when
+    reached through a symlink that hides it."""
     src = tmp_path / "in"
     save_gray(src / "x.png", noisy_digits[0])
-    out = src / "denoised"
-    assert run(src, out).exit_code == 0
-    second = run(src, out, "--overwrite")
-    assert second.exit_code == 0 and "1 written" in second.output
-    assert files_under(out) == ["x.png"]
+    save_gray(src / "sub" / "x.png", noisy_digits[1])
+    before = tree_hash(src)
+    (tmp_path / "alias").symlink_to(src / "sub")
+    for out in (src / "sub", src / "new", tmp_path / "alias"):
+        result = run(src, out, "--overwrite")
+        assert result.exit_code == 2, result.output
+        assert "inside the input folder" in result.output
+    assert tree_hash(src) == before
 
 
 @pytest.mark.parametrize("layout", ["same", "in-inside-out", "missing"])
@@ -437,7 +442,7 @@ def test_device_cuda_without_cuda_is_an_error(tree):
     src, out = tree
     result = run(src, out, "--device", "cuda")
     assert result.exit_code == 3
-    assert "--device cuda: CUDAExecutionProvider is not available" in result.output
+    assert "device cuda: CUDAExecutionProvider is not available" in result.output
     assert "denoise-batch[gpu]" in result.output
     assert not out.exists()
 
@@ -508,7 +513,8 @@ def test_info_describes_the_bundled_model():
 
 
 def test_python_api(tmp_path, noisy_digits, clean_digits):
-    from denoise_cli.pipeline import RunOptions, denoise_tree
+    from denoise_cli.job import Job
+    from denoise_cli.runners import denoise_tree
     from denoise_cli.session import Denoiser
 
     d = Denoiser(device="cpu", threads=1)
@@ -521,7 +527,7 @@ def test_python_api(tmp_path, noisy_digits, clean_digits):
 
     src = tmp_path / "in"
     save_gray(src / "a.png", noisy_digits[0])
-    report = denoise_tree(src, tmp_path / "out", options=RunOptions(batch_size=4))
+    report = denoise_tree(src, tmp_path / "out", Job(files_per_chunk=4), device="cpu")
     assert report.written == 1 and report.failed == 0
     assert report.to_dict()["provider"] == "CPUExecutionProvider"
 
@@ -579,36 +585,39 @@ def test_info_lists_bundled_models():
 
 
 def test_a_dying_worker_costs_its_chunk_not_the_run(tmp_path, noisy_digits):
-    from denoise_cli.pipeline import LOST_TO_CRASH, RunOptions, process_tree
-    from tests.helpers import CrashingTransform
+    from denoise_cli.job import Job
+    from denoise_cli.runners import LOST_TO_CRASH, run_job
+    from tests.helpers import Crashing
 
     src, out = tmp_path / "in", tmp_path / "out"
     save_gray(src / "000-crash.png", noisy_digits[0])
     for i in range(1, 40):
         save_gray(src / f"{i:03d}.png", noisy_digits[i % 16])
-    options = RunOptions(workers=2, batch_size=4)
-    report = process_tree(src, out, CrashingTransform, options)
+    job = Job(Crashing(), workers=2, files_per_chunk=4)  # type: ignore[arg-type]
+    report = run_job(job, src, out)
     lost = {f.file for f in report.failures}
     assert "000-crash.png" in lost
     assert all(f.error == LOST_TO_CRASH for f in report.failures)
     assert report.written + report.failed == 40 and report.written >= 40 - 8
     assert len(files_under(out)) == report.written
-    rerun = process_tree(src, out, CrashingTransform, RunOptions(workers=1, batch_size=4))
+    rerun = run_job(job.with_(workers=1), src, out)
     assert rerun.written == report.failed and rerun.failed == 0  # in-process: no crash
 
 
 def test_helpers_fork_only_where_it_is_safe(monkeypatch):
     """CPU sessions fork (no import cost per helper); anything else, or another OS, spawns."""
-    from denoise_cli import pipeline
-    from denoise_cli.session import Denoiser
+    from denoise_cli import runners
+    from denoise_cli.job import Denoise, Noisify
+    from denoise_cli.transforms import DenoiseTransform, NoiseTransform
     from tests.helpers import CrashingTransform
 
-    cpu = pipeline.DenoiseTransform(Denoiser(device="cpu"))
-    monkeypatch.setattr(pipeline.sys, "platform", "linux")
-    assert pipeline._start_method(cpu) == "fork"
-    assert pipeline._start_method(pipeline.NoiseTransform("gaussian", 0.5)) == "fork"
-    assert pipeline._start_method(CrashingTransform()) == "spawn"  # unknown: the safe default
+    cpu = DenoiseTransform(Denoise(device="cpu"), threads=1)
+    noise = NoiseTransform(Noisify("gaussian", 0.5))
+    monkeypatch.setattr(runners.sys, "platform", "linux")
+    assert runners.start_method(cpu) == "fork"
+    assert runners.start_method(noise) == "fork"
+    assert runners.start_method(CrashingTransform()) == "spawn"
     cpu.fork_safe = False  # what a CUDA session says: its context cannot cross a fork
-    assert pipeline._start_method(cpu) == "spawn"
-    monkeypatch.setattr(pipeline.sys, "platform", "darwin")
-    assert pipeline._start_method(pipeline.NoiseTransform("gaussian", 0.5)) == "spawn"
+    assert runners.start_method(cpu) == "spawn"
+    monkeypatch.setattr(runners.sys, "platform", "darwin")
+    assert runners.start_method(noise) == "spawn"

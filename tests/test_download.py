@@ -11,10 +11,10 @@ from typing import ClassVar
 
 import numpy as np
 import pytest
+
 from denoise_train import mnist
 from denoise_train.idx import encode_idx
 from denoise_train.mnist import MnistError, MnistFile, download_file, ensure_files, load_split
-
 from tests.helpers import synthetic_digits
 
 
@@ -119,10 +119,10 @@ def test_offline_error_is_clear(tmp_path, synthetic_release):
 
 
 def test_download_command_reports_failure(tmp_path, synthetic_release, monkeypatch):
-    from denoise_train.cli import app
     from typer.testing import CliRunner
 
     from denoise_cli.core.errors import EXIT_REFUSED
+    from denoise_train.cli import app
 
     monkeypatch.setattr(mnist, "MIRRORS", ("http://127.0.0.1:9/",))
     result = CliRunner().invoke(app, ["download", "--data-dir", str(tmp_path)])

@@ -7,6 +7,7 @@ import struct
 
 import numpy as np
 import pytest
+
 from denoise_train.idx import IdxError, encode_idx, parse_idx, read_idx
 from denoise_train.mnist import load_split
 

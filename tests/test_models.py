@@ -47,8 +47,9 @@ def test_unknown_name_lists_the_known_ones():
 
 
 def test_list_command_prints_every_architecture():
-    from denoise_train.cli import app
     from typer.testing import CliRunner
+
+    from denoise_train.cli import app
 
     result = CliRunner().invoke(app, ["list"], catch_exceptions=False)
     assert result.exit_code == 0, result.output

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from denoise_cli.cli import denoise_app
+from denoise_cli.cli import app
 from denoise_cli.core.metrics import psnr
 from denoise_cli.core.noise import add_noise
 from denoise_cli.session import Denoiser
@@ -31,7 +31,7 @@ def _check(tmp_path, n: int) -> None:
     for i in range(n):
         save_gray(tmp_path / "in" / "normal" / f"{i:05d}.png", noisy[i])
         save_gray(tmp_path / "in" / "inverted" / f"{i:05d}.png", 1.0 - noisy[i])
-    result = CliRunner().invoke(denoise_app, [str(tmp_path / "in"), str(tmp_path / "out")])
+    result = CliRunner().invoke(app, [str(tmp_path / "in"), str(tmp_path / "out")])
     assert result.exit_code == 0, result.output
     normal = np.stack([load_gray(tmp_path / "out" / "normal" / f"{i:05d}.png") for i in range(n)])
     inverted = np.stack(

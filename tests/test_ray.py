@@ -12,7 +12,7 @@ import time
 import pytest
 from typer.testing import CliRunner
 
-from denoise_cli.cli import denoise_app, tools_app
+from denoise_cli.cli import app
 from tests.helpers import save_gray
 
 ray = pytest.importorskip("ray")
@@ -79,7 +79,7 @@ def test_ray_run_matches_the_local_tool(tmp_path, noisy_digits, local_ray):
     runner = CliRunner()
     report = tmp_path / "ray.json"
     on_ray = runner.invoke(
-        tools_app,
+        app,
         ["ray", str(src), str(tmp_path / "ray"), "--batch-size", "8", "--report", str(report)],
     )
     assert on_ray.exit_code == 1, on_ray.output
@@ -88,20 +88,20 @@ def test_ray_run_matches_the_local_tool(tmp_path, noisy_digits, local_ray):
     assert data["written"] == 30 and data["failed"] == 1 and data["skipped_other"] == 1
     assert data["runner"] == "ray"
 
-    local = runner.invoke(denoise_app, [str(src), str(tmp_path / "local"), "--workers", "1"])
+    local = runner.invoke(app, [str(src), str(tmp_path / "local"), "--workers", "1"])
     assert local.exit_code == 1
     assert _files(tmp_path / "ray") == _files(tmp_path / "local")
     for name in _files(tmp_path / "local"):
         assert (tmp_path / "ray" / name).read_bytes() == (tmp_path / "local" / name).read_bytes()
 
-    again = runner.invoke(tools_app, ["ray", str(src), str(tmp_path / "ray"), "--batch-size", "8"])
+    again = runner.invoke(app, ["ray", str(src), str(tmp_path / "ray"), "--batch-size", "8"])
     assert "0 written, 1 failed, 30 already done" in again.output
 
 
 def test_ray_refuses_a_bad_model_before_starting(tmp_path, noisy_digits, local_ray):
     save_gray(tmp_path / "in" / "x.png", noisy_digits[0])
     result = CliRunner().invoke(
-        tools_app, ["ray", str(tmp_path / "in"), str(tmp_path / "out"), "--model", "nope.onnx"]
+        app, ["ray", str(tmp_path / "in"), str(tmp_path / "out"), "--model", "nope.onnx"]
     )
     assert result.exit_code == 3 and "nope.onnx: model file not found" in result.output
     assert not (tmp_path / "out").exists()
@@ -125,17 +125,54 @@ def test_ray_reads_and_writes_object_storage(tmp_path, noisy_digits, local_ray, 
 
     src, dst = f"s3://bucket/in?{s3_server}", f"s3://bucket/out?{s3_server}"
     runner = CliRunner()
-    result = runner.invoke(tools_app, ["ray", src, dst, "--batch-size", "4"])
+    result = runner.invoke(app, ["ray", src, dst, "--batch-size", "4"])
     assert result.exit_code == 1, result.output
     assert "10 written, 1 failed" in result.output and "1 skipped" in result.output
     assert "sub/broken.png: cannot decode" in result.output
 
-    reference = runner.invoke(denoise_app, [str(local), str(tmp_path / "ref"), "--workers", "1"])
+    reference = runner.invoke(app, [str(local), str(tmp_path / "ref"), "--workers", "1"])
     assert reference.exit_code == 1
     out = Storage(dst)
     assert out.list_files() == _files(tmp_path / "ref")
     for name in _files(tmp_path / "ref"):
         assert out.read(name) == (tmp_path / "ref" / name).read_bytes()
 
-    again = runner.invoke(tools_app, ["ray", src, dst, "--batch-size", "4"])
+    again = runner.invoke(app, ["ray", src, dst, "--batch-size", "4"])
     assert "0 written, 1 failed, 10 already done" in again.output
+
+
+def test_ray_and_local_runs_agree_with_every_option(tmp_path, noisy_digits, local_ray):
+    """The same planner, recorder and chunk code: with the same options, the same bytes and
+    the same report (counts, failures, skips), whichever runner did the work."""
+    import numpy as np
+    from PIL import Image
+
+    src = tmp_path / "in"
+    for i in range(12):
+        save_gray(src / ["", "a"][i % 2] / f"{i:02d}.png", noisy_digits[i % 16])
+    Image.fromarray((np.tile(noisy_digits[0], (3, 3)) * 255).astype("uint8")).save(
+        src / "a" / "big.jpg", quality=90
+    )  # 84x84: tiled at --tile 32, written as PNG
+    Image.fromarray((np.tile(noisy_digits[1], (8, 8)) * 255).astype("uint8")).save(
+        src / "huge.png"
+    )  # 224x224: over --max-pixels, a failure with a reason
+    (src / "notes.txt").write_text("skip me")
+    options = ["--output-format", "png", "--tile", "32", "--max-pixels", "20000"]
+    options += ["--invert", "no", "--batch-size", "4", "--threads", "1"]
+    runner = CliRunner()
+    reports = {}
+    for name, command in (("local", []), ("ray", ["ray"])):
+        out, report = tmp_path / name, tmp_path / f"{name}.json"
+        result = runner.invoke(app, [*command, str(src), str(out), *options, "--report", report])
+        assert result.exit_code == 1, result.output
+        assert "huge.png: 224x224 = 50,176 pixels is over the limit" in result.output
+        reports[name] = json.loads(report.read_text())
+    assert _files(tmp_path / "ray") == _files(tmp_path / "local")
+    assert "a/big.jpg.png" not in _files(tmp_path / "local")  # a/big.png: no clash to avoid
+    assert "a/big.png" in _files(tmp_path / "local")
+    for name in _files(tmp_path / "local"):
+        assert (tmp_path / "ray" / name).read_bytes() == (tmp_path / "local" / name).read_bytes()
+    keys = ("found", "written", "failed", "skipped_existing", "skipped_other", "failures")
+    assert {k: reports["ray"][k] for k in keys} == {k: reports["local"][k] for k in keys}
+    assert reports["ray"]["skipped"] == reports["local"]["skipped"]
+    assert reports["ray"]["invert"] == reports["local"]["invert"] == "no"

@@ -9,6 +9,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from typer.testing import CliRunner  # noqa: E402
+
+from denoise_cli.core.errors import EXIT_REFUSED, EXIT_USAGE  # noqa: E402
 from denoise_export.cli import app as export_app  # noqa: E402
 from denoise_train.checkpoint import (  # noqa: E402
     CheckpointError,
@@ -19,9 +22,6 @@ from denoise_train.cli import app  # noqa: E402
 from denoise_train.config import TrainConfig  # noqa: E402
 from denoise_train.loop import cpu_has_native_bf16, fit  # noqa: E402
 from denoise_train.mnist import load_split  # noqa: E402
-from typer.testing import CliRunner  # noqa: E402
-
-from denoise_cli.core.errors import EXIT_REFUSED, EXIT_USAGE  # noqa: E402
 
 TINY = {"batch_size": 16, "val_size": 100, "threads": 1}
 
@@ -224,9 +224,8 @@ def test_exported_models_score_like_their_checkpoints(tmp_path, tiny_mnist, trai
 
 
 def test_psnr_loss_is_minus_mean_psnr():
-    from denoise_train.loop import make_loss
-
     from denoise_cli.core.metrics import psnr
+    from denoise_train.loop import make_loss
 
     rng = np.random.default_rng(0)
     target = torch.from_numpy(rng.random((4, 1, 28, 28), dtype=np.float32))

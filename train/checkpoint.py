@@ -11,12 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from denoise_train.config import TrainConfig
-from denoise_train.models import get_arch
 from torch import nn
 
 from denoise_cli.core.atomic import write_atomic
 from denoise_cli.core.errors import RefusedError
+from denoise_train.config import TrainConfig
+from denoise_train.models import get_arch
 
 FORMAT = "denoise-batch-checkpoint/1"
 

@@ -7,12 +7,12 @@ from enum import Enum
 from pathlib import Path
 
 import typer
-from denoise_train.config import DATA_KINDS, LOSSES, LR_SCHEDULES, PRECISIONS, TrainConfig
-from denoise_train.models import REGISTRY
 
 from denoise_cli.core import commands
 from denoise_cli.core.errors import EXIT_CODES_HELP
 from denoise_cli.core.noise import MIXES, NOISE_KINDS
+from denoise_train.config import DATA_KINDS, LOSSES, LR_SCHEDULES, PRECISIONS, TrainConfig
+from denoise_train.models import REGISTRY
 
 
 def _choices(name: str, values: object) -> type[Enum]:

@@ -6,11 +6,21 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from denoise_cli.core.errors import UsageError
+from denoise_cli.core.noise import MIXES, REFERENCE_KIND, REFERENCE_LEVEL
 
 LOSSES = ("mse", "bce", "psnr")
 LR_SCHEDULES = ("constant", "cosine")
 PRECISIONS = ("fp32", "bf16")
 DATA_KINDS = ("mnist", "scenes")
+
+
+def eval_noise(config: dict[str, Any]) -> tuple[str, float]:
+    """The noise a model is validated and tested at: its own, or for a model trained on a mix
+    (blind, mixed) the reference setting, so its numbers compare with the specialists'."""
+    if config["noise"] in MIXES:
+        return REFERENCE_KIND, REFERENCE_LEVEL
+    return config["noise"], config["noise_level"]
+
 
 #: Seed for the fixed noise on validation and test images, so every model sees the same inputs.
 EVAL_NOISE_SEED = 20_240_501

@@ -12,16 +12,16 @@ from typing import Any
 
 import numpy as np
 import torch
-from denoise_train.checkpoint import load_checkpoint, save_checkpoint
-from denoise_train.config import EVAL_NOISE_SEED, TrainConfig
-from denoise_train.models import get_arch
-from denoise_train.scenes import training_scenes
 from torch import nn
 
 from denoise_cli.core.errors import UsageError
 from denoise_cli.core.metrics import psnr, ssim
-from denoise_cli.core.noise import MIXES, REFERENCE_KIND, REFERENCE_LEVEL, add_noise
+from denoise_cli.core.noise import add_noise
 from denoise_cli.core.progress import Progress
+from denoise_train.checkpoint import load_checkpoint, save_checkpoint
+from denoise_train.config import EVAL_NOISE_SEED, TrainConfig, eval_noise
+from denoise_train.models import get_arch
+from denoise_train.scenes import training_scenes
 
 
 def pick_device(requested: str = "auto") -> torch.device:
@@ -191,11 +191,7 @@ def fit(
     train_x, val_x = split_train_val(train_images, config)
     # Validation always uses the same fixed noise; a blind model is validated on the
     # reference setting (Gaussian sigma 0.5) so its numbers compare with the specialists'.
-    val_kind, val_level = (
-        (REFERENCE_KIND, REFERENCE_LEVEL)
-        if config.noise in MIXES
-        else (config.noise, config.noise_level)
-    )
+    val_kind, val_level = eval_noise(config.to_dict())
     val_noisy = add_noise(val_x, val_kind, val_level, EVAL_NOISE_SEED)
     # Scene training is also validated on fixed scenes from the validation digits.
     val_scenes = None

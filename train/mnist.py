@@ -23,9 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from denoise_train.idx import IdxError, _read_bytes, parse_idx
 
 from denoise_cli.core.errors import RefusedError
+from denoise_train.idx import IdxError, _read_bytes, parse_idx
 
 ENV_VAR = "DENOISE_MNIST_DIR"
 

@@ -17,15 +17,22 @@ MAX_KEPT_NAME_BYTES = 180
 _tmp_counter = itertools.count()
 O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _O_BINARY = getattr(os, "O_BINARY", 0)  # Windows: no newline translation
+O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+O_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
 
 
-def write_atomic(data: bytes, dest: str | Path) -> None:
+def write_atomic(data: bytes, dest: str | Path, dir_fd: int | None = None) -> None:
     """Write `data` to `dest` through a temporary file in the same folder and an atomic rename.
 
     A crash or Ctrl-C leaves either the old file or the new one, never a partial file. The
     temporary name is unique per process and thread, and created with O_EXCL, so the file gets
     the user's usual permissions (umask), unlike mkstemp's 0600. Plain system calls, not a
     Python file object: measured 16.5 us per small file here against 29 us.
+
+    `dir_fd`: `dest` is a bare name in the folder open as `dir_fd`, which the caller has
+    checked; nothing on the way is then resolved again, so a folder swapped for a symlink
+    mid-run cannot redirect the write. The rename replaces a directory entry (a symlink or a
+    hard link stays untouched at its target), never writes through one.
     """
     folder, name = os.path.split(os.fspath(dest))
     # The temporary name must fit the file system's 255-byte limit whatever `name` is: keep a
@@ -35,17 +42,17 @@ def write_atomic(data: bytes, dest: str | Path) -> None:
         folder,
         f".{stem}.{os.getpid()}-{threading.get_ident()}-{next(_tmp_counter)}{TMP_SUFFIX}",
     )
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | O_CLOEXEC | _O_BINARY
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | O_CLOEXEC | _O_BINARY | O_NOFOLLOW
     try:
-        fd = os.open(tmp, flags, 0o666)  # inside the try: a Ctrl-C right after must clean up
+        fd = os.open(tmp, flags, 0o666, dir_fd=dir_fd)  # in the try: a Ctrl-C must clean up
         try:
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view) :]
         finally:
             os.close(fd)
-        os.replace(tmp, dest)
+        os.replace(tmp, dest, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
     except BaseException:
         with contextlib.suppress(OSError):
-            os.unlink(tmp)
+            os.unlink(tmp, dir_fd=dir_fd)
         raise

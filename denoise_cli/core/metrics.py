@@ -2,8 +2,8 @@
 
 SSIM follows Wang et al. (2004) with the defaults of scikit-image's `structural_similarity`
 (7x7 uniform window, K1=0.01, K2=0.03, sample covariance, border of 3 pixels excluded), so the
-numbers are comparable with what most papers and tutorials report. tests/test_metrics.py checks
-the match against scikit-image when it is installed.
+numbers are comparable with what most papers and tutorials report. tests/test_noise_metrics.py
+checks the match against scikit-image when it is installed.
 """
 
 from __future__ import annotations

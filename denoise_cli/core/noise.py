@@ -11,6 +11,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from denoise_cli.core.errors import UsageError
+
 #: Reference setting of the seed chapter: Gaussian, sigma 0.5, clipped to [0, 1].
 REFERENCE_KIND = "gaussian"
 REFERENCE_LEVEL = 0.5
@@ -47,7 +49,7 @@ def poisson(images: np.ndarray, peak: Level, rng: np.random.Generator) -> np.nda
     """Shot noise: photon counts ~ Poisson(x * peak), rescaled by 1/peak. Lower peak, more noise."""
     peak = np.asarray(peak, np.float64)
     if np.any(peak <= 0):
-        raise ValueError(f"poisson peak must be > 0, got {peak.min()}")
+        raise UsageError(f"poisson peak must be > 0, got {peak.min()}")
     x = np.asarray(images, dtype=np.float32)
     counts = rng.poisson(x.astype(np.float64) * peak)
     return np.clip(counts / peak, 0.0, 1.0).astype(np.float32)
@@ -118,11 +120,11 @@ def add_noise(
     try:
         fn, _ = NOISE_KINDS[kind]
     except KeyError:
-        raise ValueError(
+        raise UsageError(
             f"unknown noise kind {kind!r}; choose one of {', '.join([*NOISE_KINDS, *MIXES])}"
         ) from None
     if not level >= 0:  # also refuses NaN, which would turn every image black
-        raise ValueError(f"noise level must be >= 0 (a number), got {level}")
+        raise UsageError(f"noise level must be >= 0 (a number), got {level}")
     if not isinstance(rng, np.random.Generator):
         rng = np.random.default_rng(rng)
     return fn(images, level, rng)

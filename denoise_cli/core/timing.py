@@ -1,4 +1,4 @@
-"""Throughput timing shared by the export tables, `denoise-train compare` and the benchmarks.
+"""Throughput timing shared by the export tables, `denoise-export compare` and the benchmarks.
 
 Standard library only, so the benchmark suite can use it where only the runtime is installed.
 """

@@ -1,0 +1,101 @@
+"""What a run did: one recorder of outcomes for every runner, and the report it builds.
+
+Every runner (in-process, process pool, Ray) hands each file's outcome to the same Recorder, so
+counts, events and reports mean the same whichever ran the chunks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from denoise_cli import __version__
+
+Event = dict[str, Any]
+
+#: Skipped files listed in the report (all are counted, and each is an event).
+MAX_LISTED_SKIPS = 100
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One finished file: written (error None) or failed with a one-line reason."""
+
+    rel: str
+    output: str
+    error: str | None = None
+
+
+@dataclass
+class Failure:
+    file: str
+    error: str
+
+
+@dataclass
+class RunReport:
+    input: str
+    output: str
+    found: int = 0
+    written: int = 0
+    failed: int = 0
+    skipped_existing: int = 0
+    skipped_other: int = 0
+    failures: list[Failure] = field(default_factory=list)
+    skipped: list[dict[str, str]] = field(default_factory=list)  # the first MAX_LISTED_SKIPS
+    seconds: float = 0.0
+    workers: int = 1
+    threads: int = 1
+    interrupted: bool = False
+    signal: str | None = None  # what interrupted the run: SIGINT or SIGTERM
+    run: dict[str, Any] = field(default_factory=dict)  # the transform's own description
+
+    @property
+    def images_per_s(self) -> float:
+        return self.written / self.seconds if self.seconds > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        run = d.pop("run")
+        d["images_per_s"] = round(self.images_per_s, 1)
+        d["denoise_batch_version"] = __version__
+        return {**d, **run}
+
+
+class Recorder:
+    """Counts what happens to each file into a RunReport and passes it on as an event."""
+
+    def __init__(self, report: RunReport, on_event: Callable[[Event], None] | None = None) -> None:
+        self.report = report
+        self.emit = on_event or (lambda event: None)
+
+    def started(self, description: dict[str, Any], workers: int, threads: int) -> None:
+        self.report.run.update(description)
+        self.report.workers, self.report.threads = workers, threads
+        self.emit({"event": "start", **description, "workers": workers, "threads": threads})
+
+    def found(self) -> None:
+        self.report.found += 1
+
+    def skipped(self, path: str, reason: str) -> None:
+        self.report.skipped_other += 1
+        if len(self.report.skipped) < MAX_LISTED_SKIPS:
+            self.report.skipped.append({"file": path, "reason": reason})
+        self.emit({"event": "skipped", "file": path, "reason": reason})
+
+    def exists(self, job: Any) -> None:
+        self.report.skipped_existing += 1
+        self.emit({"event": "exists", "file": job.rel, "output": job.dst})
+
+    def failed(self, rel: str, error: str) -> None:
+        self.report.failed += 1
+        self.report.failures.append(Failure(rel, error))
+        self.emit({"event": "failed", "file": rel, "error": error})
+
+    def outcome(self, outcome: Outcome) -> None:
+        if outcome.error is None:
+            self.report.written += 1
+            self.emit({"event": "written", "file": outcome.rel, "output": outcome.output})
+        else:
+            self.failed(outcome.rel, outcome.error)

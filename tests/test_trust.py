@@ -1,0 +1,347 @@
+"""The promises a user pointing denoise-batch at their only copy relies on, tried as a hostile
+user would: inputs never change however the trees are reached, nothing lands outside OUT, no
+run hangs, and output that cannot be right is a failure with a reason, never a file.
+
+Every test builds the situation for real (symlinks, FIFOs, bind mounts and tmpfs where the test
+may mount, models built with onnx.helper) and checks the input tree's hashes before and after.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from denoise_cli.cli import app
+from tests.helpers import ROOT, load_gray, save_gray, tree_hash
+
+
+def run(*args):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def files_under(root: Path) -> list[str]:
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+
+
+@pytest.fixture
+def src(tmp_path, noisy_digits) -> Path:
+    root = tmp_path / "in"
+    for i in range(4):
+        save_gray(root / f"{i}.png", noisy_digits[i])
+        save_gray(root / "sub" / f"{i}.png", noisy_digits[i + 4])
+    return root
+
+
+# --- inputs are never written, however the trees are reached --------------------------------
+
+
+def test_a_symlinked_folder_in_out_pointing_into_in_is_never_followed(tmp_path, src):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "sub").symlink_to(src / "sub")
+    before = tree_hash(src)
+    result = run(src, out, "--overwrite", "--workers", "1")
+    assert result.exit_code == 1, result.output
+    assert "output folder sub is a symlink or not a folder" in result.output
+    assert tree_hash(src) == before
+    assert sorted(p.name for p in out.iterdir()) == ["0.png", "1.png", "2.png", "3.png", "sub"]
+
+
+def test_a_symlinked_folder_in_out_pointing_elsewhere_gets_nothing(tmp_path, src):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "keep.txt").write_text("mine")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "sub").symlink_to(elsewhere)
+    result = run(src, out)
+    assert result.exit_code == 1
+    assert files_under(elsewhere) == ["keep.txt"]
+
+
+def test_out_reached_through_a_bind_mount_of_in_is_refused(tmp_path, src):
+    """A bind mount makes an input folder look like another folder: by path it is outside IN,
+    by device and inode it is IN. Needs root and mount; skipped elsewhere."""
+    out = tmp_path / "out"
+    (out / "sub").mkdir(parents=True)
+    mounted = subprocess.run(
+        ["mount", "--bind", str(src / "sub"), str(out / "sub")], capture_output=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot bind-mount here: {mounted.stderr.decode().strip()}")
+    try:
+        before = tree_hash(src)
+        result = run(src, out, "--overwrite")
+        assert result.exit_code == 1, result.output
+        assert "output folder sub is a folder of the input tree" in result.output
+        assert tree_hash(src) == before
+        whole = tmp_path / "whole"
+        whole.mkdir()
+        subprocess.run(["mount", "--bind", str(src), str(whole)], check=True)
+        try:
+            result = run(src, whole, "--overwrite")
+            assert result.exit_code == 2 and "a folder of the input tree" in result.output
+        finally:
+            subprocess.run(["umount", str(whole)], check=True)
+        assert tree_hash(src) == before
+    finally:
+        subprocess.run(["umount", str(out / "sub")], check=True)
+
+
+def test_the_report_never_lands_on_an_input(tmp_path, src):
+    before = tree_hash(src)
+    for report in (src / "0.png", src / "sub" / "new.json", tmp_path):
+        result = run(src, tmp_path / "out", "--report", report)
+        assert result.exit_code == 2, result.output
+        assert result.output.startswith("error: ")
+    assert tree_hash(src) == before
+    assert not (tmp_path / "out").exists()  # refused before any work
+
+
+def test_an_unwritable_report_is_an_error_not_a_traceback(tmp_path, src):
+    (tmp_path / "file").write_text("a file, not a folder")
+    result = run(src, tmp_path / "out", "--report", tmp_path / "file" / "r.json")
+    assert result.exit_code == 1
+    assert "error: cannot write the report" in result.output
+    assert len(files_under(tmp_path / "out")) == 8  # the work itself was done
+
+
+def test_the_same_file_as_input_and_output_is_a_usage_error(tmp_path, src):
+    before = tree_hash(src)
+    result = run(src / "0.png", src / "0.png")
+    assert result.exit_code == 2 and "output is the input file itself" in result.output
+    assert tree_hash(src) == before
+
+
+def test_an_input_swapped_for_a_symlink_after_the_walk_is_not_followed(tmp_path, src):
+    from denoise_cli.errors import ImageError
+    from denoise_cli.plan import open_trees
+
+    secret = tmp_path / "secret.png"
+    secret.write_bytes((src / "1.png").read_bytes())
+    source, _ = open_trees(src, tmp_path / "out")
+    jobs = [(f.prefix, f.images) for f in source.folders()]
+    assert jobs[0] == ("", ["0.png", "1.png", "2.png", "3.png"])
+    (src / "1.png").unlink()
+    (src / "1.png").symlink_to(secret)  # after the walk, before the read
+    with pytest.raises(ImageError, match="now a symlink pointing outside the input tree"):
+        source.read(source.path("1.png"))
+    assert source.read(source.path("0.png"))[:4] == b"\x89PNG"
+
+
+# --- nothing outside OUT -------------------------------------------------------------------------
+
+
+def test_a_run_writes_nothing_under_home(tmp_path, src):
+    """onnxruntime's telemetry would write ~/.cache/Microsoft/...; a run writes only OUT."""
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {**os.environ, "HOME": str(home), "XDG_CACHE_HOME": str(home / ".cache")}
+    env.pop("ORT_DISABLE_TELEMETRY", None)
+    proc = subprocess.run(
+        [sys.executable, "-m", "denoise_cli.cli", str(src), str(tmp_path / "out"), "--quiet"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""
+    assert list(home.rglob("*")) == []
+
+
+# --- no run hangs ------------------------------------------------------------------------------
+
+
+def test_a_fifo_named_like_an_image_is_skipped_not_read(tmp_path, src):
+    os.mkfifo(src / "a.png")
+    proc = subprocess.run(
+        [sys.executable, "-m", "denoise_cli.cli", str(src), str(tmp_path / "out"), "--jsonl"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    events = [json.loads(line) for line in proc.stdout.splitlines()]
+    skipped = [e for e in events if e["event"] == "skipped"]
+    assert [(Path(e["file"]).name, e["reason"]) for e in skipped] == [
+        ("a.png", "not a regular file (a pipe, device...)")
+    ]
+    score = subprocess.run(
+        [sys.executable, "-m", "denoise_cli.cli", "score", str(tmp_path / "out"), str(src)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert score.returncode == 0, score.stderr
+
+
+def test_jsonl_into_a_closed_pipe_still_finishes_the_run(tmp_path, src):
+    out = tmp_path / "out"
+    command = (
+        f"{sys.executable} -m denoise_cli.cli {src} {out} --jsonl | head -1; "
+        "exit ${PIPESTATUS[0]}"
+    )
+    proc = subprocess.run(
+        ["bash", "-c", command], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["event"] == "start"
+    assert len(files_under(out)) == 8
+
+
+# --- output that cannot be right is a failure --------------------------------------------------
+
+
+def _model(path: Path, nodes, inits=()) -> Path:
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 1, "h", "w"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 1, None, None])],
+        initializer=list(inits),
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+def test_a_model_returning_nan_writes_nothing(tmp_path, src):
+    from onnx import helper, numpy_helper
+
+    one = numpy_helper.from_array(np.array(1.0, np.float32), "one")
+    model = _model(
+        tmp_path / "nan.onnx",
+        [
+            helper.make_node("Add", ["x", "one"], ["a"]),
+            helper.make_node("Neg", ["a"], ["b"]),
+            helper.make_node("Sqrt", ["b"], ["y"]),  # sqrt of a negative number: NaN
+        ],
+        [one],
+    )
+    result = run(src, tmp_path / "out", "--model", model)
+    assert result.exit_code == 1
+    assert "0 written, 8 failed" in result.output
+    assert "model returned NaN or infinite values; nothing written" in result.output
+    assert files_under(tmp_path / "out") == []
+
+
+def test_a_model_returning_the_wrong_size_writes_nothing_for_that_file(tmp_path, src):
+    from onnx import helper, numpy_helper
+
+    arrays = {"starts": [0, 0], "ends": [28, 28], "axes": [2, 3]}
+    inits = [numpy_helper.from_array(np.array(v, np.int64), k) for k, v in arrays.items()]
+    model = _model(
+        tmp_path / "crop.onnx",
+        [helper.make_node("Slice", ["x", "starts", "ends", "axes"], ["y"])],
+        inits,
+    )  # at most 28x28 out: right for digits, wrong for anything larger
+    Image.fromarray(np.zeros((40, 40), np.uint8)).save(src / "big.png")
+    result = run(src, tmp_path / "out", "--model", model)
+    assert result.exit_code == 1
+    assert "big.png: model returned a 28x28 image for a 40x40 input" in result.output
+    assert "big.png" not in files_under(tmp_path / "out")
+    assert load_gray(tmp_path / "out" / "0.png").shape == (28, 28)
+
+
+def test_an_unlistable_subfolder_is_a_failure_with_its_reason(tmp_path, src, monkeypatch):
+    """A folder the run cannot list holds images it cannot process: a failure (exit 1), not a
+    quiet skip. Root reads any folder, so the listing error is raised by a stand-in."""
+    real_scandir = os.scandir
+
+    def scandir(path="."):
+        if str(path).endswith("sub"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    result = run(src, tmp_path / "out", "--workers", "1")
+    assert result.exit_code == 1
+    assert "sub: cannot list folder: Permission denied" in result.output
+    assert len(files_under(tmp_path / "out")) == 4
+
+
+# --- usage errors, not garbage ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--level", "nan"], "must be >= 0"),
+        (["--level", "-1"], "must be >= 0"),
+        (["--seed", "-1"], "-1 is not in the range x>=0"),
+        (["--noise", "pink"], "'pink' is not one of"),
+    ],
+)
+def test_noisify_refuses_bad_settings_before_any_file(tmp_path, src, args, message):
+    result = run("noisify", src, tmp_path / "out", *args)
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_folder_named_like_a_command_is_an_input_through_run(tmp_path, src, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    src.rename(tmp_path / "score")
+    result = run("run", "score", "out")
+    assert result.exit_code == 0, result.output
+    assert len(files_under(tmp_path / "out")) == 8
+
+
+def test_score_json_at_a_folder_is_a_usage_error(tmp_path, src):
+    result = run("score", src, src, "--json", tmp_path)
+    assert result.exit_code == 2 and "names a folder" in result.output
+
+
+# --- limits ---------------------------------------------------------------------------------
+
+
+def test_a_file_name_at_the_file_system_limit_is_written(tmp_path, noisy_digits):
+    src = tmp_path / "in"
+    name = "d" * (255 - len(".png")) + ".png"  # 255 bytes: the longest legal name
+    save_gray(src / name, noisy_digits[0])
+    result = run(src, tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    assert files_under(tmp_path / "out") == [name]
+
+
+def test_a_full_disk_fails_files_with_reasons_and_leaves_nothing_partial(tmp_path, noisy_digits):
+    """A 64 KiB tmpfs as OUT fills after a few digits: the rest fail with the system's reason,
+    every file on disk is whole, no temporary file is left. Needs mount; skipped elsewhere."""
+    out = tmp_path / "out"
+    out.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(out)], capture_output=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        src = tmp_path / "in"
+        rng = np.random.default_rng(0)
+        for i in range(200):  # random pixels do not compress: ~800 bytes each
+            save_gray(src / f"{i:03d}.png", rng.random((28, 28)).astype(np.float32))
+        result = run(src, out, "--workers", "1")
+        assert result.exit_code == 1
+        assert "No space left on device" in result.output
+        written = files_under(out)
+        assert 0 < len(written) < 200
+        for name in written:
+            Image.open(out / name).load()
+        assert not [p for p in out.rglob("*") if p.name.endswith(".denoise-tmp")]
+    finally:
+        subprocess.run(["umount", str(out)], check=True)
