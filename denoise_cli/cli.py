@@ -213,6 +213,9 @@ def run(
     jsonl: bool = typer.Option(False, "--jsonl", help="JSON lines on stdout, one per event."),
     report: Path | None = typer.Option(None, help="Write a JSON report (counts, failures...)."),
 ) -> None:
+    for location in (in_dir, out_dir):
+        if "://" in str(location) or str(location).startswith(("s3:/", "gs:/")):
+            raise UsageError(f"{location}: URIs are read and written by `denoise-batch ray`")
     denoise = Denoise(model, device, invert.value, batch_size, tile)
     job = Job(
         denoise,

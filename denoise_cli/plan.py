@@ -135,49 +135,65 @@ def _inside(path: str, root: str) -> bool:
 
 
 class LocalTarget:
-    """The output folder. Folders are created and entered one by one without following
-    symlinks, and refused when they are folders of the input tree."""
+    """The output folder. OUT itself is opened once (the user named it, links and all); every
+    folder below is created and entered one by one from there without following symlinks, and
+    refused when it is a folder of the input tree. One folder's descriptor is kept: jobs come
+    folder by folder."""
 
     def __init__(self, root: Path, inputs: frozenset[DirId]) -> None:
         self.root, self.inputs = root, inputs
+        self._prefix = os.path.join(root, "")
+        self._root_fd: int | None = None
         self._folder: tuple[str, int] | None = None  # (relative folder, its open descriptor)
 
     def __getstate__(self) -> dict:
-        return {"root": self.root, "inputs": self.inputs, "_folder": None}  # fds stay here
+        # Descriptors stay in this process (a spawned helper opens its own).
+        return {**self.__dict__, "_root_fd": None, "_folder": None}
 
     def __del__(self) -> None:
-        self._close()
+        self.close()
 
     def path(self, rel: str) -> str:
         return os.path.join(self.root, rel)
 
     def existing(self, prefix: str) -> set[str]:
+        """Names already in an output folder, listed through the same checked descriptors a
+        write uses: a symlinked folder has none (and its writes are refused)."""
         try:
-            return set(os.listdir(os.path.join(self.root, prefix)))
-        except OSError:
+            return set(os.listdir(self._enter(prefix.rstrip("/"), create=False)))
+        except (OSError, ImageError):
             return set()
 
     def write(self, dst: str, data: bytes) -> None:
         """`dst` from `path()`; its folders are entered through checked descriptors."""
-        rel = dst[len(os.path.join(self.root, "")) :].replace(os.sep, "/")
+        rel = dst[len(self._prefix) :].replace(os.sep, "/")
         folder, name = rel.rpartition("/")[::2]
         try:
-            fd = self._enter(folder)
-            write_atomic(data, name, dir_fd=fd)
+            write_atomic(data, name, dir_fd=self._enter(folder))
         except OSError as exc:
             raise ImageError(f"cannot write {dst}: {exc.strerror or exc}") from None
 
-    def _enter(self, folder: str) -> int:
+    def _enter(self, folder: str, create: bool = True) -> int:
         if self._folder is not None and self._folder[0] == folder:
             return self._folder[1]
-        self._close()
-        os.makedirs(self.root, exist_ok=True)
-        fd = os.open(self.root, os.O_RDONLY | O_DIRECTORY | O_CLOEXEC)  # the user named it
+        if self._root_fd is None:
+            if create:
+                os.makedirs(self.root, exist_ok=True)
+            root_fd = os.open(self.root, os.O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+            try:
+                self._check(root_fd, "")
+            except BaseException:
+                os.close(root_fd)
+                raise
+            self._root_fd = root_fd
+        fd = self._root_fd
         try:
-            self._check(fd, "")
             for part in folder.split("/") if folder else ():
-                with contextlib.suppress(FileExistsError):
-                    os.mkdir(part, dir_fd=fd)
+                if part in ("", ".", ".."):
+                    raise ImageError(f"output folder {folder}: not a plain relative path")
+                if create:
+                    with contextlib.suppress(FileExistsError):
+                        os.mkdir(part, dir_fd=fd)
                 try:
                     sub = os.open(part, _DIR_NOFOLLOW, dir_fd=fd)
                 except OSError as exc:
@@ -187,12 +203,15 @@ class LocalTarget:
                             "outputs never follow links"
                         ) from None
                     raise
-                os.close(fd)
-                fd = sub
+                previous, fd = fd, sub
+                if previous != self._root_fd:
+                    os.close(previous)
                 self._check(fd, folder)
         except BaseException:
-            os.close(fd)
+            if fd != self._root_fd:
+                os.close(fd)
             raise
+        self._close_folder()
         self._folder = (folder, fd)
         return fd
 
@@ -202,10 +221,18 @@ class LocalTarget:
             where = f"output folder {folder}" if folder else f"output folder {self.root}"
             raise ImageError(f"{where} is a folder of the input tree; inputs are never written")
 
-    def _close(self) -> None:
+    def _close_folder(self) -> None:
         if self._folder is not None:
-            os.close(self._folder[1])
+            if self._folder[1] != self._root_fd:
+                os.close(self._folder[1])
             self._folder = None
+
+    def close(self) -> None:
+        """Release the descriptors (they are also released when the object goes)."""
+        self._close_folder()
+        if self._root_fd is not None:
+            os.close(self._root_fd)
+            self._root_fd = None
 
 
 # --- storage URIs -----------------------------------------------------------------------------
@@ -221,7 +248,9 @@ class StorageSource:
         for rel in self.storage.list_files():
             folder, _, name = rel.rpartition("/")
             prefix = f"{folder}/" if folder else ""
-            if is_image_name(name):
+            if any(part in ("", ".", "..") for part in rel.split("/")):
+                skips.setdefault(prefix, []).append(Skip(Path(rel), "not a plain relative path"))
+            elif is_image_name(name):
                 by_dir.setdefault(prefix, []).append(name)
             else:
                 skips.setdefault(prefix, []).append(Skip(Path(rel), "not an image file"))
@@ -261,10 +290,29 @@ class StorageTarget:
             raise ImageError(f"cannot write {dst}: {exc}") from None
 
 
+def _local_path(location: str | Path) -> str | Path:
+    """A file:// URI is a local path (and gets the local rules); other locations as given,
+    local paths made absolute so that workers anywhere resolve them the same way."""
+    text = str(location)
+    if text.startswith("file://"):
+        from urllib.parse import unquote, urlparse
+
+        return Path(unquote(urlparse(text).path)).absolute()
+    return text if is_uri(text) else Path(location).absolute()
+
+
+def check_roots_uri_out(out_root: Path) -> None:
+    if out_root.exists() and not out_root.is_dir():
+        raise UsageError(f"{out_root}: output exists and is not a folder")
+
+
 def open_trees(in_location: str | Path, out_location: str | Path) -> tuple[SourceTree, TargetTree]:
     """Source and target for two local paths or URIs, refusing combinations that could
     overwrite inputs (raises UsageError before anything is read or written)."""
+    in_location, out_location = (_local_path(p) for p in (in_location, out_location))
     if is_uri(str(in_location)) or is_uri(str(out_location)):
+        # One side is remote. A local side still gets the local rules (no symlinks followed,
+        # checked writes); the overlap checks below then compare the two URIs.
         source, target = (
             Storage(str(p) if is_uri(str(p)) else Path(p).resolve().as_uri())
             for p in (in_location, out_location)
@@ -276,6 +324,12 @@ def open_trees(in_location: str | Path, out_location: str | Path) -> tuple[Sourc
             raise UsageError(f"{source.uri}: input is inside the output {target.uri}")
         if dst_uri.startswith(src_uri + "/"):
             raise UsageError(f"{target.uri}: output is inside the input {source.uri}")
+        local_in, local_out = (not is_uri(str(p)) for p in (in_location, out_location))
+        if local_in:
+            return LocalSource(Path(in_location), Path(out_location)), StorageTarget(target)
+        if local_out:
+            check_roots_uri_out(Path(out_location))
+            return StorageSource(source), LocalTarget(Path(out_location), frozenset())
         return StorageSource(source), StorageTarget(target)
     in_root, out_root = Path(in_location), Path(out_location)
     check_roots(in_root, out_root)

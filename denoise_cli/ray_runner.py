@@ -12,6 +12,7 @@ Ray is optional: `pip install 'denoise-batch[ray]'`. Nothing here imports it at 
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -40,7 +41,7 @@ class ChunkActor:
         return {
             "rel": [o.rel for o in outcomes],
             "output": [o.output for o in outcomes],
-            "error": [o.error or "" for o in outcomes],
+            "error": [o.error or "" for o in outcomes],  # every failure has a reason
         }
 
 
@@ -75,6 +76,8 @@ class RayRunner:
             return
         if not ray.is_initialized():
             ray.init(address=self.address, log_to_driver=False, include_dashboard=False)
+            with contextlib.suppress(AttributeError, ValueError):  # not the main thread
+                run.stop.install()  # ray.init replaced SIGTERM's handler with sys.exit
         blocks = max(1, -(-len(rows) // job.files_per_chunk))  # a block per chunk: all busy
         dataset = ray.data.from_items(rows, override_num_blocks=blocks).map_batches(
             ChunkActor,

@@ -24,7 +24,7 @@ import sys
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
@@ -176,6 +176,8 @@ def run_job(
             (runner or run_local)(run, itertools.chain(head, chunks))
         except KeyboardInterrupt:  # a second signal, or Ctrl-C outside the stop checks
             stop.signal = stop.signal or "SIGINT"
+        finally:
+            getattr(target, "close", lambda: None)()
     report.seconds = time.perf_counter() - start
     if stop.signal is not None:
         report.interrupted, report.signal = True, stop.signal
@@ -220,9 +222,9 @@ def _init_worker(job: Job, threads: int, source, target, stop, parent: int) -> N
 
 
 def _on_term_in_helper(signum: int, frame: object) -> None:
-    """Mid-chunk: finish the file being written, then stop. Idle: nothing to finish, leave
-    now (a helper whose parent died would otherwise wait for work forever)."""
-    if not _worker.get("busy"):
+    """Finish the file being written, then stop; the parent collects what was done. An idle
+    helper whose parent died leaves at once (it would otherwise wait for work forever)."""
+    if not _worker.get("busy") and os.getppid() != _worker.get("parent"):
         os._exit(0)
     _worker["stop"].set()
 
@@ -282,6 +284,9 @@ def _run_pool(run: Run, chunks: Iterator[list[FileJob]], transform: Transform) -
         try:
             outcomes = fut.result()
         except BrokenProcessPool:
+            if stop():  # helpers stopped by the same signal: unfinished work, not failures
+                inflight.clear()
+                return
             # A helper died (a crashing decoder, the OOM killer...): its pool and every chunk
             # in flight are lost. Those files fail (a rerun retries them); the run goes on.
             lost = [chunk, *(c for c, _ in inflight)]
@@ -323,7 +328,9 @@ def _run_pool(run: Run, chunks: Iterator[list[FileJob]], transform: Transform) -
             while inflight and inflight[0][1].done():
                 collect(*inflight.popleft())
         while inflight and not stop():
-            collect(*inflight.popleft())
+            # Poll, so a signal is acted on at once rather than after the chunk at the head.
+            if wait([inflight[0][1]], timeout=0.2).done:
+                collect(*inflight.popleft())
         if stop():
             wind_down()
     except KeyboardInterrupt:
@@ -355,19 +362,24 @@ class StopRequest:
     def __call__(self) -> bool:
         return self.signal is not None
 
+    def on_signal(self, signum: int, frame: object) -> None:
+        if self.signal is not None:
+            raise KeyboardInterrupt  # a second signal: stop now
+        self.signal = signal.Signals(signum).name
+
+    def install(self) -> None:
+        """(Re)install the handlers: libraries that install their own (ray.init replaces
+        SIGTERM's with sys.exit) are started first, then this is called again."""
+        for s in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(s, self.on_signal)
+
 
 @contextlib.contextmanager
 def stop_on_signals() -> Iterator[StopRequest]:
     """SIGINT and SIGTERM ask the run to stop cleanly; a second one interrupts at once."""
     stop = StopRequest()
-
-    def on_signal(signum: int, frame: object) -> None:
-        if stop.signal is not None:
-            raise KeyboardInterrupt
-        stop.signal = signal.Signals(signum).name
-
     try:
-        previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        previous = {s: signal.signal(s, stop.on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     except ValueError:  # not the main thread: leave signals to whoever owns them
         yield stop
         return

@@ -305,9 +305,10 @@ class Denoiser:
     def denoise_group(self, images: np.ndarray, invert: str = "auto") -> np.ndarray:
         """(N, H, W) same-sized float32 images in [0, 1], in one model call (or tile runs):
         each is brought to the model's polarity and back."""
-        batch = np.array(images, dtype=np.float32)  # a copy: inverting it is safe
+        batch = np.asarray(images, dtype=np.float32)
         flips = needs_inversion_batch(batch, invert, self.info.polarity)
         if flips.any():
+            batch = batch.copy()  # the caller's images stay as they were
             batch[flips] = 1.0 - batch[flips]
         out = self.denoise_same_size(batch)
         if flips.any():

@@ -11,6 +11,7 @@ import os
 import uuid
 from pathlib import PurePosixPath
 
+from denoise_cli.core.errors import MissingDependency
 from denoise_cli.errors import UsageError
 
 
@@ -28,7 +29,9 @@ class Storage:
         try:
             from pyarrow import fs
         except ImportError:
-            raise UsageError("URIs need pyarrow: pip install 'denoise-batch[ray]'") from None
+            raise MissingDependency(
+                "URIs need pyarrow, which is not installed: pip install 'denoise-batch[ray]'"
+            ) from None
         self.uri = uri
         try:
             self.fs, root = fs.FileSystem.from_uri(uri)

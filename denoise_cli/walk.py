@@ -47,6 +47,8 @@ def check_roots(in_root: Path, out_root: Path) -> None:
     if not in_root.exists():
         raise UsageError(f"{in_root}: input does not exist")
     real_in, real_out = _real(in_root), _real(out_root)
+    if out_root.exists() and not out_root.is_dir() and real_out != real_in:
+        raise UsageError(f"{out_root}: output exists and is not a folder")
     if in_root.is_file():
         if real_out == real_in:
             raise UsageError(f"{out_root}: output is the input file itself; name a folder")

@@ -345,3 +345,20 @@ def test_a_full_disk_fails_files_with_reasons_and_leaves_nothing_partial(tmp_pat
         assert not [p for p in out.rglob("*") if p.name.endswith(".denoise-tmp")]
     finally:
         subprocess.run(["umount", str(out)], check=True)
+
+
+def test_a_file_uri_gets_the_local_rules(tmp_path, src):
+    """file:///... is a local path: spelled with '..' or '//' it is still IN, and refused."""
+    from denoise_cli.errors import UsageError
+    from denoise_cli.plan import LocalSource, LocalTarget, open_trees
+
+    for out in (f"file://{src}/sub", f"file://{src}/x/../sub", f"file://{tmp_path}//in"):
+        with pytest.raises(UsageError, match="input folder"):
+            open_trees(src, out)
+    source, target = open_trees(f"file://{src}", f"file://{tmp_path}/out")
+    assert isinstance(source, LocalSource) and isinstance(target, LocalTarget)
+
+
+def test_run_refuses_uris_and_points_to_ray(tmp_path, src):
+    result = run(src, "s3://bucket/out")
+    assert result.exit_code == 2 and "denoise-batch ray" in result.output
