@@ -13,7 +13,6 @@ import importlib.util
 import sys
 from typing import Any
 
-import click
 import typer
 from typer.core import TyperGroup
 
@@ -32,17 +31,17 @@ class CommandGroup(TyperGroup):
     #: The command that arguments not naming a subcommand go to (None: no default).
     default_command: str | None = None
 
-    def list_commands(self, ctx: click.Context) -> list[str]:
+    def list_commands(self, ctx: typer.Context) -> list[str]:
         return list(self.commands)  # the order they were defined in, the main one first
 
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
         default, first = self.default_command, args[0] if args else None
         named = [*self.commands, *self.get_help_option_names(ctx), "--version"]
         if default and first and first not in named:
             args = [default, *args]
         return super().parse_args(ctx, args)
 
-    def invoke(self, ctx: click.Context) -> Any:
+    def invoke(self, ctx: typer.Context) -> Any:
         try:
             return super().invoke(ctx)
         except DenoiseError as exc:
