@@ -1,7 +1,7 @@
 """denoise-batch: denoise folders of digit images with an ONNX model and onnxruntime.
 
 This package is the torch-free runtime. It must never import torch, the ONNX exporter or the
-`train`/`export` packages; tests/test_boundary.py enforces that in a subprocess.
+`denoise_train`/`denoise_export` packages; tests/test_boundary.py enforces that in a subprocess.
 """
 
 __version__ = "0.1.0"

@@ -66,12 +66,12 @@ def _err(message: str) -> None:
 
 
 class Output:
-    """The terminal side of a run: header, progress bar, JSON lines, summary, report file."""
+    """The terminal side of a run's events: header, progress bar, JSON lines."""
 
-    def __init__(self, quiet: bool, jsonl: bool, report_path: Path | None, total: int | None):
+    def __init__(self, quiet: bool, jsonl: bool, total: int | None) -> None:
         from denoise_cli.core.progress import Progress
 
-        self.quiet, self.jsonl, self.report_path = quiet, jsonl, report_path
+        self.quiet, self.jsonl = quiet, jsonl
         self.bar = Progress(total, enabled=True) if total is not None else None
 
     def event(self, event: dict) -> None:
@@ -139,7 +139,7 @@ def run_and_report(
         check_roots(in_root, out_root)  # before counting, so a usage error comes first
         jobs = plan_jobs(in_root, out_root, job.output_format)
         total = sum(isinstance(item, FileJob) for item in jobs)
-    out = Output(quiet, jsonl, report_path, total)
+    out = Output(quiet, jsonl, total)
     try:
         report = run_job(job, in_location, out_location, out.event, runner)
     except Interrupted as exc:
