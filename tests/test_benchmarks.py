@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -64,3 +65,20 @@ def test_quick_model_section_writes_a_table_per_model(tmp_path):
     rows = json.loads(report.read_text())["model"]["models"]["conv_denoiser"]
     assert {r["batch"] for r in rows} == {1, 32, 256, 1024}
     assert all(r["ort_fp32"] > 0 and r["torch_eager"] > 0 for r in rows)
+
+
+def test_the_gpu_check_exits_cleanly_without_a_gpu(tmp_path):
+    """scripts/gpu_check.sh is meant for a lent GPU machine; elsewhere it must say so, exit 0
+    and install nothing (no nvidia-smi on PATH: a stand-in that fails like a GPU-less host)."""
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    (fake_bin / "nvidia-smi").write_text("#!/bin/sh\necho 'No devices were found' >&2\nexit 9\n")
+    (fake_bin / "nvidia-smi").chmod(0o755)
+    env = {**os.environ, "PATH": f"{fake_bin}:/usr/bin:/bin", "GPU_VENV": str(tmp_path / "v")}
+    proc = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "gpu_check.sh")],
+        env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "no NVIDIA GPU on this machine" in proc.stdout
+    assert not (tmp_path / "v").exists()
