@@ -29,6 +29,12 @@ from denoise_cli.storage import Storage, is_uri
 from denoise_cli.walk import FileJob, Folder, Skip, check_roots, output_names, walk_local
 
 DirId = tuple[int, int]  # (st_dev, st_ino)
+#: Whether writes can go through directory descriptors here (Linux, macOS, BSDs). Elsewhere
+#: (Windows) each output folder is checked by lstat on its path instead: the same refusals,
+#: with a window between check and write that descriptors close.
+DIR_FD_WRITES = {os.open, os.mkdir, os.rename, os.unlink} <= os.supports_dir_fd and (
+    os.listdir in os.supports_fd
+)
 _DIR_NOFOLLOW = os.O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC
 
 
@@ -145,10 +151,11 @@ class LocalTarget:
         self._prefix = os.path.join(root, "")
         self._root_fd: int | None = None
         self._folder: tuple[str, int] | None = None  # (relative folder, its open descriptor)
+        self._checked: tuple[str, str] | None = None  # without descriptors: (folder, its path)
 
     def __getstate__(self) -> dict:
         # Descriptors stay in this process (a spawned helper opens its own).
-        return {**self.__dict__, "_root_fd": None, "_folder": None}
+        return {**self.__dict__, "_root_fd": None, "_folder": None, "_checked": None}
 
     def __del__(self) -> None:
         self.close()
@@ -160,6 +167,8 @@ class LocalTarget:
         """Names already in an output folder, listed through the same checked descriptors a
         write uses: a symlinked folder has none (and its writes are refused)."""
         try:
+            if not DIR_FD_WRITES:
+                return set(os.listdir(self._checked_path(prefix.rstrip("/"), create=False)))
             return set(os.listdir(self._enter(prefix.rstrip("/"), create=False)))
         except (OSError, ImageError):
             return set()
@@ -169,7 +178,10 @@ class LocalTarget:
         rel = dst[len(self._prefix) :].replace(os.sep, "/")
         folder, name = rel.rpartition("/")[::2]
         try:
-            write_atomic(data, name, dir_fd=self._enter(folder))
+            if DIR_FD_WRITES:
+                write_atomic(data, name, dir_fd=self._enter(folder))
+            else:
+                write_atomic(data, os.path.join(self._checked_path(folder), name))
         except OSError as exc:
             raise ImageError(f"cannot write {dst}: {exc.strerror or exc}") from None
 
@@ -215,8 +227,35 @@ class LocalTarget:
         self._folder = (folder, fd)
         return fd
 
+    def _checked_path(self, folder: str, create: bool = True) -> str:
+        """Without descriptors: the folder's path, each part created and checked by lstat."""
+        if self._checked is not None and self._checked[0] == folder:
+            return self._checked[1]
+        if create:
+            os.makedirs(self.root, exist_ok=True)
+        path = os.fspath(self.root)
+        self._check_stat(os.stat(path), "")
+        for part in folder.split("/") if folder else ():
+            if part in ("", ".", ".."):
+                raise ImageError(f"output folder {folder}: not a plain relative path")
+            path = os.path.join(path, part)
+            if create:
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(path)
+            st = os.lstat(path)
+            if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
+                raise ImageError(
+                    f"output folder {folder} is a symlink or not a folder; "
+                    "outputs never follow links"
+                )
+            self._check_stat(st, folder)
+        self._checked = (folder, path)
+        return path
+
     def _check(self, fd: int, folder: str) -> None:
-        st = os.fstat(fd)
+        self._check_stat(os.fstat(fd), folder)
+
+    def _check_stat(self, st: os.stat_result, folder: str) -> None:
         if not stat.S_ISDIR(st.st_mode) or _dir_id(st) in self.inputs:
             where = f"output folder {folder}" if folder else f"output folder {self.root}"
             raise ImageError(f"{where} is a folder of the input tree; inputs are never written")

@@ -364,3 +364,23 @@ def test_a_file_uri_gets_the_local_rules(tmp_path, src):
 def test_run_refuses_uris_and_points_to_ray(tmp_path, src):
     result = run(src, "s3://bucket/out")
     assert result.exit_code == 2 and "denoise-batch ray" in result.output
+
+
+@pytest.mark.parametrize("dir_fd_writes", [True, False])
+def test_both_write_paths_refuse_the_same_folders(tmp_path, src, monkeypatch, dir_fd_writes):
+    """Where the OS has no directory descriptors for writes (Windows), folders are checked by
+    lstat: the same outputs, the same refusals."""
+    from denoise_cli import plan
+
+    monkeypatch.setattr(plan, "DIR_FD_WRITES", dir_fd_writes)
+    out = tmp_path / "out"
+    (out / "a").mkdir(parents=True)
+    (out / "sub").symlink_to(src / "sub")
+    before = tree_hash(src)
+    result = run(src, out, "--overwrite", "--workers", "1")
+    assert result.exit_code == 1
+    assert "output folder sub is a symlink or not a folder" in result.output
+    assert tree_hash(src) == before
+    assert sorted(p.name for p in out.iterdir()) == ["0.png", "1.png", "2.png", "3.png", "a", "sub"]
+    again = run(src, tmp_path / "fresh", "--workers", "1")
+    assert again.exit_code == 0 and len(files_under(tmp_path / "fresh")) == 8
