@@ -37,7 +37,12 @@ def write_atomic(data: bytes, dest: str | Path, dir_fd: int | None = None) -> No
     folder, name = os.path.split(os.fspath(dest))
     # The temporary name must fit the file system's 255-byte limit whatever `name` is: keep a
     # prefix of it (for a person looking at a folder mid-run), cut on a character boundary.
-    stem = os.fsencode(name)[:MAX_KEPT_NAME_BYTES].decode(errors="ignore")
+    # (45 characters are at most 180 bytes in UTF-8: the usual short name skips the encoding.)
+    stem = (
+        name
+        if len(name) <= 45
+        else os.fsencode(name)[:MAX_KEPT_NAME_BYTES].decode("utf-8", "ignore")
+    )
     tmp = os.path.join(
         folder,
         f".{stem}.{os.getpid()}-{threading.get_ident()}-{next(_tmp_counter)}{TMP_SUFFIX}",
