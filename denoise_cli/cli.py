@@ -176,6 +176,29 @@ def run_and_report(
         raise typer.Exit(EXIT_FAILED)
 
 
+def denoise_job(
+    denoise: Denoise,
+    output_format: str,
+    overwrite: bool,
+    workers: int | None,
+    threads: int | None,
+    max_pixels: int,
+    jpeg_quality: int,
+) -> Job:
+    """The Job that `run` and `ray` describe: --batch-size is both the most images per model
+    call (in `denoise`) and the files per work chunk, said here once."""
+    return Job(
+        denoise,
+        output_format=output_format,
+        overwrite=overwrite,
+        files_per_chunk=denoise.batch_size,
+        workers=workers,
+        threads=threads,
+        max_pixels=max_pixels,
+        jpeg_quality=jpeg_quality,
+    )
+
+
 @app.command(help="Denoise every image under IN into OUT (the default command).")
 def run(
     in_dir: Path = typer.Argument(..., metavar="IN", help="Input folder (or a single image)."),
@@ -216,17 +239,10 @@ def run(
     for location in (in_dir, out_dir):
         if "://" in str(location) or str(location).startswith(("s3:/", "gs:/")):
             raise UsageError(f"{location}: URIs are read and written by `denoise-batch ray`")
-    denoise = Denoise(model, device, invert.value, batch_size, tile)
-    job = Job(
-        denoise,
-        output_format=output_format.value,
-        overwrite=overwrite,
-        files_per_chunk=batch_size,
-        workers=workers,
-        threads=threads,
-        max_pixels=max_pixels,
-        jpeg_quality=jpeg_quality,
-    )
+    job = denoise_job(
+        Denoise(model, device, invert.value, batch_size, tile),
+        output_format.value, overwrite, workers, threads, max_pixels, jpeg_quality,
+    )  # fmt: skip
     run_and_report(job, in_dir, out_dir, quiet, jsonl, report)
 
 
@@ -303,17 +319,10 @@ def ray_command(
     """The same job on Ray Data actors: same planner, outputs, skips and report as locally."""
     from denoise_cli.ray_runner import RayRunner
 
-    job = Job(
+    job = denoise_job(
         Denoise(model, device, invert.value, batch_size, tile),
-        output_format=output_format.value,
-        overwrite=overwrite,
-        files_per_chunk=batch_size,
-        workers=workers,
-        threads=threads,
-        cpus=max(1, round(workers * cpus_per_worker)),
-        max_pixels=max_pixels,
-        jpeg_quality=jpeg_quality,
-    )
+        output_format.value, overwrite, workers, threads, max_pixels, jpeg_quality,
+    ).with_(cpus=max(1, round(workers * cpus_per_worker)))  # fmt: skip
     runner = RayRunner(address, cpus_per_worker, gpus_per_worker)
     run_and_report(job, in_dir, out_dir, quiet, jsonl, report, runner)
 
