@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -34,13 +33,10 @@ from denoise_cli.session import DEFAULT_MODEL, DEVICE_ALIASES, bundled_models
 MAX_LISTED_FAILURES = 50
 
 
-def _choices(name: str, values: Any) -> Any:
-    return Enum(name, {str(v): str(v) for v in values}, type=str)
 
-
-Invert = _choices("Invert", INVERT_CHOICES)
-OutputFormat = _choices("OutputFormat", OUTPUT_FORMATS)
-Noise = _choices("Noise", [*NOISE_KINDS, *MIXES])
+Invert = commands.choices("Invert", INVERT_CHOICES)
+OutputFormat = commands.choices("OutputFormat", OUTPUT_FORMATS)
+Noise = commands.choices("Noise", [*NOISE_KINDS, *MIXES])
 
 MODEL_HELP = (
     f"An .onnx/.ort file, or a bundled model's name: {', '.join(bundled_models())} "

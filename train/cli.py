@@ -3,7 +3,6 @@ errors become messages and exit codes in denoise_cli.core.commands, not here."""
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
 
 import typer
@@ -14,18 +13,13 @@ from denoise_cli.core.noise import MIXES, NOISE_KINDS
 from denoise_train.config import DATA_KINDS, LOSSES, LR_SCHEDULES, PRECISIONS, TrainConfig
 from denoise_train.models import REGISTRY
 
-
-def _choices(name: str, values: object) -> type[Enum]:
-    return Enum(name, {str(v): str(v) for v in values}, type=str)  # type: ignore[return-value]
-
-
-Arch = _choices("Arch", REGISTRY)
-Noise = _choices("Noise", [*NOISE_KINDS, *MIXES])
-Loss = _choices("Loss", LOSSES)
-Schedule = _choices("Schedule", LR_SCHEDULES)
-Precision = _choices("Precision", PRECISIONS)
-Data = _choices("Data", DATA_KINDS)
-Device = _choices("Device", ["auto", "cpu", "cuda"])
+Arch = commands.choices("Arch", REGISTRY)
+Noise = commands.choices("Noise", [*NOISE_KINDS, *MIXES])
+Loss = commands.choices("Loss", LOSSES)
+Schedule = commands.choices("Schedule", LR_SCHEDULES)
+Precision = commands.choices("Precision", PRECISIONS)
+Data = commands.choices("Data", DATA_KINDS)
+Device = commands.choices("Device", ["auto", "cpu", "cuda"])
 
 app = commands.app(
     f"Train the digit denoisers and autoencoders on MNIST (PyTorch). {EXIT_CODES_HELP}"

@@ -11,12 +11,19 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import sys
+from collections.abc import Iterable
+from enum import Enum
 from typing import Any
 
 import typer
 from typer.core import TyperGroup
 
 from denoise_cli.core.errors import EXIT_INTERRUPTED, DenoiseError, MissingDependency
+
+
+def choices(name: str, values: Iterable[object]) -> Any:
+    """A string Enum of `values`: how a registry becomes an option's choices in --help."""
+    return Enum(name, {str(v): str(v) for v in values}, type=str)
 
 
 def fail(message: str, code: int) -> None:
