@@ -50,7 +50,10 @@ from denoise_export.rewrite import (
     apply_rewrites,
     split_single_output_convs,
 )
+from denoise_export.runtimes import RuntimeRow, baseline, check_runtimes
+from denoise_export.runtimes import failures as runtime_failures
 from denoise_export.variants import (
+    PROFILES,
     Reference,
     Scores,
     Variant,
@@ -80,7 +83,9 @@ class ExportRequest:
     ort_format: bool = False
     fixed_shape: tuple[int, int, int, int] | None = None
     bench_batch: int = 256  # images/s are measured at this batch (a fixed shape: its own)
-    rewrite: bool = True  # export/rewrite.py's exact CPU-speed rewrites, before verification
+    profile: str = "portable"  # variants.PROFILES: where the files will run
+    #: export/runtimes.py's runtimes to run every file in (None: all; missing ones are listed).
+    runtimes: tuple[str, ...] | None = None
 
 
 @dataclass
@@ -101,12 +106,14 @@ class ExportResult:
     metadata: dict[str, str]
     parity: list[dict[str, Any]]
     rows: list[VariantRow] = field(default_factory=list)
+    runtimes: list[RuntimeRow] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "metadata": self.metadata,
             "parity": self.parity,
             "variants": [asdict(r) for r in self.rows],
+            "runtimes": [asdict(r) for r in self.runtimes],
         }
 
 
@@ -144,6 +151,8 @@ def run_export(
         ort_format=request.ort_format,
         fixed_shape=request.fixed_shape,
     )
+    if request.profile not in PROFILES:
+        raise UsageError(f"unknown export profile {request.profile!r}; know {', '.join(PROFILES)}")
     stem = request.out.with_suffix("").name
     names = [f"{stem}{suffix}" for v in variants for suffix in v.suffixes]
     if clashes := sorted({n for n in names if names.count(n) > 1}):
@@ -167,10 +176,11 @@ def run_export(
         with staging_folder(destination, request.out.name) as folder:
             staged = [_stage(v, ref, folder / f"{stem}{v.suffix}", log) for v in variants]
             rows = [row for s in staged if (row := _row(s, destination, request.bench_batch))]
+            runtimes = _check_runtimes(staged, ref, request.runtimes, log)
             _publish(staged, destination, log)
     except ExportError as exc:
         raise ExportError(f"{exc}; nothing was written") from exc
-    return ExportResult(ref.metadata, [asdict(c) for c in parity], rows)
+    return ExportResult(ref.metadata, [asdict(c) for c in parity], rows, runtimes)
 
 
 def reference(
@@ -193,7 +203,7 @@ def reference(
     proto = export_model(
         model, arch.fully_convolutional, request.opset, size_multiple=arch.size_multiple
     )
-    rewrites = apply_rewrites(proto, request.rewrite, log)
+    rewrites = apply_rewrites(proto, request.profile == "onnxruntime", log)
     check_model(proto)
     parity = check_parity(proto, model, inputs[:PARITY_DIGITS], arch.fully_convolutional)
     for case in parity:
@@ -216,6 +226,7 @@ def reference(
         receptive_radius=receptive_radius(model) if arch.fully_convolutional else 0,
         task=arch.task,
     )
+    metadata["export_profile"] = request.profile
     if rewrites:
         metadata[REWRITES_KEY] = rewrites
     set_metadata(proto, metadata)
@@ -228,7 +239,7 @@ def reference(
         outputs=outputs,
         calibration=calibration,
         opset=request.opset,
-        rewrite=request.rewrite,
+        profile=request.profile,
         fully_convolutional=arch.fully_convolutional,
     )
     return ref, parity
@@ -247,6 +258,7 @@ class _Staged:
 def _stage(variant: Variant, ref: Reference, path: Path, log: Callable[[str], Any]) -> _Staged:
     """Build `variant`, write it to `path` and verify that file; raises ExportError on a miss."""
     model = variant.build(ref)
+    del model.graph.value_info[:]  # converters infer shapes again: see export_model
     set_metadata(model, ref.metadata | {"variant": variant.tag})
     check_model(model)
     path.write_bytes(variant.encode(model))
@@ -279,6 +291,26 @@ def _row(staged: _Staged, destination: Path, bench_batch: int) -> VariantRow | N
         batch,
         staged.variant.check,
     )
+
+
+def _check_runtimes(
+    staged: list[_Staged],
+    ref: Reference,
+    names: tuple[str, ...] | None,
+    log: Callable[[str], Any],
+) -> list[RuntimeRow]:
+    """Every staged model file in every runtime asked for, against onnxruntime's fp32 file.
+    A runtime that runs a file wrongly is reported (and logged), not fatal: the file is right
+    in onnxruntime, and the table says where else it runs."""
+    if names == ():
+        return []
+    files = [s.files[0] for s in staged]  # companions are no models
+    sample = min(len(ref.inputs), PARITY_DIGITS)
+    base = baseline(files[0], ref.clean[:sample], ref.inputs[:sample])
+    rows = check_runtimes(files, base, names)
+    for row in runtime_failures(rows):
+        log(f"  warning: {row.runtime} runs {row.file} {row.verdict}: {row.reason}")
+    return rows
 
 
 def _publish(staged: list[_Staged], destination: Path, log: Callable[[str], Any]) -> None:
@@ -351,6 +383,7 @@ def rewrite_file(source: Path, out: Path, digits: np.ndarray) -> RewriteResult:
         )
     metadata = get_metadata(original)
     metadata[REWRITES_KEY] = ",".join([*done, SPLIT_SINGLE_OUTPUT_CONV])
+    metadata["export_profile"] = "onnxruntime"
     set_metadata(proto, metadata)
     save_atomic(proto, out)
     return RewriteResult(count, results)

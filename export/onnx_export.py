@@ -65,6 +65,12 @@ def export_model(
                 _export_torchscript(model, example, path, opset, fully_convolutional, fixed_shape)
         proto = onnx.load(str(path))  # pulls any external .onnx.data back in
     onnx.external_data_helper.convert_model_from_external_data(proto)
+    # The exporter's value_info carries torch-internal shape symbols (height_blocks...) and
+    # stale entries: tract refused every U-Net over them ("Impossible to unify MulInt(2,
+    # Sym(s75)) with MulInt(2, Sym(height_blocks))"), and onnxruntime's fp16 converter kept
+    # float32 entries for tensors it made float16, which onnx.checker rejects. Every runtime
+    # infers shapes itself, so no file of ours carries any.
+    del proto.graph.value_info[:]
     got = {o.domain: o.version for o in proto.opset_import}.get("")
     if got != opset:
         raise ExportError(f"asked for opset {opset} but the exporter produced opset {got}")

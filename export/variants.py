@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import onnx.version_converter
 from torch import nn
 
 from denoise_cli.core.metrics import psnr
@@ -30,6 +31,15 @@ from denoise_export.onnx_export import (
     torch_outputs,
 )
 from denoise_export.rewrite import apply_rewrites
+
+#: What the files are made for. `portable`: no onnxruntime-specific rewrite (OpenCV's classic
+#: engine cannot parse its ReduceSum, ncnn gets its channel count wrong), INT8 at an opset
+#: whose QuantizeLinear/DequantizeLinear every runtime in export/runtimes.py runs.
+#: `onnxruntime`: the exact rewrites that make onnxruntime's CPU kernels faster (1.3-1.4x for
+#: the seed model), for files only onnxruntime (denoise-batch) will run.
+PROFILES = ("portable", "onnxruntime")
+#: onnx.reference implements DequantizeLinear from opset 19 on.
+PORTABLE_QDQ_OPSET = 19
 
 # Acceptance per variant, against the fp32 file on the whole test set.
 FP16_MAX_ABS = 1e-2
@@ -51,8 +61,13 @@ class Reference:
     outputs: np.ndarray  # the fp32 graph's outputs on `inputs`
     calibration: np.ndarray  # model inputs for INT8 calibration (empty when not asked for)
     opset: int
-    rewrite: bool  # apply export/rewrite.py's rewrites to re-exported graphs
+    profile: str  # one of PROFILES
     fully_convolutional: bool
+
+    @property
+    def rewrite(self) -> bool:
+        """Whether re-exported graphs get export/rewrite.py's onnxruntime rewrites."""
+        return self.profile == "onnxruntime"
 
     def fp32(self) -> onnx.ModelProto:
         """A copy of the fp32 graph, for a builder to change."""
@@ -192,7 +207,7 @@ def choose_variants(
                 "int8",
                 "int8-qdq-per-channel",
                 ".int8.onnx",
-                lambda ref: to_int8(ref.fp32(), ref.calibration),
+                lambda ref: to_int8(ref.fp32(), ref.calibration, ref.profile),
                 max_psnr_drop=INT8_MAX_PSNR_DROP,
             )
         )
@@ -292,7 +307,9 @@ class _Calibration:
         pass
 
 
-def to_int8(proto: onnx.ModelProto, calibration_images: np.ndarray) -> onnx.ModelProto:
+def to_int8(
+    proto: onnx.ModelProto, calibration_images: np.ndarray, profile: str = "portable"
+) -> onnx.ModelProto:
     """Static INT8 quantization, QDQ format, per-channel weights, calibrated on real inputs.
 
     Activations are uint8 and weights int8 (onnxruntime's recommended CPU combination);
@@ -301,6 +318,7 @@ def to_int8(proto: onnx.ModelProto, calibration_images: np.ndarray) -> onnx.Mode
     instructions whose int16 pair sums saturate with full 8-bit weights. Measured on AVX2
     with unet_ctx (2,000 test digits): full range lost 0.27 dB against fp32, 7-bit 0.06 dB, at
     the same speed (~1.3x fp32); uint8 weights lost 0.005 dB but ran at 0.89x fp32.
+    The portable profile raises the file to opset 19 at least (PORTABLE_QDQ_OPSET).
     """
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
@@ -322,6 +340,15 @@ def to_int8(proto: onnx.ModelProto, calibration_images: np.ndarray) -> onnx.Mode
         )
         out = onnx.load(str(dst))
     onnx.external_data_helper.convert_model_from_external_data(out)
+    opset = next(o.version for o in out.opset_import if o.domain in ("", "ai.onnx"))
+    if profile == "portable" and opset < PORTABLE_QDQ_OPSET:
+        try:
+            out = onnx.version_converter.convert_version(out, PORTABLE_QDQ_OPSET)
+        except Exception as exc:  # the converter raises bare RuntimeErrors and its own types
+            raise ExportError(
+                f"int8: onnx cannot raise opset {opset} to {PORTABLE_QDQ_OPSET} for the portable "
+                f"profile ({exc}); export with --profile onnxruntime or a newer --opset"
+            ) from None
     return out
 
 

@@ -195,7 +195,7 @@ def test_failed_variant_check_leaves_the_output_folder_as_it_was(
     file already at the destination is only replaced by an export that passes."""
     from denoise_export import variants
 
-    monkeypatch.setattr(variants, "to_int8", lambda proto, calibration: _zeroed(proto))
+    monkeypatch.setattr(variants, "to_int8", lambda proto, *args: _zeroed(proto))
     out = tmp_path / "m.onnx"
     out.write_bytes(b"an older export")
     (tmp_path / "notes.txt").write_text("unrelated")
@@ -221,7 +221,7 @@ def test_interrupted_export_leaves_nothing_behind(tmp_path, conv_ckpt, data_dir,
     folders the export made for itself are gone again."""
     from denoise_export import variants
 
-    def interrupt(proto, calibration):
+    def interrupt(proto, *args):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(variants, "to_int8", interrupt)
@@ -335,12 +335,14 @@ def test_single_output_conv_rewrite_is_exact(opset, bias):
     assert split_single_output_convs(rewritten) == 0  # nothing left to rewrite
 
 
-def test_export_rewrites_by_default_and_on_request_only(tmp_path, conv_ckpt, data_dir):
+def test_only_the_onnxruntime_profile_rewrites(tmp_path, conv_ckpt, data_dir):
     plain, fast = tmp_path / "plain.onnx", tmp_path / "fast.onnx"
-    result = _export([conv_ckpt, "-o", fast, "--data-dir", data_dir])
+    args = ["--data-dir", data_dir, "--runtimes", "none"]
+    result = _export([conv_ckpt, "-o", fast, "--profile", "onnxruntime", *args])
     assert result.exit_code == 0, result.output
     assert "rewrote 1 single-output convolution" in result.output
-    assert _export([conv_ckpt, "-o", plain, "--no-rewrite", "--data-dir", data_dir]).exit_code == 0
+    result = _export([conv_ckpt, "-o", plain, *args])
+    assert result.exit_code == 0 and "rewrote" not in result.output
 
     def ops_and_meta(path):
         proto = onnx.load(str(path))
@@ -349,7 +351,8 @@ def test_export_rewrites_by_default_and_on_request_only(tmp_path, conv_ckpt, dat
     plain_ops, plain_meta = ops_and_meta(plain)
     fast_ops, fast_meta = ops_and_meta(fast)
     assert "ReduceSum" not in plain_ops and "graph_rewrites" not in plain_meta
-    assert "ReduceSum" in fast_ops
+    assert plain_meta["export_profile"] == "portable"
+    assert "ReduceSum" in fast_ops and fast_meta["export_profile"] == "onnxruntime"
     assert fast_meta["graph_rewrites"] == "single-output-conv-as-depthwise-sum"
     x = np.random.default_rng(2).random((6, 1, 28, 28), dtype=np.float32)
     np.testing.assert_allclose(
@@ -363,7 +366,7 @@ def test_optimize_rewrites_an_existing_file_verified(tmp_path, conv_ckpt, data_d
     from denoise_export.cli import app
 
     plain = tmp_path / "plain.onnx"
-    assert _export([conv_ckpt, "-o", plain, "--no-rewrite", "--data-dir", data_dir]).exit_code == 0
+    assert _export([conv_ckpt, "-o", plain, "--data-dir", data_dir]).exit_code == 0
     before = plain.read_bytes()
     fast = tmp_path / "fast.onnx"
     runner = CliRunner()
@@ -375,6 +378,10 @@ def test_optimize_rewrites_an_existing_file_verified(tmp_path, conv_ckpt, data_d
     meta = {p.key: p.value for p in onnx.load(str(fast)).metadata_props}
     old_meta = {p.key: p.value for p in onnx.load(str(plain)).metadata_props}
     assert meta.pop("graph_rewrites") == "single-output-conv-as-depthwise-sum"
+    assert (meta.pop("export_profile"), old_meta.pop("export_profile")) == (
+        "onnxruntime",
+        "portable",
+    )
     assert meta == old_meta  # everything else travels unchanged
 
     again = runner.invoke(app, ["optimize", str(fast), "-o", str(tmp_path / "x.onnx")])

@@ -1,0 +1,348 @@
+"""The exported files in the runtimes edge users deploy with, each against onnxruntime's fp32.
+
+onnxruntime verifying its own files proves little about OpenVINO, OpenCV or tract: measured
+here, tract refused every U-Net over the exporter's stale `value_info`, OpenCV's classic engine
+could not parse the `ReduceSum` of the onnxruntime rewrite nor run fp16 weights, OpenCV 5's
+new engine ran the INT8 file 10 dB wrong without an error, OpenVINO's CPU default (bf16) moved
+outputs by up to 0.14, and onnx.reference has no `DequantizeLinear` below opset 19. So each
+file is run in every runtime installed here, on the same noisy test digits, at batch 1, at a
+batch of many, and at a size other than 28x28, and scored against onnxruntime running the fp32
+file. A runtime that is not installed is listed as not checked; one that runs a file wrongly
+is reported as wrong, never as passing.
+
+Each runtime is a `Runtime`: how to find it, how to load a file into a callable
+(N, 1, H, W) float32 -> (N, 1, H, W) float32, and which file formats it reads.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from denoise_cli.core.metrics import psnr
+from denoise_cli.core.timing import best_rate
+from denoise_export.onnx_export import INPUT_NAME, odd_size_digits, ort_session
+
+Model = Callable[[np.ndarray], np.ndarray]
+
+#: PSNR a file may lose against onnxruntime's fp32 outputs, by the file's `variant` tag prefix
+#: (INT8: the drop the export itself allows).
+PSNR_TOLERANCE = {"int8": 0.5}
+DEFAULT_PSNR_TOLERANCE = 0.05  # dB
+#: Max abs difference allowed on top, for the files that should compute what fp32 computes.
+MAX_ABS_TOLERANCE = {"fp32": 1e-4, "ort-format": 1e-4, "fixed": 1e-4, "fp16": 1e-2}
+#: Images of the batch-of-many case (and of the PSNR); onnx.reference, pure numpy, gets fewer.
+BATCH = 64
+REFERENCE_BATCH = 8
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """One inference engine: its name, the package that brings it, how it loads a file."""
+
+    name: str
+    package: str  # what `pip install` needs (shown when it is missing)
+    module: str  # importable when installed
+    load: Callable[[Path], Model]
+    formats: tuple[str, ...] = (".onnx",)
+    batch: int = BATCH
+
+    #: Why it cannot be checked although its module imports (None: it can).
+    unusable: Callable[[], str | None] = lambda: None
+
+    def missing(self) -> str | None:
+        """Why this runtime cannot be checked here, or None when it can."""
+        if importlib.util.find_spec(self.module) is None:
+            return f"not installed (pip install {self.package})"
+        return self.unusable()
+
+
+def _cv2() -> Any:
+    import cv2
+
+    return cv2
+
+
+def _load_onnxruntime(path: Path) -> Model:
+    session = ort_session(path)
+    return lambda x: session.run(None, {INPUT_NAME: x})[0]
+
+
+def _load_openvino(path: Path) -> Model:
+    import openvino as ov
+
+    # Its CPU plugin's default precision on CPUs with bf16 is bf16: outputs moved by up to
+    # 0.14. Pinned to f32, it computes what the export verified.
+    compiled = ov.Core().compile_model(str(path), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    return lambda x: np.asarray(compiled(x)[0])
+
+
+def _opencv_loader(engine: str) -> Callable[[Path], Model]:
+    def load(path: Path) -> Model:
+        cv2 = _cv2()
+        if hasattr(cv2.dnn, "ENGINE_CLASSIC"):
+            net = cv2.dnn.readNetFromONNX(str(path), engine=getattr(cv2.dnn, engine))
+        else:  # OpenCV 4.x: one engine, the classic one
+            net = cv2.dnn.readNetFromONNX(str(path))
+
+        def run(x: np.ndarray) -> np.ndarray:
+            net.setInput(x)
+            return np.asarray(net.forward())
+
+        return run
+
+    return load
+
+
+def _load_tract(path: Path) -> Model:
+    import tract
+
+    model = tract.onnx().load(str(path)).into_model().into_runnable()
+    return lambda x: model.run([x])[0].to_numpy()
+
+
+def _load_reference(path: Path) -> Model:
+    from onnx.reference import ReferenceEvaluator
+
+    evaluator = ReferenceEvaluator(str(path))
+
+    def run(x: np.ndarray) -> np.ndarray:
+        with np.errstate(over="ignore"):  # its Sigmoid is 1 / (1 + exp(-x)), exactly 0 or 1
+            return evaluator.run(None, {INPUT_NAME: x})[0]
+
+    return run
+
+
+RUNTIMES: dict[str, Runtime] = {
+    r.name: r
+    for r in (
+        Runtime("onnxruntime", "onnxruntime", "onnxruntime", _load_onnxruntime, (".onnx", ".ort")),
+        Runtime("openvino", "openvino", "openvino", _load_openvino),
+        Runtime(
+            "opencv-classic", "opencv-python-headless", "cv2", _opencv_loader("ENGINE_CLASSIC")
+        ),
+        Runtime(
+            "opencv-new",
+            "opencv-python-headless>=5",
+            "cv2",
+            _opencv_loader("ENGINE_NEW"),
+            unusable=lambda: (
+                None
+                if hasattr(_cv2().dnn, "ENGINE_NEW")
+                else "OpenCV 4.x has one engine (checked as opencv-classic)"
+            ),
+        ),
+        Runtime("tract", "tract", "tract", _load_tract),
+        Runtime("onnx.reference", "onnx", "onnx", _load_reference, batch=REFERENCE_BATCH),
+    )
+}
+
+
+@dataclass
+class RuntimeRow:
+    """One file in one runtime. `verdict`: ok, wrong, fails, not checked or n/a."""
+
+    runtime: str
+    file: str
+    variant: str
+    verdict: str
+    reason: str = ""
+    batch_1: bool | None = None
+    batch_n: bool | None = None
+    other_size: bool | None = None
+    max_abs_vs_fp32: float | None = None
+    psnr: float | None = None
+    psnr_vs_fp32: float | None = None
+    images_per_s: float | None = None
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """onnxruntime's fp32 outputs on the noisy test digits and on one odd-sized image."""
+
+    clean: np.ndarray  # (N, 1, 28, 28)
+    inputs: np.ndarray  # the noisy digits fed to every runtime
+    outputs: np.ndarray  # onnxruntime fp32 on `inputs`
+    odd_input: np.ndarray | None  # (1, 1, 64, 48); None for a model of one size (dense)
+    odd_output: np.ndarray | None
+
+
+def baseline(fp32_file: Path, clean: np.ndarray, inputs: np.ndarray) -> Baseline:
+    """onnxruntime running the fp32 file: what every other file and runtime is scored against."""
+    session = ort_session(fp32_file)
+    outputs = session.run(None, {INPUT_NAME: inputs})[0]
+    height, width = session.get_inputs()[0].shape[2:]
+    if isinstance(height, int) and isinstance(width, int):
+        return Baseline(clean, inputs, outputs, None, None)
+    odd = odd_size_digits(inputs)
+    return Baseline(clean, inputs, outputs, odd, session.run(None, {INPUT_NAME: odd})[0])
+
+
+def check_runtimes(
+    files: Sequence[Path],
+    base: Baseline,
+    names: Sequence[str] | None = None,
+    seconds: float = 0.3,
+) -> list[RuntimeRow]:
+    """Every file in every runtime (`names`: a subset of RUNTIMES, None for all)."""
+    rows = []
+    for name in names or list(RUNTIMES):
+        runtime = RUNTIMES[name]
+        missing = runtime.missing()
+        for path in files:
+            variant = _variant_tag(path)
+            if missing:
+                rows.append(RuntimeRow(name, path.name, variant, "not checked", missing))
+            elif not any(path.name.endswith(s) for s in runtime.formats):
+                rows.append(RuntimeRow(name, path.name, variant, "n/a", "reads no such file"))
+            else:
+                rows.append(_check_one(runtime, path, variant, base, seconds))
+    return rows
+
+
+def _variant_tag(path: Path) -> str:
+    if path.suffix == ".ort":
+        return "ort-format"
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    return next((p.value for p in model.metadata_props if p.key == "variant"), "fp32")
+
+
+def _fixed_shape(path: Path) -> tuple[int, ...] | None:
+    """The file's input shape when every dimension is fixed, else None."""
+    if path.suffix == ".ort":
+        return None
+    import onnx
+
+    dims = onnx.load(str(path), load_external_data=False).graph.input[0].type.tensor_type.shape
+    values = tuple(d.dim_value if d.HasField("dim_value") else None for d in dims.dim)
+    return values if all(v is not None for v in values) else None
+
+
+def _check_one(
+    runtime: Runtime, path: Path, variant: str, base: Baseline, seconds: float
+) -> RuntimeRow:
+    row = RuntimeRow(runtime.name, path.name, variant, "fails")
+    try:
+        model = runtime.load(path)
+    except Exception as exc:  # every engine raises its own types
+        row.reason = f"does not load: {_one_line(exc)}"
+        return row
+    fixed = _fixed_shape(path)
+    batch = fixed[0] if fixed else runtime.batch
+    count = max(batch, min(len(base.inputs), runtime.batch) // batch * batch)
+    inputs = base.inputs[:count]
+    try:
+        start = time.perf_counter()
+        outputs = np.concatenate(
+            [_run(model, inputs[i : i + batch]) for i in range(0, count, batch)]
+        )
+        elapsed = time.perf_counter() - start
+        row.batch_1 = batch == 1 or (None if fixed else _runs(model, inputs[:1]))
+        row.batch_n = None if batch == 1 else True
+    except Exception as exc:
+        row.reason = f"does not run: {_one_line(exc)}"
+        return row
+    if fixed is None and base.odd_input is not None:
+        try:
+            odd = _run(model, base.odd_input)
+            row.other_size = bool(np.max(np.abs(odd - base.odd_output)) <= _max_abs(variant, 1.0))
+        except Exception as exc:
+            row.other_size = False
+            row.reason = f"64x48 input: {_one_line(exc)}"
+    reference = base.outputs[:count]
+    if outputs.shape != reference.shape:
+        row.verdict, row.reason = "wrong", f"output shape {outputs.shape}"
+        return row
+    clean = base.clean[:count]
+    row.max_abs_vs_fp32 = float(np.max(np.abs(outputs - reference)))
+    row.psnr = float(np.mean(psnr(clean, outputs)))
+    row.psnr_vs_fp32 = row.psnr - float(np.mean(psnr(clean, reference)))
+    # A slow engine (tract's fp16: 8 images/s) is timed by the run above, not again.
+    if elapsed < seconds:
+        row.images_per_s = batch * best_rate(lambda: model(inputs[:batch]), seconds)
+    else:
+        row.images_per_s = count / elapsed
+    row.verdict, row.reason = _judge(variant, row)
+    if row.verdict == "ok" and count != BATCH:
+        row.reason = f"on {count} digits"
+    return row
+
+
+def _run(model: Model, x: np.ndarray) -> np.ndarray:
+    out = np.asarray(model(np.ascontiguousarray(x, dtype=np.float32)), dtype=np.float32)
+    if out.shape != x.shape:
+        raise ValueError(f"output shape {out.shape} for input {x.shape}")
+    return out
+
+
+def _runs(model: Model, x: np.ndarray) -> bool:
+    _run(model, x)
+    return True
+
+
+def _tolerance(table: dict[str, float], variant: str, default: float) -> float:
+    return next((v for k, v in table.items() if variant.startswith(k)), default)
+
+
+def _max_abs(variant: str, default: float) -> float:
+    return _tolerance(MAX_ABS_TOLERANCE, variant, default)
+
+
+def _judge(variant: str, row: RuntimeRow) -> tuple[str, str]:
+    allowed = _tolerance(PSNR_TOLERANCE, variant, DEFAULT_PSNR_TOLERANCE)
+    if not -row.psnr_vs_fp32 <= allowed:  # also catches NaN
+        return "wrong", f"PSNR {row.psnr_vs_fp32:+.2f} dB vs onnxruntime fp32 (allowed -{allowed})"
+    limit = _max_abs(variant, float("inf"))
+    if not row.max_abs_vs_fp32 <= limit:
+        return "wrong", f"max abs {row.max_abs_vs_fp32:.2g} vs onnxruntime fp32 (allowed {limit:g})"
+    if row.other_size is False:
+        return "wrong", row.reason or "differs on a 64x48 input"
+    return "ok", row.reason
+
+
+def _one_line(exc: BaseException, limit: int = 400) -> str:
+    """The error on one line; a long one keeps its start and its end: OpenCV names the node
+    near the start and what it found at the end ("'input' is 7 (CV_16FC1)")."""
+    text = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+    half = (limit - 5) // 2
+    return text if len(text) <= limit else f"{text[:half]} ... {text[-half:]}"
+
+
+def failures(rows: Sequence[RuntimeRow]) -> list[RuntimeRow]:
+    """The rows of files that a runtime checked here and did not run right."""
+    return [r for r in rows if r.verdict in ("wrong", "fails")]
+
+
+def markdown_table(rows: Sequence[RuntimeRow]) -> str:
+    def flag(value: bool | None) -> str:
+        return "-" if value is None else ("yes" if value else "no")
+
+    lines = [
+        "| runtime | file | verdict | batch 1 | batch N | 64x48 | max abs vs fp32 | PSNR (dB) "
+        "| vs fp32 (dB) | images/s | note |",
+        "|---|---|---|---|---|---|---:|---:|---:|---:|---|",
+    ]
+    for r in rows:
+        nums = (
+            f"{r.max_abs_vs_fp32:.1e} | {r.psnr:.2f} | {r.psnr_vs_fp32:+.3f} "
+            f"| {r.images_per_s:,.0f}"
+            if r.psnr is not None
+            else "- | - | - | -"
+        )
+        lines.append(
+            f"| {r.runtime} | {r.file} | {r.verdict} | {flag(r.batch_1)} | {flag(r.batch_n)} "
+            f"| {flag(r.other_size)} | {nums} | {r.reason} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def as_dicts(rows: Sequence[RuntimeRow]) -> list[dict[str, Any]]:
+    return [asdict(r) for r in rows]
