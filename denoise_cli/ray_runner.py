@@ -13,6 +13,7 @@ Ray is optional: `pip install 'denoise-batch[ray]'`. Nothing here imports it at 
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -22,6 +23,10 @@ from denoise_cli.plan import SourceTree, TargetTree
 from denoise_cli.report import Outcome
 from denoise_cli.runners import Run, process_chunk
 from denoise_cli.walk import FileJob
+
+#: Restarts of an actor, and retries of a chunk whose actor died (node lost, process killed).
+MAX_RETRIES = 3
+LOST_ON_RAY = "the Ray cluster could not finish this file's chunk; rerun to retry"
 
 
 class ChunkActor:
@@ -78,19 +83,65 @@ class RayRunner:
             ray.init(address=self.address, log_to_driver=False, include_dashboard=False)
             with contextlib.suppress(AttributeError, ValueError):  # not the main thread
                 run.stop.install()  # ray.init replaced SIGTERM's handler with sys.exit
-        blocks = max(1, -(-len(rows) // job.files_per_chunk))  # a block per chunk: all busy
-        dataset = ray.data.from_items(rows, override_num_blocks=blocks).map_batches(
+        with warnings.catch_warnings():
+            # Ray 2.60 deprecates passing max_restarts/max_task_retries this way in favour of
+            # named parameters it does not have yet (pyproject pins ray below 2.64).
+            warnings.simplefilter("ignore", DeprecationWarning)
+            dataset = self._dataset(ray, rows, run)
+        recorded: set[str] = set()
+        try:
+            for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
+                if run.stop():  # chunks in flight finish on the actors; unrecorded ones rerun
+                    break
+                for rel, output, error in zip(batch["rel"], batch["output"], batch["error"],
+                                              strict=True):  # fmt: skip
+                    recorded.add(str(rel))
+                    recorder.outcome(Outcome(str(rel), str(output), str(error) or None))
+        except Exception as exc:  # the cluster gave up (a node lost past its retries...)
+            # Ray retries a chunk whose actor or node died; this is what it could not finish.
+            # Those files fail with the reason, the rest stand; a rerun retries them.
+            reason = f"{LOST_ON_RAY} ({_first_line(exc)})"
+            lost = [row for row in rows if row["rel"] not in recorded]
+            done = set() if job.overwrite else _on_disk(run.target, [r["dst"] for r in lost])
+            for row in lost:
+                error = None if row["dst"] in done else reason
+                recorder.outcome(Outcome(row["rel"], row["dst"], error))
+
+    def _dataset(self, ray: Any, rows: list[dict[str, str]], run: Run) -> Any:
+        """The files as a Ray dataset, chunked, mapped through a pool of ChunkActors."""
+        blocks = max(1, -(-len(rows) // run.job.files_per_chunk))  # a block per chunk: all busy
+        return ray.data.from_items(rows, override_num_blocks=blocks).map_batches(
             ChunkActor,
-            fn_constructor_args=(job, run.threads, run.source, run.target),
-            batch_size=job.files_per_chunk,
+            fn_constructor_args=(run.job, run.threads, run.source, run.target),
+            batch_size=run.job.files_per_chunk,
             batch_format="numpy",
             compute=ray.data.ActorPoolStrategy(size=run.workers),
             num_cpus=self.cpus_per_worker,
             num_gpus=self.gpus_per_worker,
+            # Ray Data's default is to restart actors and retry their tasks forever: right for
+            # a lost node, a hang for a chunk that kills its actor every time (a crashing
+            # decoder). Bounded, the run ends and names the files it could not finish.
+            max_restarts=MAX_RETRIES,
+            max_task_retries=MAX_RETRIES,
         )
-        for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
-            if run.stop():  # chunks in flight finish on the actors; unrecorded ones rerun
-                break
-            for rel, output, error in zip(batch["rel"], batch["output"], batch["error"],
-                                          strict=True):  # fmt: skip
-                recorder.outcome(Outcome(str(rel), str(output), str(error) or None))
+
+
+def _on_disk(target: TargetTree, outputs: list[str]) -> set[str]:
+    """Which of `outputs` (none existed when the run was planned) an actor wrote before the
+    cluster gave up: writes are atomic renames, so an output that exists is whole."""
+    base, folders = target.path(""), {}
+    for dst in outputs:
+        folder, _, name = dst[len(base) :].rpartition("/")
+        folders.setdefault(f"{folder}/" if folder else "", []).append((dst, name))
+    return {
+        dst
+        for prefix, entries in folders.items()
+        for names in [target.existing(prefix)]
+        for dst, name in entries
+        if name in names
+    }
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return f"{type(exc).__name__}: {lines[0][:200] if lines else ''}"

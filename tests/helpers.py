@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gzip
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -62,9 +62,13 @@ def write_idx_set(folder: Path, n_train: int = 600, n_test: int = 100, seed: int
 
 
 class CrashingTransform:
-    """Identity, except that a worker process (never the test's own) dies on a 'crash' file."""
+    """Identity, except that a worker process (never the test's own: any process but
+    `driver_pid`, a pool helper or a Ray actor) dies on a 'crash' file."""
 
     fork_safe = False  # spawned helpers: the crash must not depend on a fork
+
+    def __init__(self, driver_pid: int) -> None:
+        self.driver_pid = driver_pid
 
     def describe(self) -> dict:
         return {"transform": "crashing identity"}
@@ -73,9 +77,7 @@ class CrashingTransform:
         return 64
 
     def __call__(self, images, jobs):
-        import multiprocessing
-
-        if multiprocessing.parent_process() is not None and any("crash" in j.rel for j in jobs):
+        if os.getpid() != self.driver_pid and any("crash" in j.rel for j in jobs):
             os._exit(3)  # what a segfaulting decoder looks like from outside
         return images
 
@@ -84,8 +86,10 @@ class CrashingTransform:
 class Crashing:
     """A Job's transform description that builds a CrashingTransform in every worker."""
 
+    driver_pid: int = field(default_factory=os.getpid)
+
     def build(self, threads: int | None) -> CrashingTransform:
-        return CrashingTransform()
+        return CrashingTransform(self.driver_pid)
 
 
 def tree_hash(root: Path) -> dict[str, str]:

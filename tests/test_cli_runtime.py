@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -616,7 +617,7 @@ def test_helpers_fork_only_where_it_is_safe(monkeypatch):
     monkeypatch.setattr(runners.sys, "platform", "linux")
     assert runners.start_method(cpu) == "fork"
     assert runners.start_method(noise) == "fork"
-    assert runners.start_method(CrashingTransform()) == "spawn"
+    assert runners.start_method(CrashingTransform(os.getpid())) == "spawn"
     cpu.fork_safe = False  # what a CUDA session says: its context cannot cross a fork
     assert runners.start_method(cpu) == "spawn"
     monkeypatch.setattr(runners.sys, "platform", "darwin")

@@ -176,3 +176,31 @@ def test_ray_and_local_runs_agree_with_every_option(tmp_path, noisy_digits, loca
     assert {k: reports["ray"][k] for k in keys} == {k: reports["local"][k] for k in keys}
     assert reports["ray"]["skipped"] == reports["local"]["skipped"]
     assert reports["ray"]["invert"] == reports["local"]["invert"] == "no"
+
+
+def test_a_chunk_that_kills_its_actor_fails_with_a_reason_and_never_hangs(
+    tmp_path, noisy_digits, local_ray
+):
+    """An actor that dies on every try of one chunk (a segfaulting decoder, say): Ray retries
+    it a bounded number of times, then every file it could not finish fails with the reason;
+    the run ends, and a rerun in-process (no crash there) completes the tree."""
+    from denoise_cli.job import Job
+    from denoise_cli.ray_runner import LOST_ON_RAY, RayRunner
+    from denoise_cli.runners import run_job
+    from tests.helpers import Crashing
+
+    src, out = tmp_path / "in", tmp_path / "out"
+    save_gray(src / "000-crash.png", noisy_digits[0])
+    for i in range(1, 24):
+        save_gray(src / f"{i:03d}.png", noisy_digits[i % 16])
+    job = Job(Crashing(), workers=2, files_per_chunk=4)  # type: ignore[arg-type]
+    start = time.monotonic()
+    report = run_job(job, src, out, runner=RayRunner())
+    assert time.monotonic() - start < 120
+    lost = {f.file: f.error for f in report.failures}
+    assert "000-crash.png" in lost
+    assert all(error.startswith(LOST_ON_RAY) for error in lost.values())
+    assert report.written + report.failed == 24
+    assert len(_files(out)) == report.written
+    rerun = run_job(job.with_(workers=1), src, out)
+    assert rerun.written == report.failed and rerun.failed == 0
