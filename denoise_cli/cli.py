@@ -33,7 +33,6 @@ from denoise_cli.session import DEFAULT_MODEL, DEVICE_ALIASES, bundled_models
 MAX_LISTED_FAILURES = 50
 
 
-
 Invert = commands.choices("Invert", INVERT_CHOICES)
 OutputFormat = commands.choices("OutputFormat", OUTPUT_FORMATS)
 Noise = commands.choices("Noise", [*NOISE_KINDS, *MIXES])

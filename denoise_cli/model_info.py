@@ -7,6 +7,7 @@ with the conservative defaults below.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 SUPPORTED_SCHEMA_MAJOR = 1
 
@@ -67,7 +68,11 @@ class ModelInfo:
             return None
 
     def summary(self) -> str:
+        """'unet_scenes (unet_lite_near, PATH, test PSNR 20.51 dB)': the file's name, which is
+        what --model takes, then the architecture when the name is another."""
         psnr = f", test PSNR {self.test_psnr:.2f} dB" if self.test_psnr is not None else ""
         variant = self.metadata.get("variant", "")
         variant = f" {variant}" if variant and variant != "fp32" else ""
-        return f"{self.architecture}{variant} ({self.path}{psnr})"
+        name = Path(self.path).name.split(".")[0]
+        arch = f"{self.architecture}, " if self.architecture not in (name, "unknown") else ""
+        return f"{name}{variant} ({arch}{self.path}{psnr})"

@@ -50,7 +50,7 @@ def _models_dir() -> Path:
 
 
 #: The bundled model that no --model (or --model default) means; README, "The bundled models".
-DEFAULT_MODEL = "conv_denoiser"
+DEFAULT_MODEL = "unet_scenes"
 
 
 def default_model_path() -> Path:
@@ -64,7 +64,7 @@ def bundled_models() -> dict[str, Path]:
 
 
 def resolve_model(model: str | Path | None) -> Path:
-    """A path as given, or a bundled model's name (e.g. 'unet_small'); None or 'default': the
+    """A path as given, or a bundled model's name (e.g. 'conv_denoiser'); None or 'default': the
     default model."""
     if model is None:
         return default_model_path()

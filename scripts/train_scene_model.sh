@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# The candidate default model (issue "Digits as they come"): unet_lite_near trained on scenes
+# The bundled default model, unet_scenes: unet_lite_near trained on scenes
 # (train/scenes.py: strings, 0.7-4x scales, pages, printed digits, blank paper, plain MNIST
 # frames every third step) with the mixed noise (Gaussian 0.05-0.75, salt-and-pepper, speckle,
 # Poisson, per image). 40 epochs of 1,000 steps, ~4 min an epoch on 2 AVX2 cores (~2.7 h).
-# Every epoch checkpoints; run it again and it resumes from the last finished epoch.
+# Every epoch checkpoints; run it again and it resumes from the last finished epoch. The last
+# step exports the bundled file (portable profile: no onnxruntime-only rewrite applies to it).
 # Usage: scripts/train_scene_model.sh [MNIST_DIR]
 set -euo pipefail
 data_dir=${1:-${DENOISE_MNIST_DIR:-../shared/data/mnist}}
@@ -13,3 +14,4 @@ resume=()
 denoise-train fit --arch unet_lite_near --data scenes --noise mixed --epochs 40 \
   --steps-per-epoch 1000 --batch-size 32 --lr 2e-3 --lr-schedule cosine \
   --data-dir "$data_dir" --out "$ckpt" "${resume[@]}"
+denoise-export "$ckpt" -o denoise_cli/models/unet_scenes.onnx --data-dir "$data_dir" --runtimes none

@@ -248,7 +248,7 @@ def test_broken_files_fail_alone(tmp_path, noisy_digits):
         "garbage.jpg",
         "sub/truncated.png",
     }
-    assert data["provider"] == "CPUExecutionProvider" and "conv_denoiser" in data["model"]
+    assert data["provider"] == "CPUExecutionProvider" and "unet_scenes" in data["model"]
 
 
 def test_decompression_bomb_guard(tmp_path, noisy_digits):
@@ -508,7 +508,9 @@ def test_score_reports_missing_results(tmp_path, clean_digits):
 def test_info_describes_the_bundled_model():
     result = run_tool("info")
     assert result.exit_code == 0
-    assert "architecture: conv_denoiser" in result.output
+    assert (
+        "architecture: unet_lite_near" in result.output and "model: unet_scenes (" in result.output
+    )
     assert "polarity: light-on-dark" in result.output
     assert "selected provider: CPUExecutionProvider" in result.output
 
@@ -556,7 +558,7 @@ def test_worker_processes_give_the_same_bytes(tmp_path, noisy_digits):
         assert (tmp_path / "pooled" / name).read_bytes() == (tmp_path / "local" / name).read_bytes()
 
 
-@pytest.mark.parametrize("name", ["unet_lite", "unet_lite_near", "unet_small", "unet_small_blind"])
+@pytest.mark.parametrize("name", ["unet_scenes", "conv_denoiser"])
 def test_bundled_models_by_name(tmp_path, noisy_digits, clean_digits, name):
     src, out = tmp_path / "in", tmp_path / "out"
     for i in range(4):
@@ -573,16 +575,13 @@ def test_bundled_models_by_name(tmp_path, noisy_digits, clean_digits, name):
 
 
 def test_info_lists_bundled_models():
-    result = run_tool("info", "--model", "unet_small")
+    result = run_tool("info", "--model", "unet_scenes")
     assert result.exit_code == 0
     assert "size_multiple: 4" in result.output
-    listed = (
-        "bundled models (--model NAME): conv_denoiser, unet_lite, unet_lite_near, unet_small, "
-        "unet_small_blind"
-    )
-    assert listed in result.output and "(default: conv_denoiser)" in result.output
+    listed = "bundled models (--model NAME): conv_denoiser, unet_scenes (default: unet_scenes)"
+    assert listed in result.output
     default = run_tool("info", "--model", "default")
-    assert default.exit_code == 0 and "model: conv_denoiser (" in default.output
+    assert default.exit_code == 0 and "model: unet_scenes (" in default.output
 
 
 def test_a_dying_worker_costs_its_chunk_not_the_run(tmp_path, noisy_digits):

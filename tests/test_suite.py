@@ -129,7 +129,7 @@ def test_models_keep_sizes_and_polarity(clean_digits):
     x = np.pad(1.0 - inverted, ((0, 2), (0, 2)))[None, None]  # the multiple of 4 is 36
     expected = 1.0 - predict(model, x, torch.device("cpu"))[0, 0, :34, :34]
     np.testing.assert_allclose(out[2], expected, atol=1e-6)
-    for path in (SEED_MODEL, bundled_models()["unet_lite_near"]):
+    for path in (SEED_MODEL, bundled_models()["unet_scenes"]):
         restored = onnx_runner(path)(images)
         assert [o.shape for o in restored] == [i.shape for i in images]
         assert restored[2].mean() > 0.5  # left light: inverted there and back
