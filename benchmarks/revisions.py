@@ -1,6 +1,7 @@
 """End-to-end folder speed of this checkout against another git revision, in the same run.
 
     python -m benchmarks.revisions REV [--files 10000] [--rounds 5] [--place /dev/shm]
+                                       [--model conv_denoiser]
 
 Checks REV out into a temporary worktree and times `python -m denoise_cli.cli IN OUT --quiet`
 from each tree on the same 28x28 PNGs, rounds interleaved (the order alternates), so a change
@@ -26,10 +27,10 @@ from pathlib import Path
 from benchmarks.run import ROOT, machine, noisy_digits, table, write_tree
 
 
-def _timed(tree: Path, src: Path, dst: Path) -> float:
+def _timed(tree: Path, src: Path, dst: Path, model: str) -> float:
     start = time.perf_counter()
     subprocess.run(
-        [sys.executable, "-m", "denoise_cli.cli", str(src), str(dst), "--quiet"],
+        [sys.executable, "-m", "denoise_cli.cli", str(src), str(dst), "--quiet", "--model", model],
         check=True,
         cwd=tree,
         env={**os.environ, "PYTHONPATH": str(tree)},
@@ -43,6 +44,11 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=10_000)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--place", type=Path, default=Path("/dev/shm"))
+    parser.add_argument(
+        "--model",
+        default="conv_denoiser",
+        help="A bundled model both trees have (the default model changes between revisions).",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args()
 
@@ -62,7 +68,7 @@ def main() -> None:
             order = list(trees) if r % 2 == 0 else list(trees)[::-1]
             for name in order:
                 dst = work / f"out-{r}-{name.split()[0]}"
-                times[name].append(_timed(trees[name], src, dst))
+                times[name].append(_timed(trees[name], src, dst, args.model))
                 shutil.rmtree(dst)
         ours = times["this checkout"]
         rows = [
@@ -75,7 +81,8 @@ def main() -> None:
             for name, t in times.items()
         ]
         text = (
-            f"{args.files:,} files on {args.place}, {args.rounds} interleaved rounds:\n\n"
+            f"{args.files:,} files on {args.place}, --model {args.model}, {args.rounds} "
+            "interleaved rounds:\n\n"
             + table(["tree", "images/s (median)", "seconds (median)", "time vs this"], rows)
         )
     finally:

@@ -4,13 +4,15 @@
     python -m benchmarks.run --quick              # smaller, for a smoke test
     python -m benchmarks.run --sections model,folder --files 10000 --rounds 5
 
-Sections (model, folder and gpu run once per model in --models: by default the default model,
+Sections (model, folder, scans and gpu run once per model in --models: by default the default model,
 and the seed conv_denoiser beside it):
   model    model-only images/s: onnxruntime (fp32, fp16, int8) vs the same network in torch
            eager, batch x threads
   folder   end to end on N noisy 28x28 PNGs: denoise-batch vs a naive per-file loop vs the
            one-process no-model I/O floor vs `cp -r` (and `denoise-batch ray` with --ray),
-           interleaved rounds, median of ratios
+           interleaved rounds, median of ratios; then the models against the first
+  scans    the same on --scans pages of --scan-side pixels (640: tiled at the default
+           --tile 512), in megapixels/s
   memory   peak memory of denoise-batch at 1k vs 20k files (largest process, and whole tree)
   startup  CLI start-up: --help, info, and a one-image run, against `python -c pass`
   gpu      onnxruntime CUDA provider (IO binding) vs torch CUDA, when both see a GPU
@@ -108,10 +110,9 @@ def rate(fn, images_per_call: int, seconds: float, windows: int = 5) -> float:
     return images_per_call * best_rate(fn, seconds, windows)
 
 
-def noisy_digits(n: int, seed: int = 0) -> np.ndarray:
-    """Real MNIST test digits with Gaussian sigma 0.5 noise (synthetic strokes if absent)."""
-    from denoise_cli.core.noise import REFERENCE_KIND, REFERENCE_LEVEL, add_noise
-
+def clean_digits(n: int) -> np.ndarray:
+    """The first `n` real MNIST test digits in [0, 1] (repeated past 10,000; synthetic strokes
+    where the files are absent)."""
     path = Path(os.environ.get("DENOISE_MNIST_DIR", ROOT.parent / "shared/data/mnist"))
     try:
         from denoise_train.idx import read_idx
@@ -120,8 +121,29 @@ def noisy_digits(n: int, seed: int = 0) -> np.ndarray:
     except Exception:
         clean = np.zeros((10_000, 28, 28), np.float32)
         clean[:, 8:20, 12:16] = 1.0
-    clean = np.resize(clean, (n, 28, 28))
-    return add_noise(clean, REFERENCE_KIND, REFERENCE_LEVEL, seed)
+    return np.resize(clean, (n, 28, 28))
+
+
+def noisy_digits(n: int, seed: int = 0) -> np.ndarray:
+    """Real MNIST test digits with Gaussian sigma 0.5 noise (the reference setting)."""
+    from denoise_cli.core.noise import REFERENCE_KIND, REFERENCE_LEVEL, add_noise
+
+    return add_noise(clean_digits(n), REFERENCE_KIND, REFERENCE_LEVEL, seed)
+
+
+def noisy_scans(n: int, side: int, seed: int = 0) -> np.ndarray:
+    """Pages of `side` x `side`: MNIST digits at 2x scattered on dark paper, Gaussian 0.3."""
+    from denoise_cli.core.noise import add_noise
+
+    digits = np.kron(clean_digits(64), np.ones((2, 2), np.float32))  # 56x56 each
+    rng = np.random.default_rng(seed)
+    pages = np.zeros((n, side, side), np.float32)
+    for page in pages:
+        for _ in range(max(1, side * side // 8000)):
+            top, left = rng.integers(0, side - 56, 2)
+            window = page[top : top + 56, left : left + 56]
+            np.maximum(window, digits[rng.integers(len(digits))], out=window)
+    return add_noise(pages, "gaussian", 0.3, seed)
 
 
 def write_tree(root: Path, images: np.ndarray, per_folder: int = 1000) -> Path:
@@ -236,16 +258,45 @@ def _bench_one_model(name: str, seconds: float) -> tuple[str, list[dict]]:
 def bench_folder(
     files: int, rounds: int, places: list[Path], names: list[str], ray_rounds: bool = False
 ) -> tuple[str, dict]:
-    """End to end, per bundled model: the naive loop runs the same model as denoise-batch."""
-    return _per_model(
-        names, lambda name: _bench_folder_one_model(files, rounds, places, name, ray_rounds)
-    )
-
-
-def _bench_folder_one_model(
-    files: int, rounds: int, places: list[Path], model: str, ray_rounds: bool
-) -> tuple[str, dict]:
+    """End to end on 28x28 digits, per bundled model: the naive loop runs the same model as
+    denoise-batch. With several models, the last table sets each against the first."""
     images = noisy_digits(files)
+    text, data = _per_model(
+        names, lambda name: _bench_tree(images, rounds, places, name, ray_rounds)
+    )
+    return text + _models_side_by_side(data["models"]), data
+
+
+def bench_scans(
+    count: int, side: int, rounds: int, places: list[Path], names: list[str]
+) -> tuple[str, dict]:
+    """End to end on scan-sized pages (side x side, several digits each), in megapixels/s."""
+    images = noisy_scans(count, side)
+    text, data = _per_model(names, lambda name: _bench_tree(images, rounds, places, name, False))
+    return text + _models_side_by_side(data["models"]), data
+
+
+def _models_side_by_side(models: dict[str, dict]) -> str:
+    """denoise-batch's median images/s per model and place, against the first model's (the
+    default): models' rounds are not interleaved, so this is a ratio of medians."""
+    names = list(models)
+    if len(names) < 2:
+        return ""
+    rows = []
+    for place in models[names[0]]:
+        base = statistics.median(models[names[0]][place]["seconds"]["denoise-batch"])
+        for name in names:
+            median = statistics.median(models[name][place]["seconds"]["denoise-batch"])
+            rows.append([name, place, f"{base / median:.2f}x" if name != names[0] else "1.00x"])
+    ratios = table(["model", "place", f"denoise-batch speed vs {names[0]}"], rows)
+    return f"\n\n### models side by side (same files)\n\n{ratios}"
+
+
+def _bench_tree(
+    images: np.ndarray, rounds: int, places: list[Path], model: str, ray_rounds: bool
+) -> tuple[str, dict]:
+    files = len(images)
+    megapixels = images[0].size * files / 1e6
     out_md, out_data = [], {}
     for place in places:
         work = Path(tempfile.mkdtemp(prefix="denoise-bench-", dir=place))
@@ -311,6 +362,7 @@ def _bench_folder_one_model(
                 [
                     name,
                     f"{files / statistics.median(times[name]):,.0f}",
+                    f"{megapixels / statistics.median(times[name]):,.1f}",
                     f"{statistics.median(times[name]):.2f}",
                     f"{ratio[name]:.2f}x",
                 ]
@@ -318,11 +370,13 @@ def _bench_folder_one_model(
             ]
             label = f"{place} ({_fs_type(place)})"
             out_md.append(
-                f"On {label}, {files:,} files, {rounds} interleaved rounds:\n\n"
+                f"On {label}, {files:,} files of {images.shape[2]}x{images.shape[1]}, {rounds} "
+                "interleaved rounds:\n\n"
                 + table(
                     [
                         "contender",
                         "images/s (median)",
+                        "megapixels/s (median)",
                         "seconds (median)",
                         "denoise-batch speed-up (median of per-round ratios)",
                     ],
@@ -332,6 +386,7 @@ def _bench_folder_one_model(
             out_data[str(place)] = {
                 "filesystem": _fs_type(place),
                 "files": files,
+                "size": list(images.shape[1:]),
                 "seconds": times,
                 "speedup_median": ratio,
             }
@@ -496,7 +551,7 @@ def bench_gpu(quick: bool, name: str) -> tuple[str, dict]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sections", default="model,folder,memory,startup,gpu")
+    parser.add_argument("--sections", default="model,folder,scans,memory,startup,gpu")
     parser.add_argument("--files", type=int, default=10_000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--memory-files", default="1000,20000")
@@ -512,12 +567,14 @@ def main() -> None:
         help="Comma-separated bundled model names for the model and gpu sections "
         "(default: the default model, and the seed conv_denoiser when that is another).",
     )
+    parser.add_argument("--scans", type=int, default=500, help="Pages in the scans section.")
+    parser.add_argument("--scan-side", type=int, default=640, help="Their side, in pixels.")
     parser.add_argument("--quick", action="store_true", help="Small sizes: a smoke test.")
     parser.add_argument("--ray", action="store_true", help="Add `denoise-batch ray` to folder.")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args()
     if args.quick:
-        args.files, args.rounds, args.memory_files = 500, 1, "200,1000"
+        args.files, args.rounds, args.memory_files, args.scans = 500, 1, "200,1000", 20
     places = (
         [Path(p) for p in args.places.split(",")]
         if args.places
@@ -544,6 +601,7 @@ def main() -> None:
     runners = {
         "model": lambda: bench_model(args.quick, names),
         "folder": lambda: bench_folder(args.files, args.rounds, places, names, args.ray),
+        "scans": lambda: bench_scans(args.scans, args.scan_side, args.rounds, places, names),
         "memory": lambda: bench_memory(places[-1], small, large),
         "startup": lambda: bench_startup(3 if args.quick else 7),
         "gpu": lambda: bench_gpu(args.quick, names[0]),
