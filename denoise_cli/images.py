@@ -179,11 +179,14 @@ def encode(
     source: SourceInfo,
     output_format: str = "keep",
     jpeg_quality: int = DEFAULT_JPEG_QUALITY,
+    clipped: bool = False,
 ) -> bytes:
-    """Encode (H, W) floats in [0, 1] in the input's format and mode (or as PNG)."""
+    """Encode (H, W) floats in [0, 1] in the input's format and mode (or as PNG); `clipped`:
+    the caller already clipped them to [0, 1] (a whole group at once)."""
     fmt = "PNG" if output_format == "png" else source.format
     mode = source.out_mode
-    gray = np.clip(gray, 0.0, 1.0)
+    if not clipped:
+        gray = np.clip(gray, 0.0, 1.0)
     if mode == "F" and fmt != "TIFF":
         mode = "I;16"  # only TIFF stores float; 16-bit keeps the precision elsewhere
     args = dict(source.save_args) if fmt == source.format else {}

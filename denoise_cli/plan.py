@@ -116,12 +116,14 @@ class LocalSource:
         self.root, self.out_root = root, out_root
         self.single = root.is_file()
         self.real_root = os.path.realpath(root)
+        self._prefix = os.path.join(root, "")
 
     def folders(self) -> Iterator[Folder]:
         return walk_local(self.root, self.out_root)
 
     def path(self, rel: str) -> str:
-        return os.fspath(self.root) if self.single else os.path.join(self.root, rel)
+        # Concatenation, not os.path.join: ~2 us less per file, on the planner's one core.
+        return os.fspath(self.root) if self.single else self._prefix + rel
 
     def read(self, src: str) -> bytes:
         try:
@@ -161,7 +163,7 @@ class LocalTarget:
         self.close()
 
     def path(self, rel: str) -> str:
-        return os.path.join(self.root, rel)
+        return self._prefix + rel
 
     def existing(self, prefix: str) -> set[str]:
         """Names already in an output folder, listed through the same checked descriptors a

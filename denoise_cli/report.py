@@ -69,6 +69,7 @@ class Recorder:
     def __init__(self, report: RunReport, on_event: Callable[[Event], None] | None = None) -> None:
         self.report = report
         self.emit = on_event or (lambda event: None)
+        self.listening = on_event is not None
 
     def started(self, description: dict[str, Any], workers: int, threads: int) -> None:
         self.report.run.update(description)
@@ -96,6 +97,7 @@ class Recorder:
     def outcome(self, outcome: Outcome) -> None:
         if outcome.error is None:
             self.report.written += 1
-            self.emit({"event": "written", "file": outcome.rel, "output": outcome.output})
+            if self.listening:  # the common case builds no event dict per file
+                self.emit({"event": "written", "file": outcome.rel, "output": outcome.output})
         else:
             self.failed(outcome.rel, outcome.error)

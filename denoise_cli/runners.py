@@ -47,16 +47,21 @@ LOST_TO_CRASH = "a worker process died while this file's chunk was in flight; re
 # --- one chunk, start to finish (in any worker) ---------------------------------------------
 
 
-def check_result(result: np.ndarray, shape: tuple[int, int]) -> None:
-    """Outputs that cannot be right are failures, never files: a model returning NaN would
-    write black images, one returning another size a wrong-sized image."""
-    if result.shape != shape:
-        raise ImageError(
-            f"model returned a {result.shape[1]}x{result.shape[0]} image for a "
-            f"{shape[1]}x{shape[0]} input; nothing written"
-        )
-    if not np.isfinite(result).all():
-        raise ImageError("model returned NaN or infinite values; nothing written")
+def check_results(results: np.ndarray, count: int, shape: tuple[int, int]) -> list[str | None]:
+    """Why each of a group's `count` outputs cannot be right (None: it can). Such outputs are
+    failures, never files: a model returning NaN would write black images, one returning
+    another size a wrong-sized image. One vectorized pass per group: per image, the two
+    checks cost ~10 us, a few percent of a 28x28 digit's whole trip."""
+    results = np.asarray(results)
+    if results.ndim != 3 or len(results) != count or results.shape[1:] != shape:
+        got = results.shape[1:][::-1] if results.ndim == 3 else results.shape
+        size = "x".join(str(v) for v in got)
+        return [
+            f"model returned a {size} image for a {shape[1]}x{shape[0]} input; nothing written"
+        ] * count
+    finite = np.isfinite(results.reshape(count, -1)).all(axis=1)
+    bad = "model returned NaN or infinite values; nothing written"
+    return [None if ok else bad for ok in finite.tolist()]
 
 
 def process_chunk(
@@ -82,12 +87,17 @@ def process_chunk(
             for file, _, _ in items:
                 outcomes.append(Outcome(file.rel, file.dst, f"model failed: {exc}"))
             return
-        for (file, _, info), result in zip(items, results, strict=True):
+        problems = check_results(results, len(items), shape)
+        if any(p is None for p in problems):
+            results = np.clip(results, 0.0, 1.0)  # once for the group, not per image in encode
+        for (file, _, info), result, problem in zip(items, results, problems, strict=True):
             if should_stop():
                 return
+            if problem is not None:
+                outcomes.append(Outcome(file.rel, file.dst, problem))
+                continue
             try:
-                check_result(result, shape)
-                data = encode(result, info, job.output_format, job.jpeg_quality)
+                data = encode(result, info, job.output_format, job.jpeg_quality, clipped=True)
                 target.write(file.dst, data)
             except ImageError as exc:
                 outcomes.append(Outcome(file.rel, file.dst, str(exc)))
