@@ -224,7 +224,9 @@ def run(
         help="Worker processes, each decoding, denoising and writing whole chunks "
         "(default: one per CPU, fewer for small runs; 1: all in this process).",
     ),
-    tile: int = typer.Option(512, min=32, help="Images larger than this run in tiles."),
+    tile: int = typer.Option(
+        1024, min=32, help="Images larger than this run in overlapping tiles of at most this size."
+    ),
     max_pixels: int = typer.Option(DEFAULT_MAX_PIXELS, min=1, help="Refuse larger images."),
     jpeg_quality: int = typer.Option(DEFAULT_JPEG_QUALITY, min=1, max=100),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only errors."),
@@ -304,7 +306,9 @@ def ray_command(
     threads: int | None = typer.Option(
         None, min=1, help="onnxruntime threads per actor (default: its reserved CPUs)."
     ),
-    tile: int = typer.Option(512, min=32, help="Images larger than this run in tiles."),
+    tile: int = typer.Option(
+        1024, min=32, help="Images larger than this run in overlapping tiles of at most this size."
+    ),
     max_pixels: int = typer.Option(DEFAULT_MAX_PIXELS, min=1, help="Refuse larger images."),
     jpeg_quality: int = typer.Option(DEFAULT_JPEG_QUALITY, min=1, max=100),
     quiet: bool = typer.Option(False, "--quiet", "-q"),

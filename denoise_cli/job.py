@@ -32,7 +32,7 @@ class Denoise:
     device: str = "auto"
     invert: str = "auto"  # polarity: auto decides per image from the model's metadata
     batch_size: int = 256  # most images per model call (CPU sessions cap it lower by pixels)
-    tile: int = 512  # larger images run in overlapping tiles of this size
+    tile: int = 1024  # larger images run in overlapping tiles of at most this size
 
     def __post_init__(self) -> None:
         if self.invert not in INVERT_CHOICES:

@@ -103,6 +103,13 @@ def conflicting_runtimes() -> list[str]:
     return sorted(names) if len(names) > 1 else []
 
 
+#: Options per provider. OpenVINO's CPU plugin defaults to bf16 on CPUs that have it, which
+#: moved outputs by up to 0.14 in a test here: it computes in FP32, as the export verified.
+PROVIDER_OPTIONS: dict[str, dict[str, str]] = {
+    "OpenVINOExecutionProvider": {"device_type": "CPU", "precision": "FP32"},
+}
+
+
 def resolve_providers(device: str, available: Sequence[str]) -> list[str]:
     """The provider list to ask onnxruntime for; raises ProviderError for an unusable device."""
     if device == "auto":
@@ -110,6 +117,11 @@ def resolve_providers(device: str, available: Sequence[str]) -> list[str]:
     wanted = DEVICE_ALIASES.get(device.lower(), device)
     if wanted not in available:
         hint = ""
+        if wanted == "OpenVINOExecutionProvider":
+            hint = (
+                " Install onnxruntime's OpenVINO build instead of the CPU one: "
+                "pip uninstall -y onnxruntime && pip install 'denoise-batch[openvino]'."
+            )
         if wanted == "CUDAExecutionProvider":
             hint = (
                 " Install the GPU runtime instead of the CPU one: "
@@ -152,6 +164,19 @@ def needs_inversion_batch(images: np.ndarray, invert: str, polarity: str) -> np.
     return light_background if polarity == "light-on-dark" else ~light_background
 
 
+def balanced_tile(length: int, limit: int, overlap: int, multiple: int) -> int:
+    """The smallest tile side (a multiple of `multiple`, at most `limit`) that covers `length`
+    with as few overlapping tiles as `limit` allows. Fixed `limit`-sized tiles computed a
+    640x640 page as four 512x512 tiles: 2.6x its pixels, measured 2.1x slower than one piece;
+    balanced, the same page at tile 512 takes four 356x356 tiles (1.24x its pixels)."""
+    if length <= limit:
+        return length
+    useful = limit - 2 * overlap
+    count = -(-(length - 2 * overlap) // useful) if useful > 0 else -(-length // limit)
+    side = -(-(length + 2 * overlap * (count - 1)) // count)
+    return min(limit, -(-side // multiple) * multiple)
+
+
 class Denoiser:
     """An onnxruntime session over a denoising model, checked before first use.
 
@@ -164,7 +189,7 @@ class Denoiser:
         model: str | Path | None = None,
         device: str = "auto",
         threads: int | None = None,
-        tile: int = 512,
+        tile: int = 1024,
         overlap: int = 32,
         max_batch_pixels: int | None = None,
     ) -> None:
@@ -182,7 +207,9 @@ class Denoiser:
         if threads:
             opts.intra_op_num_threads = threads
         try:
-            self.session = ort.InferenceSession(str(path), opts, providers=providers)
+            self.session = ort.InferenceSession(
+                str(path), opts, providers=[(p, PROVIDER_OPTIONS.get(p, {})) for p in providers]
+            )
         except Exception as exc:  # onnxruntime raises its own exception types per failure
             reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
             raise ModelError(f"{path}: not a loadable ONNX/ORT model ({reason[:300]})") from None
@@ -291,9 +318,12 @@ class Denoiser:
         def up(v: int) -> int:
             return -(-v // m) * m
 
-        th, tw = self.info.fixed_size or (min(up(self.tile), up(h)), min(up(self.tile), up(w)))
         # Overlap at least the receptive radius (exact stitching), in steps of the multiple.
         wanted = up(max(self.overlap, self.info.receptive_radius))
+        th, tw = self.info.fixed_size or (
+            balanced_tile(up(h), up(self.tile), wanted, m),
+            balanced_tile(up(w), up(self.tile), wanted, m),
+        )
         overlap = min(wanted, (min(th, tw) - 1) // 2 // m * m)
         # Tiles per model call from the same pixel budget as whole images: memory per file stays
         # bounded by design, whatever the image's size.

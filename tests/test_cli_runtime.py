@@ -195,6 +195,28 @@ def test_odd_and_large_sizes(tmp_path, noisy_digits):
 # --- polarity ----------------------------------------------------------------------------
 
 
+def test_balanced_tiles_are_few_and_barely_larger_than_needed():
+    """Tiles of at most `limit` pixels, as few as that allows, each only as large as covering
+    the image takes: a 640-pixel side at limit 512 is two 356-pixel tiles, not two of 512."""
+    from denoise_cli.session import balanced_tile
+    from denoise_cli.tiling import plan_tiles
+
+    overlap, multiple = 36, 4
+    for limit in (128, 512, 1024):
+        for length in range(4, 3000, 52):
+            side = balanced_tile(length, limit, overlap, multiple)
+            assert side <= max(limit, length) and (side == length or side % multiple == 0)
+            if length <= limit:
+                assert side == length
+                continue
+            tiles = plan_tiles(length, length, side, side, overlap)
+            per_axis = int(len(tiles) ** 0.5)
+            fewest = -(-(length - 2 * overlap) // (limit - 2 * overlap))
+            assert per_axis == fewest
+            assert per_axis * side <= length + 2 * overlap * (per_axis - 1) + per_axis * multiple
+    assert balanced_tile(640, 512, 36, 4) == 356
+
+
 def test_dark_on_light_is_handled_by_auto(tmp_path, noisy_digits, clean_digits):
     src, out = tmp_path / "in", tmp_path / "out"
     for i in range(4):
@@ -433,6 +455,40 @@ def test_foreign_identity_model_runs(tree, noisy_digits):
     ident = _tiny_model(src.parent / "id.onnx", ["n", 1, "h", "w"], ["n", 1, "h", "w"])
     assert run(src, out, "--model", ident).exit_code == 0
     np.testing.assert_allclose(load_gray(out / "d0.png"), load_gray(src / "d0.png"))
+
+
+def test_device_openvino_without_its_build_is_an_error(tree):
+    import onnxruntime
+
+    if "OpenVINOExecutionProvider" in onnxruntime.get_available_providers():
+        pytest.skip("this machine has onnxruntime's OpenVINO build")
+    src, out = tree
+    result = run(src, out, "--device", "openvino")
+    assert result.exit_code == 3
+    assert "device openvino: OpenVINOExecutionProvider is not available" in result.output
+    assert "denoise-batch[openvino]" in result.output
+    assert not out.exists()
+
+
+def test_openvino_device_matches_the_cpu_in_fp32(tmp_path, noisy_digits):
+    """Where onnxruntime's OpenVINO build is installed (never beside the CPU one, so not in
+    CI): the same outputs as the CPU provider, since it is pinned to FP32 (its bf16 default
+    moved outputs by up to 0.14)."""
+    import onnxruntime
+
+    if "OpenVINOExecutionProvider" not in onnxruntime.get_available_providers():
+        pytest.skip("onnxruntime's OpenVINO build is not installed ('denoise-batch[openvino]')")
+    src = tmp_path / "in"
+    for i in range(8):
+        save_gray(src / f"{i}.png", noisy_digits[i])
+    save_gray(src / "odd.png", noisy_digits[8][:13, :21])
+    ov = run(src, tmp_path / "ov", "--device", "openvino", "--report", tmp_path / "ov.json")
+    assert ov.exit_code == 0, ov.output
+    assert json.loads((tmp_path / "ov.json").read_text())["provider"] == "OpenVINOExecutionProvider"
+    assert run(src, tmp_path / "cpu", "--device", "cpu").exit_code == 0
+    for name in files_under(tmp_path / "cpu"):
+        a, b = load_gray(tmp_path / "ov" / name), load_gray(tmp_path / "cpu" / name)
+        assert np.abs(a - b).max() <= 1 / 255 + 1e-6  # 8-bit outputs: at most one step apart
 
 
 def test_device_cuda_without_cuda_is_an_error(tree):
