@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 
 OUTPUT_FORMATS = ("keep", "png")
 INVERT_CHOICES = ("auto", "yes", "no")
+#: Which file of a model runs: fp32, its INT8 export beside it, or auto (session.precision_file).
+PRECISIONS = ("auto", "fp32", "int8")
 
 
 @dataclass(frozen=True)
@@ -33,8 +35,11 @@ class Denoise:
     invert: str = "auto"  # polarity: auto decides per image from the model's metadata
     batch_size: int = 256  # most images per model call (CPU sessions cap it lower by pixels)
     tile: int = 1024  # larger images run in overlapping tiles of at most this size
+    precision: str = "auto"  # session.PRECISIONS: fp32, int8, or the faster one per provider
 
     def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise UsageError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.invert not in INVERT_CHOICES:
             raise UsageError(f"invert must be one of {INVERT_CHOICES}, got {self.invert!r}")
         if self.batch_size < 1 or self.tile < 32:

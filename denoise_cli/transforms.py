@@ -36,7 +36,9 @@ class Transform(Protocol):
 class DenoiseTransform:
     def __init__(self, spec: Denoise, threads: int | None) -> None:
         self.spec = spec
-        self.denoiser = Denoiser(spec.model, spec.device, threads, tile=spec.tile)
+        self.denoiser = Denoiser(
+            spec.model, spec.device, threads, tile=spec.tile, precision=spec.precision
+        )
         # A CUDA context cannot cross a fork; a CPU session is rebuilt by each helper anyway.
         self.fork_safe = self.denoiser.provider == "CPUExecutionProvider"
 

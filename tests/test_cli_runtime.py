@@ -482,13 +482,47 @@ def test_openvino_device_matches_the_cpu_in_fp32(tmp_path, noisy_digits):
     for i in range(8):
         save_gray(src / f"{i}.png", noisy_digits[i])
     save_gray(src / "odd.png", noisy_digits[8][:13, :21])
-    ov = run(src, tmp_path / "ov", "--device", "openvino", "--report", tmp_path / "ov.json")
+    args = ["--device", "openvino", "--precision", "fp32", "--report", tmp_path / "ov.json"]
+    ov = run(src, tmp_path / "ov", *args)
     assert ov.exit_code == 0, ov.output
     assert json.loads((tmp_path / "ov.json").read_text())["provider"] == "OpenVINOExecutionProvider"
     assert run(src, tmp_path / "cpu", "--device", "cpu").exit_code == 0
     for name in files_under(tmp_path / "cpu"):
         a, b = load_gray(tmp_path / "ov" / name), load_gray(tmp_path / "cpu" / name)
         assert np.abs(a - b).max() <= 1 / 255 + 1e-6  # 8-bit outputs: at most one step apart
+    # auto takes the verified INT8 file there (measured faster), and says so
+    auto = run(src, tmp_path / "auto", "--device", "openvino", "--report", tmp_path / "a.json")
+    assert auto.exit_code == 0 and "int8" in json.loads((tmp_path / "a.json").read_text())["model"]
+
+
+def test_precision_picks_the_int8_file_only_where_it_is_faster(tmp_path, noisy_digits):
+    """On the CPU provider auto keeps fp32 (INT8 measured slower there); int8 asks for the
+    verified INT8 export beside the model, and is refused where there is none."""
+    import onnxruntime
+
+    if "OpenVINOExecutionProvider" in onnxruntime.get_available_providers():
+        pytest.skip("auto picks INT8 with onnxruntime's OpenVINO build")
+    src = tmp_path / "in"
+    for i in range(6):
+        save_gray(src / f"{i}.png", noisy_digits[i])
+    reports = {}
+    for precision in ("auto", "fp32", "int8"):
+        report = tmp_path / f"{precision}.json"
+        args = ["--device", "cpu", "--precision", precision, "--report", report]
+        result = run(src, tmp_path / precision, *args)
+        assert result.exit_code == 0, result.output
+        reports[precision] = json.loads(report.read_text())["model"]
+    assert "int8" not in reports["auto"] and reports["auto"] == reports["fp32"]
+    assert "unet_scenes int8-qdq-per-channel" in reports["int8"]
+    assert "unet_scenes.int8.onnx" in reports["int8"]
+    for name in files_under(tmp_path / "fp32"):
+        a, b = load_gray(tmp_path / "int8" / name), load_gray(tmp_path / "fp32" / name)
+        assert np.abs(a - b).mean() < 0.02  # the same image, within INT8's rounding
+    refused = run(src, tmp_path / "x", "--model", "conv_denoiser", "--precision", "int8")
+    assert refused.exit_code == 3 and "no INT8 file beside it (conv_denoiser.int8.onnx" in (
+        refused.output
+    )
+    assert "unet_scenes.int8" not in run_tool("info").output  # a variant, not a model
 
 
 def test_device_cuda_without_cuda_is_an_error(tree):
