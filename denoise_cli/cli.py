@@ -42,6 +42,11 @@ MODEL_HELP = (
     f"An .onnx/.ort file, or a bundled model's name: {', '.join(bundled_models())} "
     f"(default: {DEFAULT_MODEL}). `denoise-batch info --model NAME` describes one."
 )
+TILE_HELP = "Images larger than this run in overlapping tiles of at most this size."
+PRECISION_HELP = (
+    "fp32, int8 (the model's verified NAME.int8.onnx beside it), or auto: INT8 where it "
+    "measured faster (the OpenVINO device), fp32 elsewhere."
+)
 DEVICE_HELP = (
     f"auto, {', '.join(DEVICE_ALIASES)}, or an onnxruntime provider name. A requested device "
     "that fails to load is an error."
@@ -225,14 +230,8 @@ def run(
         help="Worker processes, each decoding, denoising and writing whole chunks "
         "(default: one per CPU, fewer for small runs; 1: all in this process).",
     ),
-    tile: int = typer.Option(
-        1024, min=32, help="Images larger than this run in overlapping tiles of at most this size."
-    ),
-    precision: Precision = typer.Option(
-        "auto",
-        help="fp32, int8 (the model's verified NAME.int8.onnx beside it), or auto: INT8 where "
-        "it measured faster (the OpenVINO device), fp32 elsewhere.",
-    ),
+    tile: int = typer.Option(1024, min=32, help=TILE_HELP),
+    precision: Precision = typer.Option("auto", help=PRECISION_HELP),
     max_pixels: int = typer.Option(DEFAULT_MAX_PIXELS, min=1, help="Refuse larger images."),
     jpeg_quality: int = typer.Option(DEFAULT_JPEG_QUALITY, min=1, max=100),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only errors."),
@@ -312,14 +311,8 @@ def ray_command(
     threads: int | None = typer.Option(
         None, min=1, help="onnxruntime threads per actor (default: its reserved CPUs)."
     ),
-    tile: int = typer.Option(
-        1024, min=32, help="Images larger than this run in overlapping tiles of at most this size."
-    ),
-    precision: Precision = typer.Option(
-        "auto",
-        help="fp32, int8 (the model's verified NAME.int8.onnx beside it), or auto: INT8 where "
-        "it measured faster (the OpenVINO device), fp32 elsewhere.",
-    ),
+    tile: int = typer.Option(1024, min=32, help=TILE_HELP),
+    precision: Precision = typer.Option("auto", help=PRECISION_HELP),
     max_pixels: int = typer.Option(DEFAULT_MAX_PIXELS, min=1, help="Refuse larger images."),
     jpeg_quality: int = typer.Option(DEFAULT_JPEG_QUALITY, min=1, max=100),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
