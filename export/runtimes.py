@@ -192,7 +192,7 @@ def check_runtimes(
 ) -> list[RuntimeRow]:
     """Every file in every runtime (`names`: a subset of RUNTIMES, None for all)."""
     rows = []
-    for name in names or list(RUNTIMES):
+    for name in list(RUNTIMES) if names is None else names:
         runtime = RUNTIMES[name]
         missing = runtime.missing()
         for path in files:
