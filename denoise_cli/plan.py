@@ -17,11 +17,18 @@ import contextlib
 import errno
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Protocol
 
-from denoise_cli.core.atomic import O_CLOEXEC, O_DIRECTORY, O_NOFOLLOW, write_atomic
+from denoise_cli.core.atomic import (
+    O_CLOEXEC,
+    O_DIRECTORY,
+    O_NOFOLLOW,
+    TMP_SUFFIX,
+    stale_temporary,
+    write_atomic,
+)
 from denoise_cli.errors import ImageError, UsageError
 from denoise_cli.images import is_image_name, read_file
 from denoise_cli.report import Recorder
@@ -72,7 +79,8 @@ def plan(
         if not folder.images:
             continue
         names = output_names(folder.images, output_format)
-        existing = set() if overwrite else target.existing(folder.prefix)
+        found = target.existing(folder.prefix)  # also clears a killed run's temporary files
+        existing = set() if overwrite else found
         for name in folder.images:
             rel, out_rel = folder.prefix + name, folder.prefix + names[name]
             job = FileJob(source.path(rel), rel, target.path(out_rel))
@@ -167,13 +175,23 @@ class LocalTarget:
 
     def existing(self, prefix: str) -> set[str]:
         """Names already in an output folder, listed through the same checked descriptors a
-        write uses: a symlinked folder has none (and its writes are refused)."""
+        write uses: a symlinked folder has none (and its writes are refused). Temporary files
+        that a killed run left behind (kill -9 mid-write) are removed on the way."""
+        unlink: Callable[[str], None]
         try:
-            if not DIR_FD_WRITES:
-                return set(os.listdir(self._checked_path(prefix.rstrip("/"), create=False)))
-            return set(os.listdir(self._enter(prefix.rstrip("/"), create=False)))
+            if DIR_FD_WRITES:
+                fd = self._enter(prefix.rstrip("/"), create=False)
+                names, unlink = set(os.listdir(fd)), lambda n: os.unlink(n, dir_fd=fd)
+            else:
+                path = self._checked_path(prefix.rstrip("/"), create=False)
+                names, unlink = set(os.listdir(path)), lambda n: os.unlink(os.path.join(path, n))
         except (OSError, ImageError):
             return set()
+        stale = {n for n in names if n.endswith(TMP_SUFFIX) and stale_temporary(n)}
+        for name in stale:
+            with contextlib.suppress(OSError):
+                unlink(name)
+        return names - stale
 
     def write(self, dst: str, data: bytes) -> None:
         """`dst` from `path()`; its folders are entered through checked descriptors."""

@@ -384,3 +384,24 @@ def test_both_write_paths_refuse_the_same_folders(tmp_path, src, monkeypatch, di
     assert sorted(p.name for p in out.iterdir()) == ["0.png", "1.png", "2.png", "3.png", "a", "sub"]
     again = run(src, tmp_path / "fresh", "--workers", "1")
     assert again.exit_code == 0 and len(files_under(tmp_path / "fresh")) == 8
+
+
+def test_a_killed_runs_temporary_files_are_cleared_by_the_next_run(tmp_path, noisy_digits):
+    """kill -9 in the middle of a write leaves '.NAME.PID-...denoise-tmp' (nothing can clean up
+    after SIGKILL). The next run removes those whose writer is gone and keeps a live one's."""
+    src, out = tmp_path / "in", tmp_path / "out"
+    for i in range(3):
+        save_gray(src / "sub" / f"{i}.png", noisy_digits[i])
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # its pid is free now: a writer that is gone
+    (out / "sub").mkdir(parents=True)
+    stale = out / "sub" / f".1.png.{dead.pid}-140000-7.denoise-tmp"
+    stale.write_bytes(b"half a png")
+    live = out / "sub" / f".2.png.{os.getpid()}-140000-8.denoise-tmp"  # this test still runs
+    live.write_bytes(b"being written")
+    mine = out / "sub" / "notes.denoise-tmp"  # not our pattern: never touched
+    mine.write_text("keep")
+    result = run(src, out)
+    assert result.exit_code == 0, result.output
+    assert not stale.exists() and live.exists() and mine.read_text() == "keep"
+    assert sorted(p.name for p in (out / "sub").glob("*.png")) == ["0.png", "1.png", "2.png"]

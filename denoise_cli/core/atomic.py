@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import re
 import threading
 from pathlib import Path
 
@@ -19,6 +20,28 @@ O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _O_BINARY = getattr(os, "O_BINARY", 0)  # Windows: no newline translation
 O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 O_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
+
+
+#: write_atomic's temporary names: ".NAME.PID-THREAD-COUNTER.denoise-tmp".
+_TMP_NAME = re.compile(r"\..*\.(\d+)-\d+-\d+" + re.escape(TMP_SUFFIX))
+
+
+def stale_temporary(name: str) -> bool:
+    """Whether `name` is a temporary file of write_atomic whose writer is gone (kill -9, a
+    power cut): the next run removes it. One whose process still runs here is kept."""
+    match = _TMP_NAME.fullmatch(name)
+    if match is None:
+        return False
+    pid = int(match.group(1))
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # alive, another user's
+        return False
+    return False
 
 
 def write_atomic(data: bytes, dest: str | Path, dir_fd: int | None = None) -> None:
