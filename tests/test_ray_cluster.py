@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -74,29 +75,34 @@ def _kill(pids: set[int]) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
-def _ray(*args: str) -> None:
-    subprocess.run(
+def _ray(env: dict[str, str], *args: str) -> None:
+    done = subprocess.run(
         [str(BIN / "ray"), "start", "--disable-usage-stats", *args],
-        check=True,
         capture_output=True,
+        text=True,
         timeout=120,
+        env=env,
     )
+    assert done.returncode == 0, f"ray start {' '.join(args)}:\n{done.stdout}\n{done.stderr}"
 
 
 @pytest.fixture
 def cluster():
     """A head (1 CPU) and a second node (1 CPU), each with its own short temp dir (Ray's socket
-    paths must stay under 107 bytes). Yields the address and the second node's temp dir."""
+    paths must stay under 107 bytes), and a token of its own: Ray 2.60's head turned token
+    authentication on where ~/.ray/auth_token existed, and a node without the token could not
+    join. Yields the address, the second node's temp dir and the environment to talk to it."""
     if shutil.which("ray", path=str(BIN)) is None:
         pytest.skip("no `ray` command")
     root = tempfile.mkdtemp(prefix="drc", dir="/tmp")
     head, second = f"{root}/head", f"{root}/second"
     port = _free_port()
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
     try:
-        _ray("--head", f"--port={port}", "--num-cpus=1", f"--temp-dir={head}",
+        _ray(env, "--head", f"--port={port}", "--num-cpus=1", f"--temp-dir={head}",
              "--include-dashboard=false")  # fmt: skip
-        _ray(f"--address=127.0.0.1:{port}", "--num-cpus=1", f"--temp-dir={second}")
-        yield f"127.0.0.1:{port}", second
+        _ray(env, f"--address=127.0.0.1:{port}", "--num-cpus=1", f"--temp-dir={second}")
+        yield f"127.0.0.1:{port}", second, env
     finally:
         _kill(_processes_under(second) | _processes_under(head))
         shutil.rmtree(root, ignore_errors=True)
@@ -116,14 +122,16 @@ def _outputs(root: Path) -> list[Path]:
 
 
 def test_losing_a_node_mid_run_keeps_the_promise(tmp_path, cluster):
-    address, second_node = cluster
+    address, second_node, env = cluster
     src, out, report = tmp_path / "in", tmp_path / "out", tmp_path / "report.json"
     _noisy_tree(src)
     before = tree_hash(src)
     cmd = [str(BIN / "denoise-batch"), "ray", str(src), str(out), "--address", address,
            "--workers", "2", "--cpus-per-worker", "1", "--batch-size", "16",
            "--report", str(report)]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+    )
     deadline = time.monotonic() + 240
     while len(_outputs(out)) < FILES // 10 and time.monotonic() < deadline:
         assert proc.poll() is None, proc.stdout.read()
@@ -152,7 +160,7 @@ def test_losing_a_node_mid_run_keeps_the_promise(tmp_path, cluster):
     assert tree_hash(src) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in", "out", "report.json"]
 
-    rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     assert len(_outputs(out)) == FILES
     again = json.loads(report.read_text())
