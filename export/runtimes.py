@@ -17,6 +17,10 @@ Each runtime is a `Runtime`: how to find it, how to load a file into a callable
 from __future__ import annotations
 
 import importlib.util
+import os
+import shutil
+import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -48,17 +52,18 @@ class Runtime:
 
     name: str
     package: str  # what `pip install` needs (shown when it is missing)
-    module: str  # importable when installed
+    module: str  # importable when installed ("" for an engine outside Python)
     load: Callable[[Path], Model]
     formats: tuple[str, ...] = (".onnx",)
     batch: int = BATCH
+    timed: bool = True  # False: its images/s would measure process start-ups, not the engine
 
     #: Why it cannot be checked although its module imports (None: it can).
     unusable: Callable[[], str | None] = lambda: None
 
     def missing(self) -> str | None:
         """Why this runtime cannot be checked here, or None when it can."""
-        if importlib.util.find_spec(self.module) is None:
+        if self.module and importlib.util.find_spec(self.module) is None:
             return f"not installed (pip install {self.package})"
         return self.unusable()
 
@@ -107,6 +112,70 @@ def _load_tract(path: Path) -> Model:
     return lambda x: model.run([x])[0].to_numpy()
 
 
+#: Where `npm install onnxruntime-web` was run (the folder holding node_modules/).
+ORT_WEB_ENV = "DENOISE_ORT_WEB_DIR"
+_NODE_RUNNER = """
+const ort = require(process.env.ORT_WEB);
+const fs = require('fs');
+const [model, input, output, n, h, w] = process.argv.slice(2);
+ort.env.wasm.numThreads = 1;
+(async () => {
+  const session = await ort.InferenceSession.create(fs.readFileSync(model));
+  const buf = fs.readFileSync(input);
+  const data = new Float32Array(buf.buffer, buf.byteOffset, buf.byteLength / 4);
+  const x = new ort.Tensor('float32', data, [Number(n), 1, Number(h), Number(w)]);
+  const y = (await session.run({ noisy: x }))[session.outputNames[0]].data;
+  fs.writeFileSync(output, Buffer.from(y.buffer, y.byteOffset, y.byteLength));
+})().catch((e) => { console.error(String(e)); process.exit(1); });
+"""
+
+
+def _ort_web_package() -> Path | None:
+    folder = os.environ.get(ORT_WEB_ENV)
+    package = Path(folder) / "node_modules" / "onnxruntime-web" if folder else None
+    return package if package is not None and package.is_dir() else None
+
+
+def _ort_web_unusable() -> str | None:
+    if shutil.which("node") is None:
+        return "not installed (no `node` on PATH)"
+    if _ort_web_package() is None:
+        return f"not installed (npm install onnxruntime-web, then set {ORT_WEB_ENV})"
+    return None
+
+
+def _load_ort_web(path: Path) -> Model:
+    """onnxruntime's WebAssembly build, in Node: each call is one `node` process (files in,
+    files out), so it is checked for its numbers, not timed."""
+    package = _ort_web_package()
+
+    def run(x: np.ndarray) -> np.ndarray:
+        with tempfile.TemporaryDirectory(prefix="denoise-ortweb-") as tmp:
+            script, src, dst = (Path(tmp) / n for n in ("run.cjs", "x.bin", "y.bin"))
+            script.write_text(_NODE_RUNNER)
+            np.ascontiguousarray(x, dtype=np.float32).tofile(src)
+            done = subprocess.run(
+                [
+                    "node",
+                    str(script),
+                    str(path),
+                    str(src),
+                    str(dst),
+                    *map(str, x.shape[:1] + x.shape[2:]),
+                ],
+                env={**os.environ, "ORT_WEB": str(package)},
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
+            if done.returncode != 0:
+                raise RuntimeError(done.stderr.strip() or f"node exited {done.returncode}")
+            return np.fromfile(dst, dtype=np.float32).reshape(x.shape)
+
+    run(np.zeros((1, 1, 28, 28), np.float32))  # a file it cannot load fails here, as a load
+    return run
+
+
 def _load_reference(path: Path) -> Model:
     from onnx.reference import ReferenceEvaluator
 
@@ -140,6 +209,15 @@ RUNTIMES: dict[str, Runtime] = {
         ),
         Runtime("tract", "tract", "tract", _load_tract),
         Runtime("onnx.reference", "onnx", "onnx", _load_reference, batch=REFERENCE_BATCH),
+        Runtime(
+            "onnxruntime-web",
+            "node and onnxruntime-web from npm",
+            "",  # no Python module: found through node and ORT_WEB_ENV
+            _load_ort_web,
+            (".onnx", ".ort"),
+            unusable=_ort_web_unusable,
+            timed=False,
+        ),
     )
 }
 
@@ -266,7 +344,9 @@ def _check_one(
     row.psnr = float(np.mean(psnr(clean, outputs)))
     row.psnr_vs_fp32 = row.psnr - float(np.mean(psnr(clean, reference)))
     # A slow engine (tract's fp16: 8 images/s) is timed by the run above, not again.
-    if elapsed < seconds:
+    if not runtime.timed:
+        row.images_per_s = None
+    elif elapsed < seconds:
         row.images_per_s = batch * best_rate(lambda: model(inputs[:batch]), seconds)
     else:
         row.images_per_s = count / elapsed
@@ -331,9 +411,9 @@ def markdown_table(rows: Sequence[RuntimeRow]) -> str:
         "|---|---|---|---|---|---|---:|---:|---:|---:|---|",
     ]
     for r in rows:
+        speed = f"{r.images_per_s:,.0f}" if r.images_per_s is not None else "-"
         nums = (
-            f"{r.max_abs_vs_fp32:.1e} | {r.psnr:.2f} | {r.psnr_vs_fp32:+.3f} "
-            f"| {r.images_per_s:,.0f}"
+            f"{r.max_abs_vs_fp32:.1e} | {r.psnr:.2f} | {r.psnr_vs_fp32:+.3f} | {speed}"
             if r.psnr is not None
             else "- | - | - | -"
         )

@@ -202,3 +202,23 @@ def test_a_small_shift_on_a_fp32_file_is_wrong(tmp_path, conv_ckpt, data_dir, mo
         result.exit_code == 1
         and "max abs 0.01 vs onnxruntime fp32 (allowed 0.0001)" in result.output
     )
+
+
+def test_onnxruntime_web_is_listed_with_how_to_install_it(monkeypatch):
+    monkeypatch.delenv(runtimes.ORT_WEB_ENV, raising=False)
+    reason = runtimes.RUNTIMES["onnxruntime-web"].missing()
+    assert reason is not None and "npm install onnxruntime-web" in reason
+
+
+def test_onnxruntime_web_runs_the_onnx_and_ort_files(tmp_path, conv_ckpt, data_dir):
+    """Where `npm install onnxruntime-web` was run and DENOISE_ORT_WEB_DIR names the folder."""
+    if runtimes.RUNTIMES["onnxruntime-web"].missing():
+        pytest.skip("onnxruntime-web (npm) is not set up here")
+    out = tmp_path / "m.onnx"
+    args = [conv_ckpt, "-o", out, "--ort", "--data-dir", data_dir, "--report", tmp_path / "r.json"]
+    args += ["--runtimes", "onnxruntime,onnxruntime-web"]
+    result = CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    verdicts = _verdicts(json.loads((tmp_path / "r.json").read_text())["runtimes"])
+    assert verdicts[("onnxruntime-web", "m.onnx")] == "ok"
+    assert verdicts[("onnxruntime-web", "m.ort")] == "ok"
