@@ -457,19 +457,6 @@ def test_foreign_identity_model_runs(tree, noisy_digits):
     np.testing.assert_allclose(load_gray(out / "d0.png"), load_gray(src / "d0.png"))
 
 
-def test_device_openvino_without_its_build_is_an_error(tree):
-    import onnxruntime
-
-    if "OpenVINOExecutionProvider" in onnxruntime.get_available_providers():
-        pytest.skip("this machine has onnxruntime's OpenVINO build")
-    src, out = tree
-    result = run(src, out, "--device", "openvino")
-    assert result.exit_code == 3
-    assert "device openvino: OpenVINOExecutionProvider is not available" in result.output
-    assert "denoise-batch[openvino]" in result.output
-    assert not out.exists()
-
-
 def test_openvino_device_matches_the_cpu_in_fp32(tmp_path, noisy_digits):
     """Where onnxruntime's OpenVINO build is installed (never beside the CPU one, so not in
     CI): the same outputs as the CPU provider, since it is pinned to FP32 (its bf16 default
@@ -525,16 +512,23 @@ def test_precision_picks_the_int8_file_only_where_it_is_faster(tmp_path, noisy_d
     assert "unet_scenes.int8" not in run_tool("info").output  # a variant, not a model
 
 
-def test_device_cuda_without_cuda_is_an_error(tree):
+@pytest.mark.parametrize(
+    ("device", "provider", "extra"),
+    [
+        ("cuda", "CUDAExecutionProvider", "gpu"),
+        ("openvino", "OpenVINOExecutionProvider", "openvino"),
+    ],
+)
+def test_a_device_whose_build_is_not_installed_is_an_error(tree, device, provider, extra):
     import onnxruntime
 
-    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
-        pytest.skip("this machine has a CUDA provider")
+    if provider in onnxruntime.get_available_providers():
+        pytest.skip(f"this machine has {provider}")
     src, out = tree
-    result = run(src, out, "--device", "cuda")
+    result = run(src, out, "--device", device)
     assert result.exit_code == 3
-    assert "device cuda: CUDAExecutionProvider is not available" in result.output
-    assert "denoise-batch[gpu]" in result.output
+    assert f"device {device}: {provider} is not available" in result.output
+    assert f"denoise-batch[{extra}]" in result.output
     assert not out.exists()
 
 
