@@ -269,43 +269,42 @@ def check_runtimes(
     seconds: float = 0.3,
 ) -> list[RuntimeRow]:
     """Every file in every runtime (`names`: a subset of RUNTIMES, None for all)."""
+    facts = {path: _file_facts(path) for path in files}  # each file parsed once, not per engine
     rows = []
     for name in list(RUNTIMES) if names is None else names:
         runtime = RUNTIMES[name]
         missing = runtime.missing()
         for path in files:
-            variant = _variant_tag(path)
+            variant, fixed = facts[path]
             if missing:
                 rows.append(RuntimeRow(name, path.name, variant, "not checked", missing))
             elif not any(path.name.endswith(s) for s in runtime.formats):
                 rows.append(RuntimeRow(name, path.name, variant, "n/a", "reads no such file"))
             else:
-                rows.append(_check_one(runtime, path, variant, base, seconds))
+                rows.append(_check_one(runtime, path, variant, fixed, base, seconds))
     return rows
 
 
-def _variant_tag(path: Path) -> str:
+def _file_facts(path: Path) -> tuple[str, tuple[int, ...] | None]:
+    """The file's `variant` tag, and its input shape when every dimension is fixed."""
     if path.suffix == ".ort":
-        return "ort-format"
+        return "ort-format", None
     import onnx
 
     model = onnx.load(str(path), load_external_data=False)
-    return next((p.value for p in model.metadata_props if p.key == "variant"), "fp32")
-
-
-def _fixed_shape(path: Path) -> tuple[int, ...] | None:
-    """The file's input shape when every dimension is fixed, else None."""
-    if path.suffix == ".ort":
-        return None
-    import onnx
-
-    dims = onnx.load(str(path), load_external_data=False).graph.input[0].type.tensor_type.shape
-    values = tuple(d.dim_value if d.HasField("dim_value") else None for d in dims.dim)
-    return values if all(v is not None for v in values) else None
+    variant = next((p.value for p in model.metadata_props if p.key == "variant"), "fp32")
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    shape = tuple(d.dim_value if d.HasField("dim_value") else None for d in dims)
+    return variant, (shape if all(v is not None for v in shape) else None)
 
 
 def _check_one(
-    runtime: Runtime, path: Path, variant: str, base: Baseline, seconds: float
+    runtime: Runtime,
+    path: Path,
+    variant: str,
+    fixed: tuple[int, ...] | None,
+    base: Baseline,
+    seconds: float,
 ) -> RuntimeRow:
     row = RuntimeRow(runtime.name, path.name, variant, "fails")
     try:
@@ -313,7 +312,6 @@ def _check_one(
     except Exception as exc:  # every engine raises its own types
         row.reason = f"does not load: {_one_line(exc)}"
         return row
-    fixed = _fixed_shape(path)
     batch = fixed[0] if fixed else runtime.batch
     count = max(batch, min(len(base.inputs), runtime.batch) // batch * batch)
     inputs = base.inputs[:count]
