@@ -28,7 +28,7 @@ from denoise_cli.core.errors import UsageError
 from denoise_cli.core.metrics import psnr, ssim
 from denoise_cli.core.noise import add_noise
 from denoise_cli.core.timing import best_rate
-from denoise_export.metadata import build_metadata, file_sha256, get_metadata, set_metadata
+from denoise_export.metadata import build_metadata, get_metadata, set_metadata
 from denoise_export.onnx_export import (
     DEFAULT_OPSET,
     FP32_TOLERANCE,
@@ -60,7 +60,7 @@ from denoise_export.variants import (
     check_fixed_shape,
     choose_variants,
 )
-from denoise_train.checkpoint import load_checkpoint, model_from_checkpoint
+from denoise_train.checkpoint import file_sha256, load_checkpoint, model_from_checkpoint
 from denoise_train.config import EVAL_NOISE_SEED, eval_noise
 from denoise_train.loop import model_input
 from denoise_train.models import Arch, count_params, get_arch

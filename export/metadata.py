@@ -6,9 +6,7 @@ strings, as ONNX requires.
 
 from __future__ import annotations
 
-import hashlib
 import json
-from pathlib import Path
 from typing import Any
 
 import onnx
@@ -19,14 +17,6 @@ from denoise_train.config import eval_noise
 
 #: Version of this metadata schema; the runtime refuses files from a newer major version.
 SCHEMA = "1"
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def build_metadata(

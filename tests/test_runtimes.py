@@ -21,7 +21,7 @@ from typer.testing import CliRunner  # noqa: E402
 
 from denoise_export import runtimes  # noqa: E402
 from denoise_export.cli import app  # noqa: E402
-from denoise_export.metadata import file_sha256  # noqa: E402
+from denoise_train.checkpoint import file_sha256  # noqa: E402
 from denoise_train.config import TrainConfig  # noqa: E402
 from denoise_train.loop import fit  # noqa: E402
 from denoise_train.mnist import load_split  # noqa: E402

@@ -6,6 +6,7 @@ with `torch.load(weights_only=True)`, so loading one never unpickles arbitrary o
 
 from __future__ import annotations
 
+import hashlib
 import io
 from pathlib import Path
 from typing import Any
@@ -67,6 +68,15 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a denoise-batch checkpoint (format {FORMAT} expected)")
     return ckpt
+
+
+def file_sha256(path: str | Path) -> str:
+    """A checkpoint's identity: what exported files and fine-tunes record as their source."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def model_from_checkpoint(ckpt: dict[str, Any]) -> nn.Module:

@@ -81,6 +81,11 @@ def fit(
         "fp32", help="bf16 autocasts convolutions (~1.6x faster on CPUs with AVX512-BF16)."
     ),
     data_dir: Path | None = typer.Option(None, help=DATA_DIR_HELP),
+    init_from: Path | None = typer.Option(
+        None,
+        help="Fine-tune: start from this checkpoint's weights (same-named tensors; the new "
+        "architecture's extra layers keep their initialisation).",
+    ),
     resume: Path | None = typer.Option(
         None, help="Continue from this checkpoint (give the same settings and --epochs total)."
     ),
@@ -89,6 +94,7 @@ def fit(
     ),
 ) -> None:
     """Train one architecture; writes a checkpoint after every epoch."""
+    from denoise_train.checkpoint import file_sha256
     from denoise_train.loop import fit as run_fit
     from denoise_train.mnist import load_split
 
@@ -110,6 +116,8 @@ def fit(
         data=data.value,
         scene_size=scene_size,
         steps_per_epoch=steps_per_epoch,
+        init_from=str(init_from) if init_from else None,
+        init_sha256=file_sha256(init_from) if init_from else None,
     )
     if dry_run:
         config = config.with_(epochs=1, train_limit=256, val_size=64, max_steps_per_epoch=2)

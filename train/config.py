@@ -52,6 +52,11 @@ class TrainConfig:
     data: str = "mnist"
     scene_size: int = 64
     steps_per_epoch: int = 1000
+    # Start from another checkpoint's weights (fine-tuning): every tensor of the same name and
+    # shape is copied; the new architecture's extra layers (a GlobalContext branch) keep their
+    # initialisation. Recorded as the checkpoint's path and SHA-256.
+    init_from: str | None = None
+    init_sha256: str | None = None
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:

@@ -148,6 +148,25 @@ def _scene_metrics(
     return {f"val_scene_{k}": v for k, v in score(clean, restored).items()}
 
 
+def init_weights(model: nn.Module, source: Path) -> str:
+    """Copy a checkpoint's weights into `model` for fine-tuning; says what was copied.
+
+    Every tensor of the source must land (same name, same shape): a fine-tune that silently
+    dropped half its starting point would be a fresh training under a misleading name. Tensors
+    only the new model has keep their initialisation.
+    """
+    state = load_checkpoint(source)["model_state"]
+    own = model.state_dict()
+    unfit = [k for k, v in state.items() if k not in own or own[k].shape != v.shape]
+    if unfit:
+        raise UsageError(
+            f"{source}: {len(unfit)} tensors do not fit this architecture ({', '.join(unfit[:3])})"
+        )
+    model.load_state_dict(state, strict=False)
+    fresh = [k for k in own if k not in state]
+    return f"initialised from {source}: {len(state)} tensors copied, {len(fresh)} new"
+
+
 @dataclass
 class FitResult:
     model: nn.Module
@@ -205,6 +224,8 @@ def fit(
         )
     history: list[dict[str, float]] = []
     start_epoch = 0
+    if ckpt is None and config.init_from is not None:
+        log(init_weights(model, Path(config.init_from)))
     if ckpt is not None:
         model.load_state_dict(ckpt["model_state"])
         if ckpt.get("optimizer_state"):

@@ -91,6 +91,35 @@ def _upsampler(cin: int, cout: int, kind: str) -> nn.Module:
     raise ValueError(f"unknown upsampling {kind!r}; use transposed or nearest")
 
 
+class GlobalContext(nn.Module):
+    """Per-image channel scales and shifts (FiLM) computed from whole-image feature means.
+
+    A blind model must recognise the noise (kind, level) from a 34-pixel window; the means of
+    the encoder's features over the whole image are a cheap noise estimator the decoders can
+    condition on. Its last layers start at zero, so a fresh branch leaves the network as it was
+    (fine-tuning starts from the unconditioned model's outputs). Global average pooling, 1x1
+    convolutions, Mul and Add: operators every ONNX engine runs.
+    """
+
+    def __init__(self, widths: tuple[int, ...], hidden: int = 32) -> None:
+        super().__init__()
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.squeeze = nn.Conv2d(sum(widths), hidden, 1)
+        self.heads = nn.ModuleList(nn.Conv2d(hidden, 2 * w, 1) for w in widths)
+        for head in self.heads:
+            nn.init.zeros_(head.weight)
+            nn.init.zeros_(head.bias)
+
+    def forward(self, features: list[torch.Tensor]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        pooled = torch.cat([self.pool(f) for f in features], dim=1)
+        h = torch.relu(self.squeeze(pooled))
+        films = []
+        for head in self.heads:
+            scale, shift = head(h).chunk(2, dim=1)
+            films.append((scale + 1.0, shift))
+        return films
+
+
 class UNet(nn.Module):
     """A small U-Net (Ronneberger et al., 2015): two poolings, skip connections, sigmoid out.
 
@@ -100,7 +129,9 @@ class UNet(nn.Module):
     deeper and dilated, so every output pixel sees the whole digit ((1, 1, 2, 1): 34 pixels
     each way, against 22 for the plain block); `batch_norm` puts batch normalisation after
     each convolution (at inference a fixed scale and shift, which onnxruntime folds into the
-    convolution before it: no cost); `upsample` is "transposed" or "nearest" (NearestUpsample).
+    convolution before it: no cost); `upsample` is "transposed" or "nearest" (NearestUpsample);
+    `context` adds a GlobalContext branch that scales and shifts the middle block's and both
+    decoders' features from the image's own feature statistics.
     """
 
     def __init__(
@@ -109,6 +140,7 @@ class UNet(nn.Module):
         mid_dilations: tuple[int, ...] | list[int] = (1, 1),
         batch_norm: bool = False,
         upsample: str = "transposed",
+        context: bool = False,
     ) -> None:
         super().__init__()
         a, b, c = widths
@@ -121,14 +153,20 @@ class UNet(nn.Module):
         self.up1 = _upsampler(b, a, upsample)
         self.dec1 = _conv_block(2 * a, a, batch_norm=bn)
         self.head = nn.Conv2d(a, 1, 1)
+        self.context = GlobalContext((c, b, a)) if context else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         e1 = self.enc1(x)
         e2 = self.enc2(self.pool(e1))
         m = self.mid(self.pool(e2))
-        d2 = self.dec2(torch.cat([self.up2(m), e2], dim=1))
-        d1 = self.dec1(torch.cat([self.up1(d2), e1], dim=1))
-        return torch.sigmoid(self.head(d1))
+        if self.context is None:
+            d2 = self.dec2(torch.cat([self.up2(m), e2], dim=1))
+            d1 = self.dec1(torch.cat([self.up1(d2), e1], dim=1))
+            return torch.sigmoid(self.head(d1))
+        (s_m, b_m), (s_2, b_2), (s_1, b_1) = self.context([m, e2, e1])
+        d2 = self.dec2(torch.cat([self.up2(m * s_m + b_m), e2], dim=1))
+        d1 = self.dec1(torch.cat([self.up1(d2 * s_2 + b_2), e1], dim=1))
+        return torch.sigmoid(self.head(d1 * s_1 + b_1))
 
 
 @dataclass(frozen=True)
@@ -247,8 +285,11 @@ for _name, _widths, _extra, _params in (
     ("unet_ctx", [16, 32, 96], {}, 342_865),
     ("unet_lite", [8, 16, 64], {}, 137_897),
     ("unet_lite_near", [8, 16, 64], {"upsample": "nearest"}, 134_441),
+    ("unet_lite_ctx", [8, 16, 64], {"upsample": "nearest", "context": True}, 143_097),
 ):
     _note = ", nearest upsampling" if _extra.get("upsample") == "nearest" else ""
+    if _extra.get("context"):
+        _note += ", global-context FiLM"
     register(
         Arch(
             name=_name,
