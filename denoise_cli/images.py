@@ -123,7 +123,7 @@ def decode_bytes(
             # Only formats that carry EXIF are asked (parsing it costs as much as a tiny decode).
             if (fmt in _EXIF_FORMATS or "exif" in info) and _has_orientation(im):
                 im = ImageOps.exif_transpose(im)
-            gray, source = _to_gray(im, fmt, info)
+            gray, source = to_gray(im, fmt, info)
     except ImageError:
         raise
     except Image.DecompressionBombError as exc:
@@ -144,7 +144,8 @@ def _has_orientation(im: Image.Image) -> bool:
         return False
 
 
-def _to_gray(im: Image.Image, fmt: str, info: dict[str, Any]) -> tuple[np.ndarray, SourceInfo]:
+def to_gray(im: Image.Image, fmt: str, info: dict[str, Any]) -> tuple[np.ndarray, SourceInfo]:
+    """Luminance in [0, 1] (float32) and what encoding the result like the input needs."""
     mode = im.mode
     alpha = None
     if mode in _SIXTEEN_BIT:
@@ -174,6 +175,13 @@ def _to_gray(im: Image.Image, fmt: str, info: dict[str, Any]) -> tuple[np.ndarra
     return gray, SourceInfo(fmt, out_mode, alpha, save_args)
 
 
+def quantize(gray: np.ndarray, mode: str) -> np.ndarray:
+    """Clipped [0, 1] floats as 16-bit integers for mode I;16, else 8-bit, rounded."""
+    if mode == "I;16":
+        return np.round(gray * 65535.0).astype(np.uint16)
+    return np.round(gray * 255.0).astype(np.uint8)
+
+
 def encode(
     gray: np.ndarray,
     source: SourceInfo,
@@ -191,8 +199,7 @@ def encode(
         mode = "I;16"  # only TIFF stores float; 16-bit keeps the precision elsewhere
     args = dict(source.save_args) if fmt == source.format else {}
     if mode in ("L", "I;16"):
-        scale, dtype = (65535.0, np.uint16) if mode == "I;16" else (255.0, np.uint8)
-        pixels = np.round(gray * scale).astype(dtype)
+        pixels = quantize(gray, mode)
         if fmt == "PNG" and not args:  # the common case, without Pillow's per-call overhead
             return fastpng.encode_gray(pixels)
     if mode == "I;16":
@@ -200,7 +207,7 @@ def encode(
     elif mode == "F":
         img = Image.fromarray(gray.astype(np.float32))
     else:
-        g8 = Image.fromarray(pixels if mode == "L" else np.round(gray * 255.0).astype(np.uint8))
+        g8 = Image.fromarray(pixels if mode == "L" else quantize(gray, "L"))
         if mode == "1":
             img = g8.point(lambda v: 255 if v >= 128 else 0).convert("1")
         elif mode == "RGB":

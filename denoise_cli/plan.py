@@ -17,7 +17,7 @@ import contextlib
 import errno
 import os
 import stat
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Protocol
 
@@ -58,7 +58,7 @@ class TargetTree(Protocol):
 
     def path(self, rel: str) -> str: ...
 
-    def write(self, dst: str, data: bytes) -> None: ...
+    def write(self, dst: str, data: bytes | Iterable[bytes]) -> None: ...
 
 
 def plan(
@@ -193,8 +193,9 @@ class LocalTarget:
                 unlink(name)
         return names - stale
 
-    def write(self, dst: str, data: bytes) -> None:
-        """`dst` from `path()`; its folders are entered through checked descriptors."""
+    def write(self, dst: str, data: bytes | Iterable[bytes]) -> None:
+        """`dst` from `path()`; its folders are entered through checked descriptors. `data`:
+        the bytes, or pieces of them (see write_atomic)."""
         rel = dst[len(self._prefix) :].replace(os.sep, "/")
         folder, name = rel.rpartition("/")[::2]
         try:
@@ -342,7 +343,9 @@ class StorageTarget:
     def path(self, rel: str) -> str:
         return rel
 
-    def write(self, dst: str, data: bytes) -> None:
+    def write(self, dst: str, data: bytes | Iterable[bytes]) -> None:
+        if not isinstance(data, bytes):  # whole objects: stores publish on completion anyway
+            data = b"".join(data)
         try:
             self.storage.write(dst, data)
         except OSError as exc:

@@ -36,7 +36,9 @@ from denoise_cli.errors import DenoiseError, ImageError, Interrupted
 from denoise_cli.images import SourceInfo, decode_bytes, encode
 from denoise_cli.job import Job
 from denoise_cli.plan import SourceTree, TargetTree, open_trees, plan
+from denoise_cli.pngstream import PngLayout
 from denoise_cli.report import Event, Outcome, Recorder, RunReport
+from denoise_cli.streamed import Stopped, denoised_png, streamable
 from denoise_cli.transforms import Transform
 from denoise_cli.walk import FileJob
 
@@ -62,6 +64,31 @@ def check_results(results: np.ndarray, count: int, shape: tuple[int, int]) -> li
     finite = np.isfinite(results.reshape(count, -1)).all(axis=1)
     bad = "model returned NaN or infinite values; nothing written"
     return [None if ok else bad for ok in finite.tolist()]
+
+
+def process_streamed(
+    data: bytes,
+    png: PngLayout,
+    file: FileJob,
+    transform: Transform,
+    target: TargetTree,
+    should_stop: Callable[[], bool],
+) -> Outcome | None:
+    """One large PNG, decoded, denoised and written a band at a time (see streamed); None when
+    the run stopped mid-file (nothing written: the rerun does it)."""
+
+    def denoise_rows(samples: np.ndarray, rows: Callable[[int, int], np.ndarray]):
+        return transform.denoise_rows(png.height, png.width, samples, rows)
+
+    try:
+        target.write(file.dst, denoised_png(data, png, denoise_rows, should_stop))
+    except Stopped:
+        return None
+    except ImageError as exc:
+        return Outcome(file.rel, file.dst, str(exc))
+    except Exception as exc:  # e.g. onnxruntime failing on this tile size
+        return Outcome(file.rel, file.dst, f"model failed: {exc}")
+    return Outcome(file.rel, file.dst)
 
 
 def process_chunk(
@@ -111,7 +138,14 @@ def process_chunk(
             return
         try:
             data = source.read(file.src)
-            gray, info = decode_bytes(data, os.path.splitext(file.src)[1], job.max_pixels)
+            suffix = os.path.splitext(file.src)[1]
+            png = streamable(data, suffix, job.max_pixels, transform.streams)
+            if png is not None:
+                outcome = process_streamed(data, png, file, transform, target, should_stop)
+                if outcome is not None:
+                    outcomes.append(outcome)
+                continue
+            gray, info = decode_bytes(data, suffix, job.max_pixels)
         except FileNotFoundError:
             outcomes.append(Outcome(file.rel, file.dst, "cannot read: file vanished"))
             continue

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,7 @@ from denoise_cli.core.errors import MissingDependency
 from denoise_cli.errors import ModelError, ProviderError, UsageError
 from denoise_cli.job import INVERT_CHOICES, PRECISIONS
 from denoise_cli.model_info import SUPPORTED_SCHEMA_MAJOR, ModelInfo
-from denoise_cli.tiling import run_tiled
+from denoise_cli.tiling import run_tiled, tiled_rows
 
 #: Short names accepted by --device, mapped to onnxruntime's provider names. Any full provider
 #: name that the installed onnxruntime lists is accepted too.
@@ -174,19 +174,27 @@ def needs_inversion(image: np.ndarray, invert: str, polarity: str) -> bool:
 
 
 def needs_inversion_batch(images: np.ndarray, invert: str, polarity: str) -> np.ndarray:
-    """`needs_inversion` for each of (N, H, W) same-sized images at once (one numpy pass).
-
-    "Median above 0.5" is computed as "more than half of up to 4,096 sampled pixels above 0.5":
-    the same answer, without a sort.
-    """
+    """`needs_inversion` for each of (N, H, W) same-sized images at once (one numpy pass)."""
     n = len(images)
+    flat = images.reshape(n, -1)
+    return inversion_from_samples(flat[:, :: polarity_sample_step(flat.shape[1])], invert, polarity)
+
+
+def polarity_sample_step(pixels: int) -> int:
+    """Every how many pixels (in row-major order) the polarity decision samples one: up to
+    4,096 samples, so "median above 0.5" is "more than half the samples above 0.5", no sort."""
+    return max(1, pixels // 4096)
+
+
+def inversion_from_samples(samples: np.ndarray, invert: str, polarity: str) -> np.ndarray:
+    """The decision of `needs_inversion_batch` from (N, S) sampled pixels (see
+    polarity_sample_step); a streamed image gathers its samples band by band."""
+    n = len(samples)
     if invert == "yes":
         return np.ones(n, bool)
     if invert == "no" or polarity not in ("light-on-dark", "dark-on-light"):
         return np.zeros(n, bool)
-    flat = images.reshape(n, -1)
-    sample = flat[:, :: max(1, flat.shape[1] // 4096)]
-    light_background = np.count_nonzero(sample > 0.5, axis=1) * 2 > sample.shape[1]
+    light_background = np.count_nonzero(samples > 0.5, axis=1) * 2 > samples.shape[1]
     return light_background if polarity == "light-on-dark" else ~light_background
 
 
@@ -336,11 +344,8 @@ class Denoiser:
         """Images of this size per model call, capped so activations stay bounded."""
         return max(1, min(batch_size, self.max_batch_pixels // max(1, height * width)))
 
-    def denoise_same_size(self, images: np.ndarray) -> np.ndarray:
-        """(N, H, W) float32 in [0, 1], already in the model's polarity -> (N, H, W)."""
-        _, h, w = images.shape
-        if self.accepts_whole(h, w):
-            return self.run(images[:, None])[:, 0]
+    def tile_plan(self, height: int, width: int) -> tuple[int, int, int, int]:
+        """(tile height, tile width, overlap, tiles per model call) for an image that tiles."""
         m = self.info.size_multiple
 
         def up(v: int) -> int:
@@ -349,16 +354,34 @@ class Denoiser:
         # Overlap at least the receptive radius (exact stitching), in steps of the multiple.
         wanted = up(max(self.overlap, self.info.receptive_radius))
         th, tw = self.info.fixed_size or (
-            balanced_tile(up(h), up(self.tile), wanted, m),
-            balanced_tile(up(w), up(self.tile), wanted, m),
+            balanced_tile(up(height), up(self.tile), wanted, m),
+            balanced_tile(up(width), up(self.tile), wanted, m),
         )
         overlap = min(wanted, (min(th, tw) - 1) // 2 // m * m)
         # Tiles per model call from the same pixel budget as whole images: memory per file stays
         # bounded by design, whatever the image's size.
-        per_call = max(1, self.max_batch_pixels // (th * tw))
+        return th, tw, overlap, max(1, self.max_batch_pixels // (th * tw))
+
+    def denoise_same_size(self, images: np.ndarray) -> np.ndarray:
+        """(N, H, W) float32 in [0, 1], already in the model's polarity -> (N, H, W)."""
+        _, h, w = images.shape
+        if self.accepts_whole(h, w):
+            return self.run(images[:, None])[:, 0]
+        th, tw, overlap, per_call = self.tile_plan(h, w)
+        m = self.info.size_multiple
         return np.stack(
             [run_tiled(img, self.run, th, tw, overlap, per_call, multiple=m) for img in images]
         )
+
+    def denoise_rows(
+        self, height: int, width: int, rows: Callable[[int, int], np.ndarray]
+    ) -> Iterator[np.ndarray]:
+        """An image too large to hold, read through `rows(y0, y1)` (in the model's polarity,
+        y0 never decreasing) and denoised a row of tiles at a time, top to bottom: the same
+        tiles, hence the same pixels, as `denoise_same_size` on the whole image."""
+        th, tw, overlap, per_call = self.tile_plan(height, width)
+        m = self.info.size_multiple
+        return tiled_rows(height, width, rows, self.run, th, tw, overlap, per_call, multiple=m)
 
     def denoise_group(self, images: np.ndarray, invert: str = "auto") -> np.ndarray:
         """(N, H, W) same-sized float32 images in [0, 1], in one model call (or tile runs):

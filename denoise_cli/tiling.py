@@ -8,7 +8,8 @@ pixels) the stitched result equals the whole-image result exactly.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import itertools
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -72,21 +73,49 @@ def run_tiled(
     whole image would.
     """
     height, width = image.shape
+
+    def rows(y0: int, y1: int) -> np.ndarray:
+        return image[y0:y1]
+
+    bands = tiled_rows(height, width, rows, run, tile_h, tile_w, overlap, batch_size, multiple)
+    return np.concatenate(list(bands)) if height else np.empty((0, width), np.float32)
+
+
+def tiled_rows(
+    height: int,
+    width: int,
+    rows: Callable[[int, int], np.ndarray],
+    run: Callable[[np.ndarray], np.ndarray],
+    tile_h: int,
+    tile_w: int,
+    overlap: int,
+    batch_size: int = 16,
+    multiple: int = 1,
+) -> Iterator[np.ndarray]:
+    """`run_tiled` for an image read a band at a time: `rows(y0, y1)` gives its rows y0..y1
+    (y0 never decreases between calls, so a reader can drop what is above); yields the result
+    top to bottom, one row of tiles' kept rows at a time. Memory: a row of tiles, not the image.
+    """
     # The image is padded (with 0, the model's background after polarity normalisation) to at
     # least one tile and to the size multiple, and cropped back afterwards.
-    pad_h = max(tile_h, -(-height // multiple) * multiple) - height
-    pad_w = max(tile_w, -(-width // multiple) * multiple) - width
-    src = np.pad(image, ((0, pad_h), (0, pad_w))) if pad_h or pad_w else image
-    h, w = src.shape
+    h = max(tile_h, -(-height // multiple) * multiple)
+    w = max(tile_w, -(-width // multiple) * multiple)
     tiles = plan_tiles(h, w, tile_h, tile_w, overlap)
     th, tw = min(tile_h, h), min(tile_w, w)
-    out = np.empty((h, w), dtype=np.float32)
-    for i in range(0, len(tiles), batch_size):
-        group = tiles[i : i + batch_size]
-        batch = np.stack([src[t.y : t.y + th, t.x : t.x + tw] for t in group])[:, None]
-        result = run(np.ascontiguousarray(batch, dtype=np.float32))
-        for t, r in zip(group, result[:, 0], strict=True):
-            out[t.keep_y0 : t.keep_y1, t.keep_x0 : t.keep_x1] = r[
-                t.keep_y0 - t.y : t.keep_y1 - t.y, t.keep_x0 - t.x : t.keep_x1 - t.x
-            ]
-    return out[:height, :width]
+    for y, group in itertools.groupby(tiles, key=lambda t: t.y):
+        row_tiles = list(group)
+        src = np.zeros((th, w), np.float32)
+        real = rows(y, min(y + th, height)) if y < height else src[:0, :width]
+        src[: len(real), :width] = real
+        band = np.empty((row_tiles[0].keep_y1 - row_tiles[0].keep_y0, w), np.float32)
+        for i in range(0, len(row_tiles), batch_size):
+            part = row_tiles[i : i + batch_size]
+            batch = np.stack([src[:, t.x : t.x + tw] for t in part])[:, None]
+            result = run(np.ascontiguousarray(batch, dtype=np.float32))
+            for t, r in zip(part, result[:, 0], strict=True):
+                band[:, t.keep_x0 : t.keep_x1] = r[
+                    t.keep_y0 - y : t.keep_y1 - y, t.keep_x0 - t.x : t.keep_x1 - t.x
+                ]
+        first = row_tiles[0].keep_y0
+        if first < height:
+            yield band[: min(band.shape[0], height - first), :width]

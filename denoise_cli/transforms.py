@@ -7,13 +7,14 @@ Ray actor builds its own onnxruntime session).
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 import numpy as np
 
 from denoise_cli.core.noise import add_noise
 from denoise_cli.job import Denoise, Noisify
-from denoise_cli.session import Denoiser
+from denoise_cli.session import Denoiser, inversion_from_samples
 from denoise_cli.walk import FileJob
 
 
@@ -28,9 +29,24 @@ class Transform(Protocol):
 
     def batch_limit(self, height: int, width: int) -> int: ...
 
+    def streams(self, height: int, width: int) -> bool:
+        """Whether an image of this size is better read a band of rows at a time."""
+        ...
+
+    def denoise_rows(
+        self, height: int, width: int, samples: np.ndarray, rows: Callable[[int, int], np.ndarray]
+    ) -> Iterator[np.ndarray]:
+        """A streamed image's result, top to bottom (see streamed.denoised_png)."""
+        ...
+
     def __call__(self, images: np.ndarray, jobs: list[FileJob]) -> np.ndarray: ...
 
     def describe(self) -> dict[str, Any]: ...
+
+
+#: Images above this many pixels stream (when they tile): 4.2 MP, a 2048x2048 page, whose
+#: whole-image path peaks at ~20 bytes a pixel.
+STREAM_MIN_PIXELS = 1 << 22
 
 
 class DenoiseTransform:
@@ -47,6 +63,21 @@ class DenoiseTransform:
 
     def __call__(self, images: np.ndarray, jobs: list[FileJob]) -> np.ndarray:
         return self.denoiser.denoise_group(images, self.spec.invert)
+
+    def streams(self, height: int, width: int) -> bool:
+        # Images that tile anyway and whose float copies would pass ~64 MB each.
+        return height * width > STREAM_MIN_PIXELS and not self.denoiser.accepts_whole(height, width)
+
+    def denoise_rows(
+        self, height: int, width: int, samples: np.ndarray, rows: Callable[[int, int], np.ndarray]
+    ) -> Iterator[np.ndarray]:
+        polarity = self.denoiser.info.polarity
+        flip = bool(inversion_from_samples(samples[None], self.spec.invert, polarity)[0])
+        if not flip:
+            yield from self.denoiser.denoise_rows(height, width, rows)
+            return
+        for band in self.denoiser.denoise_rows(height, width, lambda a, b: 1.0 - rows(a, b)):
+            yield 1.0 - band
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -66,6 +97,14 @@ class NoiseTransform:
 
     def batch_limit(self, height: int, width: int) -> int:
         return 64
+
+    def streams(self, height: int, width: int) -> bool:
+        return False  # per-file noise is drawn for the whole image at once
+
+    def denoise_rows(
+        self, height: int, width: int, samples: np.ndarray, rows: Callable[[int, int], np.ndarray]
+    ) -> Iterator[np.ndarray]:
+        raise NotImplementedError("noisify never streams")
 
     def __call__(self, images: np.ndarray, jobs: list[FileJob]) -> np.ndarray:
         out = np.empty_like(images)

@@ -76,6 +76,9 @@ class CrashingTransform:
     def batch_limit(self, height: int, width: int) -> int:
         return 64
 
+    def streams(self, height: int, width: int) -> bool:
+        return False
+
     def __call__(self, images, jobs):
         if os.getpid() != self.driver_pid and any("crash" in j.rel for j in jobs):
             os._exit(3)  # what a segfaulting decoder looks like from outside

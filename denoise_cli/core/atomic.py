@@ -7,6 +7,7 @@ import itertools
 import os
 import re
 import threading
+from collections.abc import Iterable
 from pathlib import Path
 
 #: Suffix of in-flight temporary files; a leftover one (after kill -9) is never an output.
@@ -44,8 +45,13 @@ def stale_temporary(name: str) -> bool:
     return False
 
 
-def write_atomic(data: bytes, dest: str | Path, dir_fd: int | None = None) -> None:
+def write_atomic(
+    data: bytes | Iterable[bytes], dest: str | Path, dir_fd: int | None = None
+) -> None:
     """Write `data` to `dest` through a temporary file in the same folder and an atomic rename.
+
+    `data`: the bytes, or an iterable of pieces (a large image encoded band by band); an
+    exception from the iterable removes the temporary file, like any other failure.
 
     A crash or Ctrl-C leaves either the old file or the new one, never a partial file. The
     temporary name is unique per process and thread, and created with O_EXCL, so the file gets
@@ -74,9 +80,10 @@ def write_atomic(data: bytes, dest: str | Path, dir_fd: int | None = None) -> No
     try:
         fd = os.open(tmp, flags, 0o666, dir_fd=dir_fd)  # in the try: a Ctrl-C must clean up
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
+            for piece in (data,) if isinstance(data, bytes | bytearray | memoryview) else data:
+                view = memoryview(piece)
+                while view:
+                    view = view[os.write(fd, view) :]
         finally:
             os.close(fd)
         os.replace(tmp, dest, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
