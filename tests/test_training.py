@@ -257,3 +257,40 @@ def test_batch_norm_unet_trains_and_exports_its_folded_form(tmp_path, train_imag
     with torch.no_grad():
         torch.testing.assert_close(model(x), result.model(x))
         torch.testing.assert_close(model(x[:1]), model(x)[:1])  # no batch statistics at inference
+
+
+def test_init_from_starts_a_context_model_where_its_plain_twin_ended(tmp_path, train_images):
+    """Fine-tuning: every tensor of the source lands, the new GlobalContext branch starts as
+    the identity (zero FiLM), so the first outputs equal the source model's."""
+    from denoise_train.checkpoint import file_sha256
+    from denoise_train.loop import init_weights
+    from denoise_train.models import create_model
+
+    plain = TrainConfig(arch="unet_lite_near", epochs=1, max_steps_per_epoch=3, **TINY)
+    source = fit(plain, train_images, tmp_path / "plain.pt", log=lambda m: None, progress=False)
+    ctx = create_model("unet_lite_ctx")
+    message = init_weights(ctx, tmp_path / "plain.pt")
+    assert "78 tensors copied, 8 new" in message
+    x = torch.rand(3, 1, 32, 36)
+    with torch.no_grad():
+        assert torch.allclose(ctx.eval()(x), source.model.eval()(x), atol=1e-6)
+    tuned = plain.with_(
+        arch="unet_lite_ctx",
+        init_from=str(tmp_path / "plain.pt"),
+        init_sha256=file_sha256(tmp_path / "plain.pt"),
+    )
+    messages: list[str] = []
+    fit(tuned, train_images, tmp_path / "ctx.pt", log=messages.append, progress=False)
+    assert any("78 tensors copied, 8 new" in m for m in messages)
+    saved = load_checkpoint(tmp_path / "ctx.pt")["config"]
+    assert saved["init_sha256"] == file_sha256(tmp_path / "plain.pt")
+
+
+def test_init_from_refuses_weights_that_do_not_fit(tmp_path, train_images):
+    from denoise_cli.core.errors import UsageError
+
+    seed = TrainConfig(arch="conv_denoiser", epochs=1, max_steps_per_epoch=1, **TINY)
+    fit(seed, train_images, tmp_path / "seed.pt", log=lambda m: None, progress=False)
+    tuned = seed.with_(arch="unet_lite_near", init_from=str(tmp_path / "seed.pt"))
+    with pytest.raises(UsageError, match="tensors do not fit this architecture"):
+        fit(tuned, train_images, log=lambda m: None, progress=False)
