@@ -13,7 +13,8 @@ and the seed conv_denoiser beside it):
            interleaved rounds, median of ratios; then the models against the first
   scans    the same on --scans pages of --scan-side pixels (640: tiled at the default
            --tile 512), in megapixels/s
-  memory   peak memory of denoise-batch at 1k vs 20k files (largest process, and whole tree)
+  memory   peak memory of denoise-batch at 1k vs 20k files (largest process, and whole tree),
+           and for one --page-side PNG page, streamed against the whole-image path
   startup  CLI start-up: --help, info, and a one-image run, against `python -c pass`
   gpu      onnxruntime CUDA provider (IO binding) vs torch CUDA, when both see a GPU
 
@@ -455,7 +456,61 @@ def _peak_memory(cmd: list[str]) -> tuple[int, int]:
     return int(out.split()[-1]), tree_peak
 
 
-def bench_memory(place: Path, small: int, large: int) -> tuple[str, dict]:
+#: The whole-image path, for one file: what a large PNG cost before it streamed.
+_WHOLE_IMAGE = (
+    "import sys; from denoise_cli.images import decode, encode; "
+    "from denoise_cli.session import Denoiser; "
+    "gray, info = decode(sys.argv[1]); "
+    "data = encode(Denoiser(tile=int(sys.argv[2])).denoise([gray])[0], info)"
+)
+
+
+def bench_large_page(place: Path, side: int = 7000) -> tuple[list[list[str]], dict]:
+    """Peak memory for one side x side PNG page: denoise-batch (streamed) against the
+    whole-image path in a process of its own, at two tile sizes."""
+    from PIL import Image
+
+    work = Path(tempfile.mkdtemp(prefix="denoise-bench-page-", dir=place))
+    rows, data = [], {}
+    try:
+        page = noisy_digits(1)[0]
+        canvas = np.zeros((side, side), np.uint8)
+        for y in range(0, side - 28, 700):  # a digit every 700 px: mostly paper, as scans are
+            for x in range(0, side - 28, 700):
+                canvas[y : y + 28, x : x + 28] = page
+        (work / "in").mkdir()
+        Image.fromarray(canvas).save(work / "in" / "page.png")
+        for tile in (512, 1024):
+            streamed, _ = _peak_memory(
+                [
+                    *CLI,
+                    str(work / "in"),
+                    str(work / f"out-{tile}"),
+                    "--quiet",
+                    "--workers",
+                    "1",
+                    "--tile",
+                    str(tile),
+                ]
+            )
+            whole, _ = _peak_memory(
+                [sys.executable, "-c", _WHOLE_IMAGE, str(work / "in" / "page.png"), str(tile)]
+            )
+            rows.append(
+                [
+                    f"{side}x{side} PNG, --tile {tile}",
+                    f"{streamed / 1024:.0f}",
+                    f"{whole / 1024:.0f}",
+                    f"{streamed / whole:.2f}x",
+                ]
+            )
+            data[f"page_{side}_tile_{tile}"] = {"streamed_kb": streamed, "whole_kb": whole}
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return rows, data
+
+
+def bench_memory(place: Path, small: int, large: int, page_side: int) -> tuple[str, dict]:
     work = Path(tempfile.mkdtemp(prefix="denoise-bench-mem-", dir=place))
     rows, data = [], {}
     try:
@@ -476,9 +531,15 @@ def bench_memory(place: Path, small: int, large: int) -> tuple[str, dict]:
         data = {str(n): {"largest_process_kb": a, "tree_kb": b} for n, (a, b) in results.items()}
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    return table(
+    page_rows, page_data = bench_large_page(place, page_side)
+    data.update(page_data)
+    files = table(
         ["files", "largest process peak RSS (MB)", "process tree peak RSS, sampled (MB)"], rows
-    ), data
+    )
+    page = table(
+        ["one page", "denoise-batch, streamed (MB)", "whole-image path (MB)", "ratio"], page_rows
+    )
+    return f"{files}\n\n{page}", data
 
 
 def bench_startup(repeats: int) -> tuple[str, dict]:
@@ -569,12 +630,16 @@ def main() -> None:
     )
     parser.add_argument("--scans", type=int, default=500, help="Pages in the scans section.")
     parser.add_argument("--scan-side", type=int, default=640, help="Their side, in pixels.")
+    parser.add_argument(
+        "--page-side", type=int, default=7000, help="The memory section's one large page."
+    )
     parser.add_argument("--quick", action="store_true", help="Small sizes: a smoke test.")
     parser.add_argument("--ray", action="store_true", help="Add `denoise-batch ray` to folder.")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args()
     if args.quick:
         args.files, args.rounds, args.memory_files, args.scans = 500, 1, "200,1000", 20
+        args.page_side = 2500  # still over the 4.2 MP that streams
     places = (
         [Path(p) for p in args.places.split(",")]
         if args.places
@@ -602,7 +667,7 @@ def main() -> None:
         "model": lambda: bench_model(args.quick, names),
         "folder": lambda: bench_folder(args.files, args.rounds, places, names, args.ray),
         "scans": lambda: bench_scans(args.scans, args.scan_side, args.rounds, places, names),
-        "memory": lambda: bench_memory(places[-1], small, large),
+        "memory": lambda: bench_memory(places[-1], small, large, args.page_side),
         "startup": lambda: bench_startup(3 if args.quick else 7),
         "gpu": lambda: bench_gpu(args.quick, names[0]),
     }

@@ -42,7 +42,10 @@ MODEL_HELP = (
     f"An .onnx/.ort file, or a bundled model's name: {', '.join(bundled_models())} "
     f"(default: {DEFAULT_MODEL}). `denoise-batch info --model NAME` describes one."
 )
-TILE_HELP = "Images larger than this run in overlapping tiles of at most this size."
+TILE_HELP = (
+    "Images larger than this run in overlapping tiles of at most this size (large PNGs stream "
+    "a row of tiles at a time: memory follows this)."
+)
 PRECISION_HELP = (
     "fp32, int8 (the model's verified NAME.int8.onnx beside it), or auto: INT8 where it "
     "measured faster (the OpenVINO device), fp32 elsewhere."
