@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import os
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -98,10 +99,27 @@ def read_file(path: str | Path, follow: bool = True) -> bytes:
         os.close(fd)
 
 
+@dataclass
+class HeldImage:
+    """A large image kept as Pillow decoded it (1-4 bytes a pixel), for streamed.HeldBands to
+    convert a band at a time, instead of float copies of the whole image."""
+
+    image: Image.Image
+    format: str
+    info: dict[str, Any]
+
+
 def decode_bytes(
-    data: bytes, suffix: str = "", max_pixels: int = DEFAULT_MAX_PIXELS
-) -> tuple[np.ndarray, SourceInfo]:
-    """Decode an image held in memory (from a file or an object store); see `decode`."""
+    data: bytes,
+    suffix: str = "",
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    hold: Callable[[int, int], bool] | None = None,
+) -> tuple[np.ndarray, SourceInfo] | HeldImage:
+    """Decode an image held in memory (from a file or an object store); see `decode`.
+
+    `hold(height, width)`: whether an image of that size should come back as a HeldImage
+    (any mode but 32-bit float) rather than as float pixels.
+    """
     if not data:
         raise ImageError("empty file")
     if suffix.lower() == ".png":
@@ -123,6 +141,8 @@ def decode_bytes(
             # Only formats that carry EXIF are asked (parsing it costs as much as a tiny decode).
             if (fmt in _EXIF_FORMATS or "exif" in info) and _has_orientation(im):
                 im = ImageOps.exif_transpose(im)
+            if hold is not None and im.mode != "F" and hold(im.height, im.width):
+                return HeldImage(im.copy(), fmt, info)  # closing `im` below invalidates it
             gray, source = to_gray(im, fmt, info)
     except ImageError:
         raise
@@ -191,33 +211,47 @@ def encode(
 ) -> bytes:
     """Encode (H, W) floats in [0, 1] in the input's format and mode (or as PNG); `clipped`:
     the caller already clipped them to [0, 1] (a whole group at once)."""
-    fmt = "PNG" if output_format == "png" else source.format
-    mode = source.out_mode
     if not clipped:
         gray = np.clip(gray, 0.0, 1.0)
-    if mode == "F" and fmt != "TIFF":
-        mode = "I;16"  # only TIFF stores float; 16-bit keeps the precision elsewhere
-    args = dict(source.save_args) if fmt == source.format else {}
-    if mode in ("L", "I;16"):
-        pixels = quantize(gray, mode)
-        if fmt == "PNG" and not args:  # the common case, without Pillow's per-call overhead
-            return fastpng.encode_gray(pixels)
-    if mode == "I;16":
-        img = Image.fromarray(pixels)
-    elif mode == "F":
+    fmt = "PNG" if output_format == "png" else source.format
+    if source.out_mode == "F" and fmt == "TIFF":  # only TIFF stores float
         img = Image.fromarray(gray.astype(np.float32))
-    else:
-        g8 = Image.fromarray(pixels if mode == "L" else quantize(gray, "L"))
-        if mode == "1":
-            img = g8.point(lambda v: 255 if v >= 128 else 0).convert("1")
-        elif mode == "RGB":
-            img = Image.merge("RGB", (g8, g8, g8))
-        elif mode == "RGBA":
-            img = Image.merge("RGBA", (g8, g8, g8, Image.fromarray(source.alpha)))
-        elif mode == "LA":
-            img = Image.merge("LA", (g8, Image.fromarray(source.alpha)))
-        else:
-            img = g8
+        return _save(img, fmt, dict(source.save_args), jpeg_quality)
+    return encode_pixels(quantize(gray, output_depth(source)), source, output_format, jpeg_quality)
+
+
+def output_depth(source: SourceInfo) -> str:
+    """ "I;16" when the output keeps 16 bits (16-bit input, or float outside TIFF), else "L"."""
+    return "I;16" if source.out_mode in ("I;16", "F") else "L"
+
+
+def encode_pixels(
+    pixels: np.ndarray,
+    source: SourceInfo,
+    output_format: str = "keep",
+    jpeg_quality: int = DEFAULT_JPEG_QUALITY,
+) -> bytes:
+    """Encode quantized gray (uint8, or uint16 where output_depth says I;16) like the input."""
+    fmt = "PNG" if output_format == "png" else source.format
+    mode = "I;16" if source.out_mode == "F" else source.out_mode
+    args = dict(source.save_args) if fmt == source.format else {}
+    if mode in ("L", "I;16") and fmt == "PNG" and not args:
+        return fastpng.encode_gray(pixels)  # the common case, without Pillow's per-call overhead
+    g8 = Image.fromarray(pixels)
+    if mode == "1":
+        img = g8.point(lambda v: 255 if v >= 128 else 0).convert("1")
+    elif mode == "RGB":
+        img = Image.merge("RGB", (g8, g8, g8))
+    elif mode == "RGBA":
+        img = Image.merge("RGBA", (g8, g8, g8, Image.fromarray(source.alpha)))
+    elif mode == "LA":
+        img = Image.merge("LA", (g8, Image.fromarray(source.alpha)))
+    else:  # L or I;16
+        img = g8
+    return _save(img, fmt, args, jpeg_quality)
+
+
+def _save(img: Image.Image, fmt: str, args: dict[str, Any], jpeg_quality: int) -> bytes:
     if fmt == "JPEG":
         # Never a worse JPEG by accident: high quality and no chroma subsampling by default.
         args.update(quality=jpeg_quality, subsampling=0)

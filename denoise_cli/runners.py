@@ -33,12 +33,18 @@ from typing import Any, Protocol
 import numpy as np
 
 from denoise_cli.errors import DenoiseError, ImageError, Interrupted
-from denoise_cli.images import SourceInfo, decode_bytes, encode
+from denoise_cli.images import HeldImage, SourceInfo, decode_bytes, encode
 from denoise_cli.job import Job
 from denoise_cli.plan import SourceTree, TargetTree, open_trees, plan
-from denoise_cli.pngstream import PngLayout
 from denoise_cli.report import Event, Outcome, Recorder, RunReport
-from denoise_cli.streamed import Stopped, denoised_png, streamable
+from denoise_cli.streamed import (
+    HeldBands,
+    PngBands,
+    Stopped,
+    denoised_held,
+    denoised_png,
+    streamable,
+)
 from denoise_cli.transforms import Transform
 from denoise_cli.walk import FileJob
 
@@ -67,21 +73,27 @@ def check_results(results: np.ndarray, count: int, shape: tuple[int, int]) -> li
 
 
 def process_streamed(
-    data: bytes,
-    png: PngLayout,
+    source: PngBands | HeldBands,
     file: FileJob,
     transform: Transform,
+    job: Job,
     target: TargetTree,
     should_stop: Callable[[], bool],
 ) -> Outcome | None:
-    """One large PNG, decoded, denoised and written a band at a time (see streamed); None when
-    the run stopped mid-file (nothing written: the rerun does it)."""
+    """One large image denoised a band at a time (see streamed); None when the run stopped
+    mid-file (nothing written: the rerun does it)."""
 
     def denoise_rows(samples: np.ndarray, rows: Callable[[int, int], np.ndarray]):
-        return transform.denoise_rows(png.height, png.width, samples, rows)
+        return transform.denoise_rows(source.height, source.width, samples, rows)
 
     try:
-        target.write(file.dst, denoised_png(data, png, denoise_rows, should_stop))
+        if isinstance(source, PngBands):
+            data: bytes | Iterator[bytes] = denoised_png(source, denoise_rows, should_stop)
+        else:
+            data = denoised_held(
+                source, denoise_rows, job.output_format, job.jpeg_quality, should_stop
+            )
+        target.write(file.dst, data)
     except Stopped:
         return None
     except ImageError as exc:
@@ -139,13 +151,17 @@ def process_chunk(
         try:
             data = source.read(file.src)
             suffix = os.path.splitext(file.src)[1]
-            png = streamable(data, suffix, job.max_pixels, transform.streams)
-            if png is not None:
-                outcome = process_streamed(data, png, file, transform, target, should_stop)
+            decoded = streamable(data, suffix, job.max_pixels, transform.streams)
+            if decoded is None:
+                decoded = decode_bytes(data, suffix, job.max_pixels, transform.streams)
+            if isinstance(decoded, PngBands | HeldImage):
+                del data  # a held image's compressed bytes are done with
+                band_source = decoded if isinstance(decoded, PngBands) else HeldBands(decoded)
+                outcome = process_streamed(band_source, file, transform, job, target, should_stop)
                 if outcome is not None:
                     outcomes.append(outcome)
                 continue
-            gray, info = decode_bytes(data, suffix, job.max_pixels)
+            gray, info = decoded
         except FileNotFoundError:
             outcomes.append(Outcome(file.rel, file.dst, "cannot read: file vanished"))
             continue

@@ -1,53 +1,114 @@
-"""One large PNG through the model a band of rows at a time, never whole in memory.
+"""Large images through the model a band of rows at a time, never as whole float copies.
 
-Whole, a 7000x7000 page held ~1 GB (its float copies: decoded, flipped, padded, stitched,
-clipped, quantized); streamed, a worker holds the compressed file, a row of tiles and the
-model's own activations. Two passes over the file: the first gathers the pixels the polarity
-decision samples (the same ones as for an image held whole), the second decodes, denoises and
-encodes band by band into the atomic temporary file. The pixels written are those of the
+Whole, a 7000x7000 page held ~1 GB: float copies of every pixel (decoded, flipped, stitched,
+clipped, quantized). Here a worker holds a row of tiles in float and the model's activations,
+plus, for PNG, only the compressed file (decoded and encoded band by band, see pngstream), and
+for other formats the image as Pillow decoded it (1-4 bytes a pixel) and the quantized result.
+Two passes over the bands: the first gathers the pixels the polarity decision samples (the same
+ones as for an image held whole), the second denoises. The pixels written are those of the
 whole-image path: the same tiles, the same decision, the same rounding.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterator
+from typing import Protocol
 
 import numpy as np
 
 from denoise_cli import pngstream
 from denoise_cli.errors import ImageError
-from denoise_cli.images import quantize, to_gray
+from denoise_cli.images import (
+    HeldImage,
+    SourceInfo,
+    encode_pixels,
+    output_depth,
+    quantize,
+    to_gray,
+)
 from denoise_cli.pngstream import PngLayout, PngWriter
 from denoise_cli.session import polarity_sample_step
 
-#: Rows decoded per step: small against a tile (1024), large enough that Pillow's per-call
+#: Rows converted per step: small against a tile (1024), large enough that Pillow's per-call
 #: cost is noise.
 BAND_ROWS = 128
+
+#: (gray float32 rows in [0, 1], alpha uint8 rows or None, what encoding needs)
+Band = tuple[np.ndarray, np.ndarray | None, SourceInfo]
+#: The transform: polarity samples and a row reader in, result bands (top to bottom) out.
+DenoiseRows = Callable[[np.ndarray, Callable[[int, int], np.ndarray]], Iterator[np.ndarray]]
 
 
 class Stopped(Exception):
     """The run was asked to stop (SIGINT/SIGTERM) mid-file: the file is dropped, unwritten."""
 
 
-def gray_bands(data: bytes, png: PngLayout) -> Iterator[tuple[np.ndarray, np.ndarray | None, str]]:
-    """(gray float32 rows, alpha uint8 rows or None, output mode) band by band, converted as
-    images.decode_bytes converts a whole file."""
-    for band in pngstream.read_bands(data, png, BAND_ROWS):
-        gray, info = to_gray(band, "PNG", band.info)
-        yield gray, info.alpha, info.out_mode
+class BandSource(Protocol):
+    height: int
+    width: int
+
+    def bands(self) -> Iterator[Band]:
+        """The image's rows top to bottom, converted as images.decode_bytes converts a file."""
+        ...
 
 
-def polarity_samples(data: bytes, png: PngLayout) -> tuple[np.ndarray, str]:
-    """The pixels `needs_inversion_batch` would sample from the whole image, and its mode."""
-    step = polarity_sample_step(png.width * png.height)
-    samples, modes, start = [], [], 0  # start: flat index of the band's first pixel
-    for gray, _, mode in gray_bands(data, png):
-        modes.append(mode)
+@dataclasses.dataclass(frozen=True)
+class PngBands:
+    """A PNG's bands, decoded from its compressed bytes each time they are asked for."""
+
+    data: bytes
+    png: PngLayout
+
+    @property
+    def height(self) -> int:
+        return self.png.height
+
+    @property
+    def width(self) -> int:
+        return self.png.width
+
+    def bands(self) -> Iterator[Band]:
+        for band in pngstream.read_bands(self.data, self.png, BAND_ROWS):
+            gray, info = to_gray(band, "PNG", band.info)
+            yield gray, info.alpha, info
+
+
+@dataclasses.dataclass(frozen=True)
+class HeldBands:
+    """Bands cut from an image Pillow decoded whole (formats that do not stream)."""
+
+    held: HeldImage
+
+    @property
+    def height(self) -> int:
+        return self.held.image.height
+
+    @property
+    def width(self) -> int:
+        return self.held.image.width
+
+    def bands(self) -> Iterator[Band]:
+        im, width = self.held.image, self.held.image.width
+        for y in range(0, im.height, BAND_ROWS):
+            band = im.crop((0, y, width, min(y + BAND_ROWS, im.height)))
+            gray, info = to_gray(band, self.held.format, self.held.info)
+            yield gray, info.alpha, info
+
+
+def polarity_samples(source: BandSource) -> tuple[np.ndarray, SourceInfo]:
+    """The pixels `needs_inversion_batch` would sample from the whole image, and the first
+    band's SourceInfo (format, output mode, save options: the same for every band)."""
+    step = polarity_sample_step(source.width * source.height)
+    samples, infos, start = [], [], 0  # start: flat index of the band's first pixel
+    for gray, _, info in source.bands():
+        if not infos:
+            infos.append(info)
         end = start + gray.size
         first = -(-start // step) * step
-        samples.append(gray.reshape(-1)[first - start : end - start : step].copy())  # not a view
+        samples.append(gray.reshape(-1)[first - start : end - start : step].copy())  # no view
         start = end
-    return np.concatenate(samples), modes[0]
+    return np.concatenate(samples), infos[0]
 
 
 class RowWindow:
@@ -57,7 +118,7 @@ class RowWindow:
     side asks in increasing order; the input side runs up to a row of tiles ahead.
     """
 
-    def __init__(self, bands: Iterator[tuple[np.ndarray, np.ndarray | None, str]]) -> None:
+    def __init__(self, bands: Iterator[Band]) -> None:
         self._bands = bands
         self._held: dict[str, tuple[int, list[np.ndarray]]] = {"gray": (0, []), "alpha": (0, [])}
         self._end = 0  # rows decoded so far
@@ -86,45 +147,79 @@ class RowWindow:
         return self._take("alpha", y0, y1)
 
 
-def denoised_png(
-    data: bytes,
-    png: PngLayout,
-    denoise_rows: Callable[[np.ndarray, Callable[[int, int], np.ndarray]], Iterator[np.ndarray]],
-    should_stop: Callable[[], bool] = lambda: False,
-) -> Iterator[bytes]:
-    """The output file's bytes, piece by piece. `denoise_rows(samples, rows)` turns the
-    polarity samples and a row reader into output bands (see transforms.DenoiseTransform).
-
-    Raises ImageError for damaged data or outputs that cannot be right (NaN), Stopped when
-    `should_stop()` turns true: raised inside the writer's loop, either one leaves no file.
-    """
-    samples, mode = polarity_samples(data, png)
-    window = RowWindow(gray_bands(data, png))
-    writer = PngWriter(png.width, png.height, mode, png.dpi)
-    yield writer.header()
-    y = 0
+def _result_rows(
+    source: BandSource,
+    info: SourceInfo,
+    samples: np.ndarray,
+    denoise_rows: DenoiseRows,
+    should_stop: Callable[[], bool],
+) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+    """(quantized result rows, alpha rows or None), top to bottom."""
+    window = RowWindow(source.bands())
+    depth, y = output_depth(info), 0
     for out in denoise_rows(samples, window.rows):
         if should_stop():
             raise Stopped
         if not np.isfinite(out).all():
             raise ImageError("model returned NaN or infinite values; nothing written")
         count = len(out)
-        alpha = window.alpha(y, y + count) if mode in ("LA", "RGBA") else None
-        yield writer.rows(quantize(np.clip(out, 0.0, 1.0), mode), alpha)
+        alpha = window.alpha(y, y + count) if info.alpha is not None else None
+        yield quantize(np.clip(out, 0.0, 1.0), depth), alpha
         y += count
+
+
+def denoised_png(
+    source: PngBands, denoise_rows: DenoiseRows, should_stop: Callable[[], bool] = lambda: False
+) -> Iterator[bytes]:
+    """The output PNG's bytes, piece by piece, for the target's atomic write.
+
+    Raises ImageError for damaged data or outputs that cannot be right (NaN), Stopped when
+    `should_stop()` turns true: raised inside the writer's loop, either one leaves no file.
+    """
+    samples, info = polarity_samples(source)
+    writer = PngWriter(source.width, source.height, info.out_mode, source.png.dpi)
+    yield writer.header()
+    for pixels, alpha in _result_rows(source, info, samples, denoise_rows, should_stop):
+        yield writer.rows(pixels, alpha)
     yield writer.end()
+
+
+def denoised_held(
+    source: HeldBands,
+    denoise_rows: DenoiseRows,
+    output_format: str,
+    jpeg_quality: int,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> bytes:
+    """The output file of an image held whole: denoised band by band into quantized pixels,
+    then encoded like the input (see images.encode_pixels)."""
+    samples, info = polarity_samples(source)
+    dtype = np.uint16 if output_depth(info) == "I;16" else np.uint8
+    pixels = np.empty((source.height, source.width), dtype)
+    alpha = np.empty_like(pixels, np.uint8) if info.alpha is not None else None
+    y = 0
+    for rows, alpha_rows in _result_rows(source, info, samples, denoise_rows, should_stop):
+        pixels[y : y + len(rows)] = rows
+        if alpha is not None:
+            alpha[y : y + len(rows)] = alpha_rows
+        y += len(rows)
+    source.held.image.close()  # the decoded input is done with before the encoder's buffers
+    return encode_pixels(
+        pixels, dataclasses.replace(info, alpha=alpha), output_format, jpeg_quality
+    )
 
 
 def streamable(
     data: bytes, suffix: str, max_pixels: int, wanted: Callable[[int, int], bool]
-) -> PngLayout | None:
-    """The layout of a file to stream: a PNG whose size `wanted(height, width)` accepts, of a
-    layout that streams, within the pixel limit (over it, the whole-image decoder refuses it
-    with the usual message). The size is read from the header first: a small file costs a
-    few bytes' look, not a parse."""
+) -> PngBands | None:
+    """A PNG to stream: one whose size `wanted(height, width)` accepts, of a layout that
+    streams, within the pixel limit (over it, the whole-image decoder refuses it with the
+    usual message). The size is read from the header first: a small file costs a few bytes'
+    look, not a parse."""
     if suffix.lower() != ".png":
         return None
     size = pngstream.header_size(data)
     if size is None or size[0] * size[1] > max_pixels or not wanted(*size):
         return None
-    return pngstream.layout(data)
+    png = pngstream.layout(data)
+    return PngBands(data, png) if png is not None else None

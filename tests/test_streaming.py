@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from denoise_cli import runners, transforms
+from denoise_cli import pngstream, runners, transforms
 from denoise_cli.cli import app
 from denoise_cli.images import decode, encode
 from denoise_cli.session import Denoiser
@@ -36,16 +36,17 @@ def _page(height: int, width: int, light: bool = False) -> np.ndarray:
 @pytest.fixture
 def streamed(monkeypatch):
     """Streams every image that tiles (as from 4.2 MP by default), and counts the files that
-    went through the streamed path."""
+    went through each banded path: {"png": n, "held": n}."""
     monkeypatch.setattr(transforms, "STREAM_MIN_PIXELS", 0)
-    calls = []
-    original = runners.denoised_png
+    calls = {"png": 0, "held": 0}
+    for kind in calls:
+        original = getattr(runners, f"denoised_{kind}")
 
-    def counting(*args, **kwargs):
-        calls.append(1)
-        return original(*args, **kwargs)
+        def counting(*args, _kind=kind, _original=original, **kwargs):
+            calls[_kind] += 1
+            return _original(*args, **kwargs)
 
-    monkeypatch.setattr(runners, "denoised_png", counting)
+        monkeypatch.setattr(runners, f"denoised_{kind}", counting)
     return calls
 
 
@@ -68,7 +69,7 @@ def test_a_streamed_png_has_exactly_the_whole_image_paths_pixels(tmp_path, strea
     args = ["--model", "unet_scenes", "--tile", "64", "--workers", "1"]
     result = CliRunner().invoke(app, [str(src), str(out), *args], catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    assert len(streamed) == 4
+    assert streamed == {"png": 4, "held": 0}
     assert tree_hash(src) == before
     whole = Denoiser("unet_scenes", tile=64)
     for name in ("dark", "light", "deep", "rgba"):
@@ -82,6 +83,67 @@ def test_a_streamed_png_has_exactly_the_whole_image_paths_pixels(tmp_path, strea
         )
         assert np.array_equal(np.asarray(got), np.asarray(want)), name
     assert np.array_equal(np.asarray(Image.open(out / "rgba.png"))[..., 3], alpha)
+
+
+def _interlaced(page: np.ndarray) -> bytes:
+    """Adam7 (Pillow cannot write it): a hand-made PNG whose passes hold the page's rows."""
+    import struct
+    import zlib
+
+    from tests.test_pngstream import _chunk
+
+    h, w = page.shape
+    passes = (
+        (0, 0, 8, 8),
+        (0, 4, 8, 8),
+        (4, 0, 8, 4),
+        (0, 2, 4, 4),
+        (2, 0, 4, 2),
+        (0, 1, 2, 2),
+        (1, 0, 2, 1),
+    )
+    raw = b""
+    for y0, x0, dy, dx in passes:
+        for row in page[y0::dy, x0::dx] if x0 < w and y0 < h else []:
+            raw += b"\x00" + row.tobytes()
+    return (
+        pngstream.SIGNATURE
+        + _chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 1))
+        + _chunk(b"IDAT", zlib.compress(raw))
+        + _chunk(b"IEND", b"")
+    )
+
+
+def _saved(img: Image.Image, fmt: str, **options) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, fmt, **options)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("name", "make"),
+    [
+        ("page.tif", lambda p: _saved(Image.fromarray(p), "TIFF", compression="tiff_lzw")),
+        ("page16.tif", lambda p: _saved(Image.fromarray(p.astype(np.uint16) * 257), "TIFF")),
+        ("page.jpg", lambda p: _saved(Image.fromarray(255 - p), "JPEG", quality=90)),
+        ("page.bmp", lambda p: _saved(Image.fromarray(np.dstack([p] * 3)), "BMP")),
+        ("page.webp", lambda p: _saved(Image.fromarray(np.dstack([p] * 4)), "WEBP", lossless=True)),
+        ("interlaced.png", _interlaced),
+    ],
+)
+def test_other_large_images_are_denoised_in_bands_with_the_whole_image_paths_bytes(
+    tmp_path, streamed, name, make
+):
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    (src / name).write_bytes(make(np.round(_page(150, 170) * 255).astype(np.uint8)))
+    args = ["--model", "conv_denoiser", "--tile", "64", "--workers", "1"]
+    result = CliRunner().invoke(app, [str(src), str(out), *args], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert streamed == {"png": 0, "held": 1}
+    gray, info = decode(src / name)
+    want = encode(Denoiser("conv_denoiser", tile=64).denoise([gray])[0], info)
+    assert (out / name).read_bytes() == want
 
 
 def test_a_png_that_ends_mid_image_fails_with_its_row_and_leaves_no_file(tmp_path, streamed):
@@ -120,7 +182,7 @@ def test_a_model_returning_nan_on_a_streamed_image_writes_nothing(tmp_path, stre
     result = CliRunner().invoke(app, [*args, "--workers", "1"])
     assert result.exit_code == 1
     assert "page.png: model returned NaN or infinite values; nothing written" in result.output
-    assert len(streamed) == 1
+    assert streamed["png"] == 1
     assert _files(tmp_path / "out") == []
 
 
