@@ -20,8 +20,10 @@ import importlib.util
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -176,6 +178,112 @@ def _load_ort_web(path: Path) -> Model:
     return run
 
 
+#: A Python with onnx2tf and ai-edge-litert (TensorFlow pins its own numpy and onnx, so it
+#: usually lives in a virtualenv of its own); unset: this interpreter, if it has them.
+TFLITE_PYTHON_ENV = "DENOISE_TFLITE_PYTHON"
+#: Runs in that Python: converts a copy of the file with onnx2tf (which rewrites its input in
+#: place), loads the float32 .tflite in LiteRT, then answers "IN.npy OUT.npy" lines. The
+#: converted model is NHWC; its output may come back NCHW (fixed shapes): both are handled.
+_TFLITE_WORKER = """
+import os, shutil, sys, numpy as np
+src, work = sys.argv[1], sys.argv[2]
+copy = os.path.join(work, "model.onnx")
+shutil.copyfile(src, copy)
+import onnx2tf
+onnx2tf.convert(input_onnx_file_path=copy, output_folder_path=os.path.join(work, "tf"),
+                non_verbose=True, copy_onnx_input_output_names_to_tflite=True)
+from ai_edge_litert.interpreter import Interpreter
+it = Interpreter(model_path=os.path.join(work, "tf", "model_float32.tflite"), num_threads=2)
+inp, out = it.get_input_details()[0], it.get_output_details()[0]
+nhwc = int(inp["shape_signature"][-1]) == 1
+print("@@ ready", "NHWC" if nhwc else "NCHW", flush=True)
+shape = None
+for line in sys.stdin:
+    a, b = line.split()
+    try:
+        x = np.load(a)
+        feed = x.transpose(0, 2, 3, 1) if nhwc else x
+        if shape != feed.shape:
+            it.resize_tensor_input(inp["index"], list(feed.shape))
+            it.allocate_tensors()
+            shape = feed.shape
+        it.set_tensor(inp["index"], np.ascontiguousarray(feed))
+        it.invoke()
+        y = it.get_tensor(out["index"])
+        if y.shape != x.shape and y.shape == feed.shape:
+            y = y.transpose(0, 3, 1, 2)
+        np.save(b, y)
+        print("@@ ok", flush=True)
+    except Exception as exc:
+        print("@@ error", " ".join(str(exc).split())[:300], flush=True)
+"""
+
+
+def _tflite_python() -> str | None:
+    configured = os.environ.get(TFLITE_PYTHON_ENV)
+    if configured:
+        return configured if Path(configured).is_file() else None
+    here = all(importlib.util.find_spec(m) for m in ("onnx2tf", "ai_edge_litert"))
+    return sys.executable if here else None
+
+
+def _tflite_unusable() -> str | None:
+    if _tflite_python() is None:
+        return (
+            "not installed (pip install onnx2tf tensorflow ai-edge-litert, in this Python or "
+            f"in a virtualenv named by {TFLITE_PYTHON_ENV})"
+        )
+    return None
+
+
+def _load_tflite(path: Path) -> Model:
+    """TensorFlow Lite (LiteRT) running onnx2tf's conversion of the file: one worker process
+    per file (conversion, then one interpreter), fed through .npy files."""
+    work = tempfile.mkdtemp(prefix="denoise-tflite-")
+    log = Path(work) / "worker.log"  # TensorFlow talks a lot: a file, not a pipe to fill
+    with open(log, "w") as err:
+        proc = subprocess.Popen(
+            [_tflite_python(), "-c", _TFLITE_WORKER, str(path), work],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+        )
+
+    def answer() -> str:
+        """The worker's next protocol line (anything else on its stdout is chatter)."""
+        while line := proc.stdout.readline():
+            if line.startswith("@@ "):
+                return line[3:].strip()
+        return ""
+
+    if not answer().startswith("ready"):
+        _stop_worker(proc, "")
+        lines = [ln for ln in log.read_text(errors="replace").splitlines() if ln.strip()]
+        shutil.rmtree(work, ignore_errors=True)
+        raise RuntimeError(f"onnx2tf conversion failed: {lines[-1] if lines else 'no output'}")
+
+    def run(x: np.ndarray) -> np.ndarray:
+        src, dst = os.path.join(work, "x.npy"), os.path.join(work, "y.npy")
+        np.save(src, np.ascontiguousarray(x, dtype=np.float32))
+        proc.stdin.write(f"{src} {dst}\n")
+        proc.stdin.flush()
+        reply = answer()
+        if reply != "ok":
+            raise RuntimeError(reply.removeprefix("error ") or "the LiteRT worker died")
+        return np.load(dst)
+
+    weakref.finalize(run, _stop_worker, proc, work)  # the worker lives as long as the model
+    return run
+
+
+def _stop_worker(proc: subprocess.Popen, work: str) -> None:
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+    shutil.rmtree(work, ignore_errors=True)
+
+
 def _load_reference(path: Path) -> Model:
     from onnx.reference import ReferenceEvaluator
 
@@ -217,6 +325,13 @@ RUNTIMES: dict[str, Runtime] = {
             (".onnx", ".ort"),
             unusable=_ort_web_unusable,
             timed=False,
+        ),
+        Runtime(
+            "tflite",
+            "onnx2tf, tensorflow and ai-edge-litert",
+            "",  # found through TFLITE_PYTHON_ENV or this interpreter
+            _load_tflite,
+            unusable=_tflite_unusable,
         ),
     )
 }

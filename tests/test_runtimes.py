@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -222,3 +223,25 @@ def test_onnxruntime_web_runs_the_onnx_and_ort_files(tmp_path, conv_ckpt, data_d
     verdicts = _verdicts(json.loads((tmp_path / "r.json").read_text())["runtimes"])
     assert verdicts[("onnxruntime-web", "m.onnx")] == "ok"
     assert verdicts[("onnxruntime-web", "m.ort")] == "ok"
+
+
+def test_tflite_is_listed_with_how_to_install_it(monkeypatch, tmp_path):
+    monkeypatch.setenv(runtimes.TFLITE_PYTHON_ENV, str(tmp_path / "no-such-python"))
+    reason = runtimes.RUNTIMES["tflite"].missing()
+    assert reason is not None and "pip install onnx2tf" in reason
+
+
+@pytest.mark.slow
+def test_tflite_runs_onnx2tfs_conversion_and_reports_int8_as_wrong(tmp_path, data_dir):
+    """Where onnx2tf and ai-edge-litert are installed (here or in DENOISE_TFLITE_PYTHON): the
+    default model converts and matches; onnx2tf's conversion of its QDQ INT8 file returns
+    ~1.0 everywhere, and that must read as wrong, never as passing."""
+    if runtimes.RUNTIMES["tflite"].missing():
+        pytest.skip("onnx2tf / ai-edge-litert are not installed here")
+    models = Path(__file__).resolve().parents[1] / "denoise_cli" / "models"
+    files = [models / "unet_scenes.onnx", models / "unet_scenes.int8.onnx"]
+    args = ["runtimes", *map(str, files), "--runtime", "tflite", "--data-dir", str(data_dir)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 1
+    assert re.search(r"\| tflite \| unet_scenes\.onnx \| ok \| yes \| yes \| yes \|", result.output)
+    assert re.search(r"\| tflite \| unet_scenes\.int8\.onnx \| wrong \|", result.output)
