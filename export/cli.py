@@ -233,6 +233,35 @@ def runtimes(
 
 
 @app.command()
+def tflite(
+    source: Path = typer.Argument(..., help="The fp32 .onnx file (dynamic height and width)."),
+    out: Path = typer.Option(..., "-o", "--out", help="The .tflite file to write."),
+    data_dir: Path | None = typer.Option(None, help=DATA_DIR_HELP),
+    images: int = typer.Option(256, min=8, help="Noisy test digits for the check."),
+) -> None:
+    """Convert to TensorFlow Lite with onnx2tf, on a copy, and check the result in LiteRT.
+
+    Needs onnx2tf, tensorflow and ai-edge-litert, in this Python or in the one that
+    $DENOISE_TFLITE_PYTHON names. The file is NHWC in and out, float32, (N, H, W, 1) in
+    [0, 1]; `OUT.json` beside it carries the model's metadata (polarity, size multiple...).
+    Written only when LiteRT matches onnxruntime running the source (max abs 1e-4).
+    """
+    from denoise_cli.core.noise import REFERENCE_KIND, REFERENCE_LEVEL, add_noise
+    from denoise_export.runtimes import markdown_table as runtimes_table
+    from denoise_export.tflite import convert
+    from denoise_train.config import EVAL_NOISE_SEED
+    from denoise_train.mnist import load_split
+
+    if not source.is_file():
+        commands.fail(f"{source}: no such file", 2)
+    clean = load_split("test", data_dir)[0][:images]
+    noisy = add_noise(clean, REFERENCE_KIND, REFERENCE_LEVEL, EVAL_NOISE_SEED)
+    rows = convert(source, out, clean, noisy, log=lambda m: typer.echo(m, err=True))
+    typer.echo(runtimes_table(rows), nl=False)
+    typer.echo(f"wrote {out} and {out}.json (verified in LiteRT)")
+
+
+@app.command()
 def report(
     checkpoints: list[Path] = typer.Argument(
         ..., help="Trained checkpoints (.pt) or exported models (.onnx)."

@@ -42,7 +42,13 @@ Model = Callable[[np.ndarray], np.ndarray]
 PSNR_TOLERANCE = {"int8": 0.5}
 DEFAULT_PSNR_TOLERANCE = 0.05  # dB
 #: Max abs difference allowed on top, for the files that should compute what fp32 computes.
-MAX_ABS_TOLERANCE = {"fp32": 1e-4, "ort-format": 1e-4, "fixed": 1e-4, "fp16": 1e-2}
+MAX_ABS_TOLERANCE = {
+    "fp32": 1e-4,
+    "ort-format": 1e-4,
+    "tflite-fp32": 1e-4,
+    "fixed": 1e-4,
+    "fp16": 1e-2,
+}
 #: Images of the batch-of-many case (and of the PSNR); onnx.reference, pure numpy, gets fewer.
 BATCH = 64
 REFERENCE_BATCH = 8
@@ -184,34 +190,54 @@ TFLITE_PYTHON_ENV = "DENOISE_TFLITE_PYTHON"
 #: Runs in that Python: converts a copy of the file with onnx2tf (which rewrites its input in
 #: place), loads the float32 .tflite in LiteRT, then answers "IN.npy OUT.npy" lines. The
 #: converted model is NHWC; its output may come back NCHW (fixed shapes): both are handled.
-_TFLITE_WORKER = """
-import os, shutil, sys, numpy as np
+TFLITE_WORKER = """
+import json, os, shutil, sys, numpy as np
 src, work = sys.argv[1], sys.argv[2]
-copy = os.path.join(work, "model.onnx")
-shutil.copyfile(src, copy)
-import onnx2tf
-onnx2tf.convert(input_onnx_file_path=copy, output_folder_path=os.path.join(work, "tf"),
-                non_verbose=True, copy_onnx_input_output_names_to_tflite=True)
+if src.endswith(".tflite"):
+    tflite = src
+else:
+    copy = os.path.join(work, "model.onnx")
+    shutil.copyfile(src, copy)
+    import onnx2tf
+    onnx2tf.convert(input_onnx_file_path=copy, output_folder_path=os.path.join(work, "tf"),
+                    non_verbose=True, copy_onnx_input_output_names_to_tflite=True)
+    tflite = os.path.join(work, "tf", "model_float32.tflite")
 from ai_edge_litert.interpreter import Interpreter
-it = Interpreter(model_path=os.path.join(work, "tf", "model_float32.tflite"), num_threads=2)
+it = Interpreter(model_path=tflite, num_threads=2)
 inp, out = it.get_input_details()[0], it.get_output_details()[0]
 nhwc = int(inp["shape_signature"][-1]) == 1
-print("@@ ready", "NHWC" if nhwc else "NCHW", flush=True)
 shape = None
+
+def run(x):
+    global shape
+    feed = x.transpose(0, 2, 3, 1) if nhwc else x
+    if shape != feed.shape:
+        it.resize_tensor_input(inp["index"], list(feed.shape))
+        it.allocate_tensors()
+        shape = feed.shape
+    it.set_tensor(inp["index"], np.ascontiguousarray(feed))
+    it.invoke()
+    return it.get_tensor(out["index"])
+
+if len(sys.argv) > 3:  # save: the file, and what its input and output look like
+    probe = np.zeros([int(v) if v > 0 else 28 for v in inp["shape_signature"]], np.float32)
+    probe = probe.transpose(0, 3, 1, 2) if nhwc else probe
+    y = run(probe)
+    facts = {"input": {"name": inp["name"], "shape": [int(v) for v in inp["shape_signature"]],
+                       "layout": "NHWC" if nhwc else "NCHW"},
+             "output": {"name": out["name"], "shape": [int(v) for v in out["shape_signature"]],
+                        "layout": "NHWC" if y.shape[-1] == 1 and y.ndim == 4 else "NCHW"}}
+    shutil.copyfile(tflite, sys.argv[3])
+    print("@@ saved", json.dumps(facts), flush=True)
+    sys.exit(0)
+print("@@ ready", flush=True)
 for line in sys.stdin:
     a, b = line.split()
     try:
         x = np.load(a)
-        feed = x.transpose(0, 2, 3, 1) if nhwc else x
-        if shape != feed.shape:
-            it.resize_tensor_input(inp["index"], list(feed.shape))
-            it.allocate_tensors()
-            shape = feed.shape
-        it.set_tensor(inp["index"], np.ascontiguousarray(feed))
-        it.invoke()
-        y = it.get_tensor(out["index"])
-        if y.shape != x.shape and y.shape == feed.shape:
-            y = y.transpose(0, 3, 1, 2)
+        y = run(x)
+        if y.shape != x.shape and y.ndim == 4 and y.shape[-1] == x.shape[1]:
+            y = y.transpose(0, 3, 1, 2)  # NHWC back to the caller's NCHW
         np.save(b, y)
         print("@@ ok", flush=True)
     except Exception as exc:
@@ -219,7 +245,8 @@ for line in sys.stdin:
 """
 
 
-def _tflite_python() -> str | None:
+def tflite_python() -> str | None:
+    """The Python that runs onnx2tf and LiteRT here, or None."""
     configured = os.environ.get(TFLITE_PYTHON_ENV)
     if configured:
         return configured if Path(configured).is_file() else None
@@ -228,7 +255,7 @@ def _tflite_python() -> str | None:
 
 
 def _tflite_unusable() -> str | None:
-    if _tflite_python() is None:
+    if tflite_python() is None:
         return (
             "not installed (pip install onnx2tf tensorflow ai-edge-litert, in this Python or "
             f"in a virtualenv named by {TFLITE_PYTHON_ENV})"
@@ -237,13 +264,14 @@ def _tflite_unusable() -> str | None:
 
 
 def _load_tflite(path: Path) -> Model:
-    """TensorFlow Lite (LiteRT) running onnx2tf's conversion of the file: one worker process
-    per file (conversion, then one interpreter), fed through .npy files."""
+    """TensorFlow Lite (LiteRT) running a .tflite file, or onnx2tf's conversion of a .onnx
+    one: one worker process per file (conversion, then one interpreter), fed through .npy
+    files."""
     work = tempfile.mkdtemp(prefix="denoise-tflite-")
     log = Path(work) / "worker.log"  # TensorFlow talks a lot: a file, not a pipe to fill
     with open(log, "w") as err:
         proc = subprocess.Popen(
-            [_tflite_python(), "-c", _TFLITE_WORKER, str(path), work],
+            [tflite_python(), "-c", TFLITE_WORKER, str(path), work],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=err,
@@ -331,6 +359,7 @@ RUNTIMES: dict[str, Runtime] = {
             "onnx2tf, tensorflow and ai-edge-litert",
             "",  # found through TFLITE_PYTHON_ENV or this interpreter
             _load_tflite,
+            (".onnx", ".tflite"),
             unusable=_tflite_unusable,
         ),
     )
@@ -404,6 +433,8 @@ def _file_facts(path: Path) -> tuple[str, tuple[int, ...] | None]:
     """The file's `variant` tag, and its input shape when every dimension is fixed."""
     if path.suffix == ".ort":
         return "ort-format", None
+    if path.suffix == ".tflite":
+        return "tflite-fp32", None  # held to fp32's tolerances
     import onnx
 
     model = onnx.load(str(path), load_external_data=False)

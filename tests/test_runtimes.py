@@ -245,3 +245,54 @@ def test_tflite_runs_onnx2tfs_conversion_and_reports_int8_as_wrong(tmp_path, dat
     assert result.exit_code == 1
     assert re.search(r"\| tflite \| unet_scenes\.onnx \| ok \| yes \| yes \| yes \|", result.output)
     assert re.search(r"\| tflite \| unet_scenes\.int8\.onnx \| wrong \|", result.output)
+
+
+def _identity(path: Path, dims: list) -> Path:
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["noisy"], ["denoised"])],
+        "g",
+        [helper.make_tensor_value_info("noisy", TensorProto.FLOAT, dims)],
+        [helper.make_tensor_value_info("denoised", TensorProto.FLOAT, dims)],
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(path))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("fixed", "fixed height and width; convert the dynamic .onnx file"),
+        ("int8", "variant int8-qdq-per-channel; convert the fp32 file"),
+    ],
+)
+def test_tflite_conversion_refuses_files_onnx2tf_gets_wrong(tmp_path, data_dir, case, message):
+    models = Path(__file__).resolve().parents[1] / "denoise_cli" / "models"
+    source = (
+        _identity(tmp_path / "fixed.onnx", [1, 1, 28, 28])
+        if case == "fixed"
+        else models / "unet_scenes.int8.onnx"
+    )
+    out = tmp_path / "out" / "m.tflite"
+    args = ["tflite", str(source), "-o", str(out), "--data-dir", str(data_dir)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 1
+    assert message in result.output
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_tflite_conversion_writes_a_verified_file_and_its_facts(tmp_path, data_dir):
+    if runtimes.RUNTIMES["tflite"].missing():
+        pytest.skip("onnx2tf / ai-edge-litert are not installed here")
+    source = Path(__file__).resolve().parents[1] / "denoise_cli" / "models" / "unet_scenes.onnx"
+    out = tmp_path / "m.tflite"
+    args = ["tflite", str(source), "-o", str(out), "--data-dir", str(data_dir)]
+    result = CliRunner().invoke(app, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert re.search(r"\| tflite \| m\.tflite \| ok \|", result.output)
+    facts = json.loads((tmp_path / "m.tflite.json").read_text())
+    assert facts["input"]["layout"] == facts["output"]["layout"] == "NHWC"
+    assert facts["metadata"]["polarity"] == "light-on-dark"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.tflite", "m.tflite.json"]
