@@ -192,7 +192,8 @@ def optimize(
 def runtimes(
     files: list[Path] = typer.Argument(
         ...,
-        help="Exported files (.onnx, .ort); the first is the reference, run in onnxruntime: "
+        help="Exported files (.onnx, .ort, .tflite); the first is the reference, run in "
+        "onnxruntime: "
         "normally the fp32 file.",
     ),
     data_dir: Path | None = typer.Option(None, help=DATA_DIR_HELP),
@@ -206,8 +207,9 @@ def runtimes(
     digits (Gaussian 0.5), and is scored against onnxruntime running the first file: max abs
     difference, PSNR, images/s. fp32 files must stay within 1e-4 and 0.05 dB of it, fp16
     within 0.01 and 0.05 dB, INT8 within 0.5 dB. Engines: onnxruntime, OpenVINO (f32 pinned),
-    OpenCV's classic and new engines, tract, onnx.reference. Exit 1 when an installed engine
-    cannot load or run a file it should read, or runs it wrongly.
+    OpenCV's classic and new engines, tract, onnx.reference, onnxruntime-web (node) and
+    TensorFlow Lite (onnx2tf + LiteRT) where set up. Exit 1 when an installed engine cannot
+    load or run a file it should read, or runs it wrongly.
     """
     from denoise_cli.core.noise import REFERENCE_KIND, REFERENCE_LEVEL, add_noise
     from denoise_export.runtimes import as_dicts, baseline, check_runtimes, failures
