@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import gzip
 import os
+import signal
+import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -110,3 +113,21 @@ def tree_hash(root: Path) -> dict[str, str]:
         else:
             entries[rel] = "dir" if path.is_dir() else "other"
     return entries
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def start_cli(args: list[str]) -> subprocess.Popen:
+    """The CLI in a child process, with Ctrl-C's default disposition restored: a test run
+    started as a background job (`cmd &`) inherits SIGINT ignored, and Python then never
+    raises KeyboardInterrupt (this test failed that way under a backgrounded `.ci/run`)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "denoise_cli.cli", *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=_default_sigint,
+    )

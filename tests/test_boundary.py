@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import ROOT, save_gray
+from tests.helpers import ROOT, save_gray, start_cli
 
 FORBIDDEN = ("torch", "denoise_train", "denoise_export", "train", "export", "onnx", "onnxscript")
 
@@ -76,24 +76,6 @@ print(json.dumps({{"code": code, "loaded": loaded}}))
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["0.png", "1.png", "2.png"]
 
 
-def _default_sigint() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
-def _start(args: list[str]) -> subprocess.Popen:
-    """The CLI in a child process, with Ctrl-C's default disposition restored: a test run
-    started as a background job (`cmd &`) inherits SIGINT ignored, and Python then never
-    raises KeyboardInterrupt (this test failed that way under a backgrounded `.ci/run`)."""
-    return subprocess.Popen(
-        [sys.executable, "-m", "denoise_cli.cli", *args],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=_default_sigint,
-    )
-
-
 def children_of(pid: int) -> list[int]:
     """Processes whose parent is `pid` (Linux /proc)."""
     kids = []
@@ -133,7 +115,7 @@ def test_a_signal_stops_cleanly_and_a_rerun_resumes(tmp_path, noisy_digits, work
     for i in range(n):
         save_gray(src / f"{i // 500}" / f"{i:05d}.png", noisy_digits[i % 16])
     args = [str(src), str(out), "--batch-size", "4", "--workers", workers, "--threads", "1"]
-    proc = _start([*args, "--report", str(report)])
+    proc = start_cli([*args, "--report", str(report)])
     _wait_for_outputs(out)
     helpers = children_of(proc.pid)
     proc.send_signal(sig)
@@ -152,7 +134,7 @@ def test_a_signal_stops_cleanly_and_a_rerun_resumes(tmp_path, noisy_digits, work
 
         Image.open(p).load()
 
-    proc = _start([*args, "--quiet"])
+    proc = start_cli([*args, "--quiet"])
     _, stderr = proc.communicate(timeout=300)
     assert proc.returncode == 0, stderr
     assert len(list(out.rglob("*.png"))) == n
@@ -180,7 +162,7 @@ def test_kill_9_of_the_main_process_stops_its_helpers(tmp_path, noisy_digits):
     for i in range(n):
         save_gray(src / f"{i:05d}.png", noisy_digits[i % 16])
     args = [str(src), str(out), "--batch-size", "4", "--workers", "2", "--threads", "1"]
-    proc = _start(args)
+    proc = start_cli(args)
     _wait_for_outputs(out)
     deadline = time.monotonic() + 30
     while not (helpers := children_of(proc.pid)) and time.monotonic() < deadline:
@@ -195,7 +177,7 @@ def test_kill_9_of_the_main_process_stops_its_helpers(tmp_path, noisy_digits):
     settled = len(list(out.rglob("*.png")))
     time.sleep(0.5)
     assert len(list(out.rglob("*.png"))) == settled < n  # nothing writes any more
-    proc = _start([*args, "--quiet"])
+    proc = start_cli([*args, "--quiet"])
     _, stderr = proc.communicate(timeout=300)
     assert proc.returncode == 0, stderr
     assert len(list(out.rglob("*.png"))) == n

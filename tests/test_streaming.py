@@ -21,7 +21,7 @@ from denoise_cli import pngstream, runners, transforms
 from denoise_cli.cli import app
 from denoise_cli.images import decode, encode
 from denoise_cli.session import Denoiser
-from tests.helpers import ROOT, tree_hash
+from tests.helpers import ROOT, start_cli, tree_hash
 
 RNG = np.random.default_rng(3)
 
@@ -186,24 +186,13 @@ def test_a_model_returning_nan_on_a_streamed_image_writes_nothing(tmp_path, stre
     assert _files(tmp_path / "out") == []
 
 
-def _start(args: list[str]) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "denoise_cli.cli", *args],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
-
-
 def test_sigterm_mid_stream_leaves_no_file_and_a_rerun_writes_it(tmp_path):
     """A 9 MP page streams (over 4.2 MP) for seconds: the signal lands mid-file."""
     src, out = tmp_path / "in", tmp_path / "out"
     src.mkdir()
     Image.fromarray(np.round(_page(3000, 3000) * 255).astype(np.uint8)).save(src / "page.png")
     args = [str(src), str(out), "--model", "conv_denoiser", "--tile", "256", "--workers", "1"]
-    proc = _start(args)
+    proc = start_cli(args)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not list(out.glob(".*.denoise-tmp")):
         time.sleep(0.01)
@@ -212,7 +201,7 @@ def test_sigterm_mid_stream_leaves_no_file_and_a_rerun_writes_it(tmp_path):
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 143, stderr
     assert _files(out) == []
-    proc = _start([*args, "--quiet"])
+    proc = start_cli([*args, "--quiet"])
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 0, stderr
     assert Image.open(out / "page.png").size == (3000, 3000)
