@@ -6,10 +6,11 @@ back as a 16-bit PNG and an RGBA image keeps its alpha channel. The model sees o
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -126,24 +127,32 @@ def decode_bytes(
         pixels = fastpng.decode_gray8(data, max_pixels)
         if pixels is not None:
             return np.divide(pixels, np.float32(255.0), dtype=np.float32), _PNG_GRAY8
+    with decode_errors(), Image.open(io.BytesIO(data)) as im:
+        width, height = im.size
+        if width * height > max_pixels:
+            raise ImageError(
+                f"{width}x{height} = {width * height:,} pixels is over the limit of "
+                f"{max_pixels:,} (decompression-bomb guard: raise the pixel limit to allow it)"
+            )
+        fmt = im.format or "PNG"
+        im.seek(0)  # GIF/TIFF/WebP: first frame
+        im.load()
+        info = dict(im.info)
+        # Only formats that carry EXIF are asked (parsing it costs as much as a tiny decode).
+        if (fmt in _EXIF_FORMATS or "exif" in info) and _has_orientation(im):
+            im = ImageOps.exif_transpose(im)
+        if hold is not None and im.mode != "F" and hold(im.height, im.width):
+            # Leaving the `with` only drops the file handle: the pixels stay usable.
+            return HeldImage(im, fmt, info)
+        gray, source = to_gray(im, fmt, info)
+    return gray, source
+
+
+@contextlib.contextmanager
+def decode_errors() -> Iterator[None]:
+    """Pillow's many exception types for a bad file, as one ImageError saying why."""
     try:
-        with Image.open(io.BytesIO(data)) as im:
-            width, height = im.size
-            if width * height > max_pixels:
-                raise ImageError(
-                    f"{width}x{height} = {width * height:,} pixels is over the limit of "
-                    f"{max_pixels:,} (decompression-bomb guard: raise the pixel limit to allow it)"
-                )
-            fmt = im.format or "PNG"
-            im.seek(0)  # GIF/TIFF/WebP: first frame
-            im.load()
-            info = dict(im.info)
-            # Only formats that carry EXIF are asked (parsing it costs as much as a tiny decode).
-            if (fmt in _EXIF_FORMATS or "exif" in info) and _has_orientation(im):
-                im = ImageOps.exif_transpose(im)
-            if hold is not None and im.mode != "F" and hold(im.height, im.width):
-                return HeldImage(im.copy(), fmt, info)  # closing `im` below invalidates it
-            gray, source = to_gray(im, fmt, info)
+        yield
     except ImageError:
         raise
     except Image.DecompressionBombError as exc:
@@ -154,7 +163,6 @@ def decode_bytes(
         ) from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise ImageError(f"cannot decode: {exc or type(exc).__name__}") from None
-    return gray, source
 
 
 def _has_orientation(im: Image.Image) -> bool:

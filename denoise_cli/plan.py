@@ -344,7 +344,7 @@ class StorageTarget:
         return rel
 
     def write(self, dst: str, data: bytes | Iterable[bytes]) -> None:
-        if not isinstance(data, bytes):  # whole objects: stores publish on completion anyway
+        if not isinstance(data, bytes | bytearray | memoryview):  # stores take whole objects
             data = b"".join(data)
         try:
             self.storage.write(dst, data)

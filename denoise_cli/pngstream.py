@@ -24,16 +24,11 @@ import numpy as np
 from PIL import Image
 
 from denoise_cli.errors import ImageError
+from denoise_cli.fastpng import IEND, SIGNATURE, chunk
 
-SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # (bit depth, colour type) -> bytes per pixel, for the layouts whose decoded bytes are raw rows.
 _STREAMABLE = {(8, 0): 1, (8, 2): 3, (8, 3): 1, (8, 4): 2, (8, 6): 4, (16, 0): 2}
 _KEPT_CHUNKS = (b"PLTE", b"tRNS")  # what a band's stand-in PNG needs to decode like the file
-_IEND = struct.pack(">I", 0) + b"IEND" + struct.pack(">I", zlib.crc32(b"IEND"))
-
-
-def _chunk(tag: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
 
 
 @dataclass(frozen=True)
@@ -63,8 +58,9 @@ def header_size(data: bytes) -> tuple[int, int] | None:
 
 def layout(data: bytes) -> PngLayout | None:
     """The layout of a PNG that can stream, or None (not a PNG, interlaced, another bit
-    layout, an eXIf orientation to apply, a damaged chunk: the whole-image decoder handles
-    those, and reports what is wrong)."""
+    layout, an eXIf orientation to apply, a damaged chunk, a header that is not the first
+    chunk or comes twice: the whole-image decoder handles those, and reports what is
+    wrong)."""
     if not data.startswith(SIGNATURE):
         return None
     pos, header, idat, extra, dpi = 8, None, [], [], None
@@ -79,18 +75,20 @@ def layout(data: bytes) -> PngLayout | None:
         if zlib.crc32(view[pos + 4 : end]) != struct.unpack_from(">I", data, end)[0]:
             return None
         body = view[pos + 8 : end]
+        if (tag == b"IHDR") != (pos == 8):  # the header comes first, and only once
+            return None
         if tag == b"IHDR":
             header = bytes(body)
         elif tag == b"IDAT":
             idat.append((pos + 8, end))
         elif tag in _KEPT_CHUNKS:
-            extra.append(_chunk(tag, bytes(body)))
+            extra.append(chunk(tag, bytes(body)))
         elif tag == b"pHYs" and length == 9:
             px, py, unit = struct.unpack(">IIB", body)
             if unit == 1:
                 dpi = (px * 0.0254, py * 0.0254)
-        elif tag == b"eXIf":
-            return None  # an orientation may apply: the whole-image path transposes
+        elif tag == b"eXIf" and _orientation(bytes(body)) != 1:
+            return None  # the whole-image path applies the rotation
         elif tag == b"IEND":
             break
         pos = end + 4
@@ -104,6 +102,16 @@ def layout(data: bytes) -> PngLayout | None:
     if width == 0 or height == 0:
         return None
     return PngLayout(width, height, depth, color, tuple(idat), b"".join(extra), dpi)
+
+
+def _orientation(exif: bytes) -> int:
+    """The EXIF orientation tag (1: upright), 0 when the block cannot be read."""
+    try:
+        tags = Image.Exif()
+        tags.load(b"Exif\x00\x00" + exif)  # as Pillow's PNG reader hands it on
+        return int(tags.get(0x0112, 1))
+    except Exception:  # a damaged block: let the whole-image path decide
+        return 0
 
 
 def read_bands(data: bytes, png: PngLayout, rows: int) -> Iterator[Image.Image]:
@@ -125,6 +133,10 @@ def read_bands(data: bytes, png: PngLayout, rows: int) -> Iterator[Image.Image]:
                     continue
                 block = next(pending, None)
                 if block is None:
+                    # zlib may still hold output that the length cap kept back
+                    if held := inflate.decompress(b"", need - len(buffered)):
+                        buffered += held
+                        continue
                     row = done + len(buffered) // png.stride
                     raise ImageError(
                         f"cannot decode: image data ends at row {row} of {png.height} "
@@ -150,10 +162,10 @@ def _decode_band(
     stand_in = b"".join(
         (
             SIGNATURE,
-            _chunk(b"IHDR", header),
+            chunk(b"IHDR", header),
             png.extra,
-            _chunk(b"IDAT", zlib.compress(filtered, 0)),  # stored: no deflate work twice
-            _IEND,
+            chunk(b"IDAT", zlib.compress(filtered, 0)),  # stored: no deflate work twice
+            IEND,
         )
     )
     try:
@@ -201,10 +213,10 @@ class PngWriter:
     def header(self) -> bytes:
         depth, color, _ = self._COLOR[self.mode]
         ihdr = struct.pack(">IIBBBBB", self.width, self.height, depth, color, 0, 0, 0)
-        parts = [SIGNATURE, _chunk(b"IHDR", ihdr)]
+        parts = [SIGNATURE, chunk(b"IHDR", ihdr)]
         if self.dpi is not None:  # as Pillow writes it
             ppm = [int(v / 0.0254 + 0.5) for v in self.dpi]
-            parts.append(_chunk(b"pHYs", struct.pack(">IIB", ppm[0], ppm[1], 1)))
+            parts.append(chunk(b"pHYs", struct.pack(">IIB", ppm[0], ppm[1], 1)))
         return b"".join(parts)
 
     def rows(self, gray: np.ndarray, alpha: np.ndarray | None = None) -> bytes:
@@ -225,8 +237,8 @@ class PngWriter:
     def end(self) -> bytes:
         if self._written != self.height:
             raise ValueError(f"PngWriter got {self._written} rows of {self.height}")
-        return self._idat(self._deflate.flush()) + _IEND
+        return self._idat(self._deflate.flush()) + IEND
 
     @staticmethod
     def _idat(data: bytes) -> bytes:
-        return _chunk(b"IDAT", data) if data else b""
+        return chunk(b"IDAT", data) if data else b""

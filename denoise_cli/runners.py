@@ -8,7 +8,8 @@ with its own onnxruntime session, so decoding in one overlaps inference in anoth
 contention), or Ray actors (ray_runner). Only a bounded number of chunks is in flight, so memory
 stays flat however many files there are. Per-file failures are recorded and the batch goes on.
 
-Signals: SIGINT and SIGTERM both stop the run cleanly: helpers finish the file they are writing,
+Signals: SIGINT and SIGTERM both stop the run cleanly: helpers finish the file they are writing
+(a large image streamed a band at a time is dropped unwritten instead, at its next row of tiles),
 what was done is reported, and `Interrupted` carries the report up (exit 130 or 143). Helpers
 also stop when the main process dies, even by kill -9 (Linux: PR_SET_PDEATHSIG).
 """
@@ -28,7 +29,7 @@ from concurrent.futures import Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import numpy as np
 
@@ -45,7 +46,7 @@ from denoise_cli.streamed import (
     denoised_png,
     streamable,
 )
-from denoise_cli.transforms import Transform
+from denoise_cli.transforms import StreamingTransform, Transform
 from denoise_cli.walk import FileJob
 
 MAX_POOL_RESTARTS = 3
@@ -75,31 +76,40 @@ def check_results(results: np.ndarray, count: int, shape: tuple[int, int]) -> li
 def process_streamed(
     source: PngBands | HeldBands,
     file: FileJob,
-    transform: Transform,
+    transform: StreamingTransform,
     job: Job,
     target: TargetTree,
     should_stop: Callable[[], bool],
 ) -> Outcome | None:
     """One large image denoised a band at a time (see streamed); None when the run stopped
-    mid-file (nothing written: the rerun does it)."""
+    mid-file (nothing written: the rerun does it). A SIGINT/SIGTERM is acted on between rows
+    of tiles, not only between files: one large file can take a minute."""
 
-    def denoise_rows(samples: np.ndarray, rows: Callable[[int, int], np.ndarray]):
-        return transform.denoise_rows(source.height, source.width, samples, rows)
+    def denoise_rows(
+        samples: np.ndarray, rows: Callable[[int, int], np.ndarray]
+    ) -> Iterator[np.ndarray]:
+        try:
+            yield from transform.denoise_rows(source.height, source.width, samples, rows)
+        except (ImageError, Stopped):  # rows that cannot be decoded, a stop: as they are
+            raise
+        except Exception as exc:  # onnxruntime failing on this tile size, say
+            raise ImageError(f"model failed: {exc}") from None
 
+    needed = transform.samples_needed()
     try:
         if isinstance(source, PngBands):
-            data: bytes | Iterator[bytes] = denoised_png(source, denoise_rows, should_stop)
+            data: bytes | Iterator[bytes] = denoised_png(source, denoise_rows, needed, should_stop)
         else:
             data = denoised_held(
-                source, denoise_rows, job.output_format, job.jpeg_quality, should_stop
+                source, denoise_rows, job.output_format, job.jpeg_quality, needed, should_stop
             )
         target.write(file.dst, data)
     except Stopped:
         return None
     except ImageError as exc:
         return Outcome(file.rel, file.dst, str(exc))
-    except Exception as exc:  # e.g. onnxruntime failing on this tile size
-        return Outcome(file.rel, file.dst, f"model failed: {exc}")
+    except Exception as exc:  # an encoder bug must cost one file, not the batch
+        return Outcome(file.rel, file.dst, f"{type(exc).__name__}: {exc}")
     return Outcome(file.rel, file.dst)
 
 
@@ -155,9 +165,11 @@ def process_chunk(
             if decoded is None:
                 decoded = decode_bytes(data, suffix, job.max_pixels, transform.streams)
             if isinstance(decoded, PngBands | HeldImage):
-                del data  # a held image's compressed bytes are done with
                 band_source = decoded if isinstance(decoded, PngBands) else HeldBands(decoded)
-                outcome = process_streamed(band_source, file, transform, job, target, should_stop)
+                del data, decoded  # a PNG's bytes live on in band_source; a held image's not
+                streaming = cast(StreamingTransform, transform)  # streams() said it is one
+                outcome = process_streamed(band_source, file, streaming, job, target, should_stop)
+                del band_source  # not held while the next file decodes
                 if outcome is not None:
                     outcomes.append(outcome)
                 continue
@@ -366,7 +378,7 @@ def _run_pool(run: Run, chunks: Iterator[list[FileJob]], transform: Transform) -
             recorder.outcome(outcome)
 
     def wind_down() -> None:
-        helpers_stop.set()  # helpers finish the file they are writing, then return what they did
+        helpers_stop.set()  # helpers finish (or drop) the file in hand, then return what they did
         while inflight:
             _, fut = inflight.popleft()
             if fut.cancel():
@@ -412,9 +424,10 @@ def start_method(transform: Transform) -> str:
 
 
 class StopRequest:
-    """Set by the first SIGINT or SIGTERM; runners check it between files and chunks, so the
-    outcome of every file in flight is still recorded (a KeyboardInterrupt raised at an
-    arbitrary point could drop a finished chunk's outcomes between two statements)."""
+    """Set by the first SIGINT or SIGTERM; runners check it between files and chunks (and
+    streamed images between rows of tiles), so the outcome of every file in flight is still
+    recorded (a KeyboardInterrupt raised at an arbitrary point could drop a finished chunk's
+    outcomes between two statements)."""
 
     def __init__(self) -> None:
         self.signal: str | None = None

@@ -12,6 +12,7 @@ whole-image path: the same tiles, the same decision, the same rounding.
 from __future__ import annotations
 
 import dataclasses
+from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Protocol
 
@@ -22,6 +23,7 @@ from denoise_cli.errors import ImageError
 from denoise_cli.images import (
     HeldImage,
     SourceInfo,
+    decode_errors,
     encode_pixels,
     output_depth,
     quantize,
@@ -70,7 +72,8 @@ class PngBands:
 
     def bands(self) -> Iterator[Band]:
         for band in pngstream.read_bands(self.data, self.png, BAND_ROWS):
-            gray, info = to_gray(band, "PNG", band.info)
+            with decode_errors():
+                gray, info = to_gray(band, "PNG", band.info)
             yield gray, info.alpha, info
 
 
@@ -91,24 +94,43 @@ class HeldBands:
     def bands(self) -> Iterator[Band]:
         im, width = self.held.image, self.held.image.width
         for y in range(0, im.height, BAND_ROWS):
-            band = im.crop((0, y, width, min(y + BAND_ROWS, im.height)))
-            gray, info = to_gray(band, self.held.format, self.held.info)
+            with decode_errors():
+                band = im.crop((0, y, width, min(y + BAND_ROWS, im.height)))
+                gray, info = to_gray(band, self.held.format, self.held.info)
             yield gray, info.alpha, info
 
 
-def polarity_samples(source: BandSource) -> tuple[np.ndarray, SourceInfo]:
-    """The pixels `needs_inversion_batch` would sample from the whole image, and the first
-    band's SourceInfo (format, output mode, save options: the same for every band)."""
+def polarity_samples(source: BandSource, needed: bool = True) -> tuple[np.ndarray, SourceInfo]:
+    """The pixels `needs_inversion_batch` would sample from the whole image (none when not
+    `needed`: then only the first band is read), and the first band's SourceInfo (format,
+    output mode, save options: the same for every band)."""
     step = polarity_sample_step(source.width * source.height)
-    samples, infos, start = [], [], 0  # start: flat index of the band's first pixel
+    samples, first_info, start = [], None, 0  # start: flat index of the band's first pixel
     for gray, _, info in source.bands():
-        if not infos:
-            infos.append(info)
+        first_info = first_info or info
+        if not needed:
+            break
         end = start + gray.size
         first = -(-start // step) * step
         samples.append(gray.reshape(-1)[first - start : end - start : step].copy())  # no view
         start = end
-    return np.concatenate(samples), infos[0]
+    if first_info is None:
+        raise ImageError("cannot decode: no image rows")
+    return (np.concatenate(samples) if samples else np.empty(0, np.float32)), first_info
+
+
+class _Rows:
+    """One channel's rows held by RowWindow: bands from row `start` on, oldest first."""
+
+    def __init__(self) -> None:
+        self.start = 0
+        self.bands: deque[np.ndarray] = deque()
+
+    def take(self, y0: int, y1: int) -> np.ndarray:
+        while self.bands and self.start + len(self.bands[0]) <= y0:  # wholly above: done
+            self.start += len(self.bands.popleft())
+        joined = np.concatenate(self.bands) if len(self.bands) > 1 else self.bands[0]
+        return joined[y0 - self.start : y1 - self.start]
 
 
 class RowWindow:
@@ -120,31 +142,27 @@ class RowWindow:
 
     def __init__(self, bands: Iterator[Band]) -> None:
         self._bands = bands
-        self._held: dict[str, tuple[int, list[np.ndarray]]] = {"gray": (0, []), "alpha": (0, [])}
+        self._gray, self._alpha = _Rows(), _Rows()
         self._end = 0  # rows decoded so far
 
-    def _take(self, kind: str, y0: int, y1: int) -> np.ndarray:
+    def _fill(self, y1: int) -> None:
         while self._end < y1:
             band = next(self._bands, None)
             if band is None:
                 raise ImageError(f"cannot decode: image data ends at row {self._end}")
             gray, alpha, _ = band
-            self._held["gray"][1].append(gray)
+            self._gray.bands.append(gray)
             if alpha is not None:
-                self._held["alpha"][1].append(alpha)
+                self._alpha.bands.append(alpha)
             self._end += len(gray)
-        start, held = self._held[kind]
-        while held and start + len(held[0]) <= y0:  # bands wholly above y0: done with
-            start += len(held.pop(0))
-        self._held[kind] = (start, held)
-        joined = np.concatenate(held) if len(held) > 1 else held[0]
-        return joined[y0 - start : y1 - start]
 
     def rows(self, y0: int, y1: int) -> np.ndarray:
-        return self._take("gray", y0, y1)
+        self._fill(y1)
+        return self._gray.take(y0, y1)
 
     def alpha(self, y0: int, y1: int) -> np.ndarray:
-        return self._take("alpha", y0, y1)
+        self._fill(y1)
+        return self._alpha.take(y0, y1)
 
 
 def _result_rows(
@@ -169,14 +187,17 @@ def _result_rows(
 
 
 def denoised_png(
-    source: PngBands, denoise_rows: DenoiseRows, should_stop: Callable[[], bool] = lambda: False
+    source: PngBands,
+    denoise_rows: DenoiseRows,
+    samples_needed: bool = True,
+    should_stop: Callable[[], bool] = lambda: False,
 ) -> Iterator[bytes]:
     """The output PNG's bytes, piece by piece, for the target's atomic write.
 
     Raises ImageError for damaged data or outputs that cannot be right (NaN), Stopped when
     `should_stop()` turns true: raised inside the writer's loop, either one leaves no file.
     """
-    samples, info = polarity_samples(source)
+    samples, info = polarity_samples(source, samples_needed)
     writer = PngWriter(source.width, source.height, info.out_mode, source.png.dpi)
     yield writer.header()
     for pixels, alpha in _result_rows(source, info, samples, denoise_rows, should_stop):
@@ -189,21 +210,25 @@ def denoised_held(
     denoise_rows: DenoiseRows,
     output_format: str,
     jpeg_quality: int,
+    samples_needed: bool = True,
     should_stop: Callable[[], bool] = lambda: False,
 ) -> bytes:
     """The output file of an image held whole: denoised band by band into quantized pixels,
-    then encoded like the input (see images.encode_pixels)."""
-    samples, info = polarity_samples(source)
-    dtype = np.uint16 if output_depth(info) == "I;16" else np.uint8
-    pixels = np.empty((source.height, source.width), dtype)
-    alpha = np.empty_like(pixels, np.uint8) if info.alpha is not None else None
-    y = 0
-    for rows, alpha_rows in _result_rows(source, info, samples, denoise_rows, should_stop):
-        pixels[y : y + len(rows)] = rows
-        if alpha is not None:
-            alpha[y : y + len(rows)] = alpha_rows
-        y += len(rows)
-    source.held.image.close()  # the decoded input is done with before the encoder's buffers
+    then encoded like the input (see images.encode_pixels). The held image is closed on the
+    way out, whatever happens, so it never overlaps the next file's."""
+    try:
+        samples, info = polarity_samples(source, samples_needed)
+        dtype = np.uint16 if output_depth(info) == "I;16" else np.uint8
+        pixels = np.empty((source.height, source.width), dtype)
+        alpha = np.empty_like(pixels, np.uint8) if info.alpha is not None else None
+        y = 0
+        for rows, alpha_rows in _result_rows(source, info, samples, denoise_rows, should_stop):
+            pixels[y : y + len(rows)] = rows
+            if alpha is not None:
+                alpha[y : y + len(rows)] = alpha_rows
+            y += len(rows)
+    finally:
+        source.held.image.close()  # done with before the encoder's buffers
     return encode_pixels(
         pixels, dataclasses.replace(info, alpha=alpha), output_format, jpeg_quality
     )

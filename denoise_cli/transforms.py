@@ -30,18 +30,27 @@ class Transform(Protocol):
     def batch_limit(self, height: int, width: int) -> int: ...
 
     def streams(self, height: int, width: int) -> bool:
-        """Whether an image of this size is better read a band of rows at a time."""
-        ...
-
-    def denoise_rows(
-        self, height: int, width: int, samples: np.ndarray, rows: Callable[[int, int], np.ndarray]
-    ) -> Iterator[np.ndarray]:
-        """A streamed image's result, top to bottom (see streamed.denoised_png)."""
+        """Whether an image of this size goes a band of rows at a time (then the transform is
+        a StreamingTransform)."""
         ...
 
     def __call__(self, images: np.ndarray, jobs: list[FileJob]) -> np.ndarray: ...
 
     def describe(self) -> dict[str, Any]: ...
+
+
+class StreamingTransform(Transform, Protocol):
+    """A Transform that can also take an image a band of rows at a time (see streamed)."""
+
+    def samples_needed(self) -> bool:
+        """Whether `denoise_rows` uses the polarity samples (else they are not gathered)."""
+        ...
+
+    def denoise_rows(
+        self, height: int, width: int, samples: np.ndarray, rows: Callable[[int, int], np.ndarray]
+    ) -> Iterator[np.ndarray]:
+        """The image's result, top to bottom, from `rows(y0, y1)` of its gray pixels."""
+        ...
 
 
 #: Images above this many pixels stream (when they tile): 4.2 MP, a 2048x2048 page, whose
@@ -67,6 +76,10 @@ class DenoiseTransform:
     def streams(self, height: int, width: int) -> bool:
         # Images that tile anyway and whose float copies would pass ~64 MB each.
         return height * width > STREAM_MIN_PIXELS and not self.denoiser.accepts_whole(height, width)
+
+    def samples_needed(self) -> bool:
+        known = self.denoiser.info.polarity in ("light-on-dark", "dark-on-light")
+        return self.spec.invert == "auto" and known
 
     def denoise_rows(
         self, height: int, width: int, samples: np.ndarray, rows: Callable[[int, int], np.ndarray]
@@ -100,11 +113,6 @@ class NoiseTransform:
 
     def streams(self, height: int, width: int) -> bool:
         return False  # per-file noise is drawn for the whole image at once
-
-    def denoise_rows(
-        self, height: int, width: int, samples: np.ndarray, rows: Callable[[int, int], np.ndarray]
-    ) -> Iterator[np.ndarray]:
-        raise NotImplementedError("noisify never streams")
 
     def __call__(self, images: np.ndarray, jobs: list[FileJob]) -> np.ndarray:
         out = np.empty_like(images)

@@ -40,7 +40,7 @@ def _png(img: np.ndarray, kinds: list[int], extra: list[tuple[bytes, bytes]] = (
     h, w = img.shape
     chunks = [(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0)), *extra]
     chunks += [(b"IDAT", zlib.compress(_filter_rows(img, kinds))), (b"IEND", b"")]
-    return fastpng.SIGNATURE + b"".join(fastpng._chunk(t, d) for t, d in chunks)
+    return fastpng.SIGNATURE + b"".join(fastpng.chunk(t, d) for t, d in chunks)
 
 
 @pytest.mark.parametrize("shape", [(1, 1), (5, 3), (28, 28), (17, 40)])
@@ -94,7 +94,7 @@ def test_declared_size_caps_inflation():
     header = struct.pack(">IIBBBBB", 4, 4, 8, 0, 0, 0, 0)
     bomb = zlib.compress(b"\x00" * 10_000_000)
     data = fastpng.SIGNATURE + b"".join(
-        fastpng._chunk(t, d) for t, d in ((b"IHDR", header), (b"IDAT", bomb), (b"IEND", b""))
+        fastpng.chunk(t, d) for t, d in ((b"IHDR", header), (b"IDAT", bomb), (b"IEND", b""))
     )
     out = fastpng.decode_gray8(data, 10**9)
     assert out is not None and out.shape == (4, 4)

@@ -13,6 +13,7 @@ from PIL import Image
 
 from denoise_cli import pngstream
 from denoise_cli.errors import ImageError
+from denoise_cli.fastpng import chunk
 
 RNG = np.random.default_rng(7)
 H, W = 101, 83
@@ -24,19 +25,15 @@ def _png(im: Image.Image, **save) -> bytes:
     return buf.getvalue()
 
 
-def _chunk(tag: bytes, body: bytes) -> bytes:
-    return struct.pack(">I", len(body)) + tag + body + struct.pack(">I", zlib.crc32(tag + body))
-
-
 def _raw_png(
     width: int, height: int, rows: bytes, interlace: int = 0, depth: int = 8, color: int = 0
 ) -> bytes:
     """A PNG put together by hand (Pillow writes neither Adam7 nor short data)."""
     return (
         pngstream.SIGNATURE
-        + _chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, depth, color, 0, 0, interlace))
-        + _chunk(b"IDAT", zlib.compress(rows))
-        + _chunk(b"IEND", b"")
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, depth, color, 0, 0, interlace))
+        + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
     )
 
 
@@ -138,3 +135,39 @@ def test_the_writer_refuses_to_end_short():
     writer.rows(np.zeros((2, 4), np.uint8))
     with pytest.raises(ValueError, match="2 rows of 4"):
         writer.end()
+
+
+def test_a_second_header_is_not_a_way_past_the_pixel_limit():
+    """The size check reads the first IHDR; a later one must not decide the layout."""
+    small = struct.pack(">IIBBBBB", 3000, 3000, 8, 0, 0, 0, 0)
+    huge = struct.pack(">IIBBBBB", 200_000, 200_000, 8, 0, 0, 0, 0)
+    data = (
+        pngstream.SIGNATURE
+        + chunk(b"IHDR", small)
+        + chunk(b"IHDR", huge)
+        + chunk(b"IDAT", zlib.compress(b"\x00" * 3001))
+        + chunk(b"IEND", b"")
+    )
+    assert pngstream.layout(data) is None
+
+
+def test_rows_zlib_holds_back_at_the_end_of_the_data_are_not_a_truncation():
+    """A stream without its checksum trailer: the last rows come out only when zlib is asked
+    again with no input (Pillow decodes such files, so must we)."""
+    rows = bytes(40 * (1 + 31))
+    data = _raw_png(31, 40, b"")
+    data = data.replace(
+        chunk(b"IDAT", zlib.compress(b"")), chunk(b"IDAT", zlib.compress(rows, 9)[:-4])
+    )
+    png = pngstream.layout(data)
+    for size in (1, 2, 3, 64):
+        bands = list(pngstream.read_bands(data, png, size))
+        assert sum(b.height for b in bands) == 40
+
+
+def test_an_upright_exif_block_still_streams_a_rotated_one_does_not():
+    flat = Image.fromarray(np.zeros((H, W), np.uint8))
+    upright, rotated = Image.Exif(), Image.Exif()  # (getexif() would hand back one object)
+    upright[0x0112], rotated[0x0112] = 1, 6
+    assert pngstream.layout(_png(flat, exif=upright)) is not None
+    assert pngstream.layout(_png(flat, exif=rotated)) is None

@@ -90,7 +90,7 @@ def _interlaced(page: np.ndarray) -> bytes:
     import struct
     import zlib
 
-    from tests.test_pngstream import _chunk
+    from denoise_cli.fastpng import chunk as _chunk
 
     h, w = page.shape
     passes = (
@@ -231,3 +231,32 @@ def test_a_49_megapixel_page_runs_in_a_fraction_of_its_whole_image_memory(tmp_pa
     peak_mb = int(proc.stdout.split()[-1]) / 1024
     assert peak_mb < 400, f"peak {peak_mb:.0f} MB"
     assert Image.open(tmp_path / "out" / "blank.png").size == (7000, 7000)
+
+
+def test_a_band_that_cannot_be_converted_is_a_decode_failure_not_a_model_one(tmp_path, streamed):
+    """A palette whose transparency table is longer than the palette: Pillow refuses it when
+    converting, and the streamed path must say so as the whole-image path does."""
+    import struct
+    import zlib
+
+    from denoise_cli.fastpng import chunk
+
+    src = tmp_path / "in"
+    src.mkdir()
+    header = struct.pack(">IIBBBBB", 170, 150, 8, 3, 0, 0, 0)
+    rows = bytes(150 * 171)
+    (src / "palette.png").write_bytes(
+        pngstream.SIGNATURE
+        + chunk(b"IHDR", header)
+        + chunk(b"PLTE", bytes(range(24)))
+        + chunk(b"tRNS", bytes(300))
+        + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
+    )
+    with pytest.raises(Exception) as whole:
+        decode(src / "palette.png")
+    result = CliRunner().invoke(app, [str(src), str(tmp_path / "out"), "--tile", "64"])
+    assert result.exit_code == 1
+    assert f"palette.png: {whole.value}" in result.output
+    assert "model failed" not in result.output
+    assert streamed["png"] == 1
