@@ -95,6 +95,9 @@ def tiled_rows(
     """`run_tiled` for an image read a band at a time: `rows(y0, y1)` gives its rows y0..y1
     (y0 never decreases between calls, so a reader can drop what is above); yields the result
     top to bottom, one row of tiles' kept rows at a time. Memory: a row of tiles, not the image.
+    A model call takes up to `batch_size` tiles of one row: on CPU the pixel budget allows one
+    1024-pixel tile per call anyway; on GPU an image one or two tiles wide makes smaller
+    batches than it could (whole images of that size still batch across files).
     """
     # The image is padded (with 0, the model's background after polarity normalisation) to at
     # least one tile and to the size multiple, and cropped back afterwards.
