@@ -72,6 +72,9 @@ def fit(
     ),
     scene_size: int = typer.Option(64, help="Side of the training canvases with --data scenes."),
     steps_per_epoch: int = typer.Option(1000, help="Steps per epoch with --data scenes."),
+    scene_max_scale: float = typer.Option(
+        4.0, help="Largest digit scale in training scenes (drawn log-uniformly from 0.7x)."
+    ),
     val_size: int = typer.Option(5000, min=1, help="Validation images carved from training."),
     train_limit: int | None = typer.Option(None, help="Use only the first N training images."),
     seed: int = typer.Option(0),
@@ -116,6 +119,7 @@ def fit(
         data=data.value,
         scene_size=scene_size,
         steps_per_epoch=steps_per_epoch,
+        scene_max_scale=scene_max_scale,
         init_from=str(init_from) if init_from else None,
         init_sha256=file_sha256(init_from) if init_from else None,
     )

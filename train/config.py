@@ -52,6 +52,7 @@ class TrainConfig:
     data: str = "mnist"
     scene_size: int = 64
     steps_per_epoch: int = 1000
+    scene_max_scale: float = 4.0  # digits in scenes are drawn at 0.7x up to this
     # Start from another checkpoint's weights (fine-tuning): every tensor of the same name and
     # shape is copied; the new architecture's extra layers (a GlobalContext branch) keep their
     # initialisation. Recorded as the checkpoint's path and SHA-256.
@@ -71,6 +72,8 @@ class TrainConfig:
             raise UsageError(f"precision must be 'fp32' or 'bf16', got {self.precision!r}")
         if self.data not in DATA_KINDS:
             raise UsageError(f"data must be 'mnist' or 'scenes', got {self.data!r}")
+        if not self.scene_max_scale >= 0.7:
+            raise UsageError(f"scene_max_scale must be >= 0.7, got {self.scene_max_scale}")
         if self.scene_size < 8 or self.scene_size % 4 or self.steps_per_epoch < 1:
             raise UsageError("scene_size must be a multiple of 4, >= 8; steps_per_epoch >= 1")
         if self.val_size < 1:

@@ -135,7 +135,9 @@ def _scene_batches(
             idx = rng.integers(0, len(digits), config.batch_size * 4)
             clean = digits[idx][:, None]
         else:
-            clean = training_scenes(config.batch_size, size, size, digits, rng)
+            clean = training_scenes(
+                config.batch_size, size, size, digits, rng, max_scale=config.scene_max_scale
+            )
         noisy = add_noise(clean, config.noise, config.noise_level, rng)
         yield model_input(task, clean, noisy), clean
 
@@ -217,7 +219,14 @@ def fit(
     if config.data == "scenes":
         scene_rng = np.random.default_rng(EVAL_NOISE_SEED)
         size = config.scene_size
-        clean_scenes = training_scenes(min(256, len(val_x)), size, size, val_x[:, 0], scene_rng)
+        clean_scenes = training_scenes(
+            min(256, len(val_x)),
+            size,
+            size,
+            val_x[:, 0],
+            scene_rng,
+            max_scale=config.scene_max_scale,
+        )
         val_scenes = (
             clean_scenes,
             add_noise(clean_scenes, config.noise, config.noise_level, scene_rng),

@@ -87,15 +87,20 @@ def digit_string(digits: np.ndarray, scale: float, rng: np.random.Generator) -> 
 
 
 def random_scene(
-    height: int, width: int, digits: np.ndarray, rng: np.random.Generator
+    height: int,
+    width: int,
+    digits: np.ndarray,
+    rng: np.random.Generator,
+    max_scale: float = 4.0,
 ) -> np.ndarray:
     """One training canvas: nothing (blank paper), scattered digits, or a digit string, at a
-    scale drawn log-uniformly from 0.7x to 4x; digits may run off the edges, as crops do."""
+    scale drawn log-uniformly from 0.7x to `max_scale`; digits may run off the edges, as
+    crops do."""
     canvas = np.zeros((height, width), np.float32)
     kind = rng.random()
     if kind < 0.08:
         return canvas  # blank: the model must learn to leave empty paper empty
-    scale = float(np.exp(rng.uniform(np.log(0.7), np.log(4.0))))
+    scale = float(np.exp(rng.uniform(np.log(0.7), np.log(max_scale))))
     side = max(8, round(DIGIT * scale))
     if kind < 0.35:  # a string across the canvas
         count = max(1, min(len(digits), width // side + 1))
@@ -118,6 +123,7 @@ def training_scenes(
     digits: np.ndarray,
     rng: np.random.Generator,
     printed_share: float = 0.15,
+    max_scale: float = 4.0,
 ) -> np.ndarray:
     """(count, 1, height, width) clean scenes from `digits` (N, 28, 28) (training digits only);
     a share of the digits is printed rather than handwritten."""
@@ -126,7 +132,7 @@ def training_scenes(
         pick = digits[rng.integers(0, len(digits), 8)]
         if rng.random() < printed_share:
             pick = printed_digits(8, rng)
-        out[i, 0] = random_scene(height, width, pick, rng)
+        out[i, 0] = random_scene(height, width, pick, rng, max_scale)
     return out
 
 
