@@ -220,7 +220,8 @@ def run(x):
     return it.get_tensor(out["index"])
 
 if len(sys.argv) > 3:  # save: the file, and what its input and output look like
-    probe = np.zeros([int(v) if v > 0 else 28 for v in inp["shape_signature"]], np.float32)
+    dims = [int(v) for v in inp["shape_signature"]]
+    probe = np.zeros([max(dims[0], 1)] + [v if v > 0 else 28 for v in dims[1:]], np.float32)
     probe = probe.transpose(0, 3, 1, 2) if nhwc else probe
     y = run(probe)
     facts = {"input": {"name": inp["name"], "shape": [int(v) for v in inp["shape_signature"]],
