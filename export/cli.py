@@ -207,7 +207,7 @@ def runtimes(
     digits (Gaussian 0.5), and is scored against onnxruntime running the first file: max abs
     difference, PSNR, images/s. fp32 files must stay within 1e-4 and 0.05 dB of it, fp16
     within 0.01 and 0.05 dB, INT8 within 0.5 dB. Engines: onnxruntime, OpenVINO (f32 pinned),
-    OpenCV's classic and new engines, tract, onnx.reference, onnxruntime-web (node) and
+    OpenCV's classic and new engines, tract, onnx.reference, onnxruntime-web and -node and
     TensorFlow Lite (onnx2tf + LiteRT) where set up. Exit 1 when an installed engine cannot
     load or run a file it should read, or runs it wrongly.
     """

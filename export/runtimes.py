@@ -120,13 +120,16 @@ def _load_tract(path: Path) -> Model:
     return lambda x: model.run([x])[0].to_numpy()
 
 
-#: Where `npm install onnxruntime-web` was run (the folder holding node_modules/).
+#: Where `npm install onnxruntime-web` / `npm install --ignore-scripts onnxruntime-node` was
+#: run (the folder holding node_modules/). onnxruntime-node's install script only fetches CUDA
+#: libraries (from api.nuget.org); its CPU binaries come in the npm package itself.
 ORT_WEB_ENV = "DENOISE_ORT_WEB_DIR"
+ORT_NODE_ENV = "DENOISE_ORT_NODE_DIR"
 _NODE_RUNNER = """
-const ort = require(process.env.ORT_WEB);
+const ort = require(process.env.ORT_PACKAGE);
 const fs = require('fs');
 const [model, input, output, n, h, w] = process.argv.slice(2);
-ort.env.wasm.numThreads = 1;
+if (ort.env.wasm) ort.env.wasm.numThreads = 1;
 (async () => {
   const session = await ort.InferenceSession.create(fs.readFileSync(model));
   const buf = fs.readFileSync(input);
@@ -138,50 +141,51 @@ ort.env.wasm.numThreads = 1;
 """
 
 
-def _ort_web_package() -> Path | None:
-    folder = os.environ.get(ORT_WEB_ENV)
-    package = Path(folder) / "node_modules" / "onnxruntime-web" if folder else None
+def _npm_package(env: str, name: str) -> Path | None:
+    folder = os.environ.get(env)
+    package = Path(folder) / "node_modules" / name if folder else None
     return package if package is not None and package.is_dir() else None
 
 
-def _ort_web_unusable() -> str | None:
-    if shutil.which("node") is None:
-        return "not installed (no `node` on PATH)"
-    if _ort_web_package() is None:
-        return f"not installed (npm install onnxruntime-web, then set {ORT_WEB_ENV})"
-    return None
+def _node_unusable(env: str, name: str, install: str) -> Callable[[], str | None]:
+    def unusable() -> str | None:
+        if shutil.which("node") is None:
+            return "not installed (no `node` on PATH)"
+        if _npm_package(env, name) is None:
+            return f"not installed ({install}, then set {env} to that folder)"
+        return None
+
+    return unusable
 
 
-def _load_ort_web(path: Path) -> Model:
-    """onnxruntime's WebAssembly build, in Node: each call is one `node` process (files in,
-    files out), so it is checked for its numbers, not timed."""
-    package = _ort_web_package()
+def _node_loader(env: str, name: str) -> Callable[[Path], Model]:
+    """onnxruntime's JavaScript builds, in Node: each call is one `node` process (files in,
+    files out), so they are checked for their numbers, not timed."""
 
-    def run(x: np.ndarray) -> np.ndarray:
-        with tempfile.TemporaryDirectory(prefix="denoise-ortweb-") as tmp:
-            script, src, dst = (Path(tmp) / n for n in ("run.cjs", "x.bin", "y.bin"))
-            script.write_text(_NODE_RUNNER)
-            np.ascontiguousarray(x, dtype=np.float32).tofile(src)
-            done = subprocess.run(
-                [
-                    "node",
-                    str(script),
-                    str(path),
-                    str(src),
-                    str(dst),
-                    *map(str, x.shape[:1] + x.shape[2:]),
-                ],
-                env={**os.environ, "ORT_WEB": str(package)},
-                capture_output=True,
-                text=True,
-                timeout=300,
-            )
-            if done.returncode != 0:
-                raise RuntimeError(done.stderr.strip() or f"node exited {done.returncode}")
-            return np.fromfile(dst, dtype=np.float32).reshape(x.shape)
+    def load(path: Path) -> Model:
+        package = _npm_package(env, name)
 
-    run(np.zeros((1, 1, 28, 28), np.float32))  # a file it cannot load fails here, as a load
-    return run
+        def run(x: np.ndarray) -> np.ndarray:
+            with tempfile.TemporaryDirectory(prefix="denoise-node-") as tmp:
+                script, src, dst = (Path(tmp) / n for n in ("run.cjs", "x.bin", "y.bin"))
+                script.write_text(_NODE_RUNNER)
+                np.ascontiguousarray(x, dtype=np.float32).tofile(src)
+                shape = [str(v) for v in x.shape[:1] + x.shape[2:]]
+                done = subprocess.run(
+                    ["node", str(script), str(path), str(src), str(dst), *shape],
+                    env={**os.environ, "ORT_PACKAGE": str(package)},
+                    capture_output=True,
+                    text=True,
+                    timeout=300,
+                )
+                if done.returncode != 0:
+                    raise RuntimeError(done.stderr.strip() or f"node exited {done.returncode}")
+                return np.fromfile(dst, dtype=np.float32).reshape(x.shape)
+
+        run(np.zeros((1, 1, 28, 28), np.float32))  # a file it cannot load fails here, as a load
+        return run
+
+    return load
 
 
 #: A Python with onnx2tf and ai-edge-litert (TensorFlow pins its own numpy and onnx, so it
@@ -350,9 +354,20 @@ RUNTIMES: dict[str, Runtime] = {
             "onnxruntime-web",
             "node and onnxruntime-web from npm",
             "",  # no Python module: found through node and ORT_WEB_ENV
-            _load_ort_web,
+            _node_loader(ORT_WEB_ENV, "onnxruntime-web"),
             (".onnx", ".ort"),
-            unusable=_ort_web_unusable,
+            unusable=_node_unusable(ORT_WEB_ENV, "onnxruntime-web", "npm install onnxruntime-web"),
+            timed=False,
+        ),
+        Runtime(
+            "onnxruntime-node",
+            "node and onnxruntime-node from npm",
+            "",  # found through node and ORT_NODE_ENV
+            _node_loader(ORT_NODE_ENV, "onnxruntime-node"),
+            (".onnx", ".ort"),
+            unusable=_node_unusable(
+                ORT_NODE_ENV, "onnxruntime-node", "npm install --ignore-scripts onnxruntime-node"
+            ),
             timed=False,
         ),
         Runtime(

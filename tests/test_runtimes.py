@@ -296,3 +296,24 @@ def test_tflite_conversion_writes_a_verified_file_and_its_facts(tmp_path, data_d
     assert facts["input"]["layout"] == facts["output"]["layout"] == "NHWC"
     assert facts["metadata"]["polarity"] == "light-on-dark"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.tflite", "m.tflite.json"]
+
+
+def test_onnxruntime_node_is_listed_with_how_to_install_it(monkeypatch):
+    monkeypatch.delenv(runtimes.ORT_NODE_ENV, raising=False)
+    reason = runtimes.RUNTIMES["onnxruntime-node"].missing()
+    assert reason is not None and "npm install --ignore-scripts onnxruntime-node" in reason
+
+
+def test_onnxruntime_node_runs_the_onnx_and_ort_files(tmp_path, conv_ckpt, data_dir):
+    """Where `npm install --ignore-scripts onnxruntime-node` was run and DENOISE_ORT_NODE_DIR
+    names the folder."""
+    if runtimes.RUNTIMES["onnxruntime-node"].missing():
+        pytest.skip("onnxruntime-node (npm) is not set up here")
+    out = tmp_path / "m.onnx"
+    args = [conv_ckpt, "-o", out, "--ort", "--data-dir", data_dir, "--report", tmp_path / "r.json"]
+    args += ["--runtimes", "onnxruntime,onnxruntime-node"]
+    result = CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    verdicts = _verdicts(json.loads((tmp_path / "r.json").read_text())["runtimes"])
+    assert verdicts[("onnxruntime-node", "m.onnx")] == "ok"
+    assert verdicts[("onnxruntime-node", "m.ort")] == "ok"
