@@ -205,26 +205,6 @@ def test_a_small_shift_on_a_fp32_file_is_wrong(tmp_path, conv_ckpt, data_dir, mo
     )
 
 
-def test_onnxruntime_web_is_listed_with_how_to_install_it(monkeypatch):
-    monkeypatch.delenv(runtimes.ORT_WEB_ENV, raising=False)
-    reason = runtimes.RUNTIMES["onnxruntime-web"].missing()
-    assert reason is not None and "npm install onnxruntime-web" in reason
-
-
-def test_onnxruntime_web_runs_the_onnx_and_ort_files(tmp_path, conv_ckpt, data_dir):
-    """Where `npm install onnxruntime-web` was run and DENOISE_ORT_WEB_DIR names the folder."""
-    if runtimes.RUNTIMES["onnxruntime-web"].missing():
-        pytest.skip("onnxruntime-web (npm) is not set up here")
-    out = tmp_path / "m.onnx"
-    args = [conv_ckpt, "-o", out, "--ort", "--data-dir", data_dir, "--report", tmp_path / "r.json"]
-    args += ["--runtimes", "onnxruntime,onnxruntime-web"]
-    result = CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    verdicts = _verdicts(json.loads((tmp_path / "r.json").read_text())["runtimes"])
-    assert verdicts[("onnxruntime-web", "m.onnx")] == "ok"
-    assert verdicts[("onnxruntime-web", "m.ort")] == "ok"
-
-
 def test_tflite_is_listed_with_how_to_install_it(monkeypatch, tmp_path):
     monkeypatch.setenv(runtimes.TFLITE_PYTHON_ENV, str(tmp_path / "no-such-python"))
     reason = runtimes.RUNTIMES["tflite"].missing()
@@ -298,22 +278,33 @@ def test_tflite_conversion_writes_a_verified_file_and_its_facts(tmp_path, data_d
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.tflite", "m.tflite.json"]
 
 
-def test_onnxruntime_node_is_listed_with_how_to_install_it(monkeypatch):
-    monkeypatch.delenv(runtimes.ORT_NODE_ENV, raising=False)
-    reason = runtimes.RUNTIMES["onnxruntime-node"].missing()
-    assert reason is not None and "npm install --ignore-scripts onnxruntime-node" in reason
+NODE_BUILDS = [
+    ("onnxruntime-web", runtimes.ORT_WEB_ENV, "npm install onnxruntime-web"),
+    ("onnxruntime-node", runtimes.ORT_NODE_ENV, "npm install --ignore-scripts onnxruntime-node"),
+]
 
 
-def test_onnxruntime_node_runs_the_onnx_and_ort_files(tmp_path, conv_ckpt, data_dir):
-    """Where `npm install --ignore-scripts onnxruntime-node` was run and DENOISE_ORT_NODE_DIR
-    names the folder."""
-    if runtimes.RUNTIMES["onnxruntime-node"].missing():
-        pytest.skip("onnxruntime-node (npm) is not set up here")
+@pytest.mark.parametrize(("name", "env", "install"), NODE_BUILDS)
+def test_onnxruntimes_javascript_builds_are_listed_with_how_to_install_them(
+    monkeypatch, name, env, install
+):
+    monkeypatch.delenv(env, raising=False)
+    reason = runtimes.RUNTIMES[name].missing()
+    assert reason is not None and install in reason
+
+
+@pytest.mark.parametrize(("name", "env", "install"), NODE_BUILDS)
+def test_onnxruntimes_javascript_builds_run_the_onnx_and_ort_files(
+    tmp_path, conv_ckpt, data_dir, name, env, install
+):
+    """Where the npm package was installed and its environment variable names the folder."""
+    if runtimes.RUNTIMES[name].missing():
+        pytest.skip(f"{name} (npm) is not set up here")
     out = tmp_path / "m.onnx"
     args = [conv_ckpt, "-o", out, "--ort", "--data-dir", data_dir, "--report", tmp_path / "r.json"]
-    args += ["--runtimes", "onnxruntime,onnxruntime-node"]
+    args += ["--runtimes", f"onnxruntime,{name}"]
     result = CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     verdicts = _verdicts(json.loads((tmp_path / "r.json").read_text())["runtimes"])
-    assert verdicts[("onnxruntime-node", "m.onnx")] == "ok"
-    assert verdicts[("onnxruntime-node", "m.ort")] == "ok"
+    assert verdicts[(name, "m.onnx")] == "ok"
+    assert verdicts[(name, "m.ort")] == "ok"
