@@ -14,6 +14,10 @@ __all__ = [
 ]
 
 
+#: Why an output is not written when the model returned NaN or infinities (it would be black).
+NOT_FINITE = "model returned NaN or infinite values; nothing written"
+
+
 class ModelError(RefusedError):
     """The model is missing, corrupt or incompatible. Refused before any image is touched."""
 

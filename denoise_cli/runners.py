@@ -33,7 +33,7 @@ from typing import Any, Protocol, cast
 
 import numpy as np
 
-from denoise_cli.errors import DenoiseError, ImageError, Interrupted
+from denoise_cli.errors import NOT_FINITE, DenoiseError, ImageError, Interrupted
 from denoise_cli.images import HeldImage, SourceInfo, decode_bytes, encode
 from denoise_cli.job import Job
 from denoise_cli.plan import SourceTree, TargetTree, open_trees, plan
@@ -69,8 +69,7 @@ def check_results(results: np.ndarray, count: int, shape: tuple[int, int]) -> li
             f"model returned a {size} image for a {shape[1]}x{shape[0]} input; nothing written"
         ] * count
     finite = np.isfinite(results.reshape(count, -1)).all(axis=1)
-    bad = "model returned NaN or infinite values; nothing written"
-    return [None if ok else bad for ok in finite.tolist()]
+    return [None if ok else NOT_FINITE for ok in finite.tolist()]
 
 
 def process_streamed(

@@ -19,7 +19,7 @@ from denoise_cli.core.errors import MissingDependency
 from denoise_cli.errors import ModelError, ProviderError, UsageError
 from denoise_cli.job import INVERT_CHOICES, PRECISIONS
 from denoise_cli.model_info import SUPPORTED_SCHEMA_MAJOR, ModelInfo
-from denoise_cli.tiling import run_tiled, tiled_rows
+from denoise_cli.tiling import tiled_rows
 
 #: Short names accepted by --device, mapped to onnxruntime's provider names. Any full provider
 #: name that the installed onnxruntime lists is accepted too.
@@ -367,14 +367,14 @@ class Denoiser:
         _, h, w = images.shape
         if self.accepts_whole(h, w):
             return self.run(images[:, None])[:, 0]
-        th, tw, overlap, per_call = self.tile_plan(h, w)
-        m = self.info.size_multiple
-        return np.stack(
-            [run_tiled(img, self.run, th, tw, overlap, per_call, multiple=m) for img in images]
-        )
+        results = []
+        for img in images:  # each image tiled as a streamed one is, over rows of itself
+            bands = self.denoise_rows(h, w, lambda y0, y1, img=img: img[y0:y1])
+            results.append(np.concatenate(list(bands)))
+        return np.stack(results)
 
     def denoise_rows(
-        self, height: int, width: int, rows: Callable[[int, int], np.ndarray]
+        self, height: int, width: int, rows: Callable[[slice], np.ndarray]
     ) -> Iterator[np.ndarray]:
         """An image too large to hold, read through `rows(y0, y1)` (in the model's polarity,
         y0 never decreasing) and denoised a row of tiles at a time, top to bottom: the same

@@ -19,7 +19,7 @@ from typing import Protocol
 import numpy as np
 
 from denoise_cli import pngstream
-from denoise_cli.errors import ImageError
+from denoise_cli.errors import NOT_FINITE, ImageError
 from denoise_cli.images import (
     HeldImage,
     SourceInfo,
@@ -179,7 +179,7 @@ def _result_rows(
         if should_stop():
             raise Stopped
         if not np.isfinite(out).all():
-            raise ImageError("model returned NaN or infinite values; nothing written")
+            raise ImageError(NOT_FINITE)
         count = len(out)
         alpha = window.alpha(y, y + count) if info.alpha is not None else None
         yield quantize(np.clip(out, 0.0, 1.0), depth), alpha
