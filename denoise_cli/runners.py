@@ -34,7 +34,14 @@ from typing import Any, Protocol, cast
 import numpy as np
 
 from denoise_cli.errors import NOT_FINITE, DenoiseError, ImageError, Interrupted
-from denoise_cli.images import HeldImage, SourceInfo, decode_bytes, encode
+from denoise_cli.images import (
+    HeldImage,
+    SourceInfo,
+    decode_bytes,
+    encode,
+    output_depth,
+    quantize,
+)
 from denoise_cli.job import Job
 from denoise_cli.plan import SourceTree, TargetTree, open_trees, plan
 from denoise_cli.report import Event, Outcome, Recorder, RunReport
@@ -136,16 +143,22 @@ def process_chunk(
                 outcomes.append(Outcome(file.rel, file.dst, f"model failed: {exc}"))
             return
         problems = check_results(results, len(items), shape)
+        quantized: dict[str, np.ndarray] = {}
         if any(p is None for p in problems):
-            results = np.clip(results, 0.0, 1.0)  # once for the group, not per image in encode
-        for (file, _, info), result, problem in zip(items, results, problems, strict=True):
+            # Clipped and rounded once for the group, not per image in encode (~13 us a digit).
+            results = np.clip(results, 0.0, 1.0)
+            depths = {output_depth(info) for _, _, info in items}
+            with np.errstate(invalid="ignore"):  # a NaN image among them fails, unwritten
+                quantized = {depth: quantize(results, depth) for depth in depths}
+        for i, ((file, _, info), problem) in enumerate(zip(items, problems, strict=True)):
             if should_stop():
                 return
             if problem is not None:
                 outcomes.append(Outcome(file.rel, file.dst, problem))
                 continue
             try:
-                data = encode(result, info, job.output_format, job.jpeg_quality, clipped=True)
+                mine = {depth: pixels[i] for depth, pixels in quantized.items()}
+                data = encode(results[i], info, job.output_format, job.jpeg_quality, True, mine)
                 target.write(file.dst, data)
             except ImageError as exc:
                 outcomes.append(Outcome(file.rel, file.dst, str(exc)))
@@ -236,11 +249,12 @@ def run_job(
     start = time.perf_counter()
     with stop_on_signals() as stop:
         try:
+            wanted, _ = job.parallelism()
             chunks = _chunks(
                 plan(source, target, job.output_format, job.overwrite, recorder),
                 job.files_per_chunk,
+                lookahead=2 * wanted,  # what the workers can have queued, and one more
             )
-            wanted, _ = job.parallelism()
             head = list(itertools.islice(chunks, wanted + 1))  # enough to size the run
             workers, threads = job.parallelism(len(head) if len(head) <= wanted else None)
             run = Run(job, source, target, recorder, stop, workers, threads)
@@ -462,15 +476,23 @@ def stop_on_signals() -> Iterator[StopRequest]:
             signal.signal(s, handler)
 
 
-def _chunks(jobs: Iterator[FileJob], size: int) -> Iterator[list[FileJob]]:
-    chunk: list[FileJob] = []
+def _chunks(jobs: Iterator[FileJob], size: int, lookahead: int = 4) -> Iterator[list[FileJob]]:
+    """Chunks of `size` files, except at the end of a run of more than one chunk: the last
+    `lookahead` chunks' worth of files come as chunks a quarter the size.
+
+    Workers are kept two chunks ahead, so whole chunks at the end left one process idle while
+    another finished its queue (measured: the parent waited 0.3 s of a 3.9 s run of 10,000
+    digits on 2 cores). Planning runs `lookahead` chunks ahead of the work to see the end coming.
+    """
+    buffer: deque[FileJob] = deque()
+    whole = (lookahead + 1) * size
     for file in jobs:
-        chunk.append(file)
-        if len(chunk) >= size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
+        buffer.append(file)
+        if len(buffer) >= whole:
+            yield [buffer.popleft() for _ in range(size)]
+    piece = size if len(buffer) <= size else max(1, size // 4)
+    while buffer:
+        yield [buffer.popleft() for _ in range(min(piece, len(buffer)))]
 
 
 def denoise_tree(

