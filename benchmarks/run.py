@@ -181,9 +181,75 @@ def _per_model(names: list[str], bench_one) -> tuple[str, dict]:
     return "\n\n".join(texts), {"models": data}
 
 
-def bench_model(quick: bool, names: list[str]) -> tuple[str, dict]:
-    """Each bundled model in onnxruntime (fp32, fp16, int8) against the same network in torch."""
-    return _per_model(names, lambda name: _bench_one_model(name, 0.3 if quick else 1.0))
+def bench_model(
+    quick: bool, names: list[str], openvino_python: str | None = None
+) -> tuple[str, dict]:
+    """Each bundled model in onnxruntime (fp32, fp16, int8) against the same network in torch;
+    with `openvino_python`, also through onnxruntime's OpenVINO build (see _openvino_rates)."""
+    seconds = 0.3 if quick else 1.0
+
+    def one(name: str) -> tuple[str, Any]:
+        text, data = _bench_one_model(name, seconds)
+        if not openvino_python:
+            return text, data
+        ov_text, ov_data = _openvino_rates(openvino_python, name, seconds)
+        return f"{text}\n\n{ov_text}", {"onnxruntime": data, "openvino": ov_data}
+
+    return _per_model(names, one)
+
+
+#: Run by the OpenVINO build's Python: model-only images/s of the CPU provider (fp32) and the
+#: OpenVINO provider (fp32, and the verified INT8 file), interleaved, batch 256, with the
+#: provider options denoise-batch uses.
+_OPENVINO_SCRIPT = """
+import json, sys
+import numpy as np, onnxruntime as ort
+from denoise_cli.core.timing import best_rate
+from denoise_cli.session import provider_options, resolve_model
+fp32 = resolve_model(sys.argv[1])
+files = {"fp32": fp32, "int8": fp32.with_name(fp32.stem + ".int8.onnx")}
+seconds, out = float(sys.argv[2]), []
+x = np.random.default_rng(0).random((256, 1, 28, 28), dtype=np.float32)
+for threads in sorted({1, len(__import__("os").sched_getaffinity(0))}):
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    ov = ("OpenVINOExecutionProvider", provider_options("OpenVINOExecutionProvider", threads))
+    runs = {"cpu fp32": ort.InferenceSession(str(fp32), opts, providers=["CPUExecutionProvider"])}
+    for kind, path in files.items():
+        if path.is_file():
+            runs[f"openvino {kind}"] = ort.InferenceSession(str(path), opts, providers=[ov])
+    row = {"threads": threads, "batch": 256}
+    for kind, sess in runs.items():
+        for _ in range(3):
+            sess.run(None, {"noisy": x})
+        row[kind] = 256 * best_rate(lambda s=sess: s.run(None, {"noisy": x}), seconds, 5)
+    out.append(row)
+print(json.dumps(out))
+"""
+
+
+def _openvino_rates(python: str, name: str, seconds: float) -> tuple[str, list[dict]]:
+    """Model-only rates through onnxruntime's OpenVINO build, which replaces onnxruntime and
+    so lives in another environment: `python` must have it and this project installed."""
+    proc = subprocess.run(
+        [python, "-c", _OPENVINO_SCRIPT, name, str(seconds)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    data = json.loads(proc.stdout.strip().splitlines()[-1])
+    kinds = [k for k in data[0] if k not in ("threads", "batch")]
+    rows = [
+        [row["threads"], row["batch"]]
+        + [f"{row[k]:,.0f}" for k in kinds]
+        + [f"{max(row[k] for k in kinds if k.startswith('openvino')) / row['cpu fp32']:.2f}x"]
+        for row in data
+    ]
+    headers = ["threads", "batch"] + [f"{k} img/s" for k in kinds] + ["best OpenVINO / CPU fp32"]
+    title = f"OpenVINO build ({python}), the same process for every column:"
+    return f"{title}\n\n{table(headers, rows)}", data
 
 
 def _bench_one_model(name: str, seconds: float) -> tuple[str, list[dict]]:
@@ -257,23 +323,36 @@ def _bench_one_model(name: str, seconds: float) -> tuple[str, list[dict]]:
 
 
 def bench_folder(
-    files: int, rounds: int, places: list[Path], names: list[str], ray_rounds: bool = False
+    files: int,
+    rounds: int,
+    places: list[Path],
+    names: list[str],
+    ray_rounds: bool = False,
+    openvino_python: str | None = None,
 ) -> tuple[str, dict]:
     """End to end on 28x28 digits, per bundled model: the naive loop runs the same model as
     denoise-batch. With several models, the last table sets each against the first."""
     images = noisy_digits(files)
     text, data = _per_model(
-        names, lambda name: _bench_tree(images, rounds, places, name, ray_rounds)
+        names,
+        lambda name: _bench_tree(images, rounds, places, name, ray_rounds, openvino_python),
     )
     return text + _models_side_by_side(data["models"]), data
 
 
 def bench_scans(
-    count: int, side: int, rounds: int, places: list[Path], names: list[str]
+    count: int,
+    side: int,
+    rounds: int,
+    places: list[Path],
+    names: list[str],
+    openvino_python: str | None = None,
 ) -> tuple[str, dict]:
     """End to end on scan-sized pages (side x side, several digits each), in megapixels/s."""
     images = noisy_scans(count, side)
-    text, data = _per_model(names, lambda name: _bench_tree(images, rounds, places, name, False))
+    text, data = _per_model(
+        names, lambda name: _bench_tree(images, rounds, places, name, False, openvino_python)
+    )
     return text + _models_side_by_side(data["models"]), data
 
 
@@ -294,7 +373,12 @@ def _models_side_by_side(models: dict[str, dict]) -> str:
 
 
 def _bench_tree(
-    images: np.ndarray, rounds: int, places: list[Path], model: str, ray_rounds: bool
+    images: np.ndarray,
+    rounds: int,
+    places: list[Path],
+    model: str,
+    ray_rounds: bool,
+    openvino_python: str | None = None,
 ) -> tuple[str, dict]:
     files = len(images)
     megapixels = images[0].size * files / 1e6
@@ -332,6 +416,19 @@ def _bench_tree(
                 ],
                 "cp -r": lambda dst, src=src: ["cp", "-r", str(src), str(dst)],
             }
+            if openvino_python:
+                # The same command in the environment of onnxruntime's OpenVINO build, where
+                # --device auto and --precision auto pick its provider and the INT8 file.
+                contenders["denoise-batch, OpenVINO build"] = lambda dst, src=src: [
+                    openvino_python,
+                    "-m",
+                    "denoise_cli.cli",
+                    str(src),
+                    str(dst),
+                    "--quiet",
+                    "--model",
+                    model,
+                ]
             if ray_rounds:
                 # A fresh local Ray instance per run: its start-up is part of what Ray costs.
                 contenders["denoise-batch ray (2 actors, local Ray)"] = lambda dst, src=src: [
@@ -635,6 +732,12 @@ def main() -> None:
     )
     parser.add_argument("--quick", action="store_true", help="Small sizes: a smoke test.")
     parser.add_argument("--ray", action="store_true", help="Add `denoise-batch ray` to folder.")
+    parser.add_argument(
+        "--openvino-python",
+        default=None,
+        help="A Python with onnxruntime-openvino and this project installed: adds its "
+        "provider to the model section and `denoise-batch` run there to folder and scans.",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args()
     if args.quick:
@@ -655,6 +758,7 @@ def main() -> None:
         else list(dict.fromkeys([DEFAULT_MODEL, "conv_denoiser"]))
     )
 
+    ov = args.openvino_python
     info = machine()
     report: dict[str, Any] = {"machine": info, "date": datetime.now(timezone.utc).isoformat()}
     md = [
@@ -664,9 +768,9 @@ def main() -> None:
         "",
     ]
     runners = {
-        "model": lambda: bench_model(args.quick, names),
-        "folder": lambda: bench_folder(args.files, args.rounds, places, names, args.ray),
-        "scans": lambda: bench_scans(args.scans, args.scan_side, args.rounds, places, names),
+        "model": lambda: bench_model(args.quick, names, ov),
+        "folder": lambda: bench_folder(args.files, args.rounds, places, names, args.ray, ov),
+        "scans": lambda: bench_scans(args.scans, args.scan_side, args.rounds, places, names, ov),
         "memory": lambda: bench_memory(places[-1], small, large, args.page_side),
         "startup": lambda: bench_startup(3 if args.quick else 7),
         "gpu": lambda: bench_gpu(args.quick, names[0]),

@@ -250,9 +250,11 @@ def run_job(
     with stop_on_signals() as stop:
         try:
             wanted, _ = job.parallelism()
+            jobs = plan(source, target, job.output_format, job.overwrite, recorder)
+            sample = list(itertools.islice(jobs, SIZE_SAMPLE))
             chunks = _chunks(
-                plan(source, target, job.output_format, job.overwrite, recorder),
-                job.files_per_chunk,
+                itertools.chain(sample, jobs),
+                files_per_chunk(sample, job.files_per_chunk),
                 lookahead=2 * wanted,  # what the workers can have queued, and one more
             )
             head = list(itertools.islice(chunks, wanted + 1))  # enough to size the run
@@ -474,6 +476,24 @@ def stop_on_signals() -> Iterator[StopRequest]:
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
+
+
+#: Input bytes per chunk, and how many of a run's first files are sized to apply it.
+CHUNK_BYTES = 1 << 20
+SIZE_SAMPLE = 32
+
+
+def files_per_chunk(sample: list[FileJob], limit: int) -> int:
+    """Files per chunk: `limit` for small images, fewer for large ones, from the mean size of
+    a run's first files. Chunks of `limit` files sent 200 640x640 pages (one chunk) to a single
+    worker: a chunk is now about CHUNK_BYTES of input, however many files that is."""
+    sizes = []
+    for file in sample:
+        with contextlib.suppress(OSError):  # vanished or unreadable: reported when read
+            sizes.append(os.stat(file.src).st_size)
+    if not sizes:
+        return limit
+    return max(1, min(limit, CHUNK_BYTES * len(sizes) // max(1, sum(sizes))))
 
 
 def _chunks(jobs: Iterator[FileJob], size: int, lookahead: int = 4) -> Iterator[list[FileJob]]:

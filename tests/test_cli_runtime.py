@@ -709,6 +709,27 @@ def test_the_end_of_a_run_comes_in_small_chunks():
     assert [len(c) for c in _chunks(iter(range(300)), 256)] == [64] * 4 + [44]  # type: ignore[arg-type]
 
 
+def test_large_images_come_in_fewer_files_per_chunk(tmp_path):
+    """A chunk is about CHUNK_BYTES of input: 200 pages in one 256-file chunk ran on one
+    worker. Sized from the run's first files; files that cannot be sized change nothing."""
+    from denoise_cli.runners import CHUNK_BYTES, files_per_chunk
+    from denoise_cli.walk import FileJob
+
+    def jobs(size: int, n: int = 4) -> list[FileJob]:
+        out = []
+        for i in range(n):
+            path = tmp_path / f"{size}-{i}.png"
+            path.write_bytes(b"\0" * size)
+            out.append(FileJob(str(path), path.name, str(tmp_path / "out" / path.name)))
+        return out
+
+    assert files_per_chunk(jobs(700), 256) == 256  # digits: the file limit
+    assert files_per_chunk(jobs(CHUNK_BYTES // 3), 256) == 3  # pages: three per chunk
+    assert files_per_chunk(jobs(CHUNK_BYTES * 5), 256) == 1
+    gone = [FileJob(str(tmp_path / "gone.png"), "gone.png", str(tmp_path / "o.png"))]
+    assert files_per_chunk(gone, 256) == 256 and files_per_chunk([], 64) == 64
+
+
 def test_openvino_threads_are_set_and_not_pinned():
     """OpenVINO keeps its own thread pool (onnxruntime's thread count does not reach it) and
     pins it to the same cores in every worker process: two one-thread workers shared a core.
