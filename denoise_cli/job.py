@@ -24,6 +24,8 @@ OUTPUT_FORMATS = ("keep", "png")
 INVERT_CHOICES = ("auto", "yes", "no")
 #: Which file of a model runs: fp32, its INT8 export beside it, or auto (session.precision_file).
 PRECISIONS = ("auto", "fp32", "int8")
+#: Providers whose helper processes fork before the parent's session exists (Denoise.forks_early).
+EARLY_FORK_PROVIDERS = frozenset({"CPUExecutionProvider", "OpenVINOExecutionProvider"})
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,18 @@ class Denoise:
 
         return DenoiseTransform(self, threads)
 
+    def forks_early(self) -> bool:
+        """Whether helper processes may fork before this process builds its session (they then
+        build theirs meanwhile): for the CPU and OpenVINO providers, which each process builds
+        for itself. GPU providers' helpers are spawned once the session has loaded."""
+        from denoise_cli.session import import_onnxruntime, resolve_providers
+
+        try:
+            available = import_onnxruntime().get_available_providers()
+            return resolve_providers(self.device, available)[0] in EARLY_FORK_PROVIDERS
+        except Exception:  # a device that cannot load: build() says why
+            return False
+
 
 @dataclass(frozen=True)
 class Noisify:
@@ -68,6 +82,9 @@ class Noisify:
         from denoise_cli.transforms import NoiseTransform
 
         return NoiseTransform(self)
+
+    def forks_early(self) -> bool:
+        return True  # no session: nothing to copy
 
 
 NOISE_CHOICES = tuple(NOISE_KINDS)

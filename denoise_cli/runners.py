@@ -273,8 +273,22 @@ def run_job(
 
 
 def run_local(run: Run, chunks: Iterator[list[FileJob]]) -> None:
-    """This process, plus `workers - 1` helper processes when there are several chunks."""
-    transform = run.job.transform.build(run.threads)  # a bad model: refused before any file
+    """This process, plus `workers - 1` helper processes when there are several chunks.
+
+    Helpers fork before this process builds its own session where the transform says that is
+    safe (`forks_early`: nothing of the session exists yet to be copied), so they build theirs
+    meanwhile; otherwise they start once this process's session has loaded (see start_method).
+    """
+    early: Helpers | None = None
+    if run.workers > 1 and sys.platform == "linux" and _forks_early(run.job):
+        early = Helpers(run, "fork")
+        early.start()
+    try:
+        transform = run.job.transform.build(run.threads)  # a bad model: refused before any file
+    except BaseException:
+        if early is not None:
+            early.close()
+        raise
     run.recorder.started(transform.describe(), run.workers, run.threads)
     if run.workers == 1:
         for chunk in chunks:
@@ -282,7 +296,11 @@ def run_local(run: Run, chunks: Iterator[list[FileJob]]) -> None:
                 return
             _run_here(run, chunk, transform)
         return
-    _run_pool(run, chunks, transform)
+    _run_pool(run, chunks, transform, early or Helpers(run, start_method(transform)))
+
+
+def _forks_early(job: Job) -> bool:
+    return bool(getattr(job.transform, "forks_early", lambda: False)())
 
 
 def _run_here(run: Run, chunk: list[FileJob], transform: Transform) -> None:
@@ -302,10 +320,25 @@ _worker: dict[str, Any] = {}
 def _init_worker(job: Job, threads: int, source, target, stop, parent: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles signals and tells us
     signal.signal(signal.SIGTERM, _on_term_in_helper)
-    _worker.update(stop=stop, busy=False, parent=parent)
+    _worker.update(stop=stop, busy=False, parent=parent, error=None)
     _die_with_parent(parent)
-    transform = job.transform.build(threads)
+    try:
+        transform = job.transform.build(threads)
+    except Exception as exc:
+        # Kept for the first chunk: raised here, concurrent.futures would log a traceback on
+        # stderr (a helper that forked early meets a bad model when the parent does, and the
+        # parent's one-line error is the one to show).
+        _worker["error"] = exc
+        return
     _worker.update(job=job, transform=transform, source=source, target=target)
+
+
+class HelperFailed(Exception):
+    """A helper could not build its transform (the cause says why)."""
+
+
+def _ready() -> None:
+    """A no-op task: submitting it makes the pool start its processes now."""
 
 
 def _on_term_in_helper(signum: int, frame: object) -> None:
@@ -331,6 +364,8 @@ def _die_with_parent(parent: int) -> None:
 def _run_chunk_in_worker(jobs: list[FileJob]) -> list[Outcome]:
     outcomes: list[Outcome] = []
     w = _worker
+    if w.get("error") is not None:
+        raise HelperFailed() from w["error"]
     w["busy"] = True
     try:
         process_chunk(
@@ -343,26 +378,45 @@ def _run_chunk_in_worker(jobs: list[FileJob]) -> list[Outcome]:
     return outcomes
 
 
-def _run_pool(run: Run, chunks: Iterator[list[FileJob]], transform: Transform) -> None:
+class Helpers:
+    """The `workers - 1` helper processes of a Run: how they start, their shared stop event,
+    and a fresh pool after a crash (every pool the same)."""
+
+    def __init__(self, run: Run, method: str) -> None:
+        self.run = run
+        self.ctx = multiprocessing.get_context(method)
+        self.stop = self.ctx.Event()  # set: helpers finish the file in hand, then return
+        self.pool = self.new_pool()
+
+    def new_pool(self) -> ProcessPoolExecutor:
+        run = self.run
+        return ProcessPoolExecutor(
+            run.workers - 1,
+            mp_context=self.ctx,
+            initializer=_init_worker,
+            initargs=(run.job, run.threads, run.source, run.target, self.stop, os.getpid()),
+        )
+
+    def start(self) -> None:
+        """Start the processes now (a pool starts them at its first task otherwise)."""
+        self.pool.submit(_ready)
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _run_pool(
+    run: Run, chunks: Iterator[list[FileJob]], transform: Transform, helpers: Helpers
+) -> None:
     """This process and `workers - 1` helpers, each taking whole chunks.
 
     The parent works too: it keeps every helper two chunks ahead and processes the next chunk
     itself meanwhile, which saves one process start-up and its share of the traffic.
     """
-    ctx = multiprocessing.get_context(start_method(transform))
-    helpers_stop = ctx.Event()
-    helpers = run.workers - 1
+    helpers_stop = helpers.stop
+    n_helpers = run.workers - 1
     recorder, stop = run.recorder, run.stop
-
-    def new_pool() -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(
-            helpers,
-            mp_context=ctx,
-            initializer=_init_worker,
-            initargs=(run.job, run.threads, run.source, run.target, helpers_stop, os.getpid()),
-        )
-
-    pool = new_pool()
+    pool = helpers.pool
     restarts = 0
     inflight: deque[tuple[list[FileJob], Future]] = deque()
 
@@ -370,6 +424,8 @@ def _run_pool(run: Run, chunks: Iterator[list[FileJob]], transform: Transform) -
         nonlocal pool, restarts
         try:
             outcomes = fut.result()
+        except HelperFailed as exc:
+            raise DenoiseError(f"a worker process could not start: {exc.__cause__}") from None
         except BrokenProcessPool:
             if stop():  # helpers stopped by the same signal: unfinished work, not failures
                 inflight.clear()
@@ -387,7 +443,7 @@ def _run_pool(run: Run, chunks: Iterator[list[FileJob]], transform: Transform) -
                     "to see the error in this process)"
                 ) from None
             pool.shutdown(wait=False, cancel_futures=True)
-            pool = new_pool()
+            pool = helpers.new_pool()
             return
         for outcome in outcomes:
             recorder.outcome(outcome)
@@ -408,7 +464,7 @@ def _run_pool(run: Run, chunks: Iterator[list[FileJob]], transform: Transform) -
         for chunk in chunks:
             if stop():
                 break
-            if len(inflight) < 2 * helpers:
+            if len(inflight) < 2 * n_helpers:
                 inflight.append((chunk, pool.submit(_run_chunk_in_worker, chunk)))
             else:
                 _run_here(run, chunk, transform)

@@ -423,6 +423,34 @@ def test_bad_models_are_refused_before_any_image(tree):
     assert not out.exists()
 
 
+def test_a_bad_model_is_one_line_with_helpers_started_early(tmp_path, noisy_digits):
+    """Helpers fork before the parent loads the model (they load theirs meanwhile): with a
+    corrupt model, the parent's one-line refusal is all stderr says, in a real process whose
+    helpers print to the same stderr; nothing is written."""
+    from tests.helpers import start_cli
+
+    src = tmp_path / "in"
+    for i in range(12):
+        save_gray(src / f"{i}.png", noisy_digits[i])
+    corrupt = tmp_path / "corrupt.onnx"
+    corrupt.write_bytes(b"\x08\x07garbage")
+    args = [str(src), str(tmp_path / "out"), "--model", str(corrupt), "--workers", "2"]
+    proc = start_cli([*args, "--batch-size", "2"])
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 3
+    assert err.strip().count("\n") == 0 and "not a loadable ONNX/ORT model" in err, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_which_helpers_fork_before_the_session():
+    """CPU and OpenVINO sessions are built in every process, so helpers may fork before the
+    parent's exists; GPU providers keep the spawn-after-load path."""
+    from denoise_cli.job import Denoise, Noisify
+
+    assert Denoise(device="cpu").forks_early() and Noisify().forks_early()
+    assert not Denoise(device="cuda").forks_early()  # not available here, or a GPU: no
+
+
 def _tiny_model(path: Path, in_shape, out_shape, op="Identity"):
     onnx = pytest.importorskip("onnx")
     from onnx import TensorProto, helper
