@@ -41,7 +41,8 @@ AUTO_ORDER = (
     "DmlExecutionProvider",
     "CoreMLExecutionProvider",
     # Only onnxruntime-openvino offers it (installed by choice, instead of onnxruntime): with
-    # the INT8 file it ran unet_scenes 1.45x faster than the CPU provider's fp32 on AVX2.
+    # the INT8 file it ran unet_scenes 1.58x faster than the CPU provider's fp32 model-only
+    # and 1.19x end to end on 28x28 digits (2 AVX2 cores, benchmarks/results/speed-2026-12-02b).
     "OpenVINOExecutionProvider",
     "CPUExecutionProvider",
 )
@@ -67,9 +68,10 @@ def bundled_models() -> dict[str, Path]:
 
 
 #: Providers on which --precision auto takes the INT8 file: where it measured faster than
-#: fp32 after passing the export's accuracy check (the OpenVINO provider: unet_scenes 7,116
-#: images/s against 4,904 for the CPU provider's fp32, 0.04 dB below it). Elsewhere fp32: the
-#: CPU provider ran INT8 at 0.81-0.87x of fp32 on AVX2, and slower on an AVX-512 VNNI Xeon too.
+#: fp32 after passing the export's accuracy check (the OpenVINO provider: unet_scenes 8,969
+#: images/s against 5,969 for its own fp32 and 5,685 for the CPU provider's, 0.03 dB below
+#: fp32 on test digits). Elsewhere fp32: the CPU provider ran INT8 at 0.78x of fp32 on AVX2,
+#: and slower on an AVX-512 VNNI Xeon too.
 INT8_FASTER_ON = frozenset({"OpenVINOExecutionProvider"})
 
 
