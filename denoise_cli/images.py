@@ -223,10 +223,9 @@ def encode(
     image already quantized, by output depth ("L", "I;16"), when the caller has it."""
     if not clipped:
         gray = np.clip(gray, 0.0, 1.0)
-    fmt = "PNG" if output_format == "png" else source.format
-    if source.out_mode == "F" and fmt == "TIFF":  # only TIFF stores float
+    if stores_float(source, output_format):  # only TIFF stores float
         img = Image.fromarray(gray.astype(np.float32))
-        return _save(img, fmt, dict(source.save_args), jpeg_quality)
+        return _save(img, "TIFF", dict(source.save_args), jpeg_quality)
     depth = output_depth(source)
     pixels = quantized[depth] if quantized and depth in quantized else quantize(gray, depth)
     return encode_pixels(pixels, source, output_format, jpeg_quality)
@@ -235,6 +234,11 @@ def encode(
 def output_depth(source: SourceInfo) -> str:
     """ "I;16" when the output keeps 16 bits (16-bit input, or float outside TIFF), else "L"."""
     return "I;16" if source.out_mode in ("I;16", "F") else "L"
+
+
+def stores_float(source: SourceInfo, output_format: str = "keep") -> bool:
+    """Whether the output keeps float pixels (a float TIFF written as TIFF): not quantized."""
+    return source.out_mode == "F" and output_format != "png" and source.format == "TIFF"
 
 
 def encode_pixels(

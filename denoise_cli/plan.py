@@ -133,6 +133,10 @@ class LocalSource:
         # Concatenation, not os.path.join: ~2 us less per file, on the planner's one core.
         return os.fspath(self.root) if self.single else self._prefix + rel
 
+    def size(self, src: str) -> int:
+        """Bytes of `src` (lstat: a symlink's own size is enough to size a chunk)."""
+        return os.lstat(src).st_size
+
     def read(self, src: str) -> bytes:
         try:
             return read_file(src, follow=False)

@@ -41,6 +41,7 @@ from denoise_cli.images import (
     encode,
     output_depth,
     quantize,
+    stores_float,
 )
 from denoise_cli.job import Job
 from denoise_cli.plan import SourceTree, TargetTree, open_trees, plan
@@ -147,7 +148,8 @@ def process_chunk(
         if any(p is None for p in problems):
             # Clipped and rounded once for the group, not per image in encode (~13 us a digit).
             results = np.clip(results, 0.0, 1.0)
-            depths = {output_depth(info) for _, _, info in items}
+            fmt = job.output_format
+            depths = {output_depth(i) for _, _, i in items if not stores_float(i, fmt)}
             with np.errstate(invalid="ignore"):  # a NaN image among them fails, unwritten
                 quantized = {depth: quantize(results, depth) for depth in depths}
         for i, ((file, _, info), problem) in enumerate(zip(items, problems, strict=True)):
@@ -222,6 +224,7 @@ class Run:
     stop: Callable[[], bool]  # true once SIGINT or SIGTERM asked the run to stop
     workers: int
     threads: int
+    files_per_chunk: int = 256  # the chunk size run_job chose (files_per_chunk())
 
 
 class Runner(Protocol):
@@ -250,17 +253,19 @@ def run_job(
     with stop_on_signals() as stop:
         try:
             wanted, _ = job.parallelism()
+            lookahead = 2 * wanted  # what the workers can have queued, and one more
             jobs = plan(source, target, job.output_format, job.overwrite, recorder)
             sample = list(itertools.islice(jobs, SIZE_SAMPLE))
-            chunks = _chunks(
-                itertools.chain(sample, jobs),
-                files_per_chunk(sample, job.files_per_chunk),
-                lookahead=2 * wanted,  # what the workers can have queued, and one more
+            size = files_per_chunk(sample, job.files_per_chunk, getattr(source, "size", None))
+            head = sample + list(
+                itertools.islice(jobs, max(0, (lookahead + 1) * size - len(sample)))
             )
-            head = list(itertools.islice(chunks, wanted + 1))  # enough to size the run
-            workers, threads = job.parallelism(len(head) if len(head) <= wanted else None)
-            run = Run(job, source, target, recorder, stop, workers, threads)
-            (runner or run_local)(run, itertools.chain(head, chunks))
+            # A run known to fill fewer chunks than there are CPUs gets fewer workers.
+            known = len(head) < max(SIZE_SAMPLE, (lookahead + 1) * size)
+            workers, threads = job.parallelism(-(-len(head) // size) if known else None)
+            run = Run(job, source, target, recorder, stop, workers, threads, size)
+            chunks = _chunks(itertools.chain(head, jobs), size, lookahead)
+            (runner or run_local)(run, chunks)
         except KeyboardInterrupt:  # a second signal, or Ctrl-C outside the stop checks
             stop.signal = stop.signal or "SIGINT"
         finally:
@@ -280,16 +285,16 @@ def run_local(run: Run, chunks: Iterator[list[FileJob]]) -> None:
     meanwhile; otherwise they start once this process's session has loaded (see start_method).
     """
     early: Helpers | None = None
-    if run.workers > 1 and sys.platform == "linux" and _forks_early(run.job):
-        early = Helpers(run, "fork")
-        early.start()
     try:
+        if run.workers > 1 and sys.platform == "linux" and not run.stop() and _forks_early(run.job):
+            early = Helpers(run, "fork")
+            early.start()
         transform = run.job.transform.build(run.threads)  # a bad model: refused before any file
+        run.recorder.started(transform.describe(), run.workers, run.threads)
     except BaseException:
         if early is not None:
             early.close()
         raise
-    run.recorder.started(transform.describe(), run.workers, run.threads)
     if run.workers == 1:
         for chunk in chunks:
             if run.stop():
@@ -318,23 +323,29 @@ _worker: dict[str, Any] = {}
 
 
 def _init_worker(job: Job, threads: int, source, target, stop, parent: int) -> None:
+    """A helper's set-up. Its transform is built with its first chunk, not here: a helper may
+    fork before the parent has loaded the model, and only a chunk says the parent did (a bad
+    model is then the parent's one-line error, not one onnxruntime error per process)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles signals and tells us
     signal.signal(signal.SIGTERM, _on_term_in_helper)
-    _worker.update(stop=stop, busy=False, parent=parent, error=None)
+    _worker.update(stop=stop, busy=False, parent=parent, transform=None, threads=threads)
     _die_with_parent(parent)
-    try:
-        transform = job.transform.build(threads)
-    except Exception as exc:
-        # Kept for the first chunk: raised here, concurrent.futures would log a traceback on
-        # stderr (a helper that forked early meets a bad model when the parent does, and the
-        # parent's one-line error is the one to show).
-        _worker["error"] = exc
-        return
-    _worker.update(job=job, transform=transform, source=source, target=target)
+    _worker.update(job=job, source=source, target=target)
 
 
 class HelperFailed(Exception):
-    """A helper could not build its transform (the cause says why)."""
+    """A helper could not build its transform; args[0] is the one-line reason."""
+
+
+def _helper_transform() -> Transform:
+    w = _worker
+    if w["transform"] is None:
+        try:
+            w["transform"] = w["job"].transform.build(w["threads"])
+        except Exception as exc:  # the parent built the same: memory, a file changed...
+            lines = [line for line in str(exc).splitlines() if line.strip()]
+            raise HelperFailed(f"{type(exc).__name__}: {lines[0][:300] if lines else ''}") from None
+    return w["transform"]
 
 
 def _ready() -> None:
@@ -364,12 +375,11 @@ def _die_with_parent(parent: int) -> None:
 def _run_chunk_in_worker(jobs: list[FileJob]) -> list[Outcome]:
     outcomes: list[Outcome] = []
     w = _worker
-    if w.get("error") is not None:
-        raise HelperFailed() from w["error"]
+    transform = _helper_transform()
     w["busy"] = True
     try:
         process_chunk(
-            jobs, w["transform"], w["job"], w["source"], w["target"], outcomes, w["stop"].is_set
+            jobs, transform, w["job"], w["source"], w["target"], outcomes, w["stop"].is_set
         )
     finally:
         w["busy"] = False
@@ -379,20 +389,20 @@ def _run_chunk_in_worker(jobs: list[FileJob]) -> list[Outcome]:
 
 
 class Helpers:
-    """The `workers - 1` helper processes of a Run: how they start, their shared stop event,
-    and a fresh pool after a crash (every pool the same)."""
+    """The `workers - 1` helper processes of a Run: how they start, the event that stops them,
+    and a fresh pool after a crash."""
 
     def __init__(self, run: Run, method: str) -> None:
         self.run = run
-        self.ctx = multiprocessing.get_context(method)
-        self.stop = self.ctx.Event()  # set: helpers finish the file in hand, then return
-        self.pool = self.new_pool()
+        self.pool = self._pool(method)
 
-    def new_pool(self) -> ProcessPoolExecutor:
+    def _pool(self, method: str) -> ProcessPoolExecutor:
         run = self.run
+        ctx = multiprocessing.get_context(method)
+        self.stop = ctx.Event()  # set: helpers finish the file in hand, then return
         return ProcessPoolExecutor(
             run.workers - 1,
-            mp_context=self.ctx,
+            mp_context=ctx,
             initializer=_init_worker,
             initargs=(run.job, run.threads, run.source, run.target, self.stop, os.getpid()),
         )
@@ -400,6 +410,12 @@ class Helpers:
     def start(self) -> None:
         """Start the processes now (a pool starts them at its first task otherwise)."""
         self.pool.submit(_ready)
+
+    def restart(self, transform: Transform) -> None:
+        """A new pool after a crash, started the way start_method says for the parent as it
+        is now: its session exists, and an OpenVINO or GPU one must not be forked."""
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        self.pool = self._pool(start_method(transform))
 
     def close(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
@@ -413,43 +429,52 @@ def _run_pool(
     The parent works too: it keeps every helper two chunks ahead and processes the next chunk
     itself meanwhile, which saves one process start-up and its share of the traffic.
     """
-    helpers_stop = helpers.stop
     n_helpers = run.workers - 1
     recorder, stop = run.recorder, run.stop
-    pool = helpers.pool
     restarts = 0
     inflight: deque[tuple[list[FileJob], Future]] = deque()
 
+    def crashed(lost: list[list[FileJob]], reason: str) -> None:
+        """A helper died (a crashing decoder, the OOM killer...) or could not load the model:
+        its pool and every chunk in flight are lost. Those files fail with `reason` (a rerun
+        retries them); the run goes on with a new pool, a few times at most."""
+        nonlocal restarts
+        lost = lost + [c for c, _ in inflight]
+        inflight.clear()
+        for file in itertools.chain.from_iterable(lost):
+            recorder.outcome(Outcome(file.rel, file.dst, reason))
+        restarts += 1
+        if restarts > MAX_POOL_RESTARTS:
+            raise DenoiseError(
+                f"worker processes failed {restarts} times ({reason}); stopping (run with one "
+                "worker to see the error in this process)"
+            )
+        helpers.restart(transform)
+
+    def submit(chunk: list[FileJob]) -> None:
+        try:
+            inflight.append((chunk, helpers.pool.submit(_run_chunk_in_worker, chunk)))
+        except BrokenProcessPool:  # a helper died before this chunk was sent (while starting)
+            crashed([], LOST_TO_CRASH)
+            _run_here(run, chunk, transform)
+
     def collect(chunk: list[FileJob], fut: Future) -> None:
-        nonlocal pool, restarts
         try:
             outcomes = fut.result()
         except HelperFailed as exc:
-            raise DenoiseError(f"a worker process could not start: {exc.__cause__}") from None
+            crashed([chunk], f"a worker process could not load the model: {exc.args[0]}")
+            return
         except BrokenProcessPool:
             if stop():  # helpers stopped by the same signal: unfinished work, not failures
                 inflight.clear()
                 return
-            # A helper died (a crashing decoder, the OOM killer...): its pool and every chunk
-            # in flight are lost. Those files fail (a rerun retries them); the run goes on.
-            lost = [chunk, *(c for c, _ in inflight)]
-            inflight.clear()
-            for file in itertools.chain.from_iterable(lost):
-                recorder.outcome(Outcome(file.rel, file.dst, LOST_TO_CRASH))
-            restarts += 1
-            if restarts > MAX_POOL_RESTARTS:
-                raise DenoiseError(
-                    f"worker processes died {restarts} times; stopping (run with one worker "
-                    "to see the error in this process)"
-                ) from None
-            pool.shutdown(wait=False, cancel_futures=True)
-            pool = helpers.new_pool()
+            crashed([chunk], LOST_TO_CRASH)
             return
         for outcome in outcomes:
             recorder.outcome(outcome)
 
     def wind_down() -> None:
-        helpers_stop.set()  # helpers finish (or drop) the file in hand, then return what they did
+        helpers.stop.set()  # helpers finish (or drop) the file in hand, then return what they did
         while inflight:
             _, fut = inflight.popleft()
             if fut.cancel():
@@ -465,7 +490,7 @@ def _run_pool(
             if stop():
                 break
             if len(inflight) < 2 * n_helpers:
-                inflight.append((chunk, pool.submit(_run_chunk_in_worker, chunk)))
+                submit(chunk)
             else:
                 _run_here(run, chunk, transform)
             while inflight and inflight[0][1].done():
@@ -479,8 +504,11 @@ def _run_pool(
     except KeyboardInterrupt:
         wind_down()
         raise
+    except DenoiseError:  # too many crashes: what the helpers still finish is recorded
+        wind_down()
+        raise
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        helpers.close()
 
 
 def start_method(transform: Transform) -> str:
@@ -539,14 +567,19 @@ CHUNK_BYTES = 1 << 20
 SIZE_SAMPLE = 32
 
 
-def files_per_chunk(sample: list[FileJob], limit: int) -> int:
+def files_per_chunk(
+    sample: list[FileJob], limit: int, size: Callable[[str], int] | None = None
+) -> int:
     """Files per chunk: `limit` for small images, fewer for large ones, from the mean size of
-    a run's first files. Chunks of `limit` files sent 200 640x640 pages (one chunk) to a single
+    a run's first files (`size(src)` in bytes: the source tree's; None, as for storage URIs,
+    keeps `limit`). Chunks of `limit` files sent 200 640x640 pages (one chunk) to a single
     worker: a chunk is now about CHUNK_BYTES of input, however many files that is."""
+    if size is None:
+        return limit
     sizes = []
     for file in sample:
         with contextlib.suppress(OSError):  # vanished or unreadable: reported when read
-            sizes.append(os.stat(file.src).st_size)
+            sizes.append(size(file.src))
     if not sizes:
         return limit
     return max(1, min(limit, CHUNK_BYTES * len(sizes) // max(1, sum(sizes))))

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -96,6 +97,32 @@ class Crashing:
 
     def build(self, threads: int | None) -> CrashingTransform:
         return CrashingTransform(self.driver_pid)
+
+
+@dataclass(frozen=True)
+class FailsInHelpers:
+    """A transform description that builds (an identity) in the driver and fails to build in
+    every other process: a helper that cannot load what the parent loaded."""
+
+    driver_pid: int = field(default_factory=os.getpid)
+
+    def build(self, threads: int | None) -> CrashingTransform:
+        if os.getpid() != self.driver_pid:
+            raise RuntimeError("out of memory\nsecond line of the reason")
+        return SlowIdentity(self.driver_pid)
+
+    def forks_early(self) -> bool:
+        return True
+
+
+class SlowIdentity(CrashingTransform):
+    """Identity taking 50 ms a call, forked: the driver stays busy while helpers restart."""
+
+    fork_safe = True
+
+    def __call__(self, images, jobs):
+        time.sleep(0.05)
+        return images
 
 
 def tree_hash(root: Path) -> dict[str, str]:

@@ -720,6 +720,32 @@ def test_a_dying_worker_costs_its_chunk_not_the_run(tmp_path, noisy_digits):
     assert rerun.written == report.failed and rerun.failed == 0  # in-process: no crash
 
 
+def test_a_helper_that_cannot_load_the_model_costs_its_chunks_then_stops_the_run(
+    tmp_path, noisy_digits
+):
+    """A helper whose build fails where the parent's worked (memory, say): its chunks fail
+    with the one-line reason, the pool restarts a few times, then the run stops with one line;
+    the parent's own chunks are written."""
+    from denoise_cli.errors import DenoiseError
+    from denoise_cli.job import Job
+    from denoise_cli.runners import run_job
+    from tests.helpers import FailsInHelpers
+
+    src = tmp_path / "in"
+    for i in range(60):
+        save_gray(src / f"{i:02d}.png", noisy_digits[i % len(noisy_digits)])
+    events = []
+    job = Job(FailsInHelpers(), workers=2, files_per_chunk=2)  # type: ignore[arg-type]
+    with pytest.raises(DenoiseError) as raised:
+        run_job(job, src, tmp_path / "out", on_event=events.append)
+    message = str(raised.value)
+    assert "\n" not in message and "failed 4 times" in message
+    assert "could not load the model: RuntimeError: out of memory" in message
+    failed = [e["error"] for e in events if e["event"] == "failed"]
+    assert failed and all("out of memory" in e and "\n" not in e for e in failed)
+    assert files_under(tmp_path / "out")  # what the parent did is on disk
+
+
 def test_the_end_of_a_run_comes_in_small_chunks():
     """Whole chunks at the end left one worker idle while another finished its queue: the
     last chunks of a run come a quarter the size; every file once, in order; a run of one
@@ -751,11 +777,13 @@ def test_large_images_come_in_fewer_files_per_chunk(tmp_path):
             out.append(FileJob(str(path), path.name, str(tmp_path / "out" / path.name)))
         return out
 
-    assert files_per_chunk(jobs(700), 256) == 256  # digits: the file limit
-    assert files_per_chunk(jobs(CHUNK_BYTES // 3), 256) == 3  # pages: three per chunk
-    assert files_per_chunk(jobs(CHUNK_BYTES * 5), 256) == 1
+    size = os.path.getsize
+    assert files_per_chunk(jobs(700), 256, size) == 256  # digits: the file limit
+    assert files_per_chunk(jobs(CHUNK_BYTES // 3), 256, size) == 3  # pages: three per chunk
+    assert files_per_chunk(jobs(CHUNK_BYTES * 5), 256, size) == 1
     gone = [FileJob(str(tmp_path / "gone.png"), "gone.png", str(tmp_path / "o.png"))]
-    assert files_per_chunk(gone, 256) == 256 and files_per_chunk([], 64) == 64
+    assert files_per_chunk(gone, 256, size) == 256 and files_per_chunk([], 64, size) == 64
+    assert files_per_chunk(jobs(CHUNK_BYTES * 5), 256, None) == 256  # a tree without sizes
 
 
 def test_openvino_threads_are_set_and_not_pinned():
