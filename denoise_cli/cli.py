@@ -222,7 +222,7 @@ def run(
         256,
         min=1,
         help="Most images per model call (on CPU capped near 80 digits, which measured "
-        "fastest) and files per work chunk.",
+        "fastest) and most files per work chunk (large files: about 1 MB of input a chunk).",
     ),
     threads: int | None = typer.Option(
         None, min=1, help="onnxruntime threads per worker (default: CPUs / workers)."
