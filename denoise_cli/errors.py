@@ -18,6 +18,13 @@ __all__ = [
 NOT_FINITE = "model returned NaN or infinite values; nothing written"
 
 
+def first_line(exc: BaseException, limit: int = 200) -> str:
+    """`Type: first non-empty line of the message`, for a one-line reason from any exception
+    (a remote one carries a whole traceback in its message)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return f"{type(exc).__name__}: {lines[0][:limit] if lines else ''}"
+
+
 class ModelError(RefusedError):
     """The model is missing, corrupt or incompatible. Refused before any image is touched."""
 

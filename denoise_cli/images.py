@@ -216,18 +216,18 @@ def encode(
     output_format: str = "keep",
     jpeg_quality: int = DEFAULT_JPEG_QUALITY,
     clipped: bool = False,
-    quantized: dict[str, np.ndarray] | None = None,
+    pixels: np.ndarray | None = None,
 ) -> bytes:
     """Encode (H, W) floats in [0, 1] in the input's format and mode (or as PNG); `clipped`:
-    the caller already clipped them to [0, 1] (a whole group at once); `quantized`: the same
-    image already quantized, by output depth ("L", "I;16"), when the caller has it."""
+    the caller already clipped them to [0, 1] (a whole group at once); `pixels`: the same
+    image already quantized to output_depth(source), when the caller has it."""
     if not clipped:
         gray = np.clip(gray, 0.0, 1.0)
     if stores_float(source, output_format):  # only TIFF stores float
         img = Image.fromarray(gray.astype(np.float32))
         return _save(img, "TIFF", dict(source.save_args), jpeg_quality)
-    depth = output_depth(source)
-    pixels = quantized[depth] if quantized and depth in quantized else quantize(gray, depth)
+    if pixels is None:
+        pixels = quantize(gray, output_depth(source))
     return encode_pixels(pixels, source, output_format, jpeg_quality)
 
 

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from denoise_cli.core.errors import MissingDependency
+from denoise_cli.errors import first_line
 from denoise_cli.job import Job
 from denoise_cli.plan import SourceTree, TargetTree
 from denoise_cli.report import Outcome
@@ -100,7 +101,7 @@ class RayRunner:
         except Exception as exc:  # the cluster gave up (a node lost past its retries...)
             # Ray retries a chunk whose actor or node died; this is what it could not finish.
             # Those files fail with the reason, the rest stand; a rerun retries them.
-            reason = f"{LOST_ON_RAY} ({_first_line(exc)})"
+            reason = f"{LOST_ON_RAY} ({first_line(exc)})"
             lost = [row for row in rows if row["rel"] not in recorded]
             done = set() if job.overwrite else _on_disk(run.target, [r["dst"] for r in lost])
             for row in lost:
@@ -141,8 +142,3 @@ def _on_disk(target: TargetTree, outputs: list[str]) -> set[str]:
         for dst, name in entries
         if name in names
     }
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return f"{type(exc).__name__}: {lines[0][:200] if lines else ''}"

@@ -33,7 +33,7 @@ from typing import Any, Protocol, cast
 
 import numpy as np
 
-from denoise_cli.errors import NOT_FINITE, DenoiseError, ImageError, Interrupted
+from denoise_cli.errors import NOT_FINITE, DenoiseError, ImageError, Interrupted, first_line
 from denoise_cli.images import (
     HeldImage,
     SourceInfo,
@@ -159,8 +159,9 @@ def process_chunk(
                 outcomes.append(Outcome(file.rel, file.dst, problem))
                 continue
             try:
-                mine = {depth: pixels[i] for depth, pixels in quantized.items()}
-                data = encode(results[i], info, job.output_format, job.jpeg_quality, True, mine)
+                group_pixels = quantized.get(output_depth(info))
+                pixels = None if group_pixels is None else group_pixels[i]
+                data = encode(results[i], info, job.output_format, job.jpeg_quality, True, pixels)
                 target.write(file.dst, data)
             except ImageError as exc:
                 outcomes.append(Outcome(file.rel, file.dst, str(exc)))
@@ -343,8 +344,7 @@ def _helper_transform() -> Transform:
         try:
             w["transform"] = w["job"].transform.build(w["threads"])
         except Exception as exc:  # the parent built the same: memory, a file changed...
-            lines = [line for line in str(exc).splitlines() if line.strip()]
-            raise HelperFailed(f"{type(exc).__name__}: {lines[0][:300] if lines else ''}") from None
+            raise HelperFailed(first_line(exc)) from None
     return w["transform"]
 
 
