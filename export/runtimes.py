@@ -96,13 +96,38 @@ def _load_openvino(path: Path) -> Model:
     return lambda x: np.asarray(compiled(x)[0])
 
 
-def _opencv_loader(engine: str) -> Callable[[Path], Model]:
+def _opencv_engine(kind: str) -> Any | None:
+    """The readNetFromONNX engine flag for "classic" or "new" in the OpenCV installed; None where
+    that OpenCV has no such engine. 4.x: one engine (the classic one, no flag); 5.0: both
+    (ENGINE_CLASSIC, ENGINE_NEW); 5.1 dropped the classic one and calls the new one ENGINE_OPENCV.
+    """
+    dnn = _cv2().dnn
+    names = ("ENGINE_CLASSIC",) if kind == "classic" else ("ENGINE_NEW", "ENGINE_OPENCV")
+    for name in names:
+        if hasattr(dnn, name):
+            return getattr(dnn, name)
+    return None
+
+
+def _opencv_has_flags() -> bool:
+    return hasattr(_cv2().dnn, "ENGINE_AUTO")
+
+
+def _opencv_unusable(kind: str) -> str | None:
+    if kind == "classic" and _opencv_has_flags() and _opencv_engine("classic") is None:
+        return f"OpenCV {_cv2().__version__} has no classic engine (checked as opencv-new)"
+    if kind == "new" and _opencv_engine("new") is None:
+        return "OpenCV 4.x has one engine (checked as opencv-classic)"
+    return None
+
+
+def _opencv_loader(kind: str) -> Callable[[Path], Model]:
     def load(path: Path) -> Model:
-        cv2 = _cv2()
-        if hasattr(cv2.dnn, "ENGINE_CLASSIC"):
-            net = cv2.dnn.readNetFromONNX(str(path), engine=getattr(cv2.dnn, engine))
-        else:  # OpenCV 4.x: one engine, the classic one
-            net = cv2.dnn.readNetFromONNX(str(path))
+        engine = _opencv_engine(kind)
+        if engine is None:  # OpenCV 4.x: one engine, the classic one, and no flag to pick it
+            net = _cv2().dnn.readNetFromONNX(str(path))
+        else:
+            net = _cv2().dnn.readNetFromONNX(str(path), engine=engine)
 
         def run(x: np.ndarray) -> np.ndarray:
             net.setInput(x)
@@ -335,18 +360,18 @@ RUNTIMES: dict[str, Runtime] = {
         Runtime("onnxruntime", "onnxruntime", "onnxruntime", _load_onnxruntime, (".onnx", ".ort")),
         Runtime("openvino", "openvino", "openvino", _load_openvino),
         Runtime(
-            "opencv-classic", "opencv-python-headless", "cv2", _opencv_loader("ENGINE_CLASSIC")
+            "opencv-classic",
+            "opencv-python-headless<5.1",
+            "cv2",
+            _opencv_loader("classic"),
+            unusable=lambda: _opencv_unusable("classic"),
         ),
         Runtime(
             "opencv-new",
             "opencv-python-headless>=5",
             "cv2",
-            _opencv_loader("ENGINE_NEW"),
-            unusable=lambda: (
-                None
-                if hasattr(_cv2().dnn, "ENGINE_NEW")
-                else "OpenCV 4.x has one engine (checked as opencv-classic)"
-            ),
+            _opencv_loader("new"),
+            unusable=lambda: _opencv_unusable("new"),
         ),
         Runtime("tract", "tract", "tract", _load_tract),
         Runtime("onnx.reference", "onnx", "onnx", _load_reference, batch=REFERENCE_BATCH),
