@@ -93,3 +93,20 @@ def test_the_gpu_check_exits_cleanly_without_a_gpu(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "no NVIDIA GPU on this machine" in proc.stdout
     assert not (tmp_path / "v").exists()
+
+
+def test_widths_times_each_width_against_the_seed(tmp_path):
+    from benchmarks import widths
+
+    args = ["--widths", "8-16-64,8-16-96", "--rounds", "1", "--seconds", "0.05", "--batch", "8"]
+    widths.main([*args, "--out", str(tmp_path)])
+    report = json.loads((tmp_path / "widths.json").read_text())
+    rows = {tuple(r["widths"]): r for r in report["rows"]}
+    assert rows[(8, 16, 64)]["parameters"] == 134_441  # unet_lite_near, as registered
+    assert rows[(8, 16, 64)]["multiply_adds"] == 12_560
+    assert rows[(8, 16, 96)]["multiply_adds"] > rows[(8, 16, 64)]["multiply_adds"]
+    assert all(r["images_per_s"] > 0 for r in rows.values()) and report["seed_images_per_s"] > 0
+    table = (tmp_path / "widths.md").read_text()
+    assert "| 8-16-64 (unet_lite_near) | 134,441 | 12,560 |" in table and "x seed" in table
+    with pytest.raises(SystemExit, match="three positive widths"):
+        widths.parse_widths("8-16")
