@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,10 @@ def parse_widths(text: str) -> list[tuple[int, int, int]]:
     """'8-16-64,16-32-96' -> [(8, 16, 64), (16, 32, 96)]."""
     widths = []
     for item in text.split(","):
-        parts = tuple(int(p) for p in item.strip().split("-"))
+        try:
+            parts = tuple(int(p) for p in item.strip().split("-"))
+        except ValueError:
+            parts = ()
         if len(parts) != 3 or min(parts) < 1:
             raise SystemExit(f"--widths: {item!r} is not three positive widths like 8-16-64")
         widths.append(parts)
@@ -78,39 +82,44 @@ def export_width(widths: tuple[int, int, int], folder: Path) -> tuple[Path, int,
     return path, params, macs
 
 
-def session(path: Path, threads: int) -> Any:
+def runner(path: Path, threads: int, batch: int) -> Callable[[], object]:
+    """One model call on `batch` 28x28 images, in a session set up as the runtime sets its own
+    (no spinning: an idle session's threads would busy-wait through the others' timings)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    feed = {
+        session.get_inputs()[0].name: np.random.default_rng(0).random(
+            (batch, 1, 28, 28), dtype=np.float32
+        )
+    }
+    for _ in range(3):
+        session.run(None, feed)
+    return lambda: session.run(None, feed)
 
 
 def measure(
-    files: dict[str, Path], threads: int, batch: int, rounds: int, seconds: float
+    runs: dict[str, Callable[[], object]], batch: int, rounds: int, seconds: float
 ) -> dict[str, float]:
-    """Best images/s of each file over `rounds` interleaved rounds."""
-    x = np.random.default_rng(0).random((batch, 1, 28, 28), dtype=np.float32)
-    runs = {}
-    for name, path in files.items():
-        s = session(path, threads)
-        feed = {s.get_inputs()[0].name: x}
-        for _ in range(3):
-            s.run(None, feed)
-        runs[name] = lambda s=s, feed=feed: s.run(None, feed)
-    best = dict.fromkeys(files, 0.0)
-    for _ in range(rounds):
-        for name, run in runs.items():
-            best[name] = max(best[name], batch * best_rate(run, seconds, 5))
+    """Best images/s of each call over `rounds` interleaved rounds, each round in a new order
+    (rotated), so that no model always runs right after the same neighbour."""
+    names = list(runs)
+    best = dict.fromkeys(names, 0.0)
+    for r in range(rounds):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            best[name] = max(best[name], batch * best_rate(runs[name], seconds, 5))
     return best
 
 
-def table(rows: list[dict[str, Any]], seed_rate: float) -> str:
+def table(rows: list[dict[str, Any]], seed_rate: float, seed_params: int) -> str:
     lines = [
         "| widths | parameters | multiply-adds / pixel | images/s | x seed | x unet_lite_near |",
         "|---|---:|---:|---:|---:|---:|",
-        f"| seed conv_denoiser | 3,217 | - | {seed_rate:,.0f} | 1.00x | |",
+        f"| seed conv_denoiser | {seed_params:,} | - | {seed_rate:,.0f} | 1.00x | |",
     ]
     base = next(r for r in rows if r["widths"] == list(BASE))["images_per_s"]
     for r in rows:
@@ -123,6 +132,12 @@ def table(rows: list[dict[str, Any]], seed_rate: float) -> str:
             f"{r['images_per_s'] / base:.2f}x |"
         )
     return "\n".join(lines)
+
+
+def seed_metadata(path: Path) -> dict[str, str]:
+    import onnx
+
+    return {p.key: p.value for p in onnx.load(str(path)).metadata_props}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -141,22 +156,25 @@ def main(argv: list[str] | None = None) -> None:
     widths = parse_widths(args.widths)
     if BASE not in widths:
         widths.insert(0, BASE)
+    seed = bundled_models()["conv_denoiser"]
     with tempfile.TemporaryDirectory(prefix="denoise-widths-") as tmp:
-        files, rows = {"seed": bundled_models()["conv_denoiser"]}, []
+        files, rows = {"seed": seed}, []
         for w in widths:
             path, params, macs = export_width(w, Path(tmp))
             files[path.stem] = path
             rows.append({"widths": list(w), "parameters": params, "multiply_adds": macs})
-        rates = measure(files, args.threads, args.batch, args.rounds, args.seconds)
+        runs = {name: runner(path, args.threads, args.batch) for name, path in files.items()}
+        rates = measure(runs, args.batch, args.rounds, args.seconds)
     for r in rows:
         r["images_per_s"] = rates["unet-" + "-".join(map(str, r["widths"]))]
+    seed_params = int(seed_metadata(seed)["parameters"])
     info = machine()
     head = (
         f"{info['cpu']} ({info['simd']}, {info['cores']} cores), onnxruntime "
         f"{info['onnxruntime']}, {args.threads} threads, batch {args.batch} of 28x28, "
         f"best of {args.rounds} interleaved rounds"
     )
-    text = head + "\n\n" + table(rows, rates["seed"])
+    text = head + "\n\n" + table(rows, rates["seed"], seed_params)
     print(text)
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -72,7 +73,7 @@ class Runtime:
     def missing(self) -> str | None:
         """Why this runtime cannot be checked here, or None when it can."""
         if self.module and importlib.util.find_spec(self.module) is None:
-            return f"not installed (pip install {self.package})"
+            return f"not installed (pip install {shlex.quote(self.package)})"
         return self.unusable()
 
 
@@ -115,7 +116,10 @@ def _opencv_has_flags() -> bool:
 
 def _opencv_unusable(kind: str) -> str | None:
     if kind == "classic" and _opencv_has_flags() and _opencv_engine("classic") is None:
-        return f"OpenCV {_cv2().__version__} has no classic engine (checked as opencv-new)"
+        return (
+            f"OpenCV {_cv2().__version__} has no classic engine (checked as opencv-new; "
+            "5.0 has both)"
+        )
     if kind == "new" and _opencv_engine("new") is None:
         return "OpenCV 4.x has one engine (checked as opencv-classic)"
     return None
@@ -123,6 +127,8 @@ def _opencv_unusable(kind: str) -> str | None:
 
 def _opencv_loader(kind: str) -> Callable[[Path], Model]:
     def load(path: Path) -> Model:
+        if reason := _opencv_unusable(kind):  # never the other engine under this one's name
+            raise RuntimeError(reason)
         engine = _opencv_engine(kind)
         if engine is None:  # OpenCV 4.x: one engine, the classic one, and no flag to pick it
             net = _cv2().dnn.readNetFromONNX(str(path))

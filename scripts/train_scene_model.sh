@@ -23,7 +23,7 @@ resume=()
 [ -f "$ckpt" ] && resume=(--resume "$ckpt")
 denoise-train fit --arch "$arch" --data scenes --noise mixed --epochs 40 \
   --steps-per-epoch 1000 --batch-size 32 --lr 2e-3 --lr-schedule cosine \
-  --data-dir "$data_dir" --out "$ckpt" "${resume[@]}"
+  --data-dir "$data_dir" --out "$ckpt" ${resume[@]+"${resume[@]}"}
 if [ -n "$bundled" ]; then
   denoise-export "$ckpt" -o "denoise_cli/models/$bundled.onnx" --int8 --data-dir "$data_dir" \
     --runtimes none

@@ -95,18 +95,37 @@ def test_the_gpu_check_exits_cleanly_without_a_gpu(tmp_path):
     assert not (tmp_path / "v").exists()
 
 
-def test_widths_times_each_width_against_the_seed(tmp_path):
+def test_widths_times_each_width_against_the_seed(tmp_path, monkeypatch):
+    """Real exports and counts; fake model calls on a fake clock (1, 2 and 4 ms a call), so the
+    images/s and ratios in the table are exact."""
     from benchmarks import widths
 
-    args = ["--widths", "8-16-64,8-16-96", "--rounds", "1", "--seconds", "0.05", "--batch", "8"]
+    clock = _Clock()
+    monkeypatch.setattr(time, "perf_counter", clock)
+    call_s = {"conv_denoiser": 0.001, "unet-8-16-64": 0.002, "unet-8-16-96": 0.004}
+
+    def fake_runner(path, threads, batch):
+        assert threads == 2 and batch == 8
+
+        def call():
+            clock.now += call_s[path.stem]
+
+        return call
+
+    monkeypatch.setattr(widths, "runner", fake_runner)
+    args = ["--widths", "8-16-96", "--rounds", "2", "--seconds", "0.05", "--batch", "8"]
     widths.main([*args, "--out", str(tmp_path)])
     report = json.loads((tmp_path / "widths.json").read_text())
     rows = {tuple(r["widths"]): r for r in report["rows"]}
     assert rows[(8, 16, 64)]["parameters"] == 134_441  # unet_lite_near, as registered
     assert rows[(8, 16, 64)]["multiply_adds"] == 12_560
     assert rows[(8, 16, 96)]["multiply_adds"] > rows[(8, 16, 64)]["multiply_adds"]
-    assert all(r["images_per_s"] > 0 for r in rows.values()) and report["seed_images_per_s"] > 0
+    assert report["seed_images_per_s"] == pytest.approx(8_000)
+    assert rows[(8, 16, 64)]["images_per_s"] == pytest.approx(4_000)
     table = (tmp_path / "widths.md").read_text()
-    assert "| 8-16-64 (unet_lite_near) | 134,441 | 12,560 |" in table and "x seed" in table
-    with pytest.raises(SystemExit, match="three positive widths"):
-        widths.parse_widths("8-16")
+    assert "| seed conv_denoiser | 3,217 | - | 8,000 | 1.00x | |" in table
+    assert "| 8-16-64 (unet_lite_near) | 134,441 | 12,560 | 4,000 | 0.50x | 1.00x |" in table
+    assert "| 2,000 | 0.25x | 0.50x |" in table  # 8-16-96
+    for bad in ("8-16", "8-x-64", "8-16-64,"):
+        with pytest.raises(SystemExit, match="three positive widths"):
+            widths.parse_widths(bad)

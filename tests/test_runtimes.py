@@ -10,6 +10,7 @@ import importlib.util
 import json
 import os
 import re
+import types
 from pathlib import Path
 
 import numpy as np
@@ -314,3 +315,34 @@ def test_onnxruntimes_javascript_builds_run_the_onnx_and_ort_files(
     verdicts = _verdicts(json.loads((tmp_path / "r.json").read_text())["runtimes"])
     assert verdicts[(name, "m.onnx")] == "ok"
     assert verdicts[(name, "m.ort")] == "ok"
+
+
+@pytest.mark.parametrize(
+    ("version", "flags", "classic", "new"),
+    [
+        ("4.12.0", (), None, "not checked"),  # one engine, no flags: the classic one
+        ("5.0.0", ("ENGINE_AUTO", "ENGINE_CLASSIC", "ENGINE_NEW"), "ENGINE_CLASSIC", "ENGINE_NEW"),
+        ("5.1.0", ("ENGINE_AUTO", "ENGINE_OPENCV", "ENGINE_ORT"), "not checked", "ENGINE_OPENCV"),
+    ],
+)
+def test_each_opencv_engine_is_the_one_named(monkeypatch, tmp_path, version, flags, classic, new):
+    """The engine flags of OpenCV 4.x, 5.0 and 5.1 (which dropped the classic engine and renamed
+    the new one): each check loads with its own engine or says why not, never the other one."""
+    read = []
+    dnn = types.SimpleNamespace(**{f: f for f in flags})
+    dnn.readNetFromONNX = lambda path, engine=None: read.append(engine) or object()
+    cv2 = types.SimpleNamespace(__version__=version, dnn=dnn)
+    monkeypatch.setattr(runtimes, "_cv2", lambda: cv2)
+    for name, want in (("opencv-classic", classic), ("opencv-new", new)):
+        runtime = runtimes.RUNTIMES[name]
+        read.clear()
+        if want == "not checked":
+            reason = runtime.unusable()
+            assert "4.x has one engine" in reason or f"{version} has no classic" in reason
+            with pytest.raises(RuntimeError, match="engine"):
+                runtime.load(tmp_path / "m.onnx")
+            assert read == []
+        else:
+            assert runtime.unusable() is None
+            runtime.load(tmp_path / "m.onnx")
+            assert read == [want]
