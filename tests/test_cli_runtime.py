@@ -674,7 +674,7 @@ def test_worker_processes_give_the_same_bytes(tmp_path, noisy_digits):
         assert (tmp_path / "pooled" / name).read_bytes() == (tmp_path / "local" / name).read_bytes()
 
 
-@pytest.mark.parametrize("name", ["unet_scenes", "conv_denoiser"])
+@pytest.mark.parametrize("name", ["unet_scenes", "unet_scenes_wide", "conv_denoiser"])
 def test_bundled_models_by_name(tmp_path, noisy_digits, clean_digits, name):
     src, out = tmp_path / "in", tmp_path / "out"
     for i in range(4):
@@ -694,7 +694,8 @@ def test_info_lists_bundled_models():
     result = run_tool("info", "--model", "unet_scenes")
     assert result.exit_code == 0
     assert "size_multiple: 4" in result.output
-    listed = "bundled models (--model NAME): conv_denoiser, unet_scenes (default: unet_scenes)"
+    listed = "bundled models (--model NAME): conv_denoiser, unet_scenes, unet_scenes_wide"
+    listed += " (default: unet_scenes)"
     assert listed in result.output
     default = run_tool("info", "--model", "default")
     assert default.exit_code == 0 and "model: unet_scenes (" in default.output
