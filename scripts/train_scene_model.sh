@@ -5,7 +5,7 @@
 #   unet_lite_near (default ARCH) -> unet_scenes, the default model: ~4 min an epoch on 2 AVX2
 #     cores (~2.7 h)
 #   unet_wide_near -> unet_scenes_wide, the opt-in quality model (3x the multiply-adds):
-#     ~4-8 min an epoch (~4 h)
+#     ~4 min an epoch on an idle 2-core AVX2 VM (~2.7 h)
 # Any other registered ARCH trains with the same recipe into runs/scenes/ARCH.pt, not exported.
 # Every epoch checkpoints; run it again and it resumes from the last finished epoch. The last
 # step exports the bundled file and its INT8 variant (portable profile: no onnxruntime-only
