@@ -281,13 +281,15 @@ register(
 # Batch norm + a dilated 4-conv block at 1/4 resolution. unet_lite keeps 8 channels at full
 # resolution, where the time goes, to stay >= 5,000 images/s on 2 AVX2 cores; unet_ctx is wider;
 # unet_lite_near swaps the transposed convolutions for NearestUpsample; unet_wide_near is
-# unet_ctx's widths with nearest upsampling (the capacity point of issue 18's curve).
+# unet_ctx's widths with nearest upsampling (the capacity point of issue 18's curve);
+# unet_mid_near the widest layout still above one third of the seed's speed (benchmarks.widths).
 for _name, _widths, _extra, _params in (
     ("unet_ctx", [16, 32, 96], {}, 342_865),
     ("unet_lite", [8, 16, 64], {}, 137_897),
     ("unet_lite_near", [8, 16, 64], {"upsample": "nearest"}, 134_441),
     ("unet_lite_ctx", [8, 16, 64], {"upsample": "nearest", "context": True}, 143_097),
     ("unet_wide_near", [16, 32, 96], {"upsample": "nearest"}, 332_113),
+    ("unet_mid_near", [8, 24, 64], {"upsample": "nearest"}, 151_793),
 ):
     _note = ", nearest upsampling" if _extra.get("upsample") == "nearest" else ""
     if _extra.get("context"):
