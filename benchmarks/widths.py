@@ -134,16 +134,13 @@ def table(rows: list[dict[str, Any]], seed_rate: float, seed_params: int) -> str
     return "\n".join(lines)
 
 
-def seed_metadata(path: Path) -> dict[str, str]:
-    import onnx
-
-    return {p.key: p.value for p in onnx.load(str(path)).metadata_props}
-
-
 def main(argv: list[str] | None = None) -> None:
     import tempfile
 
+    import onnx
+
     from denoise_cli.session import bundled_models
+    from denoise_export.metadata import get_metadata
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--widths", default=DEFAULT_WIDTHS, help="comma-separated A-B-C widths")
@@ -167,7 +164,7 @@ def main(argv: list[str] | None = None) -> None:
         rates = measure(runs, args.batch, args.rounds, args.seconds)
     for r in rows:
         r["images_per_s"] = rates["unet-" + "-".join(map(str, r["widths"]))]
-    seed_params = int(seed_metadata(seed)["parameters"])
+    seed_params = int(get_metadata(onnx.load(str(seed)))["parameters"])
     info = machine()
     head = (
         f"{info['cpu']} ({info['simd']}, {info['cores']} cores), onnxruntime "
