@@ -49,14 +49,17 @@ def build_metadata(
         "size_multiple": str(size_multiple),
         "receptive_field_radius": str(receptive_radius),
         "trained_on": f"MNIST ({n_train}, {config['val_size']} held out for validation)"
-        + (" laid out as scenes" if config.get("data") == "scenes" else ""),
+        + {"scenes": " laid out as scenes", "world": " and the wide world (train/world.py)"}.get(
+            config.get("data", "mnist"), ""
+        ),
         "train_epochs": str(ckpt["epoch"]),
         "train_noise": config["noise"],
         "train_noise_level": "mixed" if config["noise"] in MIXES else str(config["noise_level"]),
         "test_noise": "{} {}".format(*eval_noise(config)),
         "input_layout": "NCHW, 1 channel, float32",
         "value_range": "0..1",
-        "polarity": "light-on-dark",  # MNIST: white digits on a black background
+        # MNIST: white digits on a black background; the wide world trains both polarities.
+        "polarity": "either" if config.get("data") == "world" else "light-on-dark",
         "test_psnr_db": f"{test_metrics['psnr']:.4f}",
         "test_ssim": f"{test_metrics['ssim']:.4f}",
         "test_noisy_psnr_db": f"{test_metrics['noisy_psnr']:.4f}",

@@ -68,7 +68,9 @@ def fit(
     data: Data = typer.Option(
         "mnist",
         help="mnist: MNIST's 28x28 frames. scenes: digit strings, 0.7-4x scales, pages, printed "
-        "digits and blank paper on --scene-size canvases, with plain frames every third step.",
+        "digits and blank paper on --scene-size canvases, with plain frames every third step. "
+        "world: the wide world instead of scenes (paper, displays, print in many typefaces, "
+        "forms, either polarity; Gaussian, Poisson-Gaussian, impulse, speckle, JPEG noise).",
     ),
     scene_size: int = typer.Option(64, help="Side of the training canvases with --data scenes."),
     steps_per_epoch: int = typer.Option(1000, help="Steps per epoch with --data scenes."),

@@ -11,7 +11,7 @@ from denoise_cli.core.noise import MIXES, REFERENCE_KIND, REFERENCE_LEVEL
 LOSSES = ("mse", "bce", "psnr")
 LR_SCHEDULES = ("constant", "cosine")
 PRECISIONS = ("fp32", "bf16")
-DATA_KINDS = ("mnist", "scenes")
+DATA_KINDS = ("mnist", "scenes", "world")
 
 
 def eval_noise(config: dict[str, Any]) -> tuple[str, float]:
@@ -48,7 +48,8 @@ class TrainConfig:
     # "mnist": MNIST's own frames, one pass per epoch. "scenes": train.scenes canvases of
     # scene_size px (strings, 0.7-4x scales, pages, printed digits, blank paper), with every
     # third step a batch of plain 28x28 frames (4x batch_size of them: the same pixel count);
-    # an epoch is then steps_per_epoch steps.
+    # an epoch is then steps_per_epoch steps. "world": train.world's wide world (paper,
+    # displays, print, forms, either polarity, its own noise kinds) in place of the scenes.
     data: str = "mnist"
     scene_size: int = 64
     steps_per_epoch: int = 1000
@@ -71,7 +72,7 @@ class TrainConfig:
         if self.precision not in PRECISIONS:
             raise UsageError(f"precision must be 'fp32' or 'bf16', got {self.precision!r}")
         if self.data not in DATA_KINDS:
-            raise UsageError(f"data must be 'mnist' or 'scenes', got {self.data!r}")
+            raise UsageError(f"data must be one of {', '.join(DATA_KINDS)}, got {self.data!r}")
         if not self.scene_max_scale >= 0.7:
             raise UsageError(f"scene_max_scale must be >= 0.7, got {self.scene_max_scale}")
         if self.scene_size < 8 or self.scene_size % 4 or self.steps_per_epoch < 1:

@@ -22,6 +22,7 @@ from denoise_train.checkpoint import load_checkpoint, save_checkpoint
 from denoise_train.config import EVAL_NOISE_SEED, TrainConfig, eval_noise
 from denoise_train.models import get_arch
 from denoise_train.scenes import training_scenes
+from denoise_train.world import world_batch
 
 
 def pick_device(requested: str = "auto") -> torch.device:
@@ -104,7 +105,7 @@ def epoch_batches(
     config: TrainConfig, task: str, train_x: np.ndarray, rng: np.random.Generator
 ) -> tuple[int, Iterator[tuple[np.ndarray, np.ndarray]]]:
     """This epoch's step count and its (input, target) batches, all drawn from `rng`."""
-    if config.data == "scenes":
+    if config.data in ("scenes", "world"):
         steps = config.steps_per_epoch
         if config.max_steps_per_epoch:
             steps = min(steps, config.max_steps_per_epoch)
@@ -127,13 +128,19 @@ def epoch_batches(
 def _scene_batches(
     config: TrainConfig, task: str, digits: np.ndarray, rng: np.random.Generator, steps: int
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Scenes drawn fresh each step (cheaper than the step itself: ~1 ms per 64x64 canvas);
-    every third step plain MNIST frames, so the reference framing is never forgotten."""
+    """Scenes (or the wide world) drawn fresh each step (cheaper than the step itself: ~1 ms
+    per 64x64 canvas); every third step plain MNIST frames, so the reference framing is never
+    forgotten. The world brings its own noise (world.world_noise); frames and scenes get
+    `config.noise`."""
     size = config.scene_size
     for step in range(steps):
         if step % 3 == 2:
             idx = rng.integers(0, len(digits), config.batch_size * 4)
             clean = digits[idx][:, None]
+        elif config.data == "world":
+            noisy, clean = world_batch(config.batch_size, size, digits, rng)
+            yield model_input(task, clean, noisy), clean
+            continue
         else:
             clean = training_scenes(
                 config.batch_size, size, size, digits, rng, max_scale=config.scene_max_scale
@@ -148,6 +155,22 @@ def _scene_metrics(
     clean, noisy = scenes
     restored = predict(model, model_input(task, clean, noisy), device)
     return {f"val_scene_{k}": v for k, v in score(clean, restored).items()}
+
+
+def validation_scenes(
+    config: TrainConfig, val_digits: np.ndarray
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Fixed (clean, noisy) canvases from the validation digits, for scene and world training:
+    the same every epoch and every run of a config."""
+    rng = np.random.default_rng(EVAL_NOISE_SEED)
+    count, size = min(256, len(val_digits)), config.scene_size
+    if config.data == "world":
+        noisy, clean = world_batch(count, size, val_digits, rng)
+        return clean, noisy
+    if config.data != "scenes":
+        return None
+    clean = training_scenes(count, size, size, val_digits, rng, max_scale=config.scene_max_scale)
+    return clean, add_noise(clean, config.noise, config.noise_level, rng)
 
 
 def init_weights(model: nn.Module, source: Path) -> str:
@@ -214,23 +237,7 @@ def fit(
     # reference setting (Gaussian sigma 0.5) so its numbers compare with the specialists'.
     val_kind, val_level = eval_noise(config.to_dict())
     val_noisy = add_noise(val_x, val_kind, val_level, EVAL_NOISE_SEED)
-    # Scene training is also validated on fixed scenes from the validation digits.
-    val_scenes = None
-    if config.data == "scenes":
-        scene_rng = np.random.default_rng(EVAL_NOISE_SEED)
-        size = config.scene_size
-        clean_scenes = training_scenes(
-            min(256, len(val_x)),
-            size,
-            size,
-            val_x[:, 0],
-            scene_rng,
-            max_scale=config.scene_max_scale,
-        )
-        val_scenes = (
-            clean_scenes,
-            add_noise(clean_scenes, config.noise, config.noise_level, scene_rng),
-        )
+    val_scenes = validation_scenes(config, val_x[:, 0])
     history: list[dict[str, float]] = []
     start_epoch = 0
     if ckpt is None and config.init_from is not None:
