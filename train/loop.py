@@ -173,6 +173,15 @@ def validation_scenes(
     return clean, add_noise(clean, config.noise, config.noise_level, rng)
 
 
+def train_mode(model: nn.Module, freeze_bn: bool) -> None:
+    """Training mode, with batch norm left normalising by its running statistics if asked."""
+    model.train()
+    if freeze_bn:
+        for module in model.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.eval()
+
+
 def init_weights(model: nn.Module, source: Path) -> str:
     """Copy a checkpoint's weights into `model` for fine-tuning; says what was copied.
 
@@ -263,7 +272,7 @@ def fit(
         rng = np.random.default_rng([config.seed, epoch])
         steps, batches = epoch_batches(config, arch.task, train_x, rng)
         bar = Progress(steps, f"epoch {epoch + 1}/{config.epochs}", enabled=progress)
-        model.train()
+        train_mode(model, config.freeze_bn)
         t0 = time.perf_counter()
         running, seen = 0.0, 0
         for step in range(steps):
