@@ -274,7 +274,7 @@ def evaluate(
             "shape": list(fset.samples[0].clean.shape),
             "colour": fset.colour,
             "clean_only": fset.clean_only,
-            "first": min([len(fset.samples)] + [m.limit for m in methods if m.limit]),
+            "first": min(row["images"] for row in rows.values()),
             "scores": rows,
         }
         clean = [s.clean for s in fset.samples[:SHEET_SAMPLES]]
@@ -308,7 +308,30 @@ def _set_table(name: str, data: dict[str, Any]) -> list[str]:
         ]
         if colour:
             cells += [f"{r['psnr_rgb']:.2f}", f"{r['chroma_error']:.1f}"]
-        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+        shown = "input, unchanged" if clean and method == "noisy input" else method
+        lines.append(f"| {shown} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _overview(result: dict[str, Any]) -> list[str]:
+    """Sets x methods, each on the images every method ran; clean sets add the shift."""
+    methods = [m["name"] for m in result["methods"]]
+    lines = ["| set | " + " | ".join(methods) + " |", "|---|" + "---:|" * len(methods)]
+    for name, data in result["sets"].items():
+        key = f"psnr_first_{data['first']}"
+        cells = []
+        for method in methods:
+            r = data["scores"][method]
+            cell = f"{r[key]:.2f}"
+            if data["clean_only"]:
+                cell += f" ({r['background_shift']:+.1f})"
+            cells.append(cell)
+        lines.append(f"| {name} ({data['first']}) | " + " | ".join(cells) + " |")
+    times = [
+        np.mean([d["scores"][m]["seconds_per_image"] for d in result["sets"].values()]) * 1e3
+        for m in methods
+    ]
+    lines.append("| *ms / image, mean of sets* | " + " | ".join(f"{t:.2f}" for t in times) + " |")
     return lines
 
 
@@ -323,6 +346,11 @@ def markdown(result: dict[str, Any]) -> str:
         "this and the PSNR are the do-no-harm check (target: >= 35 dB, within 3 levels). "
         "Chroma error: mean |Cb|, |Cr| difference, grey levels. Time: one thread each; models "
         "through the runtime (colour: PNG files in and out, so it includes coding).",
+        "",
+        "Mean PSNR (dB) on the images every method ran (the first N of each set); on the clean "
+        "sets, the background shift in brackets:",
+        "",
+        *_overview(result),
     ]
     for name, data in result["sets"].items():
         lines += ["", *_set_table(name, data)]
