@@ -319,11 +319,13 @@ def compare(
         help="The model margins are measured against (default: the first conv_denoiser "
         "trained on Gaussian 0.5 among the models, else the bundled conv_denoiser.onnx).",
     ),
-    foreign: bool = typer.Option(
-        False,
+    foreign: int = typer.Option(
+        0,
         "--foreign",
-        help="Also score the .onnx/.ort models on the foreign sets into OUT_DIR/foreign "
-        "(`denoise-export foreign` at its defaults: 300 images a set, BM3D on 50).",
+        min=0,
+        metavar="N",
+        help="Also score the .onnx/.ort models on N images of each foreign set (300 is "
+        "`denoise-export foreign`'s default; BM3D on at most 50), into OUT_DIR/foreign.",
     ),
 ) -> None:
     """Every model on the layouts users have (strings, scales, pages, printed, inverted, blank
@@ -350,11 +352,16 @@ def compare(
     write(result, out_dir)
     typer.echo(markdown(result), nl=False)
     if foreign:
+        from denoise_export.foreign_eval import BM3D_LIMIT, run_foreign
         from denoise_export.foreign_eval import markdown as foreign_markdown
-        from denoise_export.foreign_eval import run_foreign
 
         scored, _ = run_foreign(
-            exported, images, out_dir / "foreign", log=lambda m: typer.echo(m, err=True)
+            exported,
+            images,
+            out_dir / "foreign",
+            count=foreign,
+            bm3d_limit=min(foreign, BM3D_LIMIT),
+            log=lambda m: typer.echo(m, err=True),
         )
         typer.echo("\n" + foreign_markdown(scored), nl=False)
 

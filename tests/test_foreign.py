@@ -177,6 +177,24 @@ def test_checkpoints_are_refused_with_a_hint(tmp_path, tiny_mnist):
     result = CliRunner().invoke(app, [*args, "--out-dir", str(tmp_path / "o")])
     assert result.exit_code == 2
     assert "export the checkpoint first" in result.output
-    result = CliRunner().invoke(app, ["compare", str(ckpt), "--foreign"])
+    result = CliRunner().invoke(app, ["compare", str(ckpt), "--foreign", "5"])
     assert result.exit_code == 2
     assert "--foreign scores exported models" in result.output
+
+
+@pytest.mark.slow
+def test_compare_foreign_adds_the_foreign_sets(tmp_path, tiny_mnist, monkeypatch):
+    from denoise_export import compare as compare_mod
+
+    monkeypatch.setattr(compare_mod, "_bm3d", lambda: None)  # the suite's BM3D: minutes
+    model = blur_model(tmp_path / "blur.onnx")
+    out = tmp_path / "out"
+    args = ["compare", str(model), "--data-dir", str(tiny_mnist), "--limit", "16"]
+    args += ["--layout", "single", "--classical-limit", "2", "--out-dir", str(out)]
+    result = CliRunner().invoke(app, [*args, "--foreign", "1"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert (out / "compare.json").is_file()
+    data = json.loads((out / "foreign" / "foreign.json").read_text())
+    assert list(data["sets"]) == list(foreign.SET_NAMES) and data["count"] == 1
+    assert "blur" in data["sets"]["print"]["scores"]
+    assert "### print (1 images, 48x192)" in result.output
