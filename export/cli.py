@@ -319,6 +319,14 @@ def compare(
         help="The model margins are measured against (default: the first conv_denoiser "
         "trained on Gaussian 0.5 among the models, else the bundled conv_denoiser.onnx).",
     ),
+    foreign: int = typer.Option(
+        0,
+        "--foreign",
+        min=0,
+        metavar="N",
+        help="Also score the .onnx/.ort models on N images of each foreign set (300 is "
+        "`denoise-export foreign`'s default; BM3D on at most 50), into OUT_DIR/foreign.",
+    ),
 ) -> None:
     """Every model on the layouts users have (strings, scales, pages, printed, inverted, blank
     paper) and under every noise condition, against the seed model and classical filters,
@@ -328,6 +336,9 @@ def compare(
     from denoise_export.suite import layout_counts
     from denoise_train.mnist import load_split
 
+    exported = [p for p in checkpoints if p.suffix.lower() in (".onnx", ".ort")]
+    if foreign and not exported:
+        commands.fail("--foreign scores exported models: give at least one .onnx or .ort file", 2)
     images, _ = load_split("test", data_dir)
     result = run_compare(
         checkpoints,
@@ -340,3 +351,54 @@ def compare(
     )
     write(result, out_dir)
     typer.echo(markdown(result), nl=False)
+    if foreign:
+        from denoise_export.foreign_eval import BM3D_LIMIT, run_foreign
+        from denoise_export.foreign_eval import markdown as foreign_markdown
+
+        scored, _ = run_foreign(
+            exported,
+            images,
+            out_dir / "foreign",
+            count=foreign,
+            bm3d_limit=min(foreign, BM3D_LIMIT),
+            log=lambda m: typer.echo(m, err=True),
+        )
+        typer.echo("\n" + foreign_markdown(scored), nl=False)
+
+
+@app.command()
+def foreign(
+    models: list[Path] = typer.Argument(
+        None, help="Exported models (.onnx, .ort); default: the bundled ones."
+    ),
+    out_dir: Path = typer.Option(
+        Path("docs/compare/foreign"), help="Where foreign.md, foreign.json and the sheets go."
+    ),
+    bundled: bool = typer.Option(False, "--bundled", help="Add the bundled models to MODELS."),
+    data_dir: Path | None = typer.Option(None, help=DATA_DIR_HELP),
+    limit: int = typer.Option(300, "--limit", min=1, help="Images per set."),
+    bm3d_limit: int = typer.Option(
+        50, min=0, help="Images per set for BM3D, where installed (~1-7 s each); 0: none."
+    ),
+    sets: list[str] | None = typer.Option(
+        None, "--set", help="Score only this set (repeatable; default: all)."
+    ),
+    seed: int | None = typer.Option(None, help="Seed of the sets (default: the fixed one)."),
+) -> None:
+    """Every model beside median 3x3, non-local means and BM3D on foreign digit sets that no
+    training world draws (displays, print on paper, colour ink, 8x8 scans, and clean copies
+    for the do-no-harm check), with time per image. See export/foreign.py."""
+    from denoise_cli.session import bundled_models
+    from denoise_export.foreign_eval import markdown, run_foreign
+    from denoise_train.mnist import load_split
+
+    chosen = list(models or [])
+    if bundled or not chosen:
+        chosen += [p for p in bundled_models().values() if p not in chosen]
+    digits, _ = load_split("test", data_dir)
+    result, written = run_foreign(
+        chosen, digits, out_dir, sets, limit, seed, bm3d_limit, lambda m: typer.echo(m, err=True)
+    )
+    typer.echo(markdown(result), nl=False)
+    for path in written:
+        typer.echo(f"wrote {path}", err=True)

@@ -203,6 +203,62 @@ def _models(
     return methods, seed
 
 
+def _plan(
+    layouts: Mapping[str, int | None] | None,
+    conditions: Sequence[tuple[str, float]],
+    scene: str,
+) -> tuple[dict[str, int | None], dict[str, list[tuple[str, float]]]]:
+    """(images per layout, conditions per layout); no layouts: single digits under every
+    condition (the table before the suite)."""
+    from denoise_train.scenes import LAYOUTS
+
+    if layouts is None:
+        return {"single": None}, {"single": list(conditions)}
+    counts = dict(layouts)
+    if not counts:
+        raise UsageError("no layout to score: name at least one")
+    if scene not in LAYOUTS:
+        raise UsageError(f"unknown scene layout {scene!r}; known: {', '.join(LAYOUTS)}")
+    return counts, plan_cells(counts, conditions, scene, REFERENCE)
+
+
+def _methods(
+    models: Sequence[Path],
+    baseline: Path | None,
+    classical_limit: int | None,
+    log: Callable[[str], Any],
+) -> tuple[list[Method], int | None]:
+    """Noisy input, the classical filters, BM3D where installed, then the models; and the
+    index of the seed model among them."""
+    methods: list[Method] = [Method("noisy input", "none", list)]
+    methods += [classical(name, fn, classical_limit) for name, fn in CLASSICAL.items()]
+    bm3d = _bm3d()
+    if bm3d is not None:
+        # ~0.35 s per 28x28 digit on this CPU: a small sample keeps the run in minutes.
+        methods.append(classical("BM3D", bm3d, min(classical_limit or BM3D_LIMIT, BM3D_LIMIT)))
+    model_methods, seed = _models(models, baseline, log)
+    seed_index = None if seed is None else len(methods) + seed
+    return methods + model_methods, seed_index
+
+
+def _layout_info(
+    layout: str,
+    shape: tuple[int, ...],
+    images: int,
+    conds: Sequence[tuple[str, float]],
+    classical_limit: int | None,
+) -> dict[str, Any]:
+    from denoise_train.scenes import LAYOUTS
+
+    return {
+        "description": LAYOUTS[layout].description,
+        "images": images,
+        "shape": list(shape),
+        "classical_images": cell_images(classical_limit, shape, images),
+        "conditions": [label(c) for c in conds],
+    }
+
+
 def compare(
     models: Sequence[Path],
     clean: np.ndarray,
@@ -221,32 +277,12 @@ def compare(
     every condition (the table before the suite). `classical_limit`: 28x28 images per cell
     for the slow classical filters, fewer for bigger images (the same pixels).
     """
-    from denoise_train.scenes import LAYOUTS
-
     clean = np.asarray(clean, np.float32)
     if clean.ndim not in (3, 4) or clean.shape[-2:] != (28, 28) or len(clean) == 0:
         raise UsageError(f"expected (N, 1, 28, 28) test digits, got shape {clean.shape}")
     digits = clean.reshape(-1, 28, 28)
-    if layouts is None:
-        counts: dict[str, int | None] = {"single": None}
-        plan = {"single": list(conditions)}
-    else:
-        counts = dict(layouts)
-        if not counts:
-            raise UsageError("no layout to score: name at least one")
-        if scene not in LAYOUTS:
-            raise UsageError(f"unknown scene layout {scene!r}; known: {', '.join(LAYOUTS)}")
-        plan = plan_cells(counts, conditions, scene, REFERENCE)
-    methods: list[Method] = [Method("noisy input", "none", list)]
-    methods += [classical(name, fn, classical_limit) for name, fn in CLASSICAL.items()]
-    bm3d = _bm3d()
-    if bm3d is not None:
-        # ~0.35 s per 28x28 digit on this CPU: a small sample keeps the run in minutes.
-        methods.append(classical("BM3D", bm3d, min(classical_limit or BM3D_LIMIT, BM3D_LIMIT)))
-    model_methods, seed = _models(models, baseline, log)
-    seed_index = None if seed is None else len(methods) + seed
-    methods += model_methods
-
+    counts, plan = _plan(layouts, conditions, scene)
+    methods, seed_index = _methods(models, baseline, classical_limit, log)
     rows: list[dict[str, Any]] = [
         {"method": m.name, "kind": m.kind, **m.facts, "layouts": {}} for m in methods
     ]
@@ -257,13 +293,7 @@ def compare(
         if not images:
             raise UsageError(f"layout {layout}: no images from {len(digits)} test digits")
         shape = images[0].shape
-        info[layout] = {
-            "description": LAYOUTS[layout].description,
-            "images": len(images),
-            "shape": list(shape),
-            "classical_images": cell_images(classical_limit, shape, len(images)),
-            "conditions": [label(c) for c in conds],
-        }
+        info[layout] = _layout_info(layout, shape, len(images), conds, classical_limit)
         for cond in conds:
             noisy = cell_noise(images, layout, cond, EVAL_NOISE_SEED)
             shown = [images[0], noisy[0]]
@@ -280,10 +310,8 @@ def compare(
     for row in rows:
         # Single digits by condition, under the key the tables had before the suite.
         row["scores"] = row["layouts"].get("single", {})
-    if seed_index is not None:
-        for row in rows:
-            if row["kind"] == "model" and row is not rows[seed_index]:
-                row["vs_seed"] = _vs_seed(row, rows[seed_index])
+        if seed_index is not None and row["kind"] == "model" and row is not rows[seed_index]:
+            row["vs_seed"] = _vs_seed(row, rows[seed_index])
     single = info.get("single", {"images": len(digits)})
     return {
         "conditions": [label(c) for c in conditions],

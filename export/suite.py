@@ -239,7 +239,8 @@ HEADER = 22
 def figure_png(columns: Sequence[str], rows: Sequence[tuple[str, Sequence[np.ndarray]]]) -> bytes:
     """A grid, one row per layout (its label, then one image per column), as PNG bytes.
 
-    Nearest-neighbour enlargement, so a person sees the pixels the scores were computed on."""
+    Nearest-neighbour enlargement, so a person sees the pixels the scores were computed on.
+    Images are (H, W) grey or (H, W, 3) RGB; one RGB image makes the whole grid RGB."""
     from PIL import Image, ImageDraw, ImageFont
 
     def factor(img: np.ndarray) -> int:
@@ -251,10 +252,12 @@ def figure_png(columns: Sequence[str], rows: Sequence[tuple[str, Sequence[np.nda
     ]
     heights = [max(img.shape[0] * factor(img) for img in imgs) for _, imgs in rows]
     font = ImageFont.load_default(size=13)
+    mode = "RGB" if any(img.ndim == 3 for _, imgs in rows for img in imgs) else "L"
+    white, grey, black = (255, 160, 0) if mode == "L" else ((255,) * 3, (160,) * 3, (0,) * 3)
     canvas = Image.new(
-        "L",
+        mode,
         (LABEL_WIDTH + sum(w + PAD for w in widths), HEADER + sum(h + PAD for h in heights)),
-        255,
+        white,
     )
     draw = ImageDraw.Draw(canvas)
     x = LABEL_WIDTH
@@ -262,19 +265,20 @@ def figure_png(columns: Sequence[str], rows: Sequence[tuple[str, Sequence[np.nda
         text = name
         while len(text) > 4 and draw.textlength(text, font=font) > w:
             text = text[:-2] + "…"
-        draw.text((x, 4), text, fill=0, font=font)
+        draw.text((x, 4), text, fill=black, font=font)
         x += w + PAD
     y = HEADER
     for (name, imgs), h in zip(rows, heights, strict=True):
-        draw.text((6, y + h // 2 - 7), name, fill=0, font=font)
+        draw.text((6, y + h // 2 - 7), name, fill=black, font=font)
         x = LABEL_WIDTH
         for img, w in zip(imgs, widths, strict=False):
             k = factor(img)
             tile = Image.fromarray(np.round(np.clip(img, 0, 1) * 255).astype(np.uint8))
+            tile = tile.convert(mode)
             tile = tile.resize((img.shape[1] * k, img.shape[0] * k), Image.Resampling.NEAREST)
             canvas.paste(tile, (x, y))
             # A grey frame: dark-on-light images would otherwise melt into the white page.
-            draw.rectangle((x - 1, y - 1, x + tile.width, y + tile.height), outline=160)
+            draw.rectangle((x - 1, y - 1, x + tile.width, y + tile.height), outline=grey)
             x += w + PAD
         y += h + PAD
     buf = io.BytesIO()

@@ -48,8 +48,10 @@ def identity_model(path: Path) -> Path:
 
 
 def _fast(monkeypatch: pytest.MonkeyPatch) -> None:
-    """One classical filter and no speed timing: the rest of the suite as it runs."""
+    """One classical filter, no BM3D (where installed) and no speed timing: the rest of the
+    suite as it runs."""
     monkeypatch.setattr(compare_mod, "CLASSICAL", {"median 3x3": compare_mod._median})
+    monkeypatch.setattr(compare_mod, "_bm3d", lambda: None)
     monkeypatch.setattr(compare_mod, "_onnx_facts", lambda onnx: (len(onnx), 1.0))
 
 
