@@ -334,3 +334,64 @@ def test_a_model_for_either_polarity_is_never_inverted_automatically(
     x = light / 255.0
     want = 1 - (1 - x) ** 2 if inverted else x**2
     assert np.abs(out - np.round(want * 255)).max() <= 1
+
+
+# --- tiny images ----------------------------------------------------------------------------
+
+
+def test_resampling_matrices_are_pillows_resize():
+    from denoise_cli.scale import resample
+
+    rng = np.random.default_rng(4)
+    x = rng.random((2, 8, 11)).astype(np.float32)
+    for kind, filt, size in (
+        ("bicubic", Image.Resampling.BICUBIC, (31, 28)),
+        ("area", Image.Resampling.BOX, (5, 3)),
+    ):
+        want = np.stack([np.asarray(Image.fromarray(i).resize(size, filt)) for i in x])
+        np.testing.assert_allclose(resample(x, size[1], size[0], kind), want, atol=1e-5)
+
+
+def _small(clean_digits: np.ndarray, side: int, sigma: float) -> tuple[np.ndarray, np.ndarray]:
+    """(clean, noisy) digits area-downsampled to side x side, 8-bit."""
+    from denoise_cli.scale import resample
+
+    clean = np.round(resample(clean_digits, side, side, "area") * 255) / 255
+    noise = np.random.default_rng(side).normal(0, sigma, clean.shape)
+    return clean, np.round(np.clip(clean + noise, 0, 1) * 255) / 255
+
+
+def test_8x8_scans_come_back_as_they_were(tmp_path, clean_digits):
+    """Every bundled model made 8x8 scans worse than the input (benchmarks/tiny.py)."""
+    _, noisy = _small(clean_digits, 8, 0.1)
+    for i, img in enumerate(noisy):
+        Image.fromarray(np.uint8(np.round(img * 255))).save(tmp_path / "in" / f"{i}.png")
+    Image.fromarray(np.uint8(np.round(noisy[0] * 255))).convert("RGB").save(
+        tmp_path / "in" / "c.png"
+    )
+    for model in ("unet_scenes", "conv_denoiser"):
+        run(tmp_path / "in", tmp_path / model, "--model", model)
+        for path in (tmp_path / "in").iterdir():
+            assert np.array_equal(
+                np.asarray(Image.open(path)), np.asarray(Image.open(tmp_path / model / path.name))
+            )
+
+
+def test_small_digits_go_through_the_native_scale_and_are_helped(clean_digits):
+    """14x14 noisy digits: through 28x28 better than the input and than the model as is."""
+    from denoise_cli.core.metrics import psnr
+    from denoise_cli.session import Denoiser
+
+    clean, noisy = _small(clean_digits, 14, 0.2)
+    denoiser = Denoiser("unet_scenes")
+    assert (denoiser.leave_below, denoiser.resample_below) == (14, 20)
+    scaled = denoiser.denoise([n.astype(np.float32) for n in noisy])
+    denoiser.leave_below = denoiser.resample_below = 0
+    as_is = denoiser.denoise([n.astype(np.float32) for n in noisy])
+    gain = np.mean(
+        [psnr(c, s)[0] - psnr(c, n)[0] for c, s, n in zip(clean, scaled, noisy, strict=True)]
+    )
+    over_as_is = np.mean(
+        [psnr(c, s)[0] - psnr(c, a)[0] for c, s, a in zip(clean, scaled, as_is, strict=True)]
+    )
+    assert gain > 2 and over_as_is > 0, (gain, over_as_is)
