@@ -196,9 +196,7 @@ def needs_inversion(image: np.ndarray, invert: str, polarity: str) -> bool:
 
 def needs_inversion_batch(images: np.ndarray, invert: str, polarity: str) -> np.ndarray:
     """`needs_inversion` for each of (N, H, W) same-sized images at once (one numpy pass)."""
-    n = len(images)
-    flat = images.reshape(n, -1)
-    return inversion_from_samples(flat[:, :: polarity_sample_step(flat.shape[1])], invert, polarity)
+    return inversion_from_samples(sampled(images), invert, polarity)
 
 
 def polarity_sample_step(pixels: int) -> int:
@@ -234,12 +232,13 @@ def balanced_tile(length: int, limit: int, overlap: int, multiple: int) -> int:
 
 #: Pixels mirrored out past an image's edges when the model does not say how far it sees.
 DEFAULT_BORDER = 16
-#: A frame whose lower quartile is above this level (in the model's polarity) is not the
-#: model's own zero padding: its convolutions then draw lines and halos along it (unet_scenes
-#: on constant images: 0.6 grey levels at 0.05, 12.7 at 0.1, 26 at 0.3; see
-#: benchmarks/border.py). The quartile, not the median: a noisy black frame, clipped at 0,
-#: has half its pixels at 0, so its median wanders around 0 and padded a third of noisy
-#: MNIST digits (3x the time) where its quartile stays at 0.
+#: An image more than three quarters of whose pixels are above this level (in the model's
+#: polarity) has a background that is not the model's own zero padding: its convolutions then
+#: draw lines and halos along the edges (unet_scenes on constant images: 0.6 grey levels at
+#: 0.05, 12.7 at 0.1, 26 at 0.3; see benchmarks/border.py). Three quarters, not half: a noisy
+#: black background, clipped at 0, has half its pixels at 0, so "half above" padded a third of
+#: noisy MNIST digits (3x the time) where "three quarters" pads none. Decided on the pixels
+#: the polarity decision samples, which the streamed path gathers too: every path agrees.
 BORDER_LEVEL = 0.03
 #: Images whose mirrored border adds at most this share of pixels get it whatever their
 #: frame (pages, all streamed images); smaller ones (a 28x28 digit: 10x its pixels at radius
@@ -275,15 +274,21 @@ def border_is_cheap(height: int, width: int, border: int) -> bool:
     return (height + 2 * border) * (width + 2 * border) <= (1 + BORDER_CHEAP) * height * width
 
 
-def framed(images: np.ndarray, border: int) -> np.ndarray:
-    """Per (N, H, W) image (in the model's polarity): whether it gets the mirrored border."""
-    n, height, width = images.shape
+def bordered(samples: np.ndarray, height: int, width: int, border: int) -> np.ndarray:
+    """Per image, from its (N, S) polarity samples in the model's polarity (see
+    polarity_sample_step): whether it gets the mirrored border."""
+    n = len(samples)
     if not border:
         return np.zeros(n, bool)
     if border_is_cheap(height, width, border):
         return np.ones(n, bool)
-    ring = np.concatenate([images[:, 0], images[:, -1], images[:, :, 0], images[:, :, -1]], axis=1)
-    return np.count_nonzero(ring > BORDER_LEVEL, axis=1) * 4 > ring.shape[1] * 3
+    return np.count_nonzero(samples > BORDER_LEVEL, axis=1) * 4 > samples.shape[1] * 3
+
+
+def sampled(images: np.ndarray) -> np.ndarray:
+    """(N, H, W) -> (N, S): the pixels the polarity and border decisions look at."""
+    flat = images.reshape(len(images), -1)
+    return flat[:, :: polarity_sample_step(flat.shape[1])]
 
 
 class Denoiser:
@@ -446,14 +451,14 @@ class Denoiser:
     def denoise_same_size(self, images: np.ndarray) -> np.ndarray:
         """(N, H, W) float32 in [0, 1], already in the model's polarity -> (N, H, W).
 
-        Images whose frame needs it (see `framed`) are mirrored out by `border` first; small
+        Images whose background needs it (see `bordered`) are mirrored out first; small
         ones are left as they are or go through the model's native scale (see LEAVE_BELOW)."""
         _, h, w = images.shape
         if min(h, w) < self.leave_below:
             return images.copy()
         if min(h, w) < self.resample_below:
             return self._denoise_at_native_scale(images)
-        pads = framed(images, self.border)
+        pads = bordered(sampled(images), h, w, self.border)
         if not self.accepts_whole(h, w):
             results = []
             for img, pad in zip(images, pads, strict=True):  # tiled as a streamed image is
@@ -495,8 +500,7 @@ class Denoiser:
         y0 never decreasing) and denoised a row of tiles at a time, top to bottom: the same
         tiles, hence the same pixels, as `denoise_same_size` on the whole image.
 
-        `border`: pixels mirrored out first; None: the model's border (streamed images are
-        large enough that it is always cheap, as `framed` decides for them too)."""
+        `border`: pixels mirrored out first (see `bordered`); None: the model's border."""
         b = self.border if border is None else border
         ph, pw = height + 2 * b, width + 2 * b
         th, tw, overlap, per_call = self.tile_plan(ph, pw)

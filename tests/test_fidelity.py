@@ -15,7 +15,7 @@ import pytest
 from PIL import Image, ImageCms, PngImagePlugin
 from typer.testing import CliRunner
 
-from denoise_cli import transforms
+from denoise_cli import runners, transforms
 from denoise_cli.cli import app
 from denoise_cli.images import decode, luma
 from tests.helpers import synthetic_digits
@@ -140,20 +140,30 @@ def test_cmyk_and_jpeg_colour_come_back_in_their_mode(tmp_path):
         assert np.abs(chroma(np.asarray(im)) - chroma(src)).mean() < 1.5  # a re-encode away
 
 
-def test_a_streamed_colour_png_matches_the_whole_image_path(tmp_path, monkeypatch):
+@pytest.mark.parametrize("ext", ["png", "tif"])  # streamed as PNG bands, or held whole
+def test_a_streamed_colour_image_matches_the_whole_image_path(tmp_path, monkeypatch, ext):
     rgb = np.tile(ink_on_paper(), (3, 2, 1))  # 168 x 168: tiles at --tile 64
-    Image.fromarray(rgb).save(tmp_path / "in" / "x.png")
+    alpha = np.random.default_rng(0).integers(0, 256, rgb.shape[:2], dtype=np.uint8)
+    Image.fromarray(np.dstack([rgb, alpha])).save(tmp_path / "in" / f"x.{ext}")
     mean3 = MODELS_DIR / "mean3_either.onnx"
     run(tmp_path / "in", tmp_path / "whole", "--model", mean3, "--tile", "64")
     monkeypatch.setattr(transforms, "STREAM_MIN_PIXELS", 0)
+    kind = "png" if ext == "png" else "held"
+    calls = []
+    original = getattr(runners, f"denoised_{kind}")
+    monkeypatch.setattr(
+        runners, f"denoised_{kind}", lambda *a, **k: calls.append(1) or original(*a, **k)
+    )
     run(tmp_path / "in", tmp_path / "streamed", "--model", mean3, "--tile", "64", "--workers", 1)
+    assert calls == [1]  # the banded path, not the whole image
     with (
-        Image.open(tmp_path / "whole" / "x.png") as a,
-        Image.open(tmp_path / "streamed" / "x.png") as b,
+        Image.open(tmp_path / "whole" / f"x.{ext}") as a,
+        Image.open(tmp_path / "streamed" / f"x.{ext}") as b,
     ):
-        assert a.mode == b.mode == "RGB"
+        assert a.mode == b.mode == "RGBA"
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
-        assert (np.asarray(a) != rgb).any()
+        assert (np.asarray(a)[..., :3] != rgb).any()
+        np.testing.assert_array_equal(np.asarray(a)[..., 3], alpha)
 
 
 # --- metadata -------------------------------------------------------------------------------
@@ -287,19 +297,21 @@ def test_tiles_join_without_seams_and_edges_are_mirrored(tmp_path, tile):
     assert np.abs(out - want).max() <= 1
 
 
-def test_dark_framed_small_images_are_not_padded(tmp_path):
+def test_small_images_on_black_are_not_padded(tmp_path):
     """Noisy MNIST-like digits on black: the model's own zero padding is right for them, and
     padding a 28x28 digit by a model's radius costs ~10x its pixels."""
-    from denoise_cli.session import Denoiser, framed
+    from denoise_cli.session import Denoiser, bordered, sampled
 
     rng = np.random.default_rng(2)
     digits = synthetic_digits(64, seed=3) / 255.0
     noisy = np.clip(digits + rng.normal(0, 0.4, digits.shape), 0, 1).astype(np.float32)
     denoiser = Denoiser("unet_scenes")
     assert denoiser.border == 36
-    assert not framed(noisy, denoiser.border).any()
-    assert framed(np.clip(noisy + 0.3, 0, 1), denoiser.border).all()  # a grey frame is
-    assert framed(np.zeros((1, 800, 800), np.float32), 36).all()  # a page always is
+    assert not bordered(sampled(noisy), 28, 28, denoiser.border).any()
+    grey = np.clip(noisy + 0.3, 0, 1)  # a grey background is padded
+    assert bordered(sampled(grey), 28, 28, denoiser.border).all()
+    page = np.zeros((1, 800, 800), np.float32)  # a page always is: it costs little
+    assert bordered(sampled(page), 800, 800, 36).all()
 
 
 # --- polarity -------------------------------------------------------------------------------
