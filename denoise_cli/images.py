@@ -335,6 +335,8 @@ def encode_pixels(
         return fastpng.encode_gray(pixels, chunks=chunks)
     if chunks:
         args["pnginfo"] = _png_info(chunks)
+    if mode == "CMYK" and fmt not in ("JPEG", "TIFF"):
+        mode = "RGB"  # --output-format png: PNG holds no CMYK
     return _save(_output_image(pixels, source, mode), fmt, args, jpeg_quality)
 
 

@@ -133,6 +133,10 @@ def test_cmyk_and_jpeg_colour_come_back_in_their_mode(tmp_path):
     with Image.open(tmp_path / "out" / "x.tif") as im:
         assert im.mode == "CMYK"
         np.testing.assert_array_equal(np.asarray(im.convert("RGB")), rgb)
+    run(tmp_path / "in", tmp_path / "png", "--model", IDENTITY, "--output-format", "png")
+    with Image.open(tmp_path / "png" / "x.tif.png") as im:  # PNG holds no CMYK: RGB
+        assert im.mode == "RGB"
+        np.testing.assert_array_equal(np.asarray(im), rgb)
     with Image.open(tmp_path / "in" / "x.jpg") as im:
         src = np.asarray(im)
     with Image.open(tmp_path / "out" / "x.jpg") as im:
