@@ -59,6 +59,8 @@ HELP = f"""Denoise every image under IN into OUT, mirroring the folder tree.
 
 `denoise-batch IN OUT [OPTIONS]` runs the `run` command; the other commands are listed below.
 An input folder named like a command is given as `denoise-batch run score OUT` (or ./score).
+Outputs keep the input's format, mode, colour, alpha and metadata (EXIF, ICC, DPI, PNG text);
+colour palettes come back as RGB (GIF: re-paletted), as no palette holds the denoised shades.
 {EXIT_CODES_HELP}
 """
 

@@ -15,9 +15,12 @@ import zlib
 import numpy as np
 
 SIGNATURE = b"\x89PNG\r\n\x1a\n"
+#: Chunks a denoised PNG keeps verbatim from its input: text, and the colour-space facts that
+#: Pillow reads but never writes back. (pHYs, iCCP and eXIf go through Pillow's own options.)
+KEPT_METADATA = frozenset({b"tEXt", b"zTXt", b"iTXt", b"gAMA", b"cHRM", b"sRGB"})
 # Ancillary chunks that change nothing we read or write. Anything else (pHYs, tRNS, eXIf,
 # iCCP, palette...) sends the file to Pillow, which handles what it means.
-_IGNORABLE = frozenset({b"tEXt", b"zTXt", b"iTXt", b"tIME", b"gAMA", b"cHRM", b"sRGB", b"bKGD"})
+_IGNORABLE = frozenset({b"tIME", b"bKGD"})
 _MAX_SLOW_ROW_WIDTH = 64  # Average/Paeth rows unfilter in Python: fine for small images only
 
 
@@ -39,11 +42,14 @@ def _ihdr(width: int, height: int, depth: int) -> bytes:
     return chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, depth, 0, 0, 0, 0))
 
 
-def encode_gray(pixels: np.ndarray, level: int | None = None) -> bytes:
+def encode_gray(
+    pixels: np.ndarray, level: int | None = None, chunks: tuple[tuple[bytes, bytes], ...] = ()
+) -> bytes:
     """A grayscale PNG (uint8 -> 8-bit, uint16 -> 16-bit), rows unfiltered.
 
     Unfiltered rows compress best on mostly-black digits (379 vs Pillow's 419 bytes at level 6,
     which filters adaptively). `level`: zlib level; None picks by size (see SMALL_RAW_BYTES).
+    `chunks`: (tag, data) written after the header (see KEPT_METADATA).
     """
     height, width = pixels.shape
     depth = 16 if pixels.dtype == np.uint16 else 8
@@ -58,6 +64,7 @@ def encode_gray(pixels: np.ndarray, level: int | None = None) -> bytes:
         (
             SIGNATURE,
             _ihdr(width, height, depth),
+            *(chunk(tag, data) for tag, data in chunks),
             struct.pack(">I", len(idat)),
             b"IDAT",
             idat,
@@ -67,15 +74,18 @@ def encode_gray(pixels: np.ndarray, level: int | None = None) -> bytes:
     )
 
 
-def decode_gray8(data: bytes, max_pixels: int) -> np.ndarray | None:
-    """(H, W) uint8 pixels of a plain 8-bit grayscale PNG, or None to let Pillow handle it.
+def decode_gray8(
+    data: bytes, max_pixels: int
+) -> tuple[np.ndarray, tuple[tuple[bytes, bytes], ...]] | None:
+    """((H, W) uint8 pixels, KEPT_METADATA chunks as (tag, data)) of a plain 8-bit grayscale
+    PNG, or None to let Pillow handle it.
 
     Every chunk's CRC is checked and the inflated size is capped at what the header declares,
     so a damaged file or a compression bomb falls through to Pillow's own error handling.
     """
     if not data.startswith(SIGNATURE):
         return None
-    pos, header, idat = 8, None, []
+    pos, header, idat, kept = 8, None, [], []
     while True:
         if pos + 12 > len(data):
             return None  # no IEND: truncated
@@ -92,6 +102,8 @@ def decode_gray8(data: bytes, max_pixels: int) -> np.ndarray | None:
             idat.append(body)
         elif tag == b"IEND":
             break
+        elif tag in KEPT_METADATA:
+            kept.append((tag, body))
         elif tag not in _IGNORABLE:
             return None
         pos = end + 4
@@ -114,10 +126,28 @@ def decode_gray8(data: bytes, max_pixels: int) -> np.ndarray | None:
     pixels = np.frombuffer(raw, np.uint8).reshape(height, stride)[:, 1:]
     kinds = raw[::stride]  # each row's filter type byte (bytes ops: cheaper than numpy here)
     if not kinds.strip(b"\x00"):
-        return pixels.copy()
+        return pixels.copy(), tuple(kept)
     if max(kinds) > 4 or (width > _MAX_SLOW_ROW_WIDTH and max(kinds) >= 3):
         return None
-    return _unfilter(pixels, kinds)
+    return _unfilter(pixels, kinds), tuple(kept)
+
+
+def metadata_chunks(data: bytes) -> tuple[tuple[bytes, bytes], ...]:
+    """A PNG's KEPT_METADATA chunks as (tag, data), in file order; damaged ones left out."""
+    pos, kept = 8, []
+    while pos + 12 <= len(data):
+        length, tag = struct.unpack_from(">I4s", data, pos)
+        end = pos + 8 + length
+        if tag == b"IEND" or end + 4 > len(data):
+            break
+        body = data[pos + 8 : end]
+        if (
+            tag in KEPT_METADATA
+            and zlib.crc32(tag + body) == struct.unpack_from(">I", data, end)[0]
+        ):
+            kept.append((tag, body))
+        pos = end + 4
+    return tuple(kept)
 
 
 def _unfilter(pixels: np.ndarray, kinds: bytes) -> np.ndarray:

@@ -1,7 +1,9 @@
 """Image files: decode to float grayscale, encode back in the input's format, write atomically.
 
-Decoding remembers what the output needs (format, mode, bit depth, alpha) so a 16-bit PNG comes
-back as a 16-bit PNG and an RGBA image keeps its alpha channel. The model sees only luminance.
+Decoding remembers what the output needs (format, mode, bit depth, alpha, colour, metadata) so
+a 16-bit PNG comes back as a 16-bit PNG, an RGBA image keeps its alpha channel and its colours,
+and EXIF, ICC profile, DPI and PNG text survive. The model sees only luminance: a colour image
+gets the model's luminance change added to each channel (see `recolor`).
 """
 
 from __future__ import annotations
@@ -47,14 +49,32 @@ _SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 _LOSSLESS_TIFF = ("raw", "tiff_lzw", "tiff_deflate", "tiff_adobe_deflate", "packbits")
 
 
+#: Metadata that Pillow's writers take as save options, per output format (others: none).
+_METADATA_KEYS = {
+    "PNG": ("dpi", "icc_profile", "exif"),
+    "JPEG": ("dpi", "icc_profile", "exif"),
+    "MPO": ("dpi", "icc_profile", "exif"),
+    "TIFF": ("dpi", "icc_profile", "exif"),
+    "WEBP": ("icc_profile", "exif"),
+    "BMP": ("dpi",),
+}
+#: TIFF tags kept in a TIFF's EXIF (the descriptive ones: the writer sets the layout tags).
+_TIFF_DESCRIPTIVE_TAGS = (269, 270, 271, 272, 305, 306, 315, 316, 33432)
+#: Modes whose colour is kept (denoised luminance, kept chroma); palettes are decided by theirs.
+_COLOR_MODES = ("RGB", "RGBA", "RGBX", "RGBa", "CMYK", "YCbCr", "LAB", "HSV")
+
+
 @dataclass
 class SourceInfo:
     """What the encoder needs to write the result like the input."""
 
     format: str  # PIL format name: PNG, JPEG, ...
-    out_mode: str  # L, 1, RGB, RGBA, LA, I;16 or F
+    out_mode: str  # L, 1, RGB, RGBA, CMYK, LA, I;16 or F
     alpha: np.ndarray | None = None
-    save_args: dict[str, Any] = field(default_factory=dict)
+    save_args: dict[str, Any] = field(default_factory=dict)  # this format's writer options
+    color: np.ndarray | None = None  # (H, W, 3) uint8 RGB of a colour input, see `recolor`
+    metadata: dict[str, Any] = field(default_factory=dict)  # dpi, icc_profile, exif
+    png_chunks: tuple[tuple[bytes, bytes], ...] = ()  # a PNG's text and colour-space chunks
 
 
 _PNG_GRAY8 = SourceInfo("PNG", "L")  # shared by every plain 8-bit gray PNG; never mutated
@@ -124,9 +144,11 @@ def decode_bytes(
     if not data:
         raise ImageError("empty file")
     if suffix.lower() == ".png":
-        pixels = fastpng.decode_gray8(data, max_pixels)
-        if pixels is not None:
-            return np.divide(pixels, np.float32(255.0), dtype=np.float32), _PNG_GRAY8
+        decoded = fastpng.decode_gray8(data, max_pixels)
+        if decoded is not None:
+            pixels, chunks = decoded
+            info = SourceInfo("PNG", "L", png_chunks=chunks) if chunks else _PNG_GRAY8
+            return np.divide(pixels, np.float32(255.0), dtype=np.float32), info
     with decode_errors(), Image.open(io.BytesIO(data)) as im:
         width, height = im.size
         if width * height > max_pixels:
@@ -137,10 +159,14 @@ def decode_bytes(
         fmt = im.format or "PNG"
         im.seek(0)  # GIF/TIFF/WebP: first frame
         im.load()
-        info = dict(im.info)
         # Only formats that carry EXIF are asked (parsing it costs as much as a tiny decode).
-        if (fmt in _EXIF_FORMATS or "exif" in info) and _has_orientation(im):
-            im = ImageOps.exif_transpose(im)
+        if (fmt in _EXIF_FORMATS or "exif" in im.info) and _has_orientation(im):
+            im = ImageOps.exif_transpose(im)  # its info's EXIF then says "upright"
+        info = dict(im.info)
+        if fmt == "TIFF":
+            info["exif"] = _tiff_exif(im)
+        if fmt == "PNG":
+            info["png_chunks"] = fastpng.metadata_chunks(data)
         if hold is not None and im.mode != "F" and hold(im.height, im.width):
             # Leaving the `with` only drops the file handle: the pixels stay usable.
             return HeldImage(im, fmt, info)
@@ -172,35 +198,86 @@ def _has_orientation(im: Image.Image) -> bool:
         return False
 
 
+def _tiff_exif(im: Image.Image) -> Image.Exif | None:
+    """A TIFF's descriptive tags (make, model, ...): Pillow keeps them as tags, not in info."""
+    try:
+        tags = im.getexif()
+    except Exception:  # a damaged directory must not cost the image
+        return None
+    kept = Image.Exif()
+    for tag in _TIFF_DESCRIPTIVE_TAGS:
+        if tag in tags:
+            kept[tag] = tags[tag]
+    return kept if len(kept) else None
+
+
 def to_gray(im: Image.Image, fmt: str, info: dict[str, Any]) -> tuple[np.ndarray, SourceInfo]:
     """Luminance in [0, 1] (float32) and what encoding the result like the input needs."""
     mode = im.mode
-    alpha = None
+    alpha = color = None
     if mode in _SIXTEEN_BIT:
         gray = np.asarray(im, dtype=np.float32) / 65535.0
         out_mode = "I;16"
     elif mode == "F":
-        gray = np.asarray(im, dtype=np.float32)
+        gray = np.clip(np.asarray(im, dtype=np.float32), 0.0, 1.0)
         out_mode = "F"
     else:
-        has_alpha = mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in info)
-        if has_alpha:
-            rgba = im.convert("RGBA")
-            alpha = np.asarray(rgba.getchannel("A"))
-            l_img = rgba.convert("RGB").convert("L")
-            out_mode = "RGBA" if mode == "RGBA" else "LA"
-        else:
-            l_img = im if mode == "L" else im.convert("L")
-            out_mode = {"1": "1", "RGB": "RGB"}.get(mode, "L")
-        gray = np.asarray(l_img, dtype=np.float32) / 255.0
-    gray = np.clip(gray, 0.0, 1.0)
+        luma, color, alpha, out_mode = _planes(im, info)
+        gray = np.divide(luma, np.float32(255.0), dtype=np.float32)
     save_args: dict[str, Any] = {}
-    if "dpi" in info:
-        save_args["dpi"] = info["dpi"]
     if fmt == "TIFF":
         compression = info.get("compression", "raw")
         save_args["compression"] = compression if compression in _LOSSLESS_TIFF else "tiff_lzw"
-    return gray, SourceInfo(fmt, out_mode, alpha, save_args)
+    metadata = {k: info[k] for k in ("dpi", "icc_profile", "exif") if info.get(k)}
+    chunks = info.get("png_chunks", ())
+    return gray, SourceInfo(fmt, out_mode, alpha, save_args, color, metadata, chunks)
+
+
+def _planes(
+    im: Image.Image, info: dict[str, Any]
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, str]:
+    """(8-bit luminance, RGB planes or None, alpha or None, output mode) of an 8-bit image.
+
+    A palette image with a colour in its palette is kept in colour, written as RGB (RGBA with
+    transparency): its palette cannot hold the denoised shades. A gray palette stays gray.
+    """
+    mode = im.mode
+    has_alpha = mode in ("RGBA", "LA", "PA", "RGBa") or (mode == "P" and "transparency" in info)
+    if mode in _COLOR_MODES or (mode in ("P", "PA") and _colored_palette(im)):
+        planes = np.asarray(im.convert("RGBA" if has_alpha else "RGB"))
+        color = np.ascontiguousarray(planes[..., :3])
+        alpha = np.ascontiguousarray(planes[..., 3]) if has_alpha else None
+        out_mode = "CMYK" if mode == "CMYK" else ("RGBA" if has_alpha else "RGB")
+        return luma(color), color, alpha, out_mode
+    if has_alpha:
+        la = im.convert("LA")
+        return np.asarray(la.getchannel("L")), None, np.asarray(la.getchannel("A")), "LA"
+    gray = np.asarray(im if mode == "L" else im.convert("L"))
+    return gray, None, None, ("1" if mode == "1" else "L")
+
+
+def _colored_palette(im: Image.Image) -> bool:
+    palette = np.frombuffer(bytes(im.getpalette("RGB") or b""), np.uint8).reshape(-1, 3)
+    return bool((palette != palette[:, :1]).any())
+
+
+def luma(rgb: np.ndarray) -> np.ndarray:
+    """ITU-R 601-2 luma of (..., 3) uint8 RGB, exactly as Pillow's convert("L") rounds it, so
+    a colour image's luminance is what the gray path always gave the model."""
+    r, g, b = (rgb[..., i].astype(np.uint32) for i in range(3))
+    return ((r * 19595 + g * 38470 + b * 7471 + 0x8000) >> 16).astype(np.uint8)
+
+
+def recolor(pixels: np.ndarray, color: np.ndarray) -> np.ndarray:
+    """The input's RGB with the model's luminance change added to each channel: 8-bit
+    denoised luminance (H, W) and the input's (H, W, 3) RGB -> (H, W, 3) uint8.
+
+    Adding the change to R, G and B keeps B-Y and R-Y, i.e. Cb and Cr: the same as replacing
+    Y in YCbCr, without YCbCr's rounding. Measured against scaling the channels by the
+    luminance ratio on coloured ink digits (benchmarks/colour.py): see there.
+    """
+    change = pixels.astype(np.int16) - luma(color)
+    return np.clip(color + change[..., None], 0, 255).astype(np.uint8)
 
 
 def quantize(gray: np.ndarray, mode: str) -> np.ndarray:
@@ -251,30 +328,56 @@ def encode_pixels(
     fmt = "PNG" if output_format == "png" else source.format
     mode = "I;16" if source.out_mode == "F" else source.out_mode
     args = dict(source.save_args) if fmt == source.format else {}
+    args.update((k, v) for k, v in source.metadata.items() if k in _METADATA_KEYS.get(fmt, ()))
+    chunks = source.png_chunks if fmt == "PNG" else ()
     if mode in ("L", "I;16") and fmt == "PNG" and not args:
-        return fastpng.encode_gray(pixels)  # the common case, without Pillow's per-call overhead
+        # The common case, without Pillow's per-call overhead.
+        return fastpng.encode_gray(pixels, chunks=chunks)
+    if chunks:
+        args["pnginfo"] = _png_info(chunks)
+    if mode == "CMYK" and fmt not in ("JPEG", "TIFF"):
+        mode = "RGB"  # --output-format png: PNG holds no CMYK
+    return _save(_output_image(pixels, source, mode), fmt, args, jpeg_quality)
+
+
+def _output_image(pixels: np.ndarray, source: SourceInfo, mode: str) -> Image.Image:
+    """The encoder's image: quantized luminance, recoloured and given alpha as the input was."""
+    if source.color is not None:
+        rgb = Image.fromarray(recolor(pixels, source.color), "RGB")
+        if mode == "RGBA":
+            rgb.putalpha(Image.fromarray(source.alpha))
+        return rgb.convert("CMYK") if mode == "CMYK" else rgb
     g8 = Image.fromarray(pixels)
     if mode == "1":
-        img = g8.point(lambda v: 255 if v >= 128 else 0).convert("1")
-    elif mode == "RGB":
-        img = Image.merge("RGB", (g8, g8, g8))
-    elif mode == "RGBA":
-        img = Image.merge("RGBA", (g8, g8, g8, Image.fromarray(source.alpha)))
-    elif mode == "LA":
-        img = Image.merge("LA", (g8, Image.fromarray(source.alpha)))
-    else:  # L or I;16
-        img = g8
-    return _save(img, fmt, args, jpeg_quality)
+        return g8.point(lambda v: 255 if v >= 128 else 0).convert("1")
+    if mode == "RGB":
+        return Image.merge("RGB", (g8, g8, g8))
+    if mode == "RGBA":
+        return Image.merge("RGBA", (g8, g8, g8, Image.fromarray(source.alpha)))
+    if mode == "LA":
+        return Image.merge("LA", (g8, Image.fromarray(source.alpha)))
+    return g8  # L or I;16
+
+
+def _png_info(chunks: tuple[tuple[bytes, bytes], ...]) -> Any:
+    from PIL.PngImagePlugin import PngInfo
+
+    info = PngInfo()
+    for tag, data in chunks:
+        info.add(tag, data)
+    return info
 
 
 def _save(img: Image.Image, fmt: str, args: dict[str, Any], jpeg_quality: int) -> bytes:
     if fmt == "JPEG":
         # Never a worse JPEG by accident: high quality and no chroma subsampling by default.
         args.update(quality=jpeg_quality, subsampling=0)
-        if img.mode not in ("L", "RGB"):
+        if img.mode not in ("L", "RGB", "CMYK"):
             img = img.convert("RGB" if img.mode in ("RGBA",) else "L")
     elif fmt == "WEBP":
         args.update(lossless=True)
+    elif fmt == "GIF" and img.mode in ("RGB", "RGBA", "CMYK"):
+        img = img.convert("RGB").quantize(256)  # GIF holds a palette: the closest 256 colours
     elif fmt == "GIF" and img.mode not in ("L", "P", "1"):
         img = img.convert("L")
     elif fmt == "BMP" and img.mode == "LA":

@@ -51,6 +51,15 @@ class ModelInfo:
             return default
 
     @property
+    def native_side(self) -> int:
+        """The smaller side of the images the model was trained on (metadata `native_size`,
+        "28x28"); 28, MNIST's, when the model does not say."""
+        try:
+            return max(1, min(int(v) for v in self.metadata["native_size"].split("x")))
+        except (KeyError, ValueError):
+            return 28
+
+    @property
     def size_multiple(self) -> int:
         """Height and width the model needs to be multiples of (U-Nets: 4); 1 for any."""
         return self._int("size_multiple", 1)

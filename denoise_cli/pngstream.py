@@ -24,11 +24,13 @@ import numpy as np
 from PIL import Image
 
 from denoise_cli.errors import ImageError
-from denoise_cli.fastpng import IEND, SIGNATURE, chunk
+from denoise_cli.fastpng import IEND, KEPT_METADATA, SIGNATURE, chunk
 
 # (bit depth, colour type) -> bytes per pixel, for the layouts whose decoded bytes are raw rows.
 _STREAMABLE = {(8, 0): 1, (8, 2): 3, (8, 3): 1, (8, 4): 2, (8, 6): 4, (16, 0): 2}
 _KEPT_CHUNKS = (b"PLTE", b"tRNS")  # what a band's stand-in PNG needs to decode like the file
+#: What the output copies verbatim: text, colour space, ICC profile and (upright) EXIF.
+_COPIED = KEPT_METADATA | {b"iCCP", b"eXIf"}
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,7 @@ class PngLayout:
     idat: tuple[tuple[int, int], ...]  # (start, end) of each IDAT chunk's data
     extra: bytes  # PLTE / tRNS chunks, verbatim
     dpi: tuple[float, float] | None  # from pHYs in pixels per metre, as Pillow reports it
+    metadata: tuple[tuple[bytes, bytes], ...] = ()  # (tag, data) for the output to copy
 
     @property
     def stride(self) -> int:
@@ -63,7 +66,7 @@ def layout(data: bytes) -> PngLayout | None:
     wrong)."""
     if not data.startswith(SIGNATURE):
         return None
-    pos, header, idat, extra, dpi = 8, None, [], [], None
+    pos, header, idat, extra, dpi, copied = 8, None, [], [], None, []
     view = memoryview(data)
     while True:
         if pos + 12 > len(data):
@@ -89,6 +92,8 @@ def layout(data: bytes) -> PngLayout | None:
                 dpi = (px * 0.0254, py * 0.0254)
         elif tag == b"eXIf" and _orientation(bytes(body)) != 1:
             return None  # the whole-image path applies the rotation
+        if tag in _COPIED:
+            copied.append((tag, bytes(body)))
         elif tag == b"IEND":
             break
         pos = end + 4
@@ -101,7 +106,7 @@ def layout(data: bytes) -> PngLayout | None:
         return None
     if width == 0 or height == 0:
         return None
-    return PngLayout(width, height, depth, color, tuple(idat), b"".join(extra), dpi)
+    return PngLayout(width, height, depth, color, tuple(idat), b"".join(extra), dpi, tuple(copied))
 
 
 def _orientation(exif: bytes) -> int:
@@ -190,7 +195,8 @@ def _raw_row(band: Image.Image, png: PngLayout) -> bytes:
 class PngWriter:
     """A PNG produced a band of rows at a time: `header()`, then `rows(pixels)` for each band
     top to bottom, then `end()`; each returns the bytes to append. Rows are stored unfiltered
-    (as fastpng.encode_gray does); modes: L, I;16, LA and RGBA (gray plus alpha), RGB."""
+    (as fastpng.encode_gray does); modes: L, I;16, LA and RGBA (gray plus alpha), RGB.
+    `metadata`: (tag, data) chunks copied after the header (text, ICC profile, EXIF...)."""
 
     # mode -> (bit depth, colour type, gray planes); alpha comes on top for types 4 and 6.
     _COLOR: ClassVar[dict[str, tuple[int, int, int]]] = {
@@ -202,11 +208,17 @@ class PngWriter:
     }
 
     def __init__(
-        self, width: int, height: int, mode: str, dpi: tuple[float, float] | None = None
+        self,
+        width: int,
+        height: int,
+        mode: str,
+        dpi: tuple[float, float] | None = None,
+        metadata: tuple[tuple[bytes, bytes], ...] = (),
     ) -> None:
         if mode not in self._COLOR:
             raise ValueError(f"PngWriter cannot write mode {mode}")
         self.width, self.height, self.mode, self.dpi = width, height, mode, dpi
+        self.metadata = metadata
         self._deflate = zlib.compressobj(6)
         self._written = 0
 
@@ -217,16 +229,19 @@ class PngWriter:
         if self.dpi is not None:  # as Pillow writes it
             ppm = [int(v / 0.0254 + 0.5) for v in self.dpi]
             parts.append(chunk(b"pHYs", struct.pack(">IIB", ppm[0], ppm[1], 1)))
+        parts.extend(chunk(tag, data) for tag, data in self.metadata)
         return b"".join(parts)
 
     def rows(self, gray: np.ndarray, alpha: np.ndarray | None = None) -> bytes:
-        """`gray`: (rows, width) uint8 (uint16 for I;16); `alpha`: uint8, for LA and RGBA."""
+        """`gray`: (rows, width) uint8 (uint16 for I;16), or (rows, width, 3) colour rows for
+        RGB and RGBA; `alpha`: uint8, for LA and RGBA."""
         depth, color, copies = self._COLOR[self.mode]
         count = gray.shape[0]
         if depth == 16:
             pixels = gray.astype(">u2").view(np.uint8).reshape(count, -1)
         else:
-            planes = [gray] * copies + ([alpha] if color in (4, 6) else [])
+            planes = [gray] * copies if gray.ndim == 2 else [gray[..., i] for i in range(3)]
+            planes += [alpha] if color in (4, 6) else []
             pixels = np.stack(planes, axis=-1).reshape(count, -1) if len(planes) > 1 else gray
         raw = np.empty((count, 1 + pixels.shape[1]), np.uint8)
         raw[:, 0] = 0

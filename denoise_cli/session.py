@@ -18,7 +18,8 @@ from denoise_cli.core.errors import MissingDependency
 from denoise_cli.errors import ModelError, ProviderError, UsageError
 from denoise_cli.job import INVERT_CHOICES, PRECISIONS
 from denoise_cli.model_info import SUPPORTED_SCHEMA_MAJOR, ModelInfo
-from denoise_cli.tiling import tiled_rows
+from denoise_cli.scale import resample
+from denoise_cli.tiling import cropped_bands, mirrored_rows, tiled_rows
 
 #: Short names accepted by --device, mapped to onnxruntime's provider names. Any full provider
 #: name that the installed onnxruntime lists is accepted too.
@@ -195,9 +196,7 @@ def needs_inversion(image: np.ndarray, invert: str, polarity: str) -> bool:
 
 def needs_inversion_batch(images: np.ndarray, invert: str, polarity: str) -> np.ndarray:
     """`needs_inversion` for each of (N, H, W) same-sized images at once (one numpy pass)."""
-    n = len(images)
-    flat = images.reshape(n, -1)
-    return inversion_from_samples(flat[:, :: polarity_sample_step(flat.shape[1])], invert, polarity)
+    return inversion_from_samples(sampled(images), invert, polarity)
 
 
 def polarity_sample_step(pixels: int) -> int:
@@ -231,6 +230,67 @@ def balanced_tile(length: int, limit: int, overlap: int, multiple: int) -> int:
     return min(limit, -(-side // multiple) * multiple)
 
 
+#: Pixels mirrored out past an image's edges when the model does not say how far it sees.
+DEFAULT_BORDER = 16
+#: An image more than three quarters of whose pixels are above this level (in the model's
+#: polarity) has a background that is not the model's own zero padding: its convolutions then
+#: draw lines and halos along the edges (unet_scenes on constant images: 0.6 grey levels at
+#: 0.05, 12.7 at 0.1, 26 at 0.3; see benchmarks/border.py). Three quarters, not half: a noisy
+#: black background, clipped at 0, has half its pixels at 0, so "half above" padded a third of
+#: noisy MNIST digits (3x the time) where "three quarters" pads none. Decided on the pixels
+#: the polarity decision samples, which the streamed path gathers too: every path agrees.
+BORDER_LEVEL = 0.03
+#: Images whose mirrored border adds at most this share of pixels get it whatever their
+#: frame (pages, all streamed images); smaller ones (a 28x28 digit: 10x its pixels at radius
+#: 34) only when their frame needs it.
+BORDER_CHEAP = 0.25
+
+
+#: Small images, as shares of the model's native side (28): under LEAVE_BELOW they are left
+#: as they are, under RESAMPLE_BELOW they go through the model at its native scale (bicubic
+#: up, area back down). Measured with benchmarks/tiny.py on 1,000 MNIST test digits
+#: area-downsampled (8x8: 17 levels, as UCI's scans): both bundled models as they are made 8x8
+#: scans worse than the input (12.4 dB from 22.2 at noise sigma 0.1, from 16.3 at 0.2; 94-100%
+#: of images worse); through 28x28 better at 0.2 (18.3) but worse at 0.1 (21.4, 72% of images
+#: worse), and still 17% worse at side 12; from side 14 to 19 the native scale beat the model
+#: as is (unet_scenes, sigma 0.1, side 14: 24.7 dB against 22.2, 1% of images worse against
+#: 46%); from side 20 the model as is was better (harming 1% at most).
+LEAVE_BELOW = 14 / 28
+RESAMPLE_BELOW = 20 / 28
+
+
+def border_width(info: ModelInfo) -> int:
+    """Pixels mirrored out past each image edge before the model runs (then cropped): its
+    receptive radius, so that no output pixel sees the zeros its convolutions pad with.
+    Rounded up to the size multiple, so the pooling grid stays where it was."""
+    if info.fixed_size is not None:
+        return 0  # the model takes one size: nothing can be added
+    radius = info.receptive_radius or DEFAULT_BORDER
+    return -(-radius // info.size_multiple) * info.size_multiple
+
+
+def border_is_cheap(height: int, width: int, border: int) -> bool:
+    """Whether mirroring `border` pixels out costs at most BORDER_CHEAP more pixels."""
+    return (height + 2 * border) * (width + 2 * border) <= (1 + BORDER_CHEAP) * height * width
+
+
+def bordered(samples: np.ndarray, height: int, width: int, border: int) -> np.ndarray:
+    """Per image, from its (N, S) polarity samples in the model's polarity (see
+    polarity_sample_step): whether it gets the mirrored border."""
+    n = len(samples)
+    if not border:
+        return np.zeros(n, bool)
+    if border_is_cheap(height, width, border):
+        return np.ones(n, bool)
+    return np.count_nonzero(samples > BORDER_LEVEL, axis=1) * 4 > samples.shape[1] * 3
+
+
+def sampled(images: np.ndarray) -> np.ndarray:
+    """(N, H, W) -> (N, S): the pixels the polarity and border decisions look at."""
+    flat = images.reshape(len(images), -1)
+    return flat[:, :: polarity_sample_step(flat.shape[1])]
+
+
 class Denoiser:
     """An onnxruntime session over a denoising model, checked before first use.
 
@@ -247,6 +307,7 @@ class Denoiser:
         overlap: int = 32,
         max_batch_pixels: int | None = None,
         precision: str = "auto",
+        border: int | None = None,
     ) -> None:
         ort = import_onnxruntime()
         path = resolve_model(model)
@@ -279,6 +340,10 @@ class Denoiser:
         self.info = self._inspect(path)
         self.tile = tile
         self.overlap = overlap
+        self.border = border_width(self.info) if border is None else border
+        native = self.info.native_side
+        self.leave_below = round(LEAVE_BELOW * native)  # sides in pixels
+        self.resample_below = round(RESAMPLE_BELOW * native)
         # Pixels per model call. On CPU, batches of ~80 digits keep activations in cache and
         # measured fastest (15k vs 13.6k images/s per thread at 256); GPUs want big batches.
         on_cpu = self.provider == "CPUExecutionProvider"
@@ -327,15 +392,16 @@ class Denoiser:
     def run(self, batch: np.ndarray) -> np.ndarray:
         """Model call on (N, 1, H, W) float32.
 
-        Pads what the model needs with zeros (the background, in the model's polarity) and
-        crops it off again: a fixed batch size, or sizes that must be multiples (U-Nets).
+        Pads what the model needs and crops it off again: a fixed batch size (with blank
+        images), sizes that must be multiples (U-Nets: by repeating the last row and column,
+        as tiling does, so an image's edge is not a line of zeros).
         """
         batch = np.ascontiguousarray(batch, dtype=np.float32)
         m = self.info.size_multiple
         height, width = batch.shape[2:]
         pad_h, pad_w = -height % m, -width % m
         if pad_h or pad_w:
-            padded = np.pad(batch, ((0, 0), (0, 0), (0, pad_h), (0, pad_w)))
+            padded = np.pad(batch, ((0, 0), (0, 0), (0, pad_h), (0, pad_w)), mode="edge")
             return self._run_batch(padded)[:, :, :height, :width]
         return self._run_batch(batch)
 
@@ -383,25 +449,65 @@ class Denoiser:
         return th, tw, overlap, max(1, self.max_batch_pixels // (th * tw))
 
     def denoise_same_size(self, images: np.ndarray) -> np.ndarray:
-        """(N, H, W) float32 in [0, 1], already in the model's polarity -> (N, H, W)."""
+        """(N, H, W) float32 in [0, 1], already in the model's polarity -> (N, H, W).
+
+        Images whose background needs it (see `bordered`) are mirrored out first; small
+        ones are left as they are or go through the model's native scale (see LEAVE_BELOW)."""
         _, h, w = images.shape
-        if self.accepts_whole(h, w):
+        if min(h, w) < self.leave_below:
+            return images.copy()
+        if min(h, w) < self.resample_below:
+            return self._denoise_at_native_scale(images)
+        pads = bordered(sampled(images), h, w, self.border)
+        if not self.accepts_whole(h, w):
+            results = []
+            for img, pad in zip(images, pads, strict=True):  # tiled as a streamed image is
+                b = self.border if pad else 0
+                bands = self.denoise_rows(h, w, lambda y0, y1, img=img: img[y0:y1], b)
+                results.append(np.concatenate(list(bands)))
+            return np.stack(results)
+        if not pads.any():
             return self.run(images[:, None])[:, 0]
-        results = []
-        for img in images:  # each image tiled as a streamed one is, over rows of itself
-            bands = self.denoise_rows(h, w, lambda y0, y1, img=img: img[y0:y1])
-            results.append(np.concatenate(list(bands)))
-        return np.stack(results)
+        b, out = self.border, np.empty_like(images)
+        if not pads.all():
+            out[~pads] = self.run(images[~pads][:, None])[:, 0]
+        padded = np.pad(images[pads], ((0, 0), (b, b), (b, b)), mode="symmetric")
+        out[pads] = self.run(padded[:, None])[:, 0, b : b + h, b : b + w]
+        return out
+
+    def _denoise_at_native_scale(self, images: np.ndarray) -> np.ndarray:
+        """Small images scaled up (bicubic) so their smaller side is the model's native one,
+        denoised, and brought back (area), a pixel budget's worth at a time."""
+        _, h, w = images.shape
+        scale = self.info.native_side / min(h, w)
+        big_h, big_w = max(1, round(h * scale)), max(1, round(w * scale))
+        out = np.empty_like(images)
+        step = self.batch_limit(big_h, big_w, len(images))
+        for i in range(0, len(images), step):
+            up = np.clip(resample(images[i : i + step], big_h, big_w, "bicubic"), 0.0, 1.0)
+            done = np.clip(self.denoise_same_size(up), 0.0, 1.0)
+            out[i : i + step] = resample(done, h, w, "area")
+        return out
 
     def denoise_rows(
-        self, height: int, width: int, rows: Callable[[slice], np.ndarray]
+        self,
+        height: int,
+        width: int,
+        rows: Callable[[int, int], np.ndarray],
+        border: int | None = None,
     ) -> Iterator[np.ndarray]:
         """An image too large to hold, read through `rows(y0, y1)` (in the model's polarity,
         y0 never decreasing) and denoised a row of tiles at a time, top to bottom: the same
-        tiles, hence the same pixels, as `denoise_same_size` on the whole image."""
-        th, tw, overlap, per_call = self.tile_plan(height, width)
+        tiles, hence the same pixels, as `denoise_same_size` on the whole image.
+
+        `border`: pixels mirrored out first (see `bordered`); None: the model's border."""
+        b = self.border if border is None else border
+        ph, pw = height + 2 * b, width + 2 * b
+        th, tw, overlap, per_call = self.tile_plan(ph, pw)
         m = self.info.size_multiple
-        return tiled_rows(height, width, rows, self.run, th, tw, overlap, per_call, multiple=m)
+        source = mirrored_rows(rows, height, width, b) if b else rows
+        bands = tiled_rows(ph, pw, source, self.run, th, tw, overlap, per_call, multiple=m)
+        return cropped_bands(bands, b, height, width) if b else bands
 
     def denoise_group(self, images: np.ndarray, invert: str = "auto") -> np.ndarray:
         """(N, H, W) same-sized float32 images in [0, 1], in one model call (or tile runs):

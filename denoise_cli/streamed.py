@@ -27,6 +27,7 @@ from denoise_cli.images import (
     encode_pixels,
     output_depth,
     quantize,
+    recolor,
     to_gray,
 )
 from denoise_cli.pngstream import PngLayout, PngWriter
@@ -142,7 +143,7 @@ class RowWindow:
 
     def __init__(self, bands: Iterator[Band]) -> None:
         self._bands = bands
-        self._gray, self._alpha = _Rows(), _Rows()
+        self._gray, self._alpha, self._color = _Rows(), _Rows(), _Rows()
         self._end = 0  # rows decoded so far
 
     def _fill(self, y1: int) -> None:
@@ -150,10 +151,12 @@ class RowWindow:
             band = next(self._bands, None)
             if band is None:
                 raise ImageError(f"cannot decode: image data ends at row {self._end}")
-            gray, alpha, _ = band
+            gray, alpha, info = band
             self._gray.bands.append(gray)
             if alpha is not None:
                 self._alpha.bands.append(alpha)
+            if info.color is not None:
+                self._color.bands.append(info.color)
             self._end += len(gray)
 
     def rows(self, y0: int, y1: int) -> np.ndarray:
@@ -164,6 +167,11 @@ class RowWindow:
         self._fill(y1)
         return self._alpha.take(y0, y1)
 
+    def color(self, y0: int, y1: int) -> np.ndarray:
+        """The input's RGB rows, for `images.recolor`."""
+        self._fill(y1)
+        return self._color.take(y0, y1)
+
 
 def _result_rows(
     source: BandSource,
@@ -172,7 +180,8 @@ def _result_rows(
     denoise_rows: DenoiseRows,
     should_stop: Callable[[], bool],
 ) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
-    """(quantized result rows, alpha rows or None), top to bottom."""
+    """(quantized result rows, alpha rows or None, the input's RGB rows or None), top to
+    bottom."""
     window = RowWindow(source.bands())
     depth, y = output_depth(info), 0
     for out in denoise_rows(samples, window.rows):
@@ -182,7 +191,8 @@ def _result_rows(
             raise ImageError(NOT_FINITE)
         count = len(out)
         alpha = window.alpha(y, y + count) if info.alpha is not None else None
-        yield quantize(np.clip(out, 0.0, 1.0), depth), alpha
+        color = window.color(y, y + count) if info.color is not None else None
+        yield quantize(np.clip(out, 0.0, 1.0), depth), alpha, color
         y += count
 
 
@@ -198,10 +208,11 @@ def denoised_png(
     `should_stop()` turns true: raised inside the writer's loop, either one leaves no file.
     """
     samples, info = polarity_samples(source, samples_needed)
-    writer = PngWriter(source.width, source.height, info.out_mode, source.png.dpi)
+    png = source.png
+    writer = PngWriter(source.width, source.height, info.out_mode, png.dpi, png.metadata)
     yield writer.header()
-    for pixels, alpha in _result_rows(source, info, samples, denoise_rows, should_stop):
-        yield writer.rows(pixels, alpha)
+    for pixels, alpha, color in _result_rows(source, info, samples, denoise_rows, should_stop):
+        yield writer.rows(pixels if color is None else recolor(pixels, color), alpha)
     yield writer.end()
 
 
@@ -221,16 +232,21 @@ def denoised_held(
         dtype = np.uint16 if output_depth(info) == "I;16" else np.uint8
         pixels = np.empty((source.height, source.width), dtype)
         alpha = np.empty_like(pixels, np.uint8) if info.alpha is not None else None
+        color = np.empty((*pixels.shape, 3), np.uint8) if info.color is not None else None
         y = 0
-        for rows, alpha_rows in _result_rows(source, info, samples, denoise_rows, should_stop):
+        for rows, alpha_rows, color_rows in _result_rows(
+            source, info, samples, denoise_rows, should_stop
+        ):
             pixels[y : y + len(rows)] = rows
             if alpha is not None:
                 alpha[y : y + len(rows)] = alpha_rows
+            if color is not None:
+                color[y : y + len(rows)] = color_rows
             y += len(rows)
     finally:
         source.held.image.close()  # done with before the encoder's buffers
     return encode_pixels(
-        pixels, dataclasses.replace(info, alpha=alpha), output_format, jpeg_quality
+        pixels, dataclasses.replace(info, alpha=alpha, color=color), output_format, jpeg_quality
     )
 
 

@@ -99,17 +99,21 @@ def tiled_rows(
     1024-pixel tile per call anyway; on GPU an image one or two tiles wide makes smaller
     batches than it could (whole images of that size still batch across files).
     """
-    # The image is padded (with 0, the model's background after polarity normalisation) to at
-    # least one tile and to the size multiple, and cropped back afterwards.
+    # The image is padded to at least one tile and to the size multiple by repeating its last
+    # row and column (zeros drew a dark line along a light edge), and cropped back afterwards.
     h = max(tile_h, -(-height // multiple) * multiple)
     w = max(tile_w, -(-width // multiple) * multiple)
     tiles = plan_tiles(h, w, tile_h, tile_w, overlap)
     th, tw = min(tile_h, h), min(tile_w, w)
+    last_row = None
     for y, group in itertools.groupby(tiles, key=lambda t: t.y):
         row_tiles = list(group)
-        src = np.zeros((th, w), np.float32)
-        real = rows(y, min(y + th, height)) if y < height else src[:0, :width]
+        src = np.empty((th, w), np.float32)
+        real = rows(y, min(y + th, height)) if y < height else last_row
         src[: len(real), :width] = real
+        src[len(real) :, :width] = real[-1]
+        src[:, width:] = src[:, width - 1 : width]
+        last_row = real[-1:]
         band = np.empty((row_tiles[0].keep_y1 - row_tiles[0].keep_y0, w), np.float32)
         for i in range(0, len(row_tiles), batch_size):
             part = row_tiles[i : i + batch_size]
@@ -122,3 +126,39 @@ def tiled_rows(
         first = row_tiles[0].keep_y0
         if first < height:
             yield band[: min(band.shape[0], height - first), :width]
+
+
+def mirror_index(index: np.ndarray, length: int) -> np.ndarray:
+    """Positions outside 0..length-1 mirrored back in, the edge pixel repeated (numpy's
+    "symmetric" padding), however far out: a constant image stays constant, and what lies
+    past an edge looks like what lies inside it, as a model saw inside its training images."""
+    folded = index % (2 * length)
+    return np.where(folded < length, folded, 2 * length - 1 - folded)
+
+
+def mirrored_rows(
+    rows: Callable[[int, int], np.ndarray], height: int, width: int, border: int
+) -> Callable[[int, int], np.ndarray]:
+    """A row reader (see tiled_rows) for the image mirrored `border` pixels out on every side,
+    from one for the image itself. The first row it asks `rows` for never decreases while
+    the padded image's does not, provided tiles are taller than twice `border`."""
+    cols = mirror_index(np.arange(-border, width + border), width)
+
+    def read(y0: int, y1: int) -> np.ndarray:
+        index = mirror_index(np.arange(y0 - border, y1 - border), height)
+        lo = int(index.min())
+        return rows(lo, int(index.max()) + 1)[index - lo][:, cols]
+
+    return read
+
+
+def cropped_bands(
+    bands: Iterator[np.ndarray], border: int, height: int, width: int
+) -> Iterator[np.ndarray]:
+    """The bands of a mirrored image (see mirrored_rows), top to bottom, less the mirror."""
+    y = 0  # the padded image's row at which the next band starts
+    for band in bands:
+        lo, hi = max(border - y, 0), min(len(band), border + height - y)
+        if lo < hi:
+            yield band[lo:hi, border : border + width]
+        y += len(band)

@@ -14,7 +14,7 @@ import numpy as np
 
 from denoise_cli.core.noise import add_noise
 from denoise_cli.job import Denoise, Noisify
-from denoise_cli.session import Denoiser, inversion_from_samples
+from denoise_cli.session import Denoiser, bordered, inversion_from_samples
 from denoise_cli.walk import FileJob
 
 
@@ -86,10 +86,18 @@ class DenoiseTransform:
     ) -> Iterator[np.ndarray]:
         polarity = self.denoiser.info.polarity
         flip = bool(inversion_from_samples(samples[None], self.spec.invert, polarity)[0])
+        border = self.denoiser.border
+        if samples.size:  # none gathered: the border (always cheap on a page that streams)
+            model_side = 1.0 - samples if flip else samples
+            border *= bool(bordered(model_side[None], height, width, border)[0])
         if not flip:
-            yield from self.denoiser.denoise_rows(height, width, rows)
+            yield from self.denoiser.denoise_rows(height, width, rows, border)
             return
-        for band in self.denoiser.denoise_rows(height, width, lambda a, b: 1.0 - rows(a, b)):
+
+        def inverted(y0: int, y1: int) -> np.ndarray:
+            return 1.0 - rows(y0, y1)
+
+        for band in self.denoiser.denoise_rows(height, width, inverted, border):
             yield 1.0 - band
 
     def describe(self) -> dict[str, Any]:

@@ -129,3 +129,27 @@ def test_widths_times_each_width_against_the_seed(tmp_path, monkeypatch):
     for bad in ("8-16", "8-x-64", "8-16-64,"):
         with pytest.raises(SystemExit, match="three positive widths"):
             widths.parse_widths(bad)
+
+
+@pytest.mark.parametrize(
+    ("module", "args", "row"),
+    [
+        (
+            "benchmarks.colour",
+            ["--count", "20", "--model", "conv_denoiser"],
+            "| blue | clean | add |",
+        ),
+        ("benchmarks.border", ["--models", "conv_denoiser"], "| conv_denoiser | zeros (before) |"),
+        ("benchmarks.tiny", ["--count", "20", "--models", "conv_denoiser"], "| runtime (policy) |"),
+    ],
+)
+def test_fidelity_benchmarks_print_their_tables(module, args, row):
+    """The measurements behind the runtime's colour, border and tiny-image choices still run."""
+    from tests.helpers import mnist_dir
+
+    if not (mnist_dir() / "t10k-images-idx3-ubyte.gz").is_file():
+        pytest.skip("needs the MNIST test files")
+    cmd = [sys.executable, "-m", module, *args, "--mnist", str(mnist_dir())]
+    result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert row in result.stdout

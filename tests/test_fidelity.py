@@ -1,0 +1,413 @@
+"""What the user's image had comes back: colour and alpha, metadata, clean edges and tile seams,
+the polarity a model says it handles.
+
+Runtime only (no torch, no onnx): the tiny models are files in tests/models (see
+tests/tiny_models.py), so the runtime-only environment runs these too.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageCms, PngImagePlugin
+from typer.testing import CliRunner
+
+from denoise_cli import runners, transforms
+from denoise_cli.cli import app
+from denoise_cli.images import decode, luma
+from tests.helpers import synthetic_digits
+from tests.tiny_models import MODELS_DIR
+
+IDENTITY = MODELS_DIR / "identity_either.onnx"
+BLUE, PAPER = np.array([30, 60, 200]), np.array([238, 232, 214])
+
+
+@pytest.fixture(autouse=True)
+def input_folder(tmp_path: Path) -> Path:
+    """Every test's input tree: tmp_path / "in"."""
+    (tmp_path / "in").mkdir()
+    return tmp_path / "in"
+
+
+def run(*args: object) -> None:
+    result = CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+
+
+def ink_on_paper(ink: np.ndarray = BLUE, height: int = 56, width: int = 84) -> np.ndarray:
+    """(H, W, 3) uint8: digit strokes in `ink` on tinted paper."""
+    strokes = synthetic_digits(6, seed=5).reshape(2, 3, 28, 28).transpose(0, 2, 1, 3)
+    d = strokes.reshape(56, 84)[:height, :width, None] / 255.0
+    return np.round(PAPER * (1 - d) + ink * d).astype(np.uint8)
+
+
+def chroma(rgb: np.ndarray) -> np.ndarray:
+    """Cb, Cr (ITU-R BT.601) in grey levels."""
+    rgb = rgb.astype(np.float64)
+    y = rgb @ [0.299, 0.587, 0.114]
+    return np.stack([0.564 * (rgb[..., 2] - y), 0.713 * (rgb[..., 0] - y)], axis=-1)
+
+
+def test_tiny_model_files_are_what_the_builders_make():
+    pytest.importorskip("onnx")
+    from tests.tiny_models import builders
+
+    for name, build in builders().items():
+        assert (MODELS_DIR / name).read_bytes() == build().SerializeToString(), name
+
+
+# --- colour ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("ext", "fmt"), [("png", "PNG"), ("tif", "TIFF"), ("webp", "WEBP")])
+def test_colour_comes_back_exactly_through_an_identity_model(tmp_path, ext, fmt):
+    rgb = ink_on_paper()
+    Image.fromarray(rgb).save(tmp_path / "in" / f"x.{ext}", format=fmt)
+    run(tmp_path / "in", tmp_path / "out", "--model", IDENTITY)
+    with Image.open(tmp_path / "in" / f"x.{ext}") as im:
+        rgb = np.asarray(im)  # WebP's default is lossy: what the input holds
+    with Image.open(tmp_path / "out" / f"x.{ext}") as im:
+        assert im.mode == "RGB"
+        np.testing.assert_array_equal(np.asarray(im), rgb)
+
+
+def test_rgba_keeps_colour_and_alpha_and_gets_the_luminance_change(tmp_path):
+    """mean3: the luminance changes (strokes blur); colour follows it, alpha stays as it was."""
+    rgb = ink_on_paper(np.array([200, 30, 40]))
+    alpha = np.random.default_rng(0).integers(0, 256, rgb.shape[:2], dtype=np.uint8)
+    Image.fromarray(np.dstack([rgb, alpha])).save(tmp_path / "in" / "x.png")
+    run(tmp_path / "in", tmp_path / "out", "--model", MODELS_DIR / "mean3_either.onnx")
+    with Image.open(tmp_path / "out" / "x.png") as im:
+        assert im.mode == "RGBA"
+        out = np.asarray(im)
+    np.testing.assert_array_equal(out[..., 3], alpha)
+    y = luma(rgb).astype(int)
+    change = np.round(box_mean(y / 255.0, 3) * 255).astype(int) - y
+    assert np.abs(change).max() > 50  # strokes blurred: the luminance changed
+    want = np.clip(rgb + change[..., None], 0, 255)  # every channel moved by it
+    assert np.abs(out[..., :3] - want).max() <= 1
+
+
+def test_the_default_model_keeps_the_hue_of_clean_coloured_ink(tmp_path):
+    """The issue's target: mean chroma error under 3 levels on clean colour input."""
+    inks = {"blue": BLUE, "red": np.array([200, 30, 40]), "green": np.array([20, 140, 60])}
+    for name, ink in inks.items():
+        Image.fromarray(ink_on_paper(ink)).save(tmp_path / "in" / f"{name}.png")
+    run(tmp_path / "in", tmp_path / "out")
+    for name, ink in inks.items():
+        src = ink_on_paper(ink)
+        with Image.open(tmp_path / "out" / f"{name}.png") as im:
+            out = np.asarray(im)
+        assert np.abs(chroma(out) - chroma(src)).mean() < 3, name
+        strokes = luma(src) < 150
+        dominant = int(np.argmax(ink))
+        assert (np.argmax(out[strokes], axis=1) == dominant).mean() > 0.95, name
+
+
+def test_a_colour_palette_comes_back_as_rgb_and_a_gray_one_as_gray(tmp_path):
+    rgb = ink_on_paper()
+    Image.fromarray(rgb).quantize(16).save(tmp_path / "in" / "colour.png")
+    Image.fromarray(rgb).quantize(16).save(tmp_path / "in" / "colour.gif")
+    Image.fromarray(luma(rgb)).convert("P").save(tmp_path / "in" / "gray.png")
+    run(tmp_path / "in", tmp_path / "out", "--model", IDENTITY)
+    with Image.open(tmp_path / "in" / "colour.png") as im:
+        want = np.asarray(im.convert("RGB"))
+    with Image.open(tmp_path / "out" / "colour.png") as im:
+        assert im.mode == "RGB"
+        np.testing.assert_array_equal(np.asarray(im), want)
+    with Image.open(tmp_path / "out" / "colour.gif") as im:  # GIF holds only a palette
+        assert im.format == "GIF"
+        np.testing.assert_array_equal(np.asarray(im.convert("RGB")), want)
+    with Image.open(tmp_path / "out" / "gray.png") as im:
+        assert im.mode == "L"
+
+
+def test_cmyk_and_jpeg_colour_come_back_in_their_mode(tmp_path):
+    rgb = ink_on_paper()
+    Image.fromarray(rgb).convert("CMYK").save(tmp_path / "in" / "x.tif")
+    Image.fromarray(rgb).save(tmp_path / "in" / "x.jpg", quality=95, subsampling=0)
+    run(tmp_path / "in", tmp_path / "out", "--model", IDENTITY)
+    with Image.open(tmp_path / "out" / "x.tif") as im:
+        assert im.mode == "CMYK"
+        np.testing.assert_array_equal(np.asarray(im.convert("RGB")), rgb)
+    run(tmp_path / "in", tmp_path / "png", "--model", IDENTITY, "--output-format", "png")
+    with Image.open(tmp_path / "png" / "x.tif.png") as im:  # PNG holds no CMYK: RGB
+        assert im.mode == "RGB"
+        np.testing.assert_array_equal(np.asarray(im), rgb)
+    with Image.open(tmp_path / "in" / "x.jpg") as im:
+        src = np.asarray(im)
+    with Image.open(tmp_path / "out" / "x.jpg") as im:
+        assert im.mode == "RGB"
+        assert np.abs(chroma(np.asarray(im)) - chroma(src)).mean() < 1.5  # a re-encode away
+
+
+@pytest.mark.parametrize("ext", ["png", "tif"])  # streamed as PNG bands, or held whole
+def test_a_streamed_colour_image_matches_the_whole_image_path(tmp_path, monkeypatch, ext):
+    rgb = np.tile(ink_on_paper(), (3, 2, 1))  # 168 x 168: tiles at --tile 64
+    alpha = np.random.default_rng(0).integers(0, 256, rgb.shape[:2], dtype=np.uint8)
+    Image.fromarray(np.dstack([rgb, alpha])).save(tmp_path / "in" / f"x.{ext}")
+    mean3 = MODELS_DIR / "mean3_either.onnx"
+    run(tmp_path / "in", tmp_path / "whole", "--model", mean3, "--tile", "64")
+    monkeypatch.setattr(transforms, "STREAM_MIN_PIXELS", 0)
+    kind = "png" if ext == "png" else "held"
+    calls = []
+    original = getattr(runners, f"denoised_{kind}")
+    monkeypatch.setattr(
+        runners, f"denoised_{kind}", lambda *a, **k: calls.append(1) or original(*a, **k)
+    )
+    run(tmp_path / "in", tmp_path / "streamed", "--model", mean3, "--tile", "64", "--workers", 1)
+    assert calls == [1]  # the banded path, not the whole image
+    with (
+        Image.open(tmp_path / "whole" / f"x.{ext}") as a,
+        Image.open(tmp_path / "streamed" / f"x.{ext}") as b,
+    ):
+        assert a.mode == b.mode == "RGBA"
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+        assert (np.asarray(a)[..., :3] != rgb).any()
+        np.testing.assert_array_equal(np.asarray(a)[..., 3], alpha)
+
+
+# --- metadata -------------------------------------------------------------------------------
+
+
+def _exif() -> Image.Exif:
+    exif = Image.Exif()
+    exif[271], exif[272] = "DigitCam", "Model 8"  # Make, Model
+    return exif
+
+
+ICC = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+
+
+@pytest.mark.parametrize(
+    ("ext", "fmt", "mode"),
+    [
+        ("png", "PNG", "L"),
+        ("png", "PNG", "RGB"),
+        ("jpg", "JPEG", "L"),
+        ("jpg", "JPEG", "RGB"),
+        ("tif", "TIFF", "L"),
+        ("tif", "TIFF", "RGB"),
+        ("webp", "WEBP", "RGB"),
+    ],
+)
+def test_exif_icc_and_dpi_survive(tmp_path, ext, fmt, mode):
+    im = Image.fromarray(ink_on_paper())
+    im = im.convert("L") if mode == "L" else im
+    args = {"exif": _exif(), "icc_profile": ICC}
+    if fmt != "WEBP":  # WebP has no resolution field
+        args["dpi"] = (300, 300)
+    im.save(tmp_path / "in" / f"x.{ext}", format=fmt, **args)
+    run(tmp_path / "in", tmp_path / "out", "--model", MODELS_DIR / "mean3_either.onnx")
+    with Image.open(tmp_path / "out" / f"x.{ext}") as out:
+        assert out.mode == mode
+        exif = out.getexif()
+        assert (exif.get(271), exif.get(272)) == ("DigitCam", "Model 8")
+        assert out.info.get("icc_profile") == ICC
+        if fmt != "WEBP":
+            assert tuple(round(v) for v in out.info["dpi"]) == (300, 300)
+
+
+def _png_with_text(path: Path, image: Image.Image, icc: bool) -> None:
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Title", "digits")
+    info.add_text("Comment", "z" * 200, zip=True)  # zTXt
+    info.add_itxt("Author", "Zoë", lang="fr", tkey="Auteur")  # iTXt
+    info.add(b"gAMA", (45455).to_bytes(4, "big"))
+    image.save(path, format="PNG", pnginfo=info, **({"icc_profile": ICC} if icc else {}))
+
+
+def _text_chunks(path: Path) -> list[tuple[bytes, bytes]]:
+    from denoise_cli.fastpng import metadata_chunks
+
+    return list(metadata_chunks(path.read_bytes()))
+
+
+@pytest.mark.parametrize("kind", ["gray fast path", "gray with ICC", "colour", "streamed"])
+def test_png_text_chunks_survive_verbatim(tmp_path, monkeypatch, kind):
+    """tEXt, zTXt and iTXt (and gAMA) come back byte for byte, whichever path the file takes:
+    fastpng's for a plain 8-bit gray PNG, Pillow's, or the streamed one."""
+    rgb = np.tile(ink_on_paper(), (2, 1, 1))
+    image = Image.fromarray(rgb) if kind == "colour" else Image.fromarray(luma(rgb))
+    src = tmp_path / "in" / "x.png"
+    _png_with_text(src, image, icc=kind == "gray with ICC")
+    args = ["--model", MODELS_DIR / "mean3_either.onnx"]
+    if kind == "streamed":
+        monkeypatch.setattr(transforms, "STREAM_MIN_PIXELS", 0)
+        args += ["--tile", "64", "--workers", "1"]
+    run(tmp_path / "in", tmp_path / "out", *args)
+    out = tmp_path / "out" / "x.png"
+    assert [t for t, _ in _text_chunks(src)] == [b"tEXt", b"zTXt", b"iTXt", b"gAMA"]
+    assert sorted(_text_chunks(out)) == sorted(_text_chunks(src))
+    with Image.open(out) as im:
+        assert im.text["Author"] == "Zoë" and im.text["Comment"] == "z" * 200
+        assert (im.info.get("icc_profile") == ICC) == (kind == "gray with ICC")
+
+
+def test_the_plain_gray_png_still_takes_the_fast_path(monkeypatch):
+    """A file with text chunks keeps them and still skips Pillow."""
+    from denoise_cli import images
+
+    buf = io.BytesIO()
+    _png_with_text(buf, Image.fromarray(np.zeros((28, 28), np.uint8)), icc=False)
+    monkeypatch.setattr(images.Image, "open", None)  # Pillow would fail
+    gray, info = images.decode_bytes(buf.getvalue(), ".png")
+    assert gray.shape == (28, 28) and [t for t, _ in info.png_chunks][:1] == [b"tEXt"]
+
+
+# --- borders and seams ----------------------------------------------------------------------
+
+
+def box_mean(image: np.ndarray, size: int) -> np.ndarray:
+    """The size x size mean with the image mirrored at its edges (what the runtime pads)."""
+    r = size // 2
+    padded = np.pad(image.astype(np.float64), r, mode="symmetric")
+    h, w = image.shape
+    return sum(padded[dy : dy + h, dx : dx + w] for dy in range(size) for dx in range(size)) / (
+        size * size
+    )
+
+
+@pytest.mark.parametrize("level", [0.1, 0.5, 0.9, 1.0])
+def test_a_constant_image_comes_back_constant_without_border_lines(tmp_path, level):
+    import onnxruntime as ort
+
+    image = np.full((37, 45), level, np.float32)
+    model = MODELS_DIR / "mean3_either.onnx"
+    raw = ort.InferenceSession(str(model)).run(None, {"noisy": image[None, None]})[0][0, 0]
+    assert raw[0, 5] < level * 0.7  # the model alone: its zero padding darkens the edge
+    Image.fromarray(np.uint8(round(level * 255)) * np.ones((37, 45), np.uint8)).save(
+        tmp_path / "in" / "x.png"
+    )
+    run(tmp_path / "in", tmp_path / "out", "--model", model)
+    out = decode(tmp_path / "out" / "x.png")[0]
+    assert np.abs(out - round(level * 255) / 255).max() == 0
+
+
+@pytest.mark.parametrize("tile", ["32", "48", "1024"])
+def test_tiles_join_without_seams_and_edges_are_mirrored(tmp_path, tile):
+    """A 5x5 mean on a size-multiple-4 model: every tiling gives the mirrored-edge box mean."""
+    rng = np.random.default_rng(1)
+    image = np.clip(rng.normal(0.7, 0.2, (90, 131)), 0, 1)
+    pixels = np.round(image * 255).astype(np.uint8)
+    Image.fromarray(pixels).save(tmp_path / "in" / "x.png")
+    model = MODELS_DIR / "mean5_multiple4_either.onnx"
+    run(tmp_path / "in", tmp_path / "out", "--model", model, "--tile", tile)
+    out = np.asarray(Image.open(tmp_path / "out" / "x.png"), dtype=int)
+    want = np.round(box_mean(pixels / 255.0, 5) * 255)
+    assert np.abs(out - want).max() <= 1
+
+
+def test_small_images_on_black_are_not_padded(tmp_path):
+    """Noisy MNIST-like digits on black: the model's own zero padding is right for them, and
+    padding a 28x28 digit by a model's radius costs ~10x its pixels."""
+    from denoise_cli.session import Denoiser, bordered, sampled
+
+    rng = np.random.default_rng(2)
+    digits = synthetic_digits(64, seed=3) / 255.0
+    noisy = np.clip(digits + rng.normal(0, 0.4, digits.shape), 0, 1).astype(np.float32)
+    denoiser = Denoiser("unet_scenes")
+    assert denoiser.border == 36
+    assert not bordered(sampled(noisy), 28, 28, denoiser.border).any()
+    grey = np.clip(noisy + 0.3, 0, 1)  # a grey background is padded
+    assert bordered(sampled(grey), 28, 28, denoiser.border).all()
+    page = np.zeros((1, 800, 800), np.float32)  # a page always is: it costs little
+    assert bordered(sampled(page), 800, 800, 36).all()
+
+
+# --- polarity -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("model", "invert", "inverted"),
+    [
+        ("square_either", "auto", False),
+        ("square_either", "no", False),
+        ("square_either", "yes", True),
+        ("square_light_on_dark", "auto", True),
+        ("square_light_on_dark", "no", False),
+    ],
+)
+def test_a_model_for_either_polarity_is_never_inverted_automatically(
+    tmp_path, model, invert, inverted
+):
+    """x*x tells whether the image was inverted around the model: 1-(1-x)^2 if it was."""
+    light = np.full((30, 30), 200, np.uint8)
+    light[10:20, 12:16] = 40  # dark ink on light paper
+    Image.fromarray(light).save(tmp_path / "in" / "x.png")
+    run(
+        tmp_path / "in",
+        tmp_path / "out",
+        "--model",
+        MODELS_DIR / f"{model}.onnx",
+        "--invert",
+        invert,
+    )
+    out = np.asarray(Image.open(tmp_path / "out" / "x.png"), dtype=int)
+    x = light / 255.0
+    want = 1 - (1 - x) ** 2 if inverted else x**2
+    assert np.abs(out - np.round(want * 255)).max() <= 1
+
+
+# --- tiny images ----------------------------------------------------------------------------
+
+
+def test_resampling_matrices_are_pillows_resize():
+    from denoise_cli.scale import resample
+
+    rng = np.random.default_rng(4)
+    x = rng.random((2, 8, 11)).astype(np.float32)
+    for kind, filt, size in (
+        ("bicubic", Image.Resampling.BICUBIC, (31, 28)),
+        ("area", Image.Resampling.BOX, (5, 3)),
+    ):
+        want = np.stack([np.asarray(Image.fromarray(i).resize(size, filt)) for i in x])
+        np.testing.assert_allclose(resample(x, size[1], size[0], kind), want, atol=1e-5)
+
+
+def _small(clean_digits: np.ndarray, side: int, sigma: float) -> tuple[np.ndarray, np.ndarray]:
+    """(clean, noisy) digits area-downsampled to side x side, 8-bit."""
+    from denoise_cli.scale import resample
+
+    clean = np.round(resample(clean_digits, side, side, "area") * 255) / 255
+    noise = np.random.default_rng(side).normal(0, sigma, clean.shape)
+    return clean, np.round(np.clip(clean + noise, 0, 1) * 255) / 255
+
+
+def test_8x8_scans_come_back_as_they_were(tmp_path, clean_digits):
+    """Every bundled model made 8x8 scans worse than the input (benchmarks/tiny.py)."""
+    _, noisy = _small(clean_digits, 8, 0.1)
+    for i, img in enumerate(noisy):
+        Image.fromarray(np.uint8(np.round(img * 255))).save(tmp_path / "in" / f"{i}.png")
+    Image.fromarray(np.uint8(np.round(noisy[0] * 255))).convert("RGB").save(
+        tmp_path / "in" / "c.png"
+    )
+    for model in ("unet_scenes", "conv_denoiser"):
+        run(tmp_path / "in", tmp_path / model, "--model", model)
+        for path in (tmp_path / "in").iterdir():
+            assert np.array_equal(
+                np.asarray(Image.open(path)), np.asarray(Image.open(tmp_path / model / path.name))
+            )
+
+
+def test_small_digits_go_through_the_native_scale_and_are_helped(clean_digits):
+    """14x14 noisy digits: through 28x28 better than the input and than the model as is."""
+    from denoise_cli.core.metrics import psnr
+    from denoise_cli.session import Denoiser
+
+    clean, noisy = _small(clean_digits, 14, 0.2)
+    denoiser = Denoiser("unet_scenes")
+    assert (denoiser.leave_below, denoiser.resample_below) == (14, 20)
+    scaled = denoiser.denoise([n.astype(np.float32) for n in noisy])
+    denoiser.leave_below = denoiser.resample_below = 0
+    as_is = denoiser.denoise([n.astype(np.float32) for n in noisy])
+    gain = np.mean(
+        [psnr(c, s)[0] - psnr(c, n)[0] for c, s, n in zip(clean, scaled, noisy, strict=True)]
+    )
+    over_as_is = np.mean(
+        [psnr(c, s)[0] - psnr(c, a)[0] for c, s, a in zip(clean, scaled, as_is, strict=True)]
+    )
+    assert gain > 2 and over_as_is > 0, (gain, over_as_is)
