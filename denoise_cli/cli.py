@@ -27,8 +27,15 @@ from denoise_cli.core.errors import (
 from denoise_cli.core.noise import MIXES, NOISE_KINDS
 from denoise_cli.errors import Interrupted
 from denoise_cli.images import DEFAULT_JPEG_QUALITY, DEFAULT_MAX_PIXELS
-from denoise_cli.job import INVERT_CHOICES, OUTPUT_FORMATS, PRECISIONS, Denoise, Job, Noisify
-from denoise_cli.session import DEFAULT_MODEL, DEVICE_ALIASES, bundled_models
+from denoise_cli.job import OUTPUT_FORMATS, Job
+from denoise_cli.session import (
+    DEFAULT_MODEL,
+    DEVICE_ALIASES,
+    INVERT_CHOICES,
+    PRECISIONS,
+    bundled_models,
+)
+from denoise_cli.transforms import Denoise, Noisify
 
 MAX_LISTED_FAILURES = 50
 

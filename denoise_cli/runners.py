@@ -54,7 +54,7 @@ from denoise_cli.streamed import (
     denoised_png,
     streamable,
 )
-from denoise_cli.transforms import StreamingTransform, Transform
+from denoise_cli.transforms import Denoise, StreamingTransform, Transform
 from denoise_cli.walk import FileJob
 
 MAX_POOL_RESTARTS = 3
@@ -612,8 +612,6 @@ def denoise_tree(
     `job` describes the run (denoise_cli.job.Job); keyword arguments, if any, set the
     Denoise transform's fields (model, device, invert, batch_size, tile) on the default job.
     """
-    from denoise_cli.job import Denoise
-
     job = job or Job()
     if denoise:
         job = job.with_(transform=Denoise(**denoise))
