@@ -27,7 +27,9 @@ class Job:
     transform: Denoise | Noisify = field(default_factory=Denoise)
     output_format: str = "keep"  # or "png": lossless whatever the input was
     overwrite: bool = False  # redo outputs that exist (never an input: see walk.check_roots)
-    files_per_chunk: int = 256  # a worker decodes, transforms and writes a chunk start to end
+    # The most files in a chunk, which a worker decodes, transforms and writes start to end
+    # (runners.choose_chunk_files makes chunks of large files smaller).
+    max_chunk_files: int = 256
     workers: int | None = None  # processes (or Ray actors); None: one per CPU
     threads: int | None = None  # onnxruntime threads per worker; None: CPUs / workers
     cpus: int | None = None  # CPUs to share out (Ray: the cluster's share); None: this machine's
@@ -38,7 +40,7 @@ class Job:
     def __post_init__(self) -> None:
         if self.output_format not in OUTPUT_FORMATS:
             raise UsageError(f"output format must be one of {OUTPUT_FORMATS}")
-        for name in ("files_per_chunk", "max_pixels", "chunk_pixels"):
+        for name in ("max_chunk_files", "max_pixels", "chunk_pixels"):
             if getattr(self, name) < 1:
                 raise UsageError(f"{name.replace('_', ' ')} must be >= 1")
         if not 1 <= self.jpeg_quality <= 100:
