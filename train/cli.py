@@ -48,6 +48,14 @@ def download(data_dir: Path | None = typer.Option(None, help=DATA_DIR_HELP)) -> 
         typer.echo(str(path))
 
 
+DATA_HELP = (
+    "mnist: MNIST's 28x28 frames. scenes: digit strings, 0.7-4x scales, pages, printed "
+    "digits and blank paper on --scene-size canvases, with plain frames every third step. "
+    "world: the wide world instead of scenes (paper, displays, print in many typefaces, "
+    "forms, either polarity; Gaussian, Poisson-Gaussian, impulse, speckle, JPEG noise)."
+)
+
+
 @app.command()
 def fit(
     arch: Arch = typer.Option("conv_denoiser", help="Architecture (see `list`)."),
@@ -65,13 +73,7 @@ def fit(
         "mixed (all four kinds, Gaussian up to 0.75).",
     ),
     noise_level: float = typer.Option(0.5, help="Sigma, amount or peak, by noise kind."),
-    data: Data = typer.Option(
-        "mnist",
-        help="mnist: MNIST's 28x28 frames. scenes: digit strings, 0.7-4x scales, pages, printed "
-        "digits and blank paper on --scene-size canvases, with plain frames every third step. "
-        "world: the wide world instead of scenes (paper, displays, print in many typefaces, "
-        "forms, either polarity; Gaussian, Poisson-Gaussian, impulse, speckle, JPEG noise).",
-    ),
+    data: Data = typer.Option("mnist", help=DATA_HELP),
     scene_size: int = typer.Option(64, help="Side of the training canvases with --data scenes."),
     steps_per_epoch: int = typer.Option(1000, help="Steps per epoch with --data scenes."),
     scene_max_scale: float = typer.Option(
