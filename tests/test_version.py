@@ -28,7 +28,7 @@ def test_version_prints_the_package_version(prog):
 
 
 def test_the_installed_version_is_the_one_printed():
-    """pyproject.toml reads the version from denoise_cli.__version__: one place to change."""
+    """pyproject.toml reads the version from denoise_cli.core.__version__: one place."""
     assert importlib.metadata.version("denoise-batch") == denoise_cli.__version__
 
 

@@ -18,6 +18,7 @@ from typing import Any
 import typer
 from typer.core import TyperGroup
 
+from denoise_cli.core import __version__
 from denoise_cli.core.errors import EXIT_INTERRUPTED, DenoiseError, MissingDependency
 
 
@@ -61,8 +62,6 @@ class CommandGroup(TyperGroup):
 
 def _show_version(ctx: typer.Context, value: bool) -> None:
     if value:
-        from denoise_cli import __version__
-
         typer.echo(f"{ctx.find_root().info_name} {__version__}")
         raise typer.Exit()
 
