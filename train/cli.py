@@ -55,6 +55,11 @@ DATA_HELP = (
     "forms, either polarity; Gaussian, Poisson-Gaussian, impulse, speckle, JPEG noise)."
 )
 
+INIT_FROM_HELP = (
+    "Fine-tune: start from this checkpoint's weights (same-named tensors; the new "
+    "architecture's extra layers keep their initialisation)."
+)
+
 
 @app.command()
 def fit(
@@ -88,10 +93,11 @@ def fit(
         "fp32", help="bf16 autocasts convolutions (~1.6x faster on CPUs with AVX512-BF16)."
     ),
     data_dir: Path | None = typer.Option(None, help=DATA_DIR_HELP),
-    init_from: Path | None = typer.Option(
-        None,
-        help="Fine-tune: start from this checkpoint's weights (same-named tensors; the new "
-        "architecture's extra layers keep their initialisation).",
+    init_from: Path | None = typer.Option(None, help=INIT_FROM_HELP),
+    freeze_bn: bool = typer.Option(
+        False,
+        "--freeze-bn",
+        help="Keep batch norm's running statistics (fine-tuning on mixed batches).",
     ),
     resume: Path | None = typer.Option(
         None, help="Continue from this checkpoint (give the same settings and --epochs total)."
@@ -126,6 +132,7 @@ def fit(
         scene_max_scale=scene_max_scale,
         init_from=str(init_from) if init_from else None,
         init_sha256=file_sha256(init_from) if init_from else None,
+        freeze_bn=freeze_bn,
     )
     if dry_run:
         config = config.with_(epochs=1, train_limit=256, val_size=64, max_steps_per_epoch=2)

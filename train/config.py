@@ -59,6 +59,11 @@ class TrainConfig:
     # initialisation. Recorded as the checkpoint's path and SHA-256.
     init_from: str | None = None
     init_sha256: str | None = None
+    # Keep batch norm's running statistics as they are (normalise with them in training too):
+    # for fine-tuning on batches whose statistics differ from step to step (the world's
+    # canvases against plain MNIST frames), where batch statistics made train and eval
+    # disagree (validation fell 5 dB in two epochs of the world run while the loss improved).
+    freeze_bn: bool = False
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:

@@ -173,6 +173,15 @@ def validation_scenes(
     return clean, add_noise(clean, config.noise, config.noise_level, rng)
 
 
+def train_mode(model: nn.Module, freeze_bn: bool) -> None:
+    """Training mode, with batch norm left normalising by its running statistics if asked."""
+    model.train()
+    if freeze_bn:
+        for module in model.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.eval()
+
+
 def init_weights(model: nn.Module, source: Path) -> str:
     """Copy a checkpoint's weights into `model` for fine-tuning; says what was copied.
 
@@ -341,7 +350,7 @@ def train_epoch(
     bar: Progress,
 ) -> tuple[float, int]:
     """One epoch of `steps` optimiser steps; (sum of per-image losses, images seen)."""
-    step.model.train()
+    train_mode(step.model, config.freeze_bn)
     running, seen = 0.0, 0
     for i in range(steps):
         if config.lr_schedule == "cosine":

@@ -1,0 +1,81 @@
+"""The wide training world: seeded, in range, as wide as promised; frozen batch norm stays put."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from denoise_train import world  # noqa: E402
+from denoise_train.config import TrainConfig  # noqa: E402
+from denoise_train.loop import fit  # noqa: E402
+from denoise_train.mnist import load_split  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def digits(tiny_mnist):
+    return load_split("train", tiny_mnist, download=False)[0][:, 0]
+
+
+def test_world_is_seeded_and_in_range(digits):
+    a_noisy, a_clean = world.world_batch(24, 64, digits, np.random.default_rng(3))
+    b_noisy, b_clean = world.world_batch(24, 64, digits, np.random.default_rng(3))
+    assert np.array_equal(a_noisy, b_noisy) and np.array_equal(a_clean, b_clean)
+    assert a_clean.shape == a_noisy.shape == (24, 1, 64, 64)
+    assert a_clean.dtype == a_noisy.dtype == np.float32
+    assert a_clean.min() >= 0.0 and a_clean.max() <= 1.0
+    assert a_noisy.min() >= 0.0 and a_noisy.max() <= 1.0
+
+
+def test_world_spans_backgrounds_polarities_and_clean_inputs(digits):
+    rng = np.random.default_rng(0)
+    noisy, clean = world.world_batch(400, 48, digits, rng)
+    background = np.median(clean.reshape(len(clean), -1), axis=1)
+    # Backgrounds across the whole range, not only MNIST's black.
+    assert (background < 0.05).mean() > 0.1
+    assert ((background > 0.3) & (background < 0.7)).mean() > 0.15
+    assert (background > 0.8).mean() > 0.1
+    # Both polarities: ink lighter than the background in some images, darker in others.
+    means = clean.reshape(len(clean), -1).mean(axis=1)
+    assert (means > background + 0.01).mean() > 0.1 and (means < background - 0.01).mean() > 0.1
+    # A share comes back untouched (the model must learn to leave clean images alone).
+    untouched = np.all(noisy == clean, axis=(1, 2, 3)).mean()
+    assert 0.02 < untouched < 0.2
+
+
+def test_held_out_fonts_never_train():
+    assert not set(world.TRAIN_FONTS) & set(world.HELD_OUT_FONTS)
+
+
+def test_each_noise_kind_adds_what_it_says():
+    rng = np.random.default_rng(1)
+    flat = np.full((64, 64), 0.5, np.float32)
+    pg = world.poisson_gaussian(flat, 20.0, 0.0, rng)
+    assert abs(pg.std() - np.sqrt(0.5 / 20.0)) < 0.02  # shot noise: var = x / peak
+    dark = world.poisson_gaussian(np.full((64, 64), 0.05, np.float32), 20.0, 0.0, rng)
+    assert dark.std() < pg.std()  # signal-dependent
+    jpeg = world.jpeg_roundtrip(flat + 0.1 * rng.standard_normal(flat.shape), 30)
+    assert jpeg.shape == flat.shape and 0.0 < np.abs(jpeg - flat).mean() < 0.1
+
+
+def test_world_training_with_frozen_batch_norm_keeps_its_statistics(tmp_path, tiny_mnist):
+    images = load_split("train", tiny_mnist, download=False)[0]
+    config = TrainConfig(
+        arch="unet_lite_near",
+        epochs=1,
+        batch_size=4,
+        val_size=50,
+        threads=1,
+        data="world",
+        noise="mixed",
+        scene_size=32,
+        steps_per_epoch=3,
+        freeze_bn=True,
+    )
+    first = fit(config.with_(lr=1e-9), images, log=lambda m: None, progress=False).model
+    before = {k: v.clone() for k, v in first.state_dict().items() if "running" in k}
+    result = fit(config, images, log=lambda m: None, progress=False)
+    after = {k: v for k, v in result.model.state_dict().items() if "running" in k}
+    assert before and all(torch.equal(before[k], after[k]) for k in before)
+    assert "val_scene_psnr" in result.metrics
