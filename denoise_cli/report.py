@@ -16,6 +16,9 @@ Event = dict[str, Any]
 
 #: Skipped files listed in the report (all are counted, and each is an event).
 MAX_LISTED_SKIPS = 100
+#: Events held until `start` (~340 bytes each): beyond this, memory would grow with the tree
+#: (a rerun of a finished tree finds every file before the model loads), so they flow as found.
+MAX_HELD_EVENTS = 50_000
 
 
 @dataclass(frozen=True)
@@ -68,7 +71,7 @@ class Recorder:
 
     Planning runs ahead of the model's loading, so skips and finished outputs can be found
     before the run starts: their events are held and passed on right after `start`, which is
-    always a run's first event.
+    then a run's first event (unless more than MAX_HELD_EVENTS come first: those flow as found).
     """
 
     def __init__(self, report: RunReport, on_event: Callable[[Event], None] | None = None) -> None:
@@ -82,6 +85,10 @@ class Recorder:
             self._on_event(event)
         elif self.listening:
             self._held.append(event)
+            if len(self._held) > MAX_HELD_EVENTS:
+                for held in self._held:
+                    self._on_event(held)
+                self._held.clear()
 
     def started(self, description: dict[str, Any], workers: int, threads: int) -> None:
         self.report.run.update(description)

@@ -603,6 +603,23 @@ def test_jsonl_starts_with_start_and_names_files_as_written_does(tree):
     ]
 
 
+def test_events_held_before_start_stay_bounded(monkeypatch):
+    """Held events cost memory: past the limit they flow as found rather than pile up."""
+    from denoise_cli import report as report_module
+
+    monkeypatch.setattr(report_module, "MAX_HELD_EVENTS", 3)
+    seen: list[str] = []
+    recorder = report_module.Recorder(
+        report_module.RunReport("in", "out"), lambda e: seen.append(e.get("file", e["event"]))
+    )
+    for name in "abcde":
+        recorder.skipped(name, "not an image file")
+    assert seen == ["a", "b", "c", "d"]  # the fourth passed the limit: all four flowed
+    recorder.started({}, 1, 1)
+    recorder.skipped("f", "not an image file")
+    assert seen == ["a", "b", "c", "d", "start", "e", "f"]
+
+
 def test_quiet_prints_nothing_on_success(tree):
     src, out = tree
     result = run(src, out, "--quiet")
