@@ -34,6 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -380,117 +381,107 @@ def _bench_tree(
     ray_rounds: bool,
     openvino_python: str | None = None,
 ) -> tuple[str, dict]:
-    files = len(images)
-    megapixels = images[0].size * files / 1e6
+    """denoise-batch against its baselines on one tree of `images`, written in each place."""
     out_md, out_data = [], {}
     for place in places:
         work = Path(tempfile.mkdtemp(prefix="denoise-bench-", dir=place))
         try:
             src = write_tree(work / "in", images)
-            contenders = {
-                "denoise-batch": lambda dst, src=src: [
-                    *CLI,
-                    str(src),
-                    str(dst),
-                    "--quiet",
-                    "--model",
-                    model,
-                ],
-                "naive loop": lambda dst, src=src: [
-                    sys.executable,
-                    "-m",
-                    "benchmarks.baselines",
-                    "naive",
-                    str(src),
-                    str(dst),
-                    "--model",
-                    model,
-                ],
-                "I/O floor (no model)": lambda dst, src=src: [
-                    sys.executable,
-                    "-m",
-                    "benchmarks.baselines",
-                    "floor",
-                    str(src),
-                    str(dst),
-                ],
-                "cp -r": lambda dst, src=src: ["cp", "-r", str(src), str(dst)],
-            }
-            if openvino_python:
-                # The same command in the environment of onnxruntime's OpenVINO build, where
-                # --device auto and --precision auto pick its provider and the INT8 file.
-                contenders["denoise-batch, OpenVINO build"] = lambda dst, src=src: [
-                    openvino_python,
-                    "-m",
-                    "denoise_cli.cli",
-                    str(src),
-                    str(dst),
-                    "--quiet",
-                    "--model",
-                    model,
-                ]
-            if ray_rounds:
-                # A fresh local Ray instance per run: its start-up is part of what Ray costs.
-                contenders["denoise-batch ray (2 actors, local Ray)"] = lambda dst, src=src: [
-                    *CLI,
-                    "ray",
-                    str(src),
-                    str(dst),
-                    "--quiet",
-                    "--workers",
-                    "2",
-                    "--model",
-                    model,
-                ]
-            times: dict[str, list[float]] = {name: [] for name in contenders}
-            names = list(contenders)
-            for r in range(rounds):
-                order = names[r % len(names) :] + names[: r % len(names)]  # rotate the order
-                for name in order:
-                    dst = work / f"out-{r}-{names.index(name)}"
-                    subprocess.run(["sync"], check=False)
-                    times[name].append(timed(contenders[name](dst)))
-                    shutil.rmtree(dst)
-            ours = times["denoise-batch"]
-            ratio = {
-                name: statistics.median(t / o for t, o in zip(times[name], ours, strict=True))
-                for name in names
-            }
-            rows = [
-                [
-                    name,
-                    f"{files / statistics.median(times[name]):,.0f}",
-                    f"{megapixels / statistics.median(times[name]):,.1f}",
-                    f"{statistics.median(times[name]):.2f}",
-                    f"{ratio[name]:.2f}x",
-                ]
-                for name in names
-            ]
-            label = f"{place} ({_fs_type(place)})"
-            out_md.append(
-                f"On {label}, {files:,} files of {images.shape[2]}x{images.shape[1]}, {rounds} "
-                "interleaved rounds:\n\n"
-                + table(
-                    [
-                        "contender",
-                        "images/s (median)",
-                        "megapixels/s (median)",
-                        "seconds (median)",
-                        "denoise-batch speed-up (median of per-round ratios)",
-                    ],
-                    rows,
-                )
-            )
-            out_data[str(place)] = {
-                "filesystem": _fs_type(place),
-                "files": files,
-                "size": list(images.shape[1:]),
-                "seconds": times,
-                "speedup_median": ratio,
-            }
+            contenders = _contenders(src, model, openvino_python, ray_rounds)
+            times = _interleaved_times(contenders, work, rounds)
+            text, data = _tree_result(place, images, rounds, times)
+            out_md.append(text)
+            out_data[str(place)] = data
         finally:
             shutil.rmtree(work, ignore_errors=True)
     return "\n\n".join(out_md), out_data
+
+
+def _contenders(
+    src: Path, model: str, openvino_python: str | None, ray_rounds: bool
+) -> dict[str, Callable[[Path], list[str]]]:
+    """Each contender's command line for an output folder, denoise-batch first."""
+    baseline = [sys.executable, "-m", "benchmarks.baselines"]
+    contenders: dict[str, Callable[[Path], list[str]]] = {
+        "denoise-batch": lambda dst: [*CLI, str(src), str(dst), "--quiet", "--model", model],
+        "naive loop": lambda dst: [*baseline, "naive", str(src), str(dst), "--model", model],
+        "I/O floor (no model)": lambda dst: [*baseline, "floor", str(src), str(dst)],
+        "cp -r": lambda dst: ["cp", "-r", str(src), str(dst)],
+    }
+    if openvino_python:
+        # The same command in the environment of onnxruntime's OpenVINO build, where
+        # --device auto and --precision auto pick its provider and the INT8 file.
+        ov_cli = [openvino_python, "-m", "denoise_cli.cli"]
+        contenders["denoise-batch, OpenVINO build"] = lambda dst: [
+            *ov_cli, str(src), str(dst), "--quiet", "--model", model
+        ]  # fmt: skip
+    if ray_rounds:
+        # A fresh local Ray instance per run: its start-up is part of what Ray costs.
+        contenders["denoise-batch ray (2 actors, local Ray)"] = lambda dst: [
+            *CLI, "ray", str(src), str(dst), "--quiet", "--workers", "2", "--model", model
+        ]  # fmt: skip
+    return contenders
+
+
+def _interleaved_times(
+    contenders: dict[str, Callable[[Path], list[str]]], work: Path, rounds: int
+) -> dict[str, list[float]]:
+    """Seconds of each contender per round; each round starts one contender later, so no
+    contender always runs first (or always after a warm page cache)."""
+    names = list(contenders)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(rounds):
+        order = names[r % len(names) :] + names[: r % len(names)]
+        for name in order:
+            dst = work / f"out-{r}-{names.index(name)}"
+            subprocess.run(["sync"], check=False)
+            times[name].append(timed(contenders[name](dst)))
+            shutil.rmtree(dst)
+    return times
+
+
+def _tree_result(
+    place: Path, images: np.ndarray, rounds: int, times: dict[str, list[float]]
+) -> tuple[str, dict]:
+    """The place's table (medians, and each contender's median per-round ratio to
+    denoise-batch) and its record."""
+    files = len(images)
+    megapixels = images[0].size * files / 1e6
+    ours = times["denoise-batch"]
+    ratio = {
+        name: statistics.median(t / o for t, o in zip(runs, ours, strict=True))
+        for name, runs in times.items()
+    }
+    rows = [
+        [
+            name,
+            f"{files / statistics.median(runs):,.0f}",
+            f"{megapixels / statistics.median(runs):,.1f}",
+            f"{statistics.median(runs):.2f}",
+            f"{ratio[name]:.2f}x",
+        ]
+        for name, runs in times.items()
+    ]
+    header = [
+        "contender",
+        "images/s (median)",
+        "megapixels/s (median)",
+        "seconds (median)",
+        "denoise-batch speed-up (median of per-round ratios)",
+    ]
+    label = f"{place} ({_fs_type(place)})"
+    text = (
+        f"On {label}, {files:,} files of {images.shape[2]}x{images.shape[1]}, {rounds} "
+        "interleaved rounds:\n\n" + table(header, rows)
+    )
+    data = {
+        "filesystem": _fs_type(place),
+        "files": files,
+        "size": list(images.shape[1:]),
+        "seconds": times,
+        "speedup_median": ratio,
+    }
+    return text, data
 
 
 def _fs_type(path: Path) -> str:
@@ -707,7 +698,7 @@ def bench_gpu(quick: bool, name: str) -> tuple[str, dict]:
 # --- entry point -------------------------------------------------------------------------------
 
 
-def main() -> None:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sections", default="model,folder,scans,memory,startup,gpu")
     parser.add_argument("--files", type=int, default=10_000)
@@ -739,7 +730,11 @@ def main() -> None:
         "provider to the model section and `denoise-batch` run there to folder and scans.",
     )
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    args = _parser().parse_args()
     if args.quick:
         args.files, args.rounds, args.memory_files, args.scans = 500, 1, "200,1000", 20
         args.page_side = 2500  # still over the 4.2 MP that streams

@@ -4,4 +4,4 @@ This package is the torch-free runtime. It must never import torch, the ONNX exp
 `denoise_train`/`denoise_export` packages; tests/test_boundary.py enforces that in a subprocess.
 """
 
-__version__ = "0.1.0"
+from denoise_cli.core import __version__ as __version__

@@ -27,8 +27,15 @@ from denoise_cli.core.errors import (
 from denoise_cli.core.noise import MIXES, NOISE_KINDS
 from denoise_cli.errors import Interrupted
 from denoise_cli.images import DEFAULT_JPEG_QUALITY, DEFAULT_MAX_PIXELS
-from denoise_cli.job import INVERT_CHOICES, OUTPUT_FORMATS, PRECISIONS, Denoise, Job, Noisify
-from denoise_cli.session import DEFAULT_MODEL, DEVICE_ALIASES, bundled_models
+from denoise_cli.job import OUTPUT_FORMATS, Job
+from denoise_cli.session import (
+    DEFAULT_MODEL,
+    DEVICE_ALIASES,
+    INVERT_CHOICES,
+    PRECISIONS,
+    bundled_models,
+)
+from denoise_cli.transforms import Denoise, Noisify
 
 MAX_LISTED_FAILURES = 50
 
@@ -49,6 +56,11 @@ TILE_HELP = (
 PRECISION_HELP = (
     "fp32, int8 (the model's verified NAME.int8.onnx beside it), or auto: INT8 where it "
     "measured faster (the OpenVINO device), fp32 elsewhere."
+)
+BATCH_SIZE_HELP = (
+    "Two limits at once: the most images of one size per model call (a pixel budget caps it "
+    "lower: on CPU about 80 digits, which measured fastest; tiles of large images follow the "
+    "budget alone) and the most files per work chunk (large files: about 1 MB of input a chunk)."
 )
 DEVICE_HELP = (
     f"auto, {', '.join(DEVICE_ALIASES)}, or an onnxruntime provider name. A requested device "
@@ -192,12 +204,13 @@ def denoise_job(
     jpeg_quality: int,
 ) -> Job:
     """The Job that `run` and `ray` describe: --batch-size is both the most images per model
-    call (in `denoise`) and the files per work chunk, said here once."""
+    call (`Denoise.batch_size`) and the most files per work chunk (`Job.max_chunk_files`),
+    said here once."""
     return Job(
         denoise,
         output_format=output_format,
         overwrite=overwrite,
-        files_per_chunk=denoise.batch_size,
+        max_chunk_files=denoise.batch_size,
         workers=workers,
         threads=threads,
         max_pixels=max_pixels,
@@ -223,8 +236,7 @@ def run(
     batch_size: int = typer.Option(
         256,
         min=1,
-        help="Most images per model call (on CPU capped near 80 digits, which measured "
-        "fastest) and most files per work chunk (large files: about 1 MB of input a chunk).",
+        help=BATCH_SIZE_HELP,
     ),
     threads: int | None = typer.Option(
         None, min=1, help="onnxruntime threads per worker (default: CPUs / workers)."
@@ -312,7 +324,7 @@ def ray_command(
     invert: Invert = typer.Option("auto"),
     output_format: OutputFormat = typer.Option("keep"),
     overwrite: bool = typer.Option(False, "--overwrite"),
-    batch_size: int = typer.Option(256, min=1, help="Images per model call, files per chunk."),
+    batch_size: int = typer.Option(256, min=1, help=BATCH_SIZE_HELP),
     threads: int | None = typer.Option(
         None, min=1, help="onnxruntime threads per actor (default: its reserved CPUs)."
     ),

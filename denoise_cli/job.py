@@ -9,85 +9,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
 
-import numpy as np
-
-from denoise_cli.core.noise import NOISE_KINDS, add_noise
 from denoise_cli.errors import UsageError
 from denoise_cli.images import DEFAULT_JPEG_QUALITY, DEFAULT_MAX_PIXELS
-
-if TYPE_CHECKING:
-    from denoise_cli.transforms import Transform
+from denoise_cli.transforms import Denoise, Noisify
 
 OUTPUT_FORMATS = ("keep", "png")
-INVERT_CHOICES = ("auto", "yes", "no")
-#: Which file of a model runs: fp32, its INT8 export beside it, or auto (session.precision_file).
-PRECISIONS = ("auto", "fp32", "int8")
-#: Providers whose helper processes fork before the parent's session exists (Denoise.forks_early).
-EARLY_FORK_PROVIDERS = frozenset({"CPUExecutionProvider", "OpenVINOExecutionProvider"})
-
-
-@dataclass(frozen=True)
-class Denoise:
-    """Run a denoising model (a path, or a bundled model's name; None: the default one)."""
-
-    model: str | None = None
-    device: str = "auto"
-    invert: str = "auto"  # polarity: auto decides per image from the model's metadata
-    batch_size: int = 256  # most images per model call (CPU sessions cap it lower by pixels)
-    tile: int = 1024  # larger images run in overlapping tiles of at most this size
-    precision: str = "auto"  # session.PRECISIONS: fp32, int8, or the faster one per provider
-
-    def __post_init__(self) -> None:
-        if self.precision not in PRECISIONS:
-            raise UsageError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
-        if self.invert not in INVERT_CHOICES:
-            raise UsageError(f"invert must be one of {INVERT_CHOICES}, got {self.invert!r}")
-        if self.batch_size < 1 or self.tile < 32:
-            raise UsageError("batch size must be >= 1 and tile >= 32 pixels")
-
-    def build(self, threads: int | None) -> Transform:
-        from denoise_cli.transforms import DenoiseTransform
-
-        return DenoiseTransform(self, threads)
-
-    def forks_early(self) -> bool:
-        """Whether helper processes may fork before this process builds its session (they then
-        build theirs meanwhile): for the CPU and OpenVINO providers, which each process builds
-        for itself. GPU providers' helpers are spawned once the session has loaded."""
-        from denoise_cli.session import import_onnxruntime, resolve_providers
-
-        try:
-            available = import_onnxruntime().get_available_providers()
-            return resolve_providers(self.device, available)[0] in EARLY_FORK_PROVIDERS
-        except Exception:  # a device that cannot load: build() says why
-            return False
-
-
-@dataclass(frozen=True)
-class Noisify:
-    """Add seeded noise: the same file always gets the same noise, in any order."""
-
-    kind: str = "gaussian"
-    level: float = 0.5
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.seed < 0:
-            raise UsageError(f"seed must be >= 0, got {self.seed}")
-        add_noise(np.zeros((1, 1), np.float32), self.kind, self.level, 0)  # checks both
-
-    def build(self, threads: int | None) -> Transform:
-        from denoise_cli.transforms import NoiseTransform
-
-        return NoiseTransform(self)
-
-    def forks_early(self) -> bool:
-        return True  # no session: nothing to copy
-
-
-NOISE_CHOICES = tuple(NOISE_KINDS)
 
 
 @dataclass(frozen=True)
@@ -100,7 +27,9 @@ class Job:
     transform: Denoise | Noisify = field(default_factory=Denoise)
     output_format: str = "keep"  # or "png": lossless whatever the input was
     overwrite: bool = False  # redo outputs that exist (never an input: see walk.check_roots)
-    files_per_chunk: int = 256  # a worker decodes, transforms and writes a chunk start to end
+    # The most files in a chunk, which a worker decodes, transforms and writes start to end
+    # (runners.choose_chunk_files makes chunks of large files smaller).
+    max_chunk_files: int = 256
     workers: int | None = None  # processes (or Ray actors); None: one per CPU
     threads: int | None = None  # onnxruntime threads per worker; None: CPUs / workers
     cpus: int | None = None  # CPUs to share out (Ray: the cluster's share); None: this machine's
@@ -111,7 +40,7 @@ class Job:
     def __post_init__(self) -> None:
         if self.output_format not in OUTPUT_FORMATS:
             raise UsageError(f"output format must be one of {OUTPUT_FORMATS}")
-        for name in ("files_per_chunk", "max_pixels", "chunk_pixels"):
+        for name in ("max_chunk_files", "max_pixels", "chunk_pixels"):
             if getattr(self, name) < 1:
                 raise UsageError(f"{name.replace('_', ' ')} must be >= 1")
         if not 1 <= self.jpeg_quality <= 100:

@@ -111,11 +111,11 @@ class RayRunner:
     def _dataset(self, ray: Any, rows: list[dict[str, str]], run: Run) -> Any:
         """The files as a Ray dataset, chunked, mapped through a pool of ChunkActors."""
         # A block per chunk of the size run_job chose (and sized the actor pool by): all busy.
-        blocks = max(1, -(-len(rows) // run.files_per_chunk))
+        blocks = max(1, -(-len(rows) // run.chunk_files))
         return ray.data.from_items(rows, override_num_blocks=blocks).map_batches(
             ChunkActor,
             fn_constructor_args=(run.job, run.threads, run.source, run.target),
-            batch_size=run.files_per_chunk,
+            batch_size=run.chunk_files,
             batch_format="numpy",
             compute=ray.data.ActorPoolStrategy(size=run.workers),
             num_cpus=self.cpus_per_worker,

@@ -16,6 +16,9 @@ Event = dict[str, Any]
 
 #: Skipped files listed in the report (all are counted, and each is an event).
 MAX_LISTED_SKIPS = 100
+#: Events held until `start` (~340 bytes each): beyond this, memory would grow with the tree
+#: (a rerun of a finished tree finds every file before the model loads), so they flow as found.
+MAX_HELD_EVENTS = 50_000
 
 
 @dataclass(frozen=True)
@@ -64,17 +67,36 @@ class RunReport:
 
 
 class Recorder:
-    """Counts what happens to each file into a RunReport and passes it on as an event."""
+    """Counts what happens to each file into a RunReport and passes it on as an event.
+
+    Planning runs ahead of the model's loading, so skips and finished outputs can be found
+    before the run starts: their events are held and passed on right after `start`, which is
+    then a run's first event (unless more than MAX_HELD_EVENTS come first: those flow as found).
+    """
 
     def __init__(self, report: RunReport, on_event: Callable[[Event], None] | None = None) -> None:
         self.report = report
-        self.emit = on_event or (lambda event: None)
+        self._on_event = on_event or (lambda event: None)
+        self._held: list[Event] | None = []  # None once the run has started
         self.listening = on_event is not None
+
+    def emit(self, event: Event) -> None:
+        if self._held is None:
+            self._on_event(event)
+        elif self.listening:
+            self._held.append(event)
+            if len(self._held) > MAX_HELD_EVENTS:
+                for held in self._held:
+                    self._on_event(held)
+                self._held.clear()
 
     def started(self, description: dict[str, Any], workers: int, threads: int) -> None:
         self.report.run.update(description)
         self.report.workers, self.report.threads = workers, threads
+        held, self._held = self._held or [], None
         self.emit({"event": "start", **description, "workers": workers, "threads": threads})
+        for event in held:
+            self.emit(event)
 
     def found(self) -> None:
         self.report.found += 1

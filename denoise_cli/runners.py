@@ -54,7 +54,7 @@ from denoise_cli.streamed import (
     denoised_png,
     streamable,
 )
-from denoise_cli.transforms import StreamingTransform, Transform
+from denoise_cli.transforms import Denoise, StreamingTransform, Transform
 from denoise_cli.walk import FileJob
 
 MAX_POOL_RESTARTS = 3
@@ -225,7 +225,7 @@ class Run:
     stop: Callable[[], bool]  # true once SIGINT or SIGTERM asked the run to stop
     workers: int
     threads: int
-    files_per_chunk: int = 256  # the chunk size run_job chose (files_per_chunk())
+    chunk_files: int = 256  # files per chunk, as run_job chose them (choose_chunk_files)
 
 
 class Runner(Protocol):
@@ -257,7 +257,7 @@ def run_job(
             lookahead = 2 * wanted  # what the workers can have queued, and one more
             jobs = plan(source, target, job.output_format, job.overwrite, recorder)
             sample = list(itertools.islice(jobs, SIZE_SAMPLE))
-            size = files_per_chunk(sample, job.files_per_chunk, getattr(source, "size", None))
+            size = choose_chunk_files(sample, job.max_chunk_files, getattr(source, "size", None))
             head = sample + list(
                 itertools.islice(jobs, max(0, (lookahead + 1) * size - len(sample)))
             )
@@ -567,7 +567,7 @@ CHUNK_BYTES = 1 << 20
 SIZE_SAMPLE = 32
 
 
-def files_per_chunk(
+def choose_chunk_files(
     sample: list[FileJob], limit: int, size: Callable[[str], int] | None = None
 ) -> int:
     """Files per chunk: `limit` for small images, fewer for large ones, from the mean size of
@@ -612,8 +612,6 @@ def denoise_tree(
     `job` describes the run (denoise_cli.job.Job); keyword arguments, if any, set the
     Denoise transform's fields (model, device, invert, batch_size, tile) on the default job.
     """
-    from denoise_cli.job import Denoise
-
     job = job or Job()
     if denoise:
         job = job.with_(transform=Denoise(**denoise))

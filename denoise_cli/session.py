@@ -16,7 +16,6 @@ import numpy as np
 
 from denoise_cli.core.errors import MissingDependency
 from denoise_cli.errors import ModelError, ProviderError, UsageError
-from denoise_cli.job import INVERT_CHOICES, PRECISIONS
 from denoise_cli.model_info import SUPPORTED_SCHEMA_MAJOR, ModelInfo
 from denoise_cli.scale import resample
 from denoise_cli.tiling import cropped_bands, mirrored_rows, tiled_rows
@@ -67,6 +66,9 @@ def bundled_models() -> dict[str, Path]:
     beside a model (`NAME.int8.onnx`) are not models of their own: see `precision_file`."""
     return {p.stem: p for p in sorted(_models_dir().glob("*.onnx")) if "." not in p.stem}
 
+
+#: Which file of a model runs: fp32, its INT8 export beside it, or auto (`precision_file`).
+PRECISIONS = ("auto", "fp32", "int8")
 
 #: Providers on which --precision auto takes the INT8 file: where it measured faster than
 #: fp32 after passing the export's accuracy check (the OpenVINO provider: unet_scenes 8,969
@@ -183,6 +185,10 @@ def resolve_providers(device: str, available: Sequence[str]) -> list[str]:
             f"(available: {', '.join(available)}).{hint}"
         )
     return [wanted] if wanted == "CPUExecutionProvider" else [wanted, "CPUExecutionProvider"]
+
+
+#: --invert: auto decides per image (`inversion_from_samples`); yes and no force it.
+INVERT_CHOICES = ("auto", "yes", "no")
 
 
 def needs_inversion(image: np.ndarray, invert: str, polarity: str) -> bool:

@@ -63,7 +63,7 @@ def run_tiled(
     tile_h: int,
     tile_w: int,
     overlap: int,
-    batch_size: int = 16,
+    tiles_per_call: int = 16,
     multiple: int = 1,
 ) -> np.ndarray:
     """Apply `run` ((N, 1, th, tw) -> same shape) to a 2-D image tile by tile and stitch.
@@ -77,7 +77,7 @@ def run_tiled(
     def rows(y0: int, y1: int) -> np.ndarray:
         return image[y0:y1]
 
-    bands = tiled_rows(height, width, rows, run, tile_h, tile_w, overlap, batch_size, multiple)
+    bands = tiled_rows(height, width, rows, run, tile_h, tile_w, overlap, tiles_per_call, multiple)
     return np.concatenate(list(bands)) if height else np.empty((0, width), np.float32)
 
 
@@ -89,13 +89,13 @@ def tiled_rows(
     tile_h: int,
     tile_w: int,
     overlap: int,
-    batch_size: int = 16,
+    tiles_per_call: int = 16,
     multiple: int = 1,
 ) -> Iterator[np.ndarray]:
     """`run_tiled` for an image read a band at a time: `rows(y0, y1)` gives its rows y0..y1
     (y0 never decreases between calls, so a reader can drop what is above); yields the result
     top to bottom, one row of tiles' kept rows at a time. Memory: a row of tiles, not the image.
-    A model call takes up to `batch_size` tiles of one row: on CPU the pixel budget allows one
+    A model call takes up to `tiles_per_call` tiles of one row: on CPU the pixel budget allows one
     1024-pixel tile per call anyway; on GPU an image one or two tiles wide makes smaller
     batches than it could (whole images of that size still batch across files).
     """
@@ -115,8 +115,8 @@ def tiled_rows(
         src[:, width:] = src[:, width - 1 : width]
         last_row = real[-1:]
         band = np.empty((row_tiles[0].keep_y1 - row_tiles[0].keep_y0, w), np.float32)
-        for i in range(0, len(row_tiles), batch_size):
-            part = row_tiles[i : i + batch_size]
+        for i in range(0, len(row_tiles), tiles_per_call):
+            part = row_tiles[i : i + tiles_per_call]
             batch = np.stack([src[:, t.x : t.x + tw] for t in part])[:, None]
             result = run(np.ascontiguousarray(batch, dtype=np.float32))
             for t, r in zip(part, result[:, 0], strict=True):

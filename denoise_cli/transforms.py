@@ -1,20 +1,30 @@
 """What a worker does to a group of same-sized images: denoise them, or add noise to them.
 
-Built from the Job's transform description in the process that uses it (each worker process or
-Ray actor builds its own onnxruntime session).
+`Denoise` and `Noisify` are the frozen, picklable descriptions a Job carries; each process that
+works (worker process, Ray actor) calls `build` to make the transform itself (with its own
+onnxruntime session).
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
 
 from denoise_cli.core.noise import add_noise
-from denoise_cli.job import Denoise, Noisify
-from denoise_cli.session import Denoiser, bordered, inversion_from_samples
+from denoise_cli.errors import UsageError
+from denoise_cli.session import (
+    INVERT_CHOICES,
+    PRECISIONS,
+    Denoiser,
+    bordered,
+    import_onnxruntime,
+    inversion_from_samples,
+    resolve_providers,
+)
 from denoise_cli.walk import FileJob
 
 
@@ -56,6 +66,63 @@ class StreamingTransform(Transform, Protocol):
 #: Images above this many pixels stream (when they tile): 4.2 MP, a 2048x2048 page, whose
 #: whole-image path peaks at ~20 bytes a pixel.
 STREAM_MIN_PIXELS = 1 << 22
+
+
+#: Providers whose helper processes fork before the parent's session exists (Denoise.forks_early).
+EARLY_FORK_PROVIDERS = frozenset({"CPUExecutionProvider", "OpenVINOExecutionProvider"})
+
+
+@dataclass(frozen=True)
+class Denoise:
+    """Run a denoising model (a path, or a bundled model's name; None: the default one)."""
+
+    model: str | None = None
+    device: str = "auto"
+    invert: str = "auto"  # polarity: auto decides per image from the model's metadata
+    batch_size: int = 256  # most images per model call (a pixel budget caps it: batch_limit)
+    tile: int = 1024  # larger images run in overlapping tiles of at most this size
+    precision: str = "auto"  # session.PRECISIONS: fp32, int8, or the faster one per provider
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise UsageError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if self.invert not in INVERT_CHOICES:
+            raise UsageError(f"invert must be one of {INVERT_CHOICES}, got {self.invert!r}")
+        if self.batch_size < 1 or self.tile < 32:
+            raise UsageError("batch size must be >= 1 and tile >= 32 pixels")
+
+    def build(self, threads: int | None) -> DenoiseTransform:
+        return DenoiseTransform(self, threads)
+
+    def forks_early(self) -> bool:
+        """Whether helper processes may fork before this process builds its session (they then
+        build theirs meanwhile): for the CPU and OpenVINO providers, which each process builds
+        for itself. GPU providers' helpers are spawned once the session has loaded."""
+        try:
+            available = import_onnxruntime().get_available_providers()
+            return resolve_providers(self.device, available)[0] in EARLY_FORK_PROVIDERS
+        except Exception:  # a device that cannot load: build() says why
+            return False
+
+
+@dataclass(frozen=True)
+class Noisify:
+    """Add seeded noise: the same file always gets the same noise, in any order."""
+
+    kind: str = "gaussian"
+    level: float = 0.5
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.seed < 0:
+            raise UsageError(f"seed must be >= 0, got {self.seed}")
+        add_noise(np.zeros((1, 1), np.float32), self.kind, self.level, 0)  # checks both
+
+    def build(self, threads: int | None) -> NoiseTransform:
+        return NoiseTransform(self)
+
+    def forks_early(self) -> bool:
+        return True  # no session: nothing to copy
 
 
 class DenoiseTransform:

@@ -30,7 +30,7 @@ class FileJob(NamedTuple):
 
 @dataclass(frozen=True)
 class Skip:
-    path: Path
+    path: Path  # relative to the input root, like FileJob.rel (a single file: its name)
     reason: str
 
 
@@ -120,7 +120,7 @@ def walk_local(in_root: Path, out_root: Path) -> Iterator[Folder]:
         if is_image_name(in_root.name):
             yield Folder("", [in_root.name], [])
         else:
-            yield Folder("", [], [Skip(in_root, "not an image file")])
+            yield Folder("", [], [Skip(Path(in_root.name), "not an image file")])
         return
     real_in, real_out = str(_real(in_root)), str(_real(out_root))
     pending = [(os.fspath(in_root), "")]  # (folder, its path relative to the root with '/')
@@ -140,17 +140,22 @@ def walk_local(in_root: Path, out_root: Path) -> Iterator[Folder]:
                 if os.path.realpath(entry.path) != real_out:  # an output inside the input
                     subfolders.append(entry)
             elif entry.is_symlink() and _is_dir(entry):
-                skips.append(Skip(Path(entry.path), "symlinked folder not followed"))  # loops
+                skips.append(_skip(prefix, entry, "symlinked folder not followed"))  # loops
             elif entry.is_symlink() and not _inside_str(os.path.realpath(entry.path), real_in):
-                skips.append(Skip(Path(entry.path), "symlink pointing outside the input tree"))
+                skips.append(_skip(prefix, entry, "symlink pointing outside the input tree"))
             elif not is_image_name(entry.name):
-                skips.append(Skip(Path(entry.path), "not an image file"))
+                skips.append(_skip(prefix, entry, "not an image file"))
             elif not _is_regular(entry):
-                skips.append(Skip(Path(entry.path), "not a regular file (a pipe, device...)"))
+                skips.append(_skip(prefix, entry, "not a regular file (a pipe, device...)"))
             else:
                 images.append(entry.name)
         yield Folder(prefix, images, skips)
         pending.extend((e.path, f"{prefix}{e.name}/") for e in reversed(subfolders))
+
+
+def _skip(prefix: str, entry: os.DirEntry, reason: str) -> Skip:
+    """A skipped entry, named relative to the input root as every event and report names it."""
+    return Skip(Path(prefix + entry.name), reason)
 
 
 def _is_regular(entry: os.DirEntry) -> bool:

@@ -99,6 +99,7 @@ class VariantRow:
     images_per_s: float
     bench_batch: int
     check: str
+    test_digits: int  # the test digits psnr is a mean over (all, or a fixed batch's multiple)
 
 
 @dataclass
@@ -269,7 +270,7 @@ def _stage(variant: Variant, ref: Reference, path: Path, log: Callable[[str], An
     for suffix, make in variant.companions.items():
         files.append(path.with_name(f"{stem}{suffix}"))
         files[-1].write_bytes(make(path))
-    quality = f"; test PSNR {scores.psnr:.2f} dB" if scores else ""
+    quality = f"; test PSNR {scores.psnr:.2f} dB on {scores.digits:,} digits" if scores else ""
     log(f"  {variant.name} verified ({variant.check}{quality})")
     return _Staged(variant, files, session, scores)
 
@@ -290,6 +291,7 @@ def _row(staged: _Staged, destination: Path, bench_batch: int) -> VariantRow | N
         measure_speed(staged.session, (batch, 1, 28, 28)),
         batch,
         staged.variant.check,
+        staged.scores.digits,
     )
 
 
@@ -392,15 +394,16 @@ def rewrite_file(source: Path, out: Path, digits: np.ndarray) -> RewriteResult:
 def markdown_table(rows: list[VariantRow]) -> str:
     base = next((r.images_per_s for r in rows if r.variant == "fp32"), None)
     lines = [
-        "| variant | file | size (KB) | test PSNR (dB) | vs fp32 (dB) | max abs vs fp32 "
-        "| CPU images/s (batch) | speed vs fp32 | check |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---|",
+        "| variant | file | size (KB) | test PSNR (dB) | test digits | vs fp32 (dB) "
+        "| max abs vs fp32 | CPU images/s (batch) | speed vs fp32 | check |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in rows:
         ratio = f"{r.images_per_s / base:.2f}x" if base else "-"
         lines.append(
             f"| {r.variant} | {Path(r.path).name} | {r.size_bytes / 1024:.1f} | {r.psnr:.2f} "
-            f"| {r.psnr_vs_fp32:+.3f} | {r.max_abs_vs_fp32:.1e} | {r.images_per_s:,.0f} "
+            f"| {r.test_digits:,} | {r.psnr_vs_fp32:+.3f} | {r.max_abs_vs_fp32:.1e} "
+            f"| {r.images_per_s:,.0f} "
             f"({r.bench_batch}) | {ratio} | {r.check} |"
         )
     return "\n".join(lines) + "\n"

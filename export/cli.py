@@ -27,6 +27,11 @@ app = commands.app(
 
 DATA_DIR_HELP = "MNIST folder (default: $DENOISE_MNIST_DIR, then ~/.cache/denoise-batch/mnist)."
 Profile = commands.choices("Profile", PROFILES)
+PROFILE_HELP = (
+    "portable: files that run the same in every runtime (OpenVINO, OpenCV, tract, "
+    "onnx.reference, onnxruntime); onnxruntime: add the exact CPU rewrites that only "
+    "onnxruntime runs faster (see `denoise-export optimize --help`)."
+)
 RUNTIMES_HELP = (
     "Runtimes to run every file in, comma-separated, 'all' or 'none' (default: all; those not "
     f"installed are listed as not checked): {', '.join(engines.RUNTIMES)}."
@@ -90,12 +95,7 @@ def export(
         None, min=16, help="Verify on the first N test digits only (default: all 10,000)."
     ),
     calibration_images: int = typer.Option(1000, min=16, help="Training digits for INT8."),
-    profile: Profile = typer.Option(
-        "portable",
-        help="portable: files that run the same in every runtime (OpenVINO, OpenCV, tract, "
-        "onnx.reference, onnxruntime); onnxruntime: add the exact CPU rewrites that only "
-        "onnxruntime runs faster (see `denoise-export optimize --help`).",
-    ),
+    profile: Profile = typer.Option("portable", help=PROFILE_HELP),
     runtimes: str = typer.Option("all", help=RUNTIMES_HELP),
     report: Path | None = typer.Option(None, help="Write the verification results as JSON."),
 ) -> None:

@@ -83,6 +83,7 @@ class Scores:
     psnr: float  # mean test PSNR, dB
     psnr_vs_fp32: float  # dB; negative: worse than fp32
     max_abs_vs_fp32: float
+    digits: int  # how many test digits the figures are means over
 
 
 def _serialize(proto: onnx.ModelProto) -> bytes:
@@ -157,6 +158,7 @@ class Variant:
             mean_psnr,
             mean_psnr - _mean_psnr(clean, reference),
             float(np.max(np.abs(outputs - reference))),
+            len(clean),
         )
         if self.max_abs is not None and not scores.max_abs_vs_fp32 <= self.max_abs:
             raise ExportError(

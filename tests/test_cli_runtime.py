@@ -580,6 +580,46 @@ def test_jsonl_events(tree):
     assert events[-1]["written"] == 6
 
 
+def test_jsonl_starts_with_start_and_names_files_as_written_does(tree):
+    """Planning runs ahead of the model's loading: its skips and finished outputs come after
+    `start` all the same, and every event names a file relative to IN."""
+    src, out = tree
+    (src / "a" / "notes.txt").write_text("not an image")
+    first = run(src, out, "--jsonl")
+    assert first.exit_code == 0, first.output
+    (out / "a" / "d1.png").unlink()
+    again = run(src, out, "--jsonl")
+    events = [json.loads(line) for line in again.stdout.splitlines()]
+    assert [e["event"] for e in events][:1] + [e["event"] for e in events][-1:] == ["start", "done"]
+    by_kind = {k: [e["file"] for e in events if e["event"] == k] for k in ("skipped", "written")}
+    assert by_kind == {"skipped": ["a/notes.txt"], "written": ["a/d1.png"]}
+    assert sorted(e["file"] for e in events if e["event"] == "exists") == [
+        "a/b/d2.png", "a/b/d5.png", "a/d4.png", "d0.png", "d3.png"
+    ]  # fmt: skip
+    report = tree[1].parent / "r.json"
+    run(src, out, "--quiet", "--report", report)
+    assert json.loads(report.read_text())["skipped"] == [
+        {"file": "a/notes.txt", "reason": "not an image file"}
+    ]
+
+
+def test_events_held_before_start_stay_bounded(monkeypatch):
+    """Held events cost memory: past the limit they flow as found rather than pile up."""
+    from denoise_cli import report as report_module
+
+    monkeypatch.setattr(report_module, "MAX_HELD_EVENTS", 3)
+    seen: list[str] = []
+    recorder = report_module.Recorder(
+        report_module.RunReport("in", "out"), lambda e: seen.append(e.get("file", e["event"]))
+    )
+    for name in "abcde":
+        recorder.skipped(name, "not an image file")
+    assert seen == ["a", "b", "c", "d"]  # the fourth passed the limit: all four flowed
+    recorder.started({}, 1, 1)
+    recorder.skipped("f", "not an image file")
+    assert seen == ["a", "b", "c", "d", "start", "e", "f"]
+
+
 def test_quiet_prints_nothing_on_success(tree):
     src, out = tree
     result = run(src, out, "--quiet")
@@ -646,7 +686,7 @@ def test_python_api(tmp_path, noisy_digits, clean_digits):
 
     src = tmp_path / "in"
     save_gray(src / "a.png", noisy_digits[0])
-    report = denoise_tree(src, tmp_path / "out", Job(files_per_chunk=4), device="cpu")
+    report = denoise_tree(src, tmp_path / "out", Job(max_chunk_files=4), device="cpu")
     assert report.written == 1 and report.failed == 0
     assert report.to_dict()["provider"] == "CPUExecutionProvider"
 
@@ -710,7 +750,7 @@ def test_a_dying_worker_costs_its_chunk_not_the_run(tmp_path, noisy_digits):
     save_gray(src / "000-crash.png", noisy_digits[0])
     for i in range(1, 40):
         save_gray(src / f"{i:03d}.png", noisy_digits[i % 16])
-    job = Job(Crashing(), workers=2, files_per_chunk=4)  # type: ignore[arg-type]
+    job = Job(Crashing(), workers=2, max_chunk_files=4)  # type: ignore[arg-type]
     report = run_job(job, src, out)
     lost = {f.file for f in report.failures}
     assert "000-crash.png" in lost
@@ -736,7 +776,7 @@ def test_a_helper_that_cannot_load_the_model_costs_its_chunks_then_stops_the_run
     for i in range(60):
         save_gray(src / f"{i:02d}.png", noisy_digits[i % len(noisy_digits)])
     events = []
-    job = Job(FailsInHelpers(), workers=2, files_per_chunk=2)  # type: ignore[arg-type]
+    job = Job(FailsInHelpers(), workers=2, max_chunk_files=2)  # type: ignore[arg-type]
     with pytest.raises(DenoiseError) as raised:
         run_job(job, src, tmp_path / "out", on_event=events.append)
     message = str(raised.value)
@@ -767,7 +807,7 @@ def test_the_end_of_a_run_comes_in_small_chunks():
 def test_large_images_come_in_fewer_files_per_chunk(tmp_path):
     """A chunk is about CHUNK_BYTES of input: 200 pages in one 256-file chunk ran on one
     worker. Sized from the run's first files; files that cannot be sized change nothing."""
-    from denoise_cli.runners import CHUNK_BYTES, files_per_chunk
+    from denoise_cli.runners import CHUNK_BYTES, choose_chunk_files
     from denoise_cli.walk import FileJob
 
     def jobs(size: int, n: int = 4) -> list[FileJob]:
@@ -779,12 +819,12 @@ def test_large_images_come_in_fewer_files_per_chunk(tmp_path):
         return out
 
     size = os.path.getsize
-    assert files_per_chunk(jobs(700), 256, size) == 256  # digits: the file limit
-    assert files_per_chunk(jobs(CHUNK_BYTES // 3), 256, size) == 3  # pages: three per chunk
-    assert files_per_chunk(jobs(CHUNK_BYTES * 5), 256, size) == 1
+    assert choose_chunk_files(jobs(700), 256, size) == 256  # digits: the file limit
+    assert choose_chunk_files(jobs(CHUNK_BYTES // 3), 256, size) == 3  # pages: three per chunk
+    assert choose_chunk_files(jobs(CHUNK_BYTES * 5), 256, size) == 1
     gone = [FileJob(str(tmp_path / "gone.png"), "gone.png", str(tmp_path / "o.png"))]
-    assert files_per_chunk(gone, 256, size) == 256 and files_per_chunk([], 64, size) == 64
-    assert files_per_chunk(jobs(CHUNK_BYTES * 5), 256, None) == 256  # a tree without sizes
+    assert choose_chunk_files(gone, 256, size) == 256 and choose_chunk_files([], 64, size) == 64
+    assert choose_chunk_files(jobs(CHUNK_BYTES * 5), 256, None) == 256  # a tree without sizes
 
 
 def test_openvino_threads_are_set_and_not_pinned():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -71,6 +72,27 @@ def test_fp32_export_is_one_verified_file_with_metadata(tmp_path, conv_ckpt, dat
     assert len(meta["source_checkpoint_sha256"]) == 64
     verification = json.loads((tmp_path / "r.json").read_text())
     assert verification["variants"][0]["variant"] == "fp32"
+
+
+def test_each_file_has_one_test_psnr_said_with_its_digit_count(tmp_path, conv_ckpt, data_dir):
+    """The export printed three test PSNRs for one file (its table's on every test digit, the
+    engine table's on 64 and onnx.reference's on 8): now the one figure, with its count."""
+    out = tmp_path / "m.onnx"
+    engines = "onnxruntime,onnx.reference"
+    args = [conv_ckpt, "-o", out, "--data-dir", data_dir, "--runtimes", engines]
+    result = _export([*args, "--report", tmp_path / "r.json"])
+    assert result.exit_code == 0, result.output
+    meta = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
+    figure = f"{float(meta['test_psnr_db']):.2f}"
+    assert re.findall(r"test PSNR ([\d.]+) dB on ([\d,]+) digits", result.output) == [
+        (figure, "300")
+    ]
+    row = next(line for line in result.output.splitlines() if line.startswith("| fp32 |"))
+    assert row.split(" | ")[3:5] == [figure, "300"]
+    assert "| PSNR (dB) |" not in result.output  # the engine table: differences only
+    assert "| PSNR vs fp32 (dB) | digits |" in result.output
+    runtimes = json.loads((tmp_path / "r.json").read_text())["runtimes"]
+    assert {r["runtime"]: r["digits"] for r in runtimes} == {"onnxruntime": 64, "onnx.reference": 8}
 
 
 def test_dynamic_batch_and_size_match_pytorch(tmp_path, conv_ckpt, data_dir):

@@ -193,7 +193,7 @@ def test_a_chunk_that_kills_its_actor_fails_with_a_reason_and_never_hangs(
     save_gray(src / "000-crash.png", noisy_digits[0])
     for i in range(1, 24):
         save_gray(src / f"{i:03d}.png", noisy_digits[i % 16])
-    job = Job(Crashing(), workers=2, files_per_chunk=4)  # type: ignore[arg-type]
+    job = Job(Crashing(), workers=2, max_chunk_files=4)  # type: ignore[arg-type]
     start = time.monotonic()
     report = run_job(job, src, out, runner=RayRunner())
     assert time.monotonic() - start < 120

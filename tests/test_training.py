@@ -294,3 +294,16 @@ def test_init_from_refuses_weights_that_do_not_fit(tmp_path, train_images):
     tuned = seed.with_(arch="unet_lite_near", init_from=str(tmp_path / "seed.pt"))
     with pytest.raises(UsageError, match="tensors do not fit this architecture"):
         fit(tuned, train_images, log=lambda m: None, progress=False)
+
+
+def test_fit_off_a_terminal_prints_progress_lines(train_images, capsys):
+    """A log (no terminal) still shows a long epoch is alive: plain lines at an interval."""
+    config = TrainConfig(arch="conv_denoiser", epochs=1, max_steps_per_epoch=3, **TINY)
+    fit(config, train_images, log=lambda m: None, progress=False, progress_every_s=0.0)
+    lines = capsys.readouterr().err.splitlines()
+    assert [line.split("  ")[1].strip() for line in lines] == [
+        "33.3% 1/3",
+        "66.7% 2/3",
+        "100.0% 3/3",
+    ]
+    assert all(line.startswith("epoch 1/1") and "step/s" in line for line in lines)

@@ -48,6 +48,19 @@ def download(data_dir: Path | None = typer.Option(None, help=DATA_DIR_HELP)) -> 
         typer.echo(str(path))
 
 
+DATA_HELP = (
+    "mnist: MNIST's 28x28 frames. scenes: digit strings, 0.7-4x scales, pages, printed "
+    "digits and blank paper on --scene-size canvases, with plain frames every third step. "
+    "world: the wide world instead of scenes (paper, displays, print in many typefaces, "
+    "forms, either polarity; Gaussian, Poisson-Gaussian, impulse, speckle, JPEG noise)."
+)
+
+INIT_FROM_HELP = (
+    "Fine-tune: start from this checkpoint's weights (same-named tensors; the new "
+    "architecture's extra layers keep their initialisation)."
+)
+
+
 @app.command()
 def fit(
     arch: Arch = typer.Option("conv_denoiser", help="Architecture (see `list`)."),
@@ -65,13 +78,7 @@ def fit(
         "mixed (all four kinds, Gaussian up to 0.75).",
     ),
     noise_level: float = typer.Option(0.5, help="Sigma, amount or peak, by noise kind."),
-    data: Data = typer.Option(
-        "mnist",
-        help="mnist: MNIST's 28x28 frames. scenes: digit strings, 0.7-4x scales, pages, printed "
-        "digits and blank paper on --scene-size canvases, with plain frames every third step. "
-        "world: the wide world instead of scenes (paper, displays, print in many typefaces, "
-        "forms, either polarity; Gaussian, Poisson-Gaussian, impulse, speckle, JPEG noise).",
-    ),
+    data: Data = typer.Option("mnist", help=DATA_HELP),
     scene_size: int = typer.Option(64, help="Side of the training canvases with --data scenes."),
     steps_per_epoch: int = typer.Option(1000, help="Steps per epoch with --data scenes."),
     scene_max_scale: float = typer.Option(
@@ -86,11 +93,7 @@ def fit(
         "fp32", help="bf16 autocasts convolutions (~1.6x faster on CPUs with AVX512-BF16)."
     ),
     data_dir: Path | None = typer.Option(None, help=DATA_DIR_HELP),
-    init_from: Path | None = typer.Option(
-        None,
-        help="Fine-tune: start from this checkpoint's weights (same-named tensors; the new "
-        "architecture's extra layers keep their initialisation).",
-    ),
+    init_from: Path | None = typer.Option(None, help=INIT_FROM_HELP),
     freeze_bn: bool = typer.Option(
         False,
         "--freeze-bn",

@@ -209,6 +209,16 @@ class FitResult:
     checkpoint: Path | None
 
 
+@dataclass(frozen=True)
+class Validation:
+    """What every epoch is scored on, fixed for the whole run: the held-out digits, their
+    noisy versions at the reference setting, and (scene and world training) fixed canvases."""
+
+    clean: np.ndarray
+    noisy: np.ndarray
+    scenes: tuple[np.ndarray, np.ndarray] | None
+
+
 def fit(
     config: TrainConfig,
     train_images: np.ndarray,
@@ -216,8 +226,13 @@ def fit(
     resume_from: Path | None = None,
     log: Callable[[str], Any] = lambda msg: print(msg, file=sys.stderr),
     progress: bool | None = None,
+    progress_every_s: float | None = 60.0,
 ) -> FitResult:
-    """Train `config.arch` on `train_images` (N, 1, 28, 28) in [0, 1]; checkpoint every epoch."""
+    """Train `config.arch` on `train_images` (N, 1, 28, 28) in [0, 1]; checkpoint every epoch.
+
+    `progress`: a live bar (None: when stderr is a terminal); off one, a plain progress line
+    every `progress_every_s` seconds (None: none), so a log shows a long epoch is alive.
+    """
     torch.manual_seed(config.seed)
     if config.threads:
         torch.set_num_threads(config.threads)
@@ -230,37 +245,13 @@ def fit(
     model = arch.build(**arch_args).to(device)
     if arch.fully_convolutional:
         model = model.to(memory_format=torch.channels_last)
-    # bf16 autocast: convolutions in bfloat16 (AVX512-BF16 / tensor cores), weights, loss and
-    # optimizer in fp32. Measured 1.6x faster unet_small training on an AVX-512 CPU.
-    use_bf16 = config.precision == "bf16"
-    if use_bf16 and device.type == "cpu" and not cpu_has_native_bf16():
-        log(
-            "warning: this CPU has no native bfloat16 (AVX512-BF16 or AMX); bf16 is emulated "
-            "and slow (unet_ctx trained at 33 images/s on an AVX2-only CPU): use --precision fp32"
-        )
+    use_bf16 = _bf16_wanted(config, device, log)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     loss_fn = make_loss(config.loss or arch.loss)
 
     train_x, val_x = split_train_val(train_images, config)
-    # Validation always uses the same fixed noise; a blind model is validated on the
-    # reference setting (Gaussian sigma 0.5) so its numbers compare with the specialists'.
-    val_kind, val_level = eval_noise(config.to_dict())
-    val_noisy = add_noise(val_x, val_kind, val_level, EVAL_NOISE_SEED)
-    val_scenes = validation_scenes(config, val_x[:, 0])
-    history: list[dict[str, float]] = []
-    start_epoch = 0
-    if ckpt is None and config.init_from is not None:
-        log(init_weights(model, Path(config.init_from)))
-    if ckpt is not None:
-        model.load_state_dict(ckpt["model_state"])
-        if ckpt.get("optimizer_state"):
-            optimizer.load_state_dict(ckpt["optimizer_state"])
-            for group in optimizer.param_groups:  # this run's --lr, not the saved one
-                group["lr"] = config.lr
-        history = list(ckpt["history"])
-        start_epoch = int(ckpt["epoch"])
-        log(f"resuming {config.arch} from {resume_from} after epoch {start_epoch}")
-
+    validation = _validation(config, val_x)
+    history, start_epoch = _start_from(model, optimizer, config, ckpt, resume_from, log)
     log(
         f"training {config.arch} ({sum(p.numel() for p in model.parameters()):,} params) on "
         f"{len(train_x):,} images, validating on {len(val_x):,}, device {device}"
@@ -271,52 +262,137 @@ def fit(
         # sees exactly the batches the uninterrupted one would have.
         rng = np.random.default_rng([config.seed, epoch])
         steps, batches = epoch_batches(config, arch.task, train_x, rng)
-        bar = Progress(steps, f"epoch {epoch + 1}/{config.epochs}", enabled=progress)
-        train_mode(model, config.freeze_bn)
+        bar = Progress(
+            steps, f"epoch {epoch + 1}/{config.epochs}", "step", None, progress, progress_every_s
+        )
         t0 = time.perf_counter()
-        running, seen = 0.0, 0
-        for step in range(steps):
-            if config.lr_schedule == "cosine":
-                done = (epoch * steps + step) / (config.epochs * steps)
-                for group in optimizer.param_groups:
-                    group["lr"] = config.lr * 0.5 * (1.0 + math.cos(math.pi * done))
-            inputs, targets = next(batches)
-            x = _as_model_input(torch.from_numpy(inputs).to(device), arch.fully_convolutional)
-            y = torch.from_numpy(targets).to(device)
-            optimizer.zero_grad(set_to_none=True)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-                pred = model(x)
-            loss = loss_fn(pred.float(), y)
-            loss.backward()
-            optimizer.step()
-            running += loss.item() * len(targets)
-            seen += len(targets)
-            bar.update(1, loss=running / seen)
-        bar.close()
+        step = _Step(model, optimizer, loss_fn, device, arch.fully_convolutional, use_bf16)
+        loss_sum, seen = train_epoch(step, config, epoch, steps, batches, bar)
         seconds = time.perf_counter() - t0
-        restored = predict(model, model_input(arch.task, val_x, val_noisy), device)
-        with torch.no_grad():
-            val_loss = float(loss_fn(torch.from_numpy(restored), torch.from_numpy(val_x)))
         metrics = {
             "epoch": epoch + 1,
-            "train_loss": running / max(seen, 1),
-            "val_loss": val_loss,
-            **{f"val_{k}": v for k, v in score(val_x, restored).items()},
-            **(_scene_metrics(model, val_scenes, arch.task, device) if val_scenes else {}),
+            "train_loss": loss_sum / max(seen, 1),
+            **evaluate(model, loss_fn, arch.task, validation, device),
             "seconds": seconds,
             "images_per_s": seen / seconds if seconds > 0 else 0.0,
         }
         history.append(metrics)
-        log(
-            f"epoch {epoch + 1}/{config.epochs}: train_loss {metrics['train_loss']:.4f} "
-            f"val_loss {val_loss:.4f} val_psnr {metrics['val_psnr']:.2f} dB "
-            f"val_ssim {metrics['val_ssim']:.3f}"
-            + (f" val_scene_psnr {metrics['val_scene_psnr']:.2f} dB" if val_scenes else "")
-            + f" ({seconds:.1f} s, "
-            f"{metrics['images_per_s']:,.0f} img/s)"
-        )
+        log(_epoch_line(metrics, config.epochs))
         if out_path is not None:
             save_checkpoint(
                 out_path, model, config, arch_args, epoch + 1, metrics, history, optimizer
             )
     return FitResult(model.eval(), history, metrics, out_path)
+
+
+def _bf16_wanted(config: TrainConfig, device: torch.device, log: Callable[[str], Any]) -> bool:
+    """bf16 autocast: convolutions in bfloat16 (AVX512-BF16 / tensor cores), weights, loss and
+    optimizer in fp32. Measured 1.6x faster unet_small training on an AVX-512 CPU."""
+    use_bf16 = config.precision == "bf16"
+    if use_bf16 and device.type == "cpu" and not cpu_has_native_bf16():
+        log(
+            "warning: this CPU has no native bfloat16 (AVX512-BF16 or AMX); bf16 is emulated "
+            "and slow (unet_ctx trained at 33 images/s on an AVX2-only CPU): use --precision fp32"
+        )
+    return use_bf16
+
+
+def _validation(config: TrainConfig, val_x: np.ndarray) -> Validation:
+    # Validation always uses the same fixed noise; a blind model is validated on the
+    # reference setting (Gaussian sigma 0.5) so its numbers compare with the specialists'.
+    val_kind, val_level = eval_noise(config.to_dict())
+    val_noisy = add_noise(val_x, val_kind, val_level, EVAL_NOISE_SEED)
+    return Validation(val_x, val_noisy, validation_scenes(config, val_x[:, 0]))
+
+
+def _start_from(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    config: TrainConfig,
+    ckpt: dict[str, Any] | None,
+    resume_from: Path | None,
+    log: Callable[[str], Any],
+) -> tuple[list[dict[str, float]], int]:
+    """Load a resumed checkpoint's weights and optimizer (or --init-from's weights); the
+    history so far and the number of epochs it holds."""
+    if ckpt is None:
+        if config.init_from is not None:
+            log(init_weights(model, Path(config.init_from)))
+        return [], 0
+    model.load_state_dict(ckpt["model_state"])
+    if ckpt.get("optimizer_state"):
+        optimizer.load_state_dict(ckpt["optimizer_state"])
+        for group in optimizer.param_groups:  # this run's --lr, not the saved one
+            group["lr"] = config.lr
+    start_epoch = int(ckpt["epoch"])
+    log(f"resuming {config.arch} from {resume_from} after epoch {start_epoch}")
+    return list(ckpt["history"]), start_epoch
+
+
+@dataclass(frozen=True)
+class _Step:
+    """What one optimisation step needs, gathered once per epoch."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    loss_fn: nn.Module
+    device: torch.device
+    fully_convolutional: bool
+    use_bf16: bool
+
+
+def train_epoch(
+    step: _Step,
+    config: TrainConfig,
+    epoch: int,
+    steps: int,
+    batches: Iterator[tuple[np.ndarray, np.ndarray]],
+    bar: Progress,
+) -> tuple[float, int]:
+    """One epoch of `steps` optimiser steps; (sum of per-image losses, images seen)."""
+    train_mode(step.model, config.freeze_bn)
+    running, seen = 0.0, 0
+    for i in range(steps):
+        if config.lr_schedule == "cosine":
+            done = (epoch * steps + i) / (config.epochs * steps)
+            for group in step.optimizer.param_groups:
+                group["lr"] = config.lr * 0.5 * (1.0 + math.cos(math.pi * done))
+        inputs, targets = next(batches)
+        x = _as_model_input(torch.from_numpy(inputs).to(step.device), step.fully_convolutional)
+        y = torch.from_numpy(targets).to(step.device)
+        step.optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(step.device.type, dtype=torch.bfloat16, enabled=step.use_bf16):
+            pred = step.model(x)
+        loss = step.loss_fn(pred.float(), y)
+        loss.backward()
+        step.optimizer.step()
+        running += loss.item() * len(targets)
+        seen += len(targets)
+        bar.update(1, loss=running / seen)
+    bar.close()
+    return running, seen
+
+
+def evaluate(
+    model: nn.Module, loss_fn: nn.Module, task: str, validation: Validation, device: torch.device
+) -> dict[str, float]:
+    """Validation loss, PSNR and SSIM (and on the fixed scenes, when there are some)."""
+    restored = predict(model, model_input(task, validation.clean, validation.noisy), device)
+    with torch.no_grad():
+        val_loss = float(loss_fn(torch.from_numpy(restored), torch.from_numpy(validation.clean)))
+    return {
+        "val_loss": val_loss,
+        **{f"val_{k}": v for k, v in score(validation.clean, restored).items()},
+        **(_scene_metrics(model, validation.scenes, task, device) if validation.scenes else {}),
+    }
+
+
+def _epoch_line(metrics: dict[str, float], epochs: int) -> str:
+    scene = metrics.get("val_scene_psnr")
+    return (
+        f"epoch {metrics['epoch']}/{epochs}: train_loss {metrics['train_loss']:.4f} "
+        f"val_loss {metrics['val_loss']:.4f} val_psnr {metrics['val_psnr']:.2f} dB "
+        f"val_ssim {metrics['val_ssim']:.3f}"
+        + (f" val_scene_psnr {scene:.2f} dB" if scene is not None else "")
+        + f" ({metrics['seconds']:.1f} s, {metrics['images_per_s']:,.0f} img/s)"
+    )

@@ -18,6 +18,7 @@ from typing import Any
 import typer
 from typer.core import TyperGroup
 
+from denoise_cli.core import __version__
 from denoise_cli.core.errors import EXIT_INTERRUPTED, DenoiseError, MissingDependency
 
 
@@ -59,12 +60,32 @@ class CommandGroup(TyperGroup):
             ctx.exit(EXIT_INTERRUPTED)
 
 
+def _show_version(ctx: typer.Context, value: bool) -> None:
+    if value:
+        typer.echo(f"{ctx.find_root().info_name} {__version__}")
+        raise typer.Exit()
+
+
+def _version_option(
+    version: bool = typer.Option(
+        False,
+        "--version",
+        callback=_show_version,
+        is_eager=True,
+        expose_value=False,
+        help="Print the version and exit.",
+    ),
+) -> None:
+    """The app's own options, before any command: only --version."""
+
+
 def app(help: str, default_command: str | None = None) -> typer.Typer:
-    """A Typer app of several commands under the shared error policy."""
+    """A Typer app of several commands under the shared error policy, with --version."""
     group = type("Group", (CommandGroup,), {"default_command": default_command})
     return typer.Typer(
         cls=group,
         help=help,
+        callback=_version_option,
         add_completion=False,
         rich_markup_mode=None,
         no_args_is_help=True,

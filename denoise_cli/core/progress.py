@@ -1,6 +1,7 @@
 """A dependency-free progress line: rate, ETA and extra fields, redrawn in place on a terminal.
 
-Off a terminal (CI logs, pipes) it prints nothing per step; callers print their own summaries.
+Off a terminal (CI logs, pipes) it prints nothing per step, unless asked for a plain line every
+so many seconds (`every`): a long job in a log should still show it is alive.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ class Progress:
         unit: str = "img",
         stream: TextIO | None = None,
         enabled: bool | None = None,
+        every: float | None = None,
     ) -> None:
         self.total, self.desc, self.unit = total, desc, unit
         self.stream = stream or sys.stderr
@@ -35,6 +37,8 @@ class Progress:
         self.fields: dict[str, str] = {}
         self.start = time.perf_counter()
         self._last_draw = 0.0
+        self.every = every  # seconds between plain lines off a terminal; None: no lines
+        self._last_line = self.start
 
     @property
     def rate(self) -> float:
@@ -50,8 +54,12 @@ class Progress:
         if self.enabled and now - self._last_draw >= 0.1:
             self._last_draw = now
             self._draw()
+        elif not self.enabled and self.every is not None and now - self._last_line >= self.every:
+            self._last_line = now
+            self.stream.write(self._line() + "\n")
+            self.stream.flush()
 
-    def _draw(self) -> None:
+    def _line(self) -> str:
         rate = self.rate
         parts = [self.desc] if self.desc else []
         if self.total:
@@ -62,7 +70,10 @@ class Progress:
         else:
             parts.append(f"{self.done} {self.unit} {rate:,.0f} {self.unit}/s")
         parts += [f"{k}={v}" for k, v in self.fields.items()]
-        self.stream.write("\r" + "  ".join(parts) + "\x1b[K")
+        return "  ".join(parts)
+
+    def _draw(self) -> None:
+        self.stream.write("\r" + self._line() + "\x1b[K")
         self.stream.flush()
 
     def close(self) -> None:

@@ -1,0 +1,40 @@
+"""The Python API in one place (README, "Python API"): import from here, since the modules
+behind these names may move as the package is reorganised.
+
+    from denoise_cli.api import Denoiser, Job, denoise_tree
+"""
+
+from __future__ import annotations
+
+from denoise_cli.errors import (
+    DenoiseError,
+    ImageError,
+    Interrupted,
+    ModelError,
+    ProviderError,
+    UsageError,
+)
+from denoise_cli.job import Job
+from denoise_cli.ray_runner import RayRunner
+from denoise_cli.report import RunReport
+from denoise_cli.runners import denoise_tree, run_job
+from denoise_cli.session import Denoiser, bundled_models
+from denoise_cli.transforms import Denoise, Noisify
+
+__all__ = [
+    "Denoise",
+    "DenoiseError",
+    "Denoiser",
+    "ImageError",
+    "Interrupted",
+    "Job",
+    "ModelError",
+    "Noisify",
+    "ProviderError",
+    "RayRunner",
+    "RunReport",
+    "UsageError",
+    "bundled_models",
+    "denoise_tree",
+    "run_job",
+]
