@@ -96,30 +96,30 @@ class Output:
             self.bar.close()
 
 
-def _write_report(path: Path | None, data: dict) -> bool:
-    """Write the JSON report; say why not (and return False) rather than crash after the work."""
+def _write_report(path: Path | None, data: dict, inputs: tuple[str | Path, ...]) -> bool:
+    """Write the JSON report under the one rule for written files (denoise_cli.safety); say why
+    not (and return False) rather than crash after the work."""
     if path is None:
         return True
-    from denoise_cli.core.atomic import write_atomic
+    from denoise_cli.safety import write_output_file
 
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic((json.dumps(data, indent=2) + "\n").encode(), path)
+        write_output_file(path, (json.dumps(data, indent=2) + "\n").encode(), inputs, "report")
+    except UsageError as exc:
+        _err(f"error: cannot write the report: {exc}")
+        return False
     except OSError as exc:
         _err(f"error: cannot write the report {path}: {exc.strerror or exc}")
         return False
     return True
 
 
-def _check_report_path(path: Path | None, in_location: str | Path) -> None:
-    """A report never lands on an input: not inside the input tree, not on an image."""
-    if path is None:
-        return
-    if path.is_dir():
-        raise UsageError(f"{path}: the report path is a folder; name a file")
-    real, real_in = os.path.realpath(path), os.path.realpath(in_location)
-    if real == real_in or real.startswith(real_in.rstrip(os.sep) + os.sep):
-        raise UsageError(f"{path}: the report would be written inside the input {in_location}")
+def _check_report_path(path: Path | None, inputs: tuple[str | Path, ...]) -> None:
+    """A report never lands on an input, a device or a link (see denoise_cli.safety)."""
+    if path is not None:
+        from denoise_cli.safety import check_output_file
+
+        check_output_file(path, inputs, "the report")
 
 
 def run_and_report(
@@ -135,7 +135,7 @@ def run_and_report(
     from denoise_cli.runners import run_job
     from denoise_cli.walk import FileJob, check_roots, plan_jobs
 
-    _check_report_path(report_path, in_location)
+    _check_report_path(report_path, (in_location,))
     total = None
     local = "://" not in str(in_location) and "://" not in str(out_location)
     if not quiet and not jsonl and sys.stderr.isatty() and local:
@@ -149,7 +149,7 @@ def run_and_report(
     except Interrupted as exc:
         out.close()
         report = exc.report
-        _write_report(report_path, report.to_dict())
+        _write_report(report_path, report.to_dict(), (in_location,))
         _err(
             f"\ninterrupted ({exc.signal_name}) after {report.written:,} written "
             f"({report.failed:,} failed); every written file is complete: rerun the same "
@@ -159,7 +159,7 @@ def run_and_report(
         raise typer.Exit(code) from None
     finally:
         out.close()
-    report_ok = _write_report(report_path, report.to_dict())
+    report_ok = _write_report(report_path, report.to_dict(), (in_location,))
     if out.jsonl:
         out.event({"event": "done", **report.to_dict()})
     elif not quiet:
@@ -280,11 +280,16 @@ def score(
     """Score RESULTS against clean REFERENCES: mean PSNR and SSIM per folder and overall."""
     from denoise_cli.score import score_tree
 
-    if json_path is not None and json_path.is_dir():
-        commands.fail(f"{json_path}: --json names a folder; name a file", EXIT_USAGE)
+    if json_path is not None:
+        from denoise_cli.safety import check_output_file
+
+        try:
+            check_output_file(json_path, (results, references), "--json")
+        except UsageError as exc:
+            commands.fail(str(exc), EXIT_USAGE)
     report = score_tree(results, references)
     typer.echo(report.markdown(), nl=False)
-    json_ok = _write_report(json_path, report.to_dict())
+    json_ok = _write_report(json_path, report.to_dict(), (results, references))
     for rel in report.missing[:MAX_LISTED_FAILURES]:
         _err(f"missing: {rel}: no result found in {results}")
     for f in report.failures[:MAX_LISTED_FAILURES]:

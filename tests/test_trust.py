@@ -307,7 +307,7 @@ def test_a_folder_named_like_a_command_is_an_input_through_run(tmp_path, src, mo
 
 def test_score_json_at_a_folder_is_a_usage_error(tmp_path, src):
     result = run("score", src, src, "--json", tmp_path)
-    assert result.exit_code == 2 and "names a folder" in result.output
+    assert result.exit_code == 2 and "is a folder; name a file" in result.output
 
 
 # --- limits ---------------------------------------------------------------------------------
@@ -405,3 +405,70 @@ def test_a_killed_runs_temporary_files_are_cleared_by_the_next_run(tmp_path, noi
     assert result.exit_code == 0, result.output
     assert not stale.exists() and live.exists() and mine.read_text() == "keep"
     assert sorted(p.name for p in (out / "sub").glob("*.png")) == ["0.png", "1.png", "2.png"]
+
+
+# --- round three: one rule for every file written (denoise_cli.safety) ------------------------
+
+
+def test_score_json_onto_a_reference_or_a_result_is_refused(tmp_path, src):
+    results = tmp_path / "results"
+    assert run(src, results).exit_code == 0
+    before, results_before = tree_hash(src), tree_hash(results)
+    for target in (src / "0.png", src / "sub" / "new.json", results / "scores.json"):
+        result = run("score", results, src, "--json", target)
+        assert result.exit_code == 2, result.output
+        assert "--json" in result.output and "inside the input" in result.output
+    assert tree_hash(src) == before and tree_hash(results) == results_before
+
+
+@pytest.mark.parametrize("kind", ["device", "link to a device", "fifo", "link to a file"])
+def test_reports_never_replace_devices_or_follow_links(tmp_path, src, kind):
+    target, outside = tmp_path / "report.json", tmp_path / "kept.json"
+    outside.write_text("mine")
+    if kind == "device":
+        target = Path("/dev/full")
+    elif kind == "link to a device":
+        target.symlink_to("/dev/null")
+    elif kind == "fifo":
+        os.mkfifo(target)
+    else:
+        target.symlink_to(outside)
+    before = os.lstat(target)
+    for args in (["--report", target], ["score", src, src, "--json", target]):
+        command = [src, tmp_path / "out", *args] if args[0] == "--report" else args
+        result = run(*command)
+        assert result.exit_code == 2, result.output
+        assert result.output.startswith("error: ") and "Traceback" not in result.output
+    after = os.lstat(target)
+    assert (after.st_mode, after.st_ino, after.st_rdev) == (before.st_mode, before.st_ino,
+                                                            before.st_rdev)  # fmt: skip
+    assert outside.read_text() == "mine" and not (tmp_path / "out").exists()
+
+
+def test_a_report_swapped_for_a_device_link_after_the_check_is_not_written_through(tmp_path):
+    from denoise_cli.safety import write_output_file
+
+    target = tmp_path / "r.json"
+    target.symlink_to("/dev/full")
+    with pytest.raises(Exception, match="symlink"):
+        write_output_file(target, b"{}")
+    assert target.is_symlink()
+
+
+def test_train_and_export_refuse_outputs_under_the_same_rule(tmp_path):
+    bin_dir = Path(sys.executable).parent
+    checkpoint = tmp_path / "model.pt"
+    checkpoint.write_bytes(b"weights")
+    link = tmp_path / "link.onnx"
+    link.symlink_to("/dev/null")
+    calls = [
+        [bin_dir / "denoise-export", "export", checkpoint, "-o", checkpoint],
+        [bin_dir / "denoise-export", "export", checkpoint, "-o", link],
+        [bin_dir / "denoise-train", "fit", "--dry-run", "--out", link],
+        [bin_dir / "denoise-train", "fit", "--dry-run", "--out", "/dev/full"],
+    ]
+    for call in calls:
+        done = subprocess.run([str(c) for c in call], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 2, (call, done.stderr)
+        assert "error:" in done.stderr and "Traceback" not in done.stderr
+    assert checkpoint.read_bytes() == b"weights" and link.is_symlink()
