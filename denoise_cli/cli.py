@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -19,8 +20,6 @@ from denoise_cli.core import commands
 from denoise_cli.core.errors import (
     EXIT_CODES_HELP,
     EXIT_FAILED,
-    EXIT_INTERRUPTED,
-    EXIT_TERMINATED,
     EXIT_USAGE,
     UsageError,
 )
@@ -155,7 +154,7 @@ def run_and_report(
             f"({report.failed:,} failed); every written file is complete: rerun the same "
             "command to continue"
         )
-        code = EXIT_TERMINATED if exc.signal_name == "SIGTERM" else EXIT_INTERRUPTED
+        code = 128 + int(getattr(signal, exc.signal_name, signal.SIGINT))  # 130, 143, 129
         raise typer.Exit(code) from None
     finally:
         out.close()
@@ -176,7 +175,11 @@ def run_and_report(
         if report.failed > MAX_LISTED_FAILURES:
             more = report.failed - MAX_LISTED_FAILURES
             _err(f"  ... and {more} more" + (" (all in --report)" if report_path else ""))
-    if report.failures or not report_ok:
+    for warning in report.warnings:
+        _err(f"warning: {warning}")
+    if report.unfinished:  # never claimed done: every planned file is accounted for
+        _err(f"error: {report.unfinished:,} file(s) were not processed; rerun to finish them")
+    if report.failures or report.unfinished or not report_ok:
         raise typer.Exit(EXIT_FAILED)
 
 
@@ -188,6 +191,7 @@ def denoise_job(
     threads: int | None,
     max_pixels: int,
     jpeg_quality: int,
+    model_timeout: float = 600.0,
 ) -> Job:
     """The Job that `run` and `ray` describe: --batch-size is both the most images per model
     call (in `denoise`) and the files per work chunk, said here once."""
@@ -200,6 +204,7 @@ def denoise_job(
         threads=threads,
         max_pixels=max_pixels,
         jpeg_quality=jpeg_quality,
+        model_timeout=model_timeout,
     )
 
 
@@ -237,6 +242,9 @@ def run(
     precision: Precision = typer.Option("auto", help=PRECISION_HELP),
     max_pixels: int = typer.Option(DEFAULT_MAX_PIXELS, min=1, help="Refuse larger images."),
     jpeg_quality: int = typer.Option(DEFAULT_JPEG_QUALITY, min=1, max=100),
+    model_timeout: float = typer.Option(
+        600.0, help="Seconds one model call may take; its files fail after that."
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only errors."),
     jsonl: bool = typer.Option(False, "--jsonl", help="JSON lines on stdout, one per event."),
     report: Path | None = typer.Option(None, help="Write a JSON report (counts, failures...)."),
@@ -246,7 +254,7 @@ def run(
             raise UsageError(f"{location}: URIs are read and written by `denoise-batch ray`")
     job = denoise_job(
         Denoise(model, device, invert.value, batch_size, tile, precision.value),
-        output_format.value, overwrite, workers, threads, max_pixels, jpeg_quality,
+        output_format.value, overwrite, workers, threads, max_pixels, jpeg_quality, model_timeout,
     )  # fmt: skip
     run_and_report(job, in_dir, out_dir, quiet, jsonl, report)
 
@@ -323,6 +331,9 @@ def ray_command(
     precision: Precision = typer.Option("auto", help=PRECISION_HELP),
     max_pixels: int = typer.Option(DEFAULT_MAX_PIXELS, min=1, help="Refuse larger images."),
     jpeg_quality: int = typer.Option(DEFAULT_JPEG_QUALITY, min=1, max=100),
+    model_timeout: float = typer.Option(
+        600.0, help="Seconds one model call may take; its files fail after that."
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
     jsonl: bool = typer.Option(False, "--jsonl", help="JSON lines on stdout, one per event."),
     report: Path | None = typer.Option(None, help="Write a JSON report."),
@@ -332,7 +343,7 @@ def ray_command(
 
     job = denoise_job(
         Denoise(model, device, invert.value, batch_size, tile, precision.value),
-        output_format.value, overwrite, workers, threads, max_pixels, jpeg_quality,
+        output_format.value, overwrite, workers, threads, max_pixels, jpeg_quality, model_timeout,
     ).with_(cpus=max(1, round(workers * cpus_per_worker)))  # fmt: skip
     runner = RayRunner(address, cpus_per_worker, gpus_per_worker)
     run_and_report(job, in_dir, out_dir, quiet, jsonl, report, runner)

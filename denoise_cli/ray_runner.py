@@ -2,7 +2,7 @@
 
 A `Runner` for runners.run_job: the driver plans exactly as a local run does (same planner, same
 recorder); Ray Data then feeds chunks of files to a pool of actors, each building its transform
-(one onnxruntime session) from the same Job and running the same `process_chunk` with the same
+(one onnxruntime session) from the same Job and running the same chunk.ChunkWorker with the same
 trees: decode, check, encode, atomic write. IN and OUT are local paths that every worker sees (a
 shared file system) or URIs that pyarrow opens (s3://bucket/prefix, gs://..., file://...), read
 and written by the workers themselves.
@@ -17,12 +17,13 @@ import warnings
 from collections.abc import Iterator
 from typing import Any
 
+from denoise_cli.chunk import ChunkWorker
 from denoise_cli.core.errors import MissingDependency
 from denoise_cli.errors import first_line
 from denoise_cli.job import Job
 from denoise_cli.plan import SourceTree, TargetTree
 from denoise_cli.report import Outcome
-from denoise_cli.runners import Run, process_chunk
+from denoise_cli.runners import Run
 from denoise_cli.walk import FileJob
 
 #: Restarts of an actor, and retries of a chunk whose actor died (node lost, process killed).
@@ -34,16 +35,14 @@ class ChunkActor:
     """A Ray Data actor: one transform (one onnxruntime session) for its whole life."""
 
     def __init__(self, job: Job, threads: int, source: SourceTree, target: TargetTree) -> None:
-        self.job, self.source, self.target = job, source, target
-        self.transform = job.transform.build(threads)
+        self.worker = ChunkWorker(job.transform.build(threads), job, source, target)
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list[str]]:
         files = [
             FileJob(str(src), str(rel), str(dst))
             for src, rel, dst in zip(batch["src"], batch["rel"], batch["dst"], strict=True)
         ]
-        outcomes: list[Outcome] = []
-        process_chunk(files, self.transform, self.job, self.source, self.target, outcomes)
+        outcomes = self.worker.run(files)
         return {
             "rel": [o.rel for o in outcomes],
             "output": [o.output for o in outcomes],
