@@ -436,6 +436,8 @@ class Denoiser:
         for img in items:
             if img.ndim != 2:
                 raise UsageError(f"expected 2-D grayscale images, got shape {img.shape}")
+            if img.size == 0:
+                raise UsageError(f"an image of shape {img.shape} has no pixels to denoise")
         results: list[np.ndarray | None] = [None] * len(items)
         by_shape: dict[tuple[int, int], list[int]] = {}
         for i, img in enumerate(items):
