@@ -373,7 +373,22 @@ def info(
         typer.echo(f"warning: {' and '.join(clash)} are both installed; keep only one")
 
 
+def _reopen_closed_std_streams() -> None:
+    """`2>&-`: a closed stderr made every message an error (exit 1 before any work), and the
+    first file opened would have taken descriptor 2 and received them. /dev/null takes it."""
+    for fd, name, mode in ((0, "stdin", "r"), (1, "stdout", "w"), (2, "stderr", "w")):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+            setattr(sys, name, open(fd, mode, closefd=False))  # noqa: SIM115
+
+
 def main() -> None:
+    _reopen_closed_std_streams()
     app(prog_name="denoise-batch")
 
 

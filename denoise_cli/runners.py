@@ -30,12 +30,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from denoise_cli.chunk import ChunkWorker, check_results
-from denoise_cli.errors import Interrupted
+from denoise_cli.chunk import ChunkWorker, ModelTimeout, call_watched, check_results
+from denoise_cli.errors import Interrupted, ModelError
 from denoise_cli.job import Job
 from denoise_cli.plan import SourceTree, TargetTree, open_trees, plan
 from denoise_cli.pool import HelperPool
 from denoise_cli.report import Event, Recorder, RunReport
+from denoise_cli.streamed import Stopped
 from denoise_cli.transforms import Transform
 from denoise_cli.walk import FileJob
 
@@ -124,7 +125,9 @@ def run_local(run: Run, chunks: Iterator[list[FileJob]]) -> None:
         if run.workers > 1 and sys.platform == "linux" and not run.stop() and _forks_early(run.job):
             pool = HelperPool(run, run.workers - 1, "fork")
             pool.start()
-        transform = run.job.transform.build(run.threads)  # a bad model: refused before any file
+        transform = _build(run)  # a bad model: refused before any file
+        if transform is None:  # stopped while the model loaded
+            return
         getattr(run.target, "open", lambda: None)()  # OUT, now that there is work for it
         run.recorder.started(transform.describe(), run.workers, run.threads)
     except BaseException:
@@ -149,6 +152,22 @@ def run_local(run: Run, chunks: Iterator[list[FileJob]]) -> None:
     pool = pool or HelperPool(run, run.workers - 1, start_method(transform))
     pool.method = start_method(transform)  # replacements start as the parent is now
     pool.run_chunks(chunks, work_here)
+
+
+def _build(run: Run) -> Transform | None:
+    """The transform, built under the model watchdog: loading runs the model once (a check),
+    and a model that never returns must neither hold the run nor ignore a signal."""
+    try:
+        return call_watched(
+            lambda: run.job.transform.build(run.threads), run.job.model_timeout, run.stop
+        )
+    except ModelTimeout:
+        raise ModelError(
+            f"the model did not finish its load check within {run.job.model_timeout:g} s "
+            "(the model timeout)"
+        ) from None
+    except Stopped:
+        return None
 
 
 def _forks_early(job: Job) -> bool:

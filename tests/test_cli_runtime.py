@@ -741,9 +741,7 @@ def test_a_helper_that_cannot_load_the_model_costs_nothing(tmp_path, noisy_digit
     assert report.written == 60 and report.failed == 0 and report.unfinished == 0
     assert len(files_under(tmp_path / "out")) == 60
     warnings = [e["message"] for e in events if e["event"] == "warning"]
-    assert warnings == [
-        "a worker process could not load the model: RuntimeError: out of memory"
-    ]
+    assert warnings == ["a worker process could not load the model: RuntimeError: out of memory"]
 
 
 def test_the_end_of_a_run_comes_in_small_chunks():

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -566,3 +567,171 @@ def test_two_thousand_nested_folders_take_seconds_not_minutes(tmp_path, src):
     assert result.exit_code == 0, result.output
     assert "6 written, 0 failed" in result.output
     assert took < 30, f"{took:.1f} s"  # 92 s before descriptors (510k stat calls)
+
+
+# --- round three: every file accounted for, bounds before work, no hangs -------------------------
+
+
+def _many(tmp_path, noisy_digits, n: int) -> Path:
+    root = tmp_path / "many"
+    for i in range(n):
+        save_gray(root / f"{i // 200}" / f"{i:05d}.png", noisy_digits[i % 16])
+    return root
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+def test_a_helper_killed_mid_run_costs_no_file(tmp_path, noisy_digits, sig):
+    """SIGTERM to one helper (as a container runtime might) or SIGKILL (the OOM killer): its
+    chunk is retried elsewhere; every file is written, the counts add up, exit 0."""
+    from tests.helpers import start_cli
+    from tests.test_boundary import _wait_for_outputs, children_of
+
+    n = 1200
+    src, out, report = _many(tmp_path, noisy_digits, n), tmp_path / "out", tmp_path / "r.json"
+    args = [str(src), str(out), "--batch-size", "4", "--workers", "2", "--threads", "1"]
+    proc = start_cli([*args, "--report", str(report)])
+    _wait_for_outputs(out)
+    helpers = children_of(proc.pid)
+    assert helpers
+    os.kill(helpers[0], sig)
+    _, stderr = proc.communicate(timeout=300)
+    data = json.loads(report.read_text())
+    assert proc.returncode == 0, stderr
+    assert (data["written"], data["failed"], data["unfinished"]) == (n, 0, 0)
+    assert len(files_under(out)) == n
+
+
+def test_a_file_larger_than_any_image_can_be_is_refused_unread(tmp_path, src):
+    huge = src / "000.png"
+    with open(huge, "wb") as f:
+        f.truncate(30 << 30)  # 30 GB, sparse: it would be read whole before
+    report = tmp_path / "r.json"
+    result = run(src, tmp_path / "out", "--report", report, "--workers", "1")
+    assert result.exit_code == 1, result.output
+    failures = json.loads(report.read_text())["failures"]
+    assert [f["file"] for f in failures] == ["000.png"]
+    assert "more than any image within the pixel limit can take" in failures[0]["error"]
+    assert len(files_under(tmp_path / "out")) == 8
+
+
+def _metadata_model(path: Path, **metadata: str) -> Path:
+    onnx = pytest.importorskip("onnx")
+    from onnx import helper
+
+    _model(path, [helper.make_node("Identity", ["x"], ["y"])])
+    model = onnx.load(str(path))
+    for key, value in metadata.items():
+        model.metadata_props.append(onnx.StringStringEntryProto(key=key, value=value))
+    onnx.save(model, str(path))
+    return path
+
+
+def test_model_metadata_out_of_range_is_refused(tmp_path, src):
+    model = _metadata_model(tmp_path / "m.onnx", size_multiple="6000")
+    result = run(src, tmp_path / "out", "--model", model)
+    assert result.exit_code == 3, result.output
+    assert "metadata size_multiple=6000 is out of range" in result.output
+
+
+def test_a_model_with_a_string_output_is_refused_in_one_line(tmp_path, src):
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Cast", ["x"], ["y"], to=TensorProto.STRING)],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 1, "h", "w"])],
+        [helper.make_tensor_value_info("y", TensorProto.STRING, ["n", 1, "h", "w"])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.save(model, str(tmp_path / "s.onnx"))
+    result = run(src, tmp_path / "out", "--model", tmp_path / "s.onnx")
+    assert result.exit_code == 3, result.output
+    assert "output type tensor(string), needs float" in result.output
+    assert "Traceback" not in result.output
+
+
+def _endless_model(path: Path) -> Path:
+    """y = x after a Loop of 10^12 empty iterations: a model call that never returns."""
+    pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    body = helper.make_graph(
+        [helper.make_node("Identity", ["cond_in"], ["cond_out"])],
+        "body",
+        [
+            helper.make_tensor_value_info("i", TensorProto.INT64, []),
+            helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
+        ],
+        [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, [])],
+    )
+    inits = [
+        numpy_helper.from_array(np.array(10**12, np.int64), "trips"),
+        numpy_helper.from_array(np.array(True), "cond"),
+    ]
+    nodes = [
+        helper.make_node("Loop", ["trips", "cond"], [], body=body),
+        helper.make_node("Identity", ["x"], ["y"]),
+    ]
+    return _model(path, nodes, inits)
+
+
+def test_a_model_call_that_never_returns_fails_its_files_at_the_timeout(tmp_path, src):
+    import time
+
+    model = _endless_model(tmp_path / "endless.onnx")
+    started = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-m", "denoise_cli.cli", str(src / "0.png"), str(tmp_path / "out"),
+         "--model", str(model), "--model-timeout", "2", "--workers", "1"],
+        capture_output=True, text=True, timeout=120, cwd=ROOT,
+    )  # fmt: skip
+    assert time.monotonic() - started < 60
+    assert proc.returncode in (1, 3), proc.stderr  # refused at load, or failed at the timeout
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGHUP, 129)])
+def test_a_signal_stops_a_run_whose_model_never_returns(tmp_path, noisy_digits, sig, code):
+    """A signal while the model is in flight: the run stops within seconds, with a report
+    (onnxruntime cannot be interrupted: the call is left in its thread, helpers are killed)."""
+    import time
+
+    from tests.helpers import start_cli
+
+    src = _many(tmp_path, noisy_digits, 40)
+    model = _endless_model(tmp_path / "endless.onnx")
+    report = tmp_path / "r.json"
+    proc = start_cli([str(src), str(tmp_path / "out"), "--model", str(model),
+                      "--report", str(report), "--batch-size", "4"])  # fmt: skip
+    time.sleep(8)  # loading, then stuck in the model (the load check runs it too)
+    proc.send_signal(sig)
+    _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode in (code, 3), stderr
+    if proc.returncode == code:
+        assert json.loads(report.read_text())["interrupted"] is True
+
+
+def test_a_closed_stderr_does_not_stop_the_run(tmp_path, src):
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        f"{sys.executable} -m denoise_cli.cli {src} {out} 2>&-",
+        shell=True, capture_output=False, timeout=120, cwd=ROOT,
+    )  # fmt: skip
+    assert proc.returncode == 0
+    assert len(files_under(out)) == 8
+
+
+def test_noisify_with_a_poisson_peak_too_large_is_a_usage_error(tmp_path, src):
+    result = run("noisify", src, tmp_path / "out", "--noise", "poisson", "--level", "1e30")
+    assert result.exit_code == 2, result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_zero_by_zero_image_through_the_api_is_a_clear_error():
+    from denoise_cli.errors import UsageError
+    from denoise_cli.session import Denoiser
+
+    with pytest.raises(UsageError, match="no pixels"):
+        Denoiser().denoise([np.zeros((0, 0), np.float32)])
