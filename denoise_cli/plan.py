@@ -56,7 +56,9 @@ class SourceTree(Protocol):
 
     def path(self, rel: str) -> str: ...
 
-    def read(self, src: str) -> bytes: ...
+    def read(self, src: str, max_bytes: int | None = None) -> bytes:
+        """The whole file; one over `max_bytes` is refused (ImageError) before it is read."""
+        ...
 
 
 class TargetTree(Protocol):
@@ -323,8 +325,8 @@ class StorageSource:
     def path(self, rel: str) -> str:
         return rel
 
-    def read(self, src: str) -> bytes:
-        return self.storage.read(src)
+    def read(self, src: str, max_bytes: int | None = None) -> bytes:
+        return self.storage.read(src, max_bytes)
 
 
 class StorageTarget:
