@@ -141,7 +141,7 @@ def test_losing_a_node_mid_run_keeps_the_promise(tmp_path, cluster):
     inodes_at_kill = {p: p.stat().st_ino for p in _outputs(out)}
     node = _processes_under(second_node)
     assert node, "the second node has no processes to lose"
-    assert any(b"MapWorker" in Path(f"/proc/{p}/cmdline").read_bytes() for p in node if
+    assert any(b"ChunkActor" in Path(f"/proc/{p}/cmdline").read_bytes() for p in node if
                Path(f"/proc/{p}/cmdline").exists()), "no actor ran on the second node"  # fmt: skip
     _kill(node)  # the node is gone: raylet, agents, and the actor working on it
     output, _ = proc.communicate(timeout=300)
