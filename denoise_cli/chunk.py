@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from typing import TypeVar, cast
 
@@ -131,17 +132,21 @@ class ChunkWorker:
         """Decode, transform and write `files`; one Outcome per finished file (a stop leaves
         the rest without one: not done, not failed)."""
         self.outcomes, self._groups, self._held = [], {}, 0
-        try:
-            for file in files:
-                if self.should_stop():
-                    break
-                self._take(file)
-            for shape in list(self._groups):
-                if self.should_stop():
-                    break
-                self._run_group(shape)
-        except Stopped:  # asked to stop during a model call: that group is not done
-            pass
+        # Decoders warn about files they still read ("Invalid APNG, will use default PNG
+        # image"): the file's outcome says what matters; a raw warning on stderr does not.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                for file in files:
+                    if self.should_stop():
+                        break
+                    self._take(file)
+                for shape in list(self._groups):
+                    if self.should_stop():
+                        break
+                    self._run_group(shape)
+            except Stopped:  # asked to stop during a model call: that group is not done
+                pass
         self._groups = {}
         return self.outcomes
 

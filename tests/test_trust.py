@@ -735,3 +735,25 @@ def test_a_zero_by_zero_image_through_the_api_is_a_clear_error():
 
     with pytest.raises(UsageError, match="no pixels"):
         Denoiser().denoise([np.zeros((0, 0), np.float32)])
+
+
+def test_a_decoder_warning_does_not_reach_stderr_raw(tmp_path, src):
+    """Pillow warns "Invalid APNG" (an acTL chunk of 0 frames) and decodes the still image."""
+    import io
+    import struct
+
+    from denoise_cli.fastpng import chunk
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.zeros((28, 28, 3), np.uint8)).save(buffer, "PNG")
+    data = buffer.getvalue()
+    after_header = 8 + 8 + 13 + 4
+    actl = chunk(b"acTL", struct.pack(">II", 0, 0))
+    (src / "apng.png").write_bytes(data[:after_header] + actl + data[after_header:])
+    proc = subprocess.run(
+        [sys.executable, "-m", "denoise_cli.cli", str(src), str(tmp_path / "out"), "-q"],
+        capture_output=True, text=True, timeout=120, cwd=ROOT,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "Warning" not in proc.stderr and "APNG" not in proc.stderr
+    assert (tmp_path / "out" / "apng.png").is_file()
