@@ -96,11 +96,11 @@ class Output:
 
 
 def _write_report(path: Path | None, data: dict, inputs: tuple[str | Path, ...]) -> bool:
-    """Write the JSON report under the one rule for written files (denoise_cli.safety); say why
+    """Write the JSON report under the one rule for written files (denoise_cli.core.safety); say why
     not (and return False) rather than crash after the work."""
     if path is None:
         return True
-    from denoise_cli.safety import write_output_file
+    from denoise_cli.core.safety import write_output_file
 
     try:
         write_output_file(path, (json.dumps(data, indent=2) + "\n").encode(), inputs, "report")
@@ -114,9 +114,9 @@ def _write_report(path: Path | None, data: dict, inputs: tuple[str | Path, ...])
 
 
 def _check_report_path(path: Path | None, inputs: tuple[str | Path, ...]) -> None:
-    """A report never lands on an input, a device or a link (see denoise_cli.safety)."""
+    """A report never lands on an input, a device or a link (see denoise_cli.core.safety)."""
     if path is not None:
-        from denoise_cli.safety import check_output_file
+        from denoise_cli.core.safety import check_output_file
 
         check_output_file(path, inputs, "the report")
 
@@ -289,7 +289,7 @@ def score(
     from denoise_cli.score import score_tree
 
     if json_path is not None:
-        from denoise_cli.safety import check_output_file
+        from denoise_cli.core.safety import check_output_file
 
         try:
             check_output_file(json_path, (results, references), "--json")

@@ -14,7 +14,7 @@ import typer
 
 from denoise_cli.core import commands
 from denoise_cli.core.errors import EXIT_CODES_HELP
-from denoise_cli.safety import check_output_file
+from denoise_cli.core.safety import check_output_file
 from denoise_export import runtimes as engines
 from denoise_export.onnx_export import DEFAULT_OPSET, MIN_OPSET
 from denoise_export.variants import PROFILES

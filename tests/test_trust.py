@@ -409,7 +409,7 @@ def test_a_killed_runs_temporary_files_are_cleared_by_the_next_run(tmp_path, noi
     assert sorted(p.name for p in (out / "sub").glob("*.png")) == ["0.png", "1.png", "2.png"]
 
 
-# --- round three: one rule for every file written (denoise_cli.safety) ------------------------
+# --- round three: one rule for every file written (denoise_cli.core.safety) --------------------
 
 
 def test_score_json_onto_a_reference_or_a_result_is_refused(tmp_path, src):
@@ -448,7 +448,7 @@ def test_reports_never_replace_devices_or_follow_links(tmp_path, src, kind):
 
 
 def test_a_report_swapped_for_a_device_link_after_the_check_is_not_written_through(tmp_path):
-    from denoise_cli.safety import write_output_file
+    from denoise_cli.core.safety import write_output_file
 
     target = tmp_path / "r.json"
     target.symlink_to("/dev/full")

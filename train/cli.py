@@ -10,7 +10,7 @@ import typer
 from denoise_cli.core import commands
 from denoise_cli.core.errors import EXIT_CODES_HELP
 from denoise_cli.core.noise import MIXES, NOISE_KINDS
-from denoise_cli.safety import check_output_file
+from denoise_cli.core.safety import check_output_file
 from denoise_train.config import DATA_KINDS, LOSSES, LR_SCHEDULES, PRECISIONS, TrainConfig
 from denoise_train.models import REGISTRY
 
