@@ -56,6 +56,10 @@ def max_file_bytes(max_pixels: int) -> int:
     return max_pixels * MAX_BYTES_PER_PIXEL + METADATA_BYTES
 
 
+#: The name of the threads model calls run in (the CLI looks for ones still running at exit).
+MODEL_CALL_THREAD = "model-call"
+
+
 class ModelTimeout(Exception):
     """A model call overran the job's model timeout (it goes on in its thread, unwaited)."""
 
@@ -74,7 +78,7 @@ def call_watched(call: Callable[[], T], timeout: float, should_stop: Callable[[]
         finally:
             done.set()
 
-    threading.Thread(target=target, name="model-call", daemon=True).start()
+    threading.Thread(target=target, name=MODEL_CALL_THREAD, daemon=True).start()
     deadline = time.monotonic() + timeout
     while not done.wait(0.05):
         if should_stop():

@@ -7,10 +7,12 @@ messages and exit codes in denoise_cli.core.commands (the policy in denoise_cli.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -387,9 +389,27 @@ def _reopen_closed_std_streams() -> None:
             setattr(sys, name, open(fd, mode, closefd=False))  # noqa: SIM115
 
 
+def _exit_past_stuck_model_calls(code: object) -> None:
+    """A model call abandoned by the watchdog (a stop, a timeout) still runs in its thread,
+    inside onnxruntime: letting the interpreter finalize around it aborted the process
+    ("terminate called without an active exception", exit -6) after the report was written.
+    Everything is flushed and reported by now: leave without finalizing."""
+    from denoise_cli.chunk import MODEL_CALL_THREAD
+
+    if any(t.name == MODEL_CALL_THREAD and t.is_alive() for t in threading.enumerate()):
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os._exit(code if isinstance(code, int) else EXIT_FAILED)
+
+
 def main() -> None:
     _reopen_closed_std_streams()
-    app(prog_name="denoise-batch")
+    try:
+        app(prog_name="denoise-batch")
+    except SystemExit as exc:
+        _exit_past_stuck_model_calls(exc.code)
+        raise
 
 
 if __name__ == "__main__":
