@@ -182,10 +182,11 @@ class HelperPool:
         done = {o.rel for o in outcomes}
         rest = [f for f in assignment.files if f.rel not in done]
         if rest and not self.run.stop():  # stopped alone (SIGTERM to it): the rest elsewhere
-            self.retries.append(Assignment(rest, assignment.attempts + 1))
+            self.retries.append(Assignment(rest, assignment.attempts))
 
     def _lost(self, helper: Helper) -> None:
-        """A helper ended: its chunk in hand is retried (or failed, the second time), the
+        """A helper ended: its chunk in hand is retried (or failed, the second time it killed
+        a helper; a helper that left cleanly, after a SIGTERM of its own, costs no try), the
         chunks behind it go elsewhere, and a new helper takes its place."""
         self.helpers.remove(helper)
         helper.conn.close()
@@ -196,7 +197,7 @@ class HelperPool:
         for i, assignment in enumerate(helper.queue):
             if stopping:
                 continue  # not done, not failed: the rerun does it
-            if i == 0 and helper.broken is None:
+            if i == 0 and helper.broken is None and helper.process.exitcode != 0:
                 assignment.attempts += 1
                 if assignment.attempts >= MAX_ATTEMPTS:
                     self._fail(assignment.files, reason)
