@@ -680,6 +680,58 @@ def _endless_model(path: Path) -> Path:
     return _model(path, [helper.make_node("Loop", ["trips", "cond", "x"], ["y"], body=body)], inits)
 
 
+def _endless_above_28(path: Path) -> Path:
+    """Identity for 28-row images (the load check's), a Loop of (H - 28) * 10^12 iterations
+    for taller ones: a model that hangs only on real files."""
+    _endless_model(path)
+    import onnx
+    from onnx import helper, numpy_helper
+
+    model = onnx.load(str(path))
+    graph = model.graph
+    graph.initializer.extend(
+        [
+            numpy_helper.from_array(np.array(2, np.int64), "two"),
+            numpy_helper.from_array(np.array(28, np.int64), "side"),
+            numpy_helper.from_array(np.array(10**12, np.int64), "big"),
+        ]
+    )
+    loop = graph.node.pop()
+    graph.node.extend(
+        [
+            helper.make_node("Shape", ["x"], ["shape"]),
+            helper.make_node("Gather", ["shape", "two"], ["h"]),
+            helper.make_node("Sub", ["h", "side"], ["extra"]),
+            helper.make_node("Mul", ["extra", "big"], ["many"]),
+        ]
+    )
+    loop.input[0] = "many"
+    graph.node.append(loop)
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_model_call_that_overruns_fails_its_files_and_the_rest_are_written(
+    tmp_path, src, workers
+):
+    """In this process or in a helper (which then makes way for a new one)."""
+    model = _endless_above_28(tmp_path / "tall.onnx")
+    save_gray(src / "tall.png", np.zeros((40, 28), np.float32))
+    report = tmp_path / "r.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "denoise_cli.cli", str(src), str(tmp_path / "out"), "--model",
+         str(model), "--model-timeout", "2", "--workers", workers, "--batch-size", "2",
+         "--report", str(report)],
+        capture_output=True, text=True, timeout=120, cwd=ROOT,
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stderr
+    data = json.loads(report.read_text())
+    assert (data["written"], data["failed"], data["unfinished"]) == (8, 1, 0)
+    assert data["failures"][0]["file"] == "tall.png"
+    assert "model call took over 2 s" in data["failures"][0]["error"]
+
+
 def test_a_model_call_that_never_returns_fails_its_files_at_the_timeout(tmp_path, src):
     import time
 
