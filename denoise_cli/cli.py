@@ -7,9 +7,12 @@ messages and exit codes in denoise_cli.core.commands (the policy in denoise_cli.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +22,6 @@ from denoise_cli.core import commands
 from denoise_cli.core.errors import (
     EXIT_CODES_HELP,
     EXIT_FAILED,
-    EXIT_INTERRUPTED,
-    EXIT_TERMINATED,
     EXIT_USAGE,
     UsageError,
 )
@@ -110,30 +111,30 @@ class Output:
             self.bar.close()
 
 
-def _write_report(path: Path | None, data: dict) -> bool:
-    """Write the JSON report; say why not (and return False) rather than crash after the work."""
+def _write_report(path: Path | None, data: dict, inputs: tuple[str | Path, ...]) -> bool:
+    """Write the JSON report under the one rule for written files (denoise_cli.core.safety); say why
+    not (and return False) rather than crash after the work."""
     if path is None:
         return True
-    from denoise_cli.core.atomic import write_atomic
+    from denoise_cli.core.safety import write_output_file
 
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic((json.dumps(data, indent=2) + "\n").encode(), path)
+        write_output_file(path, (json.dumps(data, indent=2) + "\n").encode(), inputs, "report")
+    except UsageError as exc:
+        _err(f"error: cannot write the report: {exc}")
+        return False
     except OSError as exc:
         _err(f"error: cannot write the report {path}: {exc.strerror or exc}")
         return False
     return True
 
 
-def _check_report_path(path: Path | None, in_location: str | Path) -> None:
-    """A report never lands on an input: not inside the input tree, not on an image."""
-    if path is None:
-        return
-    if path.is_dir():
-        raise UsageError(f"{path}: the report path is a folder; name a file")
-    real, real_in = os.path.realpath(path), os.path.realpath(in_location)
-    if real == real_in or real.startswith(real_in.rstrip(os.sep) + os.sep):
-        raise UsageError(f"{path}: the report would be written inside the input {in_location}")
+def _check_report_path(path: Path | None, inputs: tuple[str | Path, ...]) -> None:
+    """A report never lands on an input, a device or a link (see denoise_cli.core.safety)."""
+    if path is not None:
+        from denoise_cli.core.safety import check_output_file
+
+        check_output_file(path, inputs, "the report")
 
 
 def run_and_report(
@@ -149,7 +150,7 @@ def run_and_report(
     from denoise_cli.runners import run_job
     from denoise_cli.walk import FileJob, check_roots, plan_jobs
 
-    _check_report_path(report_path, in_location)
+    _check_report_path(report_path, (in_location,))
     total = None
     local = "://" not in str(in_location) and "://" not in str(out_location)
     if not quiet and not jsonl and sys.stderr.isatty() and local:
@@ -163,17 +164,17 @@ def run_and_report(
     except Interrupted as exc:
         out.close()
         report = exc.report
-        _write_report(report_path, report.to_dict())
+        _write_report(report_path, report.to_dict(), (in_location,))
         _err(
             f"\ninterrupted ({exc.signal_name}) after {report.written:,} written "
             f"({report.failed:,} failed); every written file is complete: rerun the same "
             "command to continue"
         )
-        code = EXIT_TERMINATED if exc.signal_name == "SIGTERM" else EXIT_INTERRUPTED
+        code = 128 + int(getattr(signal, exc.signal_name, signal.SIGINT))  # 130, 143, 129
         raise typer.Exit(code) from None
     finally:
         out.close()
-    report_ok = _write_report(report_path, report.to_dict())
+    report_ok = _write_report(report_path, report.to_dict(), (in_location,))
     if out.jsonl:
         out.event({"event": "done", **report.to_dict()})
     elif not quiet:
@@ -190,7 +191,11 @@ def run_and_report(
         if report.failed > MAX_LISTED_FAILURES:
             more = report.failed - MAX_LISTED_FAILURES
             _err(f"  ... and {more} more" + (" (all in --report)" if report_path else ""))
-    if report.failures or not report_ok:
+    for warning in report.warnings:
+        _err(f"warning: {warning}")
+    if report.unfinished:  # never claimed done: every planned file is accounted for
+        _err(f"error: {report.unfinished:,} file(s) were not processed; rerun to finish them")
+    if report.failures or report.unfinished or not report_ok:
         raise typer.Exit(EXIT_FAILED)
 
 
@@ -202,6 +207,7 @@ def denoise_job(
     threads: int | None,
     max_pixels: int,
     jpeg_quality: int,
+    model_timeout: float = 600.0,
 ) -> Job:
     """The Job that `run` and `ray` describe: --batch-size is both the most images per model
     call (`Denoise.batch_size`) and the most files per work chunk (`Job.max_chunk_files`),
@@ -215,6 +221,7 @@ def denoise_job(
         threads=threads,
         max_pixels=max_pixels,
         jpeg_quality=jpeg_quality,
+        model_timeout=model_timeout,
     )
 
 
@@ -251,6 +258,9 @@ def run(
     precision: Precision = typer.Option("auto", help=PRECISION_HELP),
     max_pixels: int = typer.Option(DEFAULT_MAX_PIXELS, min=1, help="Refuse larger images."),
     jpeg_quality: int = typer.Option(DEFAULT_JPEG_QUALITY, min=1, max=100),
+    model_timeout: float = typer.Option(
+        600.0, help="Seconds one model call may take; its files fail after that."
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only errors."),
     jsonl: bool = typer.Option(False, "--jsonl", help="JSON lines on stdout, one per event."),
     report: Path | None = typer.Option(None, help="Write a JSON report (counts, failures...)."),
@@ -260,7 +270,7 @@ def run(
             raise UsageError(f"{location}: URIs are read and written by `denoise-batch ray`")
     job = denoise_job(
         Denoise(model, device, invert.value, batch_size, tile, precision.value),
-        output_format.value, overwrite, workers, threads, max_pixels, jpeg_quality,
+        output_format.value, overwrite, workers, threads, max_pixels, jpeg_quality, model_timeout,
     )  # fmt: skip
     run_and_report(job, in_dir, out_dir, quiet, jsonl, report)
 
@@ -294,11 +304,16 @@ def score(
     """Score RESULTS against clean REFERENCES: mean PSNR and SSIM per folder and overall."""
     from denoise_cli.score import score_tree
 
-    if json_path is not None and json_path.is_dir():
-        commands.fail(f"{json_path}: --json names a folder; name a file", EXIT_USAGE)
+    if json_path is not None:
+        from denoise_cli.core.safety import check_output_file
+
+        try:
+            check_output_file(json_path, (results, references), "--json")
+        except UsageError as exc:
+            commands.fail(str(exc), EXIT_USAGE)
     report = score_tree(results, references)
     typer.echo(report.markdown(), nl=False)
-    json_ok = _write_report(json_path, report.to_dict())
+    json_ok = _write_report(json_path, report.to_dict(), (results, references))
     for rel in report.missing[:MAX_LISTED_FAILURES]:
         _err(f"missing: {rel}: no result found in {results}")
     for f in report.failures[:MAX_LISTED_FAILURES]:
@@ -332,6 +347,9 @@ def ray_command(
     precision: Precision = typer.Option("auto", help=PRECISION_HELP),
     max_pixels: int = typer.Option(DEFAULT_MAX_PIXELS, min=1, help="Refuse larger images."),
     jpeg_quality: int = typer.Option(DEFAULT_JPEG_QUALITY, min=1, max=100),
+    model_timeout: float = typer.Option(
+        600.0, help="Seconds one model call may take; its files fail after that."
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
     jsonl: bool = typer.Option(False, "--jsonl", help="JSON lines on stdout, one per event."),
     report: Path | None = typer.Option(None, help="Write a JSON report."),
@@ -341,7 +359,7 @@ def ray_command(
 
     job = denoise_job(
         Denoise(model, device, invert.value, batch_size, tile, precision.value),
-        output_format.value, overwrite, workers, threads, max_pixels, jpeg_quality,
+        output_format.value, overwrite, workers, threads, max_pixels, jpeg_quality, model_timeout,
     ).with_(cpus=max(1, round(workers * cpus_per_worker)))  # fmt: skip
     runner = RayRunner(address, cpus_per_worker, gpus_per_worker)
     run_and_report(job, in_dir, out_dir, quiet, jsonl, report, runner)
@@ -371,8 +389,41 @@ def info(
         typer.echo(f"warning: {' and '.join(clash)} are both installed; keep only one")
 
 
+def _reopen_closed_std_streams() -> None:
+    """`2>&-`: a closed stderr made every message an error (exit 1 before any work), and the
+    first file opened would have taken descriptor 2 and received them. /dev/null takes it."""
+    for fd, name, mode in ((0, "stdin", "r"), (1, "stdout", "w"), (2, "stderr", "w")):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+            setattr(sys, name, open(fd, mode, closefd=False))  # noqa: SIM115
+
+
+def _exit_past_stuck_model_calls(code: object) -> None:
+    """A model call abandoned by the watchdog (a stop, a timeout) still runs in its thread,
+    inside onnxruntime: letting the interpreter finalize around it aborted the process
+    ("terminate called without an active exception", exit -6) after the report was written.
+    Everything is flushed and reported by now: leave without finalizing."""
+    from denoise_cli.chunk import MODEL_CALL_THREAD
+
+    if any(t.name == MODEL_CALL_THREAD and t.is_alive() for t in threading.enumerate()):
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os._exit(code if isinstance(code, int) else EXIT_FAILED)
+
+
 def main() -> None:
-    app(prog_name="denoise-batch")
+    _reopen_closed_std_streams()
+    try:
+        app(prog_name="denoise-batch")
+    except SystemExit as exc:
+        _exit_past_stuck_model_calls(exc.code)
+        raise
 
 
 if __name__ == "__main__":

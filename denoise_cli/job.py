@@ -36,6 +36,7 @@ class Job:
     max_pixels: int = DEFAULT_MAX_PIXELS  # larger images are refused, per file
     jpeg_quality: int = DEFAULT_JPEG_QUALITY
     chunk_pixels: int = 1 << 24  # decoded pixels a worker holds before it runs the model
+    model_timeout: float = 600.0  # seconds one model call may take before its files fail
 
     def __post_init__(self) -> None:
         if self.output_format not in OUTPUT_FORMATS:
@@ -43,6 +44,8 @@ class Job:
         for name in ("max_chunk_files", "max_pixels", "chunk_pixels"):
             if getattr(self, name) < 1:
                 raise UsageError(f"{name.replace('_', ' ')} must be >= 1")
+        if not self.model_timeout > 0:  # NaN too
+            raise UsageError(f"model timeout must be > 0 seconds, got {self.model_timeout}")
         if not 1 <= self.jpeg_quality <= 100:
             raise UsageError(f"JPEG quality must be 1-100, got {self.jpeg_quality}")
         for name in ("workers", "threads", "cpus"):

@@ -12,6 +12,10 @@ from pathlib import Path
 SUPPORTED_SCHEMA_MAJOR = 1
 
 
+#: The largest values of size metadata a model may bring (a U-Net needs 4, 8 or 16).
+METADATA_LIMITS = {"size_multiple": 256, "receptive_field_radius": 1024}
+
+
 @dataclass(frozen=True)
 class ModelInfo:
     path: str
@@ -49,6 +53,15 @@ class ModelInfo:
             return max(default, int(self.metadata.get(key, str(default))))
         except ValueError:
             return default
+
+    def out_of_range(self) -> str | None:
+        """Why the model's own metadata cannot be trusted (a size multiple of 6000 padded four
+        28x28 digits to 1.2 GB), or None."""
+        for key, limit in METADATA_LIMITS.items():
+            value = self._int(key, 0)
+            if value > limit:
+                return f"metadata {key}={value} is out of range (at most {limit})"
+        return None
 
     @property
     def native_side(self) -> int:

@@ -24,25 +24,31 @@ from typing import Protocol
 from denoise_cli.core.atomic import (
     O_CLOEXEC,
     O_DIRECTORY,
-    O_NOFOLLOW,
     TMP_SUFFIX,
     stale_temporary,
     write_atomic,
 )
+from denoise_cli.dirfd import DirId, FolderCursor, dir_id, open_root, read_at
 from denoise_cli.errors import ImageError, UsageError
-from denoise_cli.images import is_image_name, read_file
+from denoise_cli.images import is_image_name
 from denoise_cli.report import Recorder
 from denoise_cli.storage import Storage, is_uri
-from denoise_cli.walk import FileJob, Folder, Skip, check_roots, output_names, walk_local
+from denoise_cli.walk import (
+    FileJob,
+    Folder,
+    Skip,
+    check_roots,
+    output_names,
+    walk_fds,
+    walk_local,
+)
 
-DirId = tuple[int, int]  # (st_dev, st_ino)
 #: Whether writes can go through directory descriptors here (Linux, macOS, BSDs). Elsewhere
 #: (Windows) each output folder is checked by lstat on its path instead: the same refusals,
 #: with a window between check and write that descriptors close.
 DIR_FD_WRITES = {os.open, os.mkdir, os.rename, os.unlink} <= os.supports_dir_fd and (
     os.listdir in os.supports_fd
 )
-_DIR_NOFOLLOW = os.O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC
 
 
 class SourceTree(Protocol):
@@ -50,7 +56,9 @@ class SourceTree(Protocol):
 
     def path(self, rel: str) -> str: ...
 
-    def read(self, src: str) -> bytes: ...
+    def read(self, src: str, max_bytes: int | None = None) -> bytes:
+        """The whole file; one over `max_bytes` is refused (ImageError) before it is read."""
+        ...
 
 
 class TargetTree(Protocol):
@@ -94,40 +102,46 @@ def plan(
 # --- local trees ----------------------------------------------------------------------------
 
 
-def _dir_id(st: os.stat_result) -> DirId:
-    return st.st_dev, st.st_ino
-
-
-def input_dirs(root: Path) -> frozenset[DirId]:
-    """(device, inode) of every folder of the input tree (symlinked folders are not walked)."""
+def input_dirs(root: Path, root_fd: int | None = None) -> frozenset[DirId]:
+    """(device, inode) of every folder of the input tree (symlinked folders are not walked),
+    listed through descriptors (walk.walk_fds)."""
     if root.is_file():
-        return frozenset({_dir_id(os.stat(root.parent))})
-    found = {_dir_id(os.stat(root))}
-    pending = [os.fspath(root)]
-    while pending:
-        try:
-            with os.scandir(pending.pop()) as it:
-                for entry in it:
-                    if entry.is_dir(follow_symlinks=False):
-                        found.add(_dir_id(entry.stat(follow_symlinks=False)))
-                        pending.append(entry.path)
-        except OSError:  # the planner reports unreadable folders; none of their files is read
+        return frozenset({dir_id(os.stat(root.parent))})
+    found = set()
+    for _, entries in walk_fds(root, root_fd):
+        if isinstance(entries, str):  # the planner reports unreadable folders
             continue
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                with contextlib.suppress(OSError):
+                    found.add(dir_id(entry.stat(follow_symlinks=False)))
+    fd = os.dup(root_fd) if root_fd is not None else open_root(os.fspath(root))
+    try:
+        found.add(dir_id(os.fstat(fd)))
+    finally:
+        os.close(fd)
     return frozenset(found)
 
 
 class LocalSource:
-    """An input folder (or one file). Reads open with O_NOFOLLOW|O_NONBLOCK and check what they
-    opened, so a file swapped for a symlink or a FIFO after the walk is refused, not followed."""
+    """An input folder (or one file), opened once when the run starts; files are read through
+    descriptors of their folders (dirfd), so a file or folder swapped for a symlink or a FIFO
+    after the walk is refused, not followed, and a file larger than any image within the
+    pixel limit can be is refused before it is read."""
 
     def __init__(self, root: Path, out_root: Path) -> None:
         self.root, self.out_root = root, out_root
         self.single = root.is_file()
         self.real_root = os.path.realpath(root)
         self._prefix = os.path.join(root, "")
+        folder = os.fspath(root.parent if self.single else root)
+        self.cursor = FolderCursor(folder, "input folder")
+        if DIR_FD_WRITES:
+            self.cursor.root_fd()  # now: helpers inherit it, or check theirs against it
 
     def folders(self) -> Iterator[Folder]:
-        return walk_local(self.root, self.out_root)
+        fd = self.cursor.root_fd() if DIR_FD_WRITES and not self.single else None
+        return walk_local(self.root, self.out_root, fd)
 
     def path(self, rel: str) -> str:
         # Concatenation, not os.path.join: ~2 us less per file, on the planner's one core.
@@ -137,9 +151,13 @@ class LocalSource:
         """Bytes of `src` (lstat: a symlink's own size is enough to size a chunk)."""
         return os.lstat(src).st_size
 
-    def read(self, src: str) -> bytes:
+    def read(self, src: str, max_bytes: int | None = None) -> bytes:
+        rel = os.path.basename(src) if self.single else src[len(self._prefix) :]
+        folder, _, name = rel.rpartition("/")
         try:
-            return read_file(src, follow=False)
+            if not DIR_FD_WRITES:
+                return _read_path(src, max_bytes, follow=False)
+            return read_at(self.cursor.enter(folder), name, max_bytes)
         except OSError as exc:
             if exc.errno not in (errno.ELOOP, errno.EMLINK):  # EMLINK: FreeBSD's O_NOFOLLOW
                 raise
@@ -147,7 +165,17 @@ class LocalSource:
         real = os.path.realpath(src)
         if not _inside(real, self.real_root):
             raise ImageError("cannot read: now a symlink pointing outside the input tree")
-        return read_file(real, follow=False)
+        return _read_path(real, max_bytes, follow=False)
+
+
+def _read_path(path: str, max_bytes: int | None, follow: bool) -> bytes:
+    """Where there are no descriptors to read through (Windows), and for symlinked files."""
+    folder, name = os.path.split(path)
+    fd = os.open(folder or ".", os.O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+    try:
+        return read_at(fd, name, max_bytes)
+    finally:
+        os.close(fd)
 
 
 def _inside(path: str, root: str) -> bool:
@@ -155,24 +183,35 @@ def _inside(path: str, root: str) -> bool:
 
 
 class LocalTarget:
-    """The output folder. OUT itself is opened once (the user named it, links and all); every
-    folder below is created and entered one by one from there without following symlinks, and
-    refused when it is a folder of the input tree. One folder's descriptor is kept: jobs come
-    folder by folder."""
+    """The output folder, opened once (the user named it, links and all) when the run starts
+    or, if it does not exist yet, when the model has loaded (`open`); other processes check
+    theirs is that folder (device, inode). Every folder below is created and entered one by one
+    from there without following symlinks, and refused when it is a folder of the input
+    tree."""
 
     def __init__(self, root: Path, inputs: frozenset[DirId]) -> None:
         self.root, self.inputs = root, inputs
         self._prefix = os.path.join(root, "")
-        self._root_fd: int | None = None
-        self._folder: tuple[str, int] | None = None  # (relative folder, its open descriptor)
+        self.cursor = FolderCursor(os.fspath(root), "output folder")
         self._checked: tuple[str, str] | None = None  # without descriptors: (folder, its path)
+        if DIR_FD_WRITES and root.is_dir():
+            self._root(create=False)
 
     def __getstate__(self) -> dict:
-        # Descriptors stay in this process (a spawned helper opens its own).
-        return {**self.__dict__, "_root_fd": None, "_folder": None, "_checked": None}
+        return {**self.__dict__, "_checked": None}
 
-    def __del__(self) -> None:
-        self.close()
+    @property
+    def root_id(self) -> DirId | None:
+        return self.cursor.root_id
+
+    def open(self) -> None:
+        """Create and open OUT now (before any helper writes), so every process writes into
+        the folder this one opened."""
+        if DIR_FD_WRITES:
+            self._root(create=True)
+
+    def expect(self, root_id: DirId | None) -> None:
+        self.cursor.expect(root_id)
 
     def path(self, rel: str) -> str:
         return self._prefix + rel
@@ -184,6 +223,8 @@ class LocalTarget:
         unlink: Callable[[str], None]
         try:
             if DIR_FD_WRITES:
+                if not self.root.exists() and not self.cursor.opened:
+                    return set()
                 fd = self._enter(prefix.rstrip("/"), create=False)
                 names, unlink = set(os.listdir(fd)), lambda n: os.unlink(n, dir_fd=fd)
             else:
@@ -210,47 +251,16 @@ class LocalTarget:
         except OSError as exc:
             raise ImageError(f"cannot write {dst}: {exc.strerror or exc}") from None
 
-    def _enter(self, folder: str, create: bool = True) -> int:
-        if self._folder is not None and self._folder[0] == folder:
-            return self._folder[1]
-        if self._root_fd is None:
-            if create:
-                os.makedirs(self.root, exist_ok=True)
-            root_fd = os.open(self.root, os.O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-            try:
-                self._check(root_fd, "")
-            except BaseException:
-                os.close(root_fd)
-                raise
-            self._root_fd = root_fd
-        fd = self._root_fd
-        try:
-            for part in folder.split("/") if folder else ():
-                if part in ("", ".", ".."):
-                    raise ImageError(f"output folder {folder}: not a plain relative path")
-                if create:
-                    with contextlib.suppress(FileExistsError):
-                        os.mkdir(part, dir_fd=fd)
-                try:
-                    sub = os.open(part, _DIR_NOFOLLOW, dir_fd=fd)
-                except OSError as exc:
-                    if exc.errno in (errno.ELOOP, errno.ENOTDIR, errno.EMLINK):
-                        raise ImageError(
-                            f"output folder {folder} is a symlink or not a folder; "
-                            "outputs never follow links"
-                        ) from None
-                    raise
-                previous, fd = fd, sub
-                if previous != self._root_fd:
-                    os.close(previous)
-                self._check(fd, folder)
-        except BaseException:
-            if fd != self._root_fd:
-                os.close(fd)
-            raise
-        self._close_folder()
-        self._folder = (folder, fd)
+    def _root(self, create: bool) -> int:
+        opened = self.cursor.opened
+        fd = self.cursor.root_fd(create)
+        if not opened:
+            self._check(fd, "")
         return fd
+
+    def _enter(self, folder: str, create: bool = True) -> int:
+        self._root(create)
+        return self.cursor.enter(folder, create, self._check)
 
     def _checked_path(self, folder: str, create: bool = True) -> str:
         """Without descriptors: the folder's path, each part created and checked by lstat."""
@@ -281,22 +291,13 @@ class LocalTarget:
         self._check_stat(os.fstat(fd), folder)
 
     def _check_stat(self, st: os.stat_result, folder: str) -> None:
-        if not stat.S_ISDIR(st.st_mode) or _dir_id(st) in self.inputs:
+        if not stat.S_ISDIR(st.st_mode) or dir_id(st) in self.inputs:
             where = f"output folder {folder}" if folder else f"output folder {self.root}"
             raise ImageError(f"{where} is a folder of the input tree; inputs are never written")
 
-    def _close_folder(self) -> None:
-        if self._folder is not None:
-            if self._folder[1] != self._root_fd:
-                os.close(self._folder[1])
-            self._folder = None
-
     def close(self) -> None:
         """Release the descriptors (they are also released when the object goes)."""
-        self._close_folder()
-        if self._root_fd is not None:
-            os.close(self._root_fd)
-            self._root_fd = None
+        self.cursor.close()
 
 
 # --- storage URIs -----------------------------------------------------------------------------
@@ -324,8 +325,8 @@ class StorageSource:
     def path(self, rel: str) -> str:
         return rel
 
-    def read(self, src: str) -> bytes:
-        return self.storage.read(src)
+    def read(self, src: str, max_bytes: int | None = None) -> bytes:
+        return self.storage.read(src, max_bytes)
 
 
 class StorageTarget:
@@ -399,9 +400,11 @@ def open_trees(in_location: str | Path, out_location: str | Path) -> tuple[Sourc
         return StorageSource(source), StorageTarget(target)
     in_root, out_root = Path(in_location), Path(out_location)
     check_roots(in_root, out_root)
-    inputs = input_dirs(in_root)
+    source = LocalSource(in_root, out_root)
+    root_fd = source.cursor.root_fd() if DIR_FD_WRITES and not source.single else None
+    inputs = input_dirs(in_root, root_fd)
     # OUT reached through a bind mount or another path to an input folder: refuse it now, not
     # file by file (every write would be refused anyway).
-    if out_root.is_dir() and _dir_id(os.stat(out_root)) in inputs:
+    if out_root.is_dir() and dir_id(os.stat(out_root)) in inputs:
         raise UsageError(f"{out_root}: output folder is a folder of the input tree")
-    return LocalSource(in_root, out_root), LocalTarget(out_root, inputs)
+    return source, LocalTarget(out_root, inputs)

@@ -1,8 +1,8 @@
-"""The same job on a Ray cluster, through Ray Data (offline batch inference).
+"""The same job on a Ray cluster: chunks of files handed to Ray actors by the driver.
 
 A `Runner` for runners.run_job: the driver plans exactly as a local run does (same planner, same
-recorder); Ray Data then feeds chunks of files to a pool of actors, each building its transform
-(one onnxruntime session) from the same Job and running the same `process_chunk` with the same
+recorder), then hands chunks of files to a pool of actors, each building its transform
+(one onnxruntime session) from the same Job and running the same chunk.ChunkWorker with the same
 trees: decode, check, encode, atomic write. IN and OUT are local paths that every worker sees (a
 shared file system) or URIs that pyarrow opens (s3://bucket/prefix, gs://..., file://...), read
 and written by the workers themselves.
@@ -13,48 +13,55 @@ Ray is optional: `pip install 'denoise-batch[ray]'`. Nothing here imports it at 
 from __future__ import annotations
 
 import contextlib
-import warnings
+from collections import deque
 from collections.abc import Iterator
 from typing import Any
 
+from denoise_cli.chunk import ChunkWorker
 from denoise_cli.core.errors import MissingDependency
 from denoise_cli.errors import first_line
 from denoise_cli.job import Job
 from denoise_cli.plan import SourceTree, TargetTree
 from denoise_cli.report import Outcome
-from denoise_cli.runners import Run, process_chunk
+from denoise_cli.runners import Run
 from denoise_cli.walk import FileJob
 
-#: Restarts of an actor, and retries of a chunk whose actor died (node lost, process killed).
-MAX_RETRIES = 3
+#: Actors that die holding one chunk before its files fail (a chunk that kills its actor).
+MAX_DEATHS = 2
 LOST_ON_RAY = "the Ray cluster could not finish this file's chunk; rerun to retry"
+#: Seconds between looks at the run (a stop request) while chunks are out.
+POLL_S = 0.5
+
+Row = tuple[str, str, str]  # (src, rel, dst): a FileJob as plain strings
 
 
 class ChunkActor:
-    """A Ray Data actor: one transform (one onnxruntime session) for its whole life."""
+    """A Ray actor: one transform (one onnxruntime session) for its whole life."""
 
     def __init__(self, job: Job, threads: int, source: SourceTree, target: TargetTree) -> None:
-        self.job, self.source, self.target = job, source, target
-        self.transform = job.transform.build(threads)
+        self.worker = ChunkWorker(job.transform.build(threads), job, source, target)
 
-    def __call__(self, batch: dict[str, Any]) -> dict[str, list[str]]:
-        files = [
-            FileJob(str(src), str(rel), str(dst))
-            for src, rel, dst in zip(batch["src"], batch["rel"], batch["dst"], strict=True)
-        ]
-        outcomes: list[Outcome] = []
-        process_chunk(files, self.transform, self.job, self.source, self.target, outcomes)
-        return {
-            "rel": [o.rel for o in outcomes],
-            "output": [o.output for o in outcomes],
-            "error": [o.error or "" for o in outcomes],  # every failure has a reason
-        }
+    def ready(self) -> bool:
+        return True
+
+    def run(self, rows: list[Row]) -> list[tuple[str, str, str | None]]:
+        outcomes = self.worker.run([FileJob(*row) for row in rows])
+        return [(o.rel, o.output, o.error) for o in outcomes]
 
 
 class RayRunner:
     """Runs the chunks on `workers` Ray actors (Job.workers), each reserving `cpus_per_worker`
     CPUs and `gpus_per_worker` GPUs. `address`: an existing cluster ("auto",
-    "ray://host:10001"); None starts or joins a local Ray instance."""
+    "ray://host:10001"); None starts or joins a local Ray instance.
+
+    The driver hands chunks to the actors itself, one at a time each. An actor that dies (its
+    process, or its node with it) costs nothing but time: its chunk goes to another actor
+    (files it wrote before dying are on disk, whole, and count written once), and a new
+    actor is started wherever the cluster can place one. A chunk that two actors died holding
+    fails with the reason (a crashing decoder would kill every actor it met). Ray's own actor
+    restarts and Ray Data's pool were tried first: on a real two-node cluster a lost node's
+    chunks ended in ActorUnavailableError, or the run waited for good on an actor that could
+    not be placed again."""
 
     def __init__(
         self,
@@ -68,64 +75,137 @@ class RayRunner:
     def __call__(self, run: Run, chunks: Iterator[list[FileJob]]) -> None:
         try:
             import ray
-            import ray.data
         except ImportError:
             raise MissingDependency(
                 "the Ray runner needs ray, which is not installed: pip install 'denoise-batch[ray]'"
             ) from None
         # Built here too, so a bad model or device is refused before any actor starts.
-        job, recorder = run.job, run.recorder
-        description = job.transform.build(run.threads).describe()
-        recorder.started({**description, "runner": "ray"}, run.workers, run.threads)
-        rows = [{"src": f.src, "rel": f.rel, "dst": f.dst} for chunk in chunks for f in chunk]
-        if not rows:
+        description = run.job.transform.build(run.threads).describe()
+        run.recorder.started({**description, "runner": "ray"}, run.workers, run.threads)
+        work = [[tuple(f) for f in chunk] for chunk in chunks]
+        if not work:
             return
+        getattr(run.target, "open", lambda: None)()  # OUT, now that there is work for it
         if not ray.is_initialized():
             ray.init(address=self.address, log_to_driver=False, include_dashboard=False)
             with contextlib.suppress(AttributeError, ValueError):  # not the main thread
                 run.stop.install()  # ray.init replaced SIGTERM's handler with sys.exit
-        with warnings.catch_warnings():
-            # Ray 2.60 deprecates passing max_restarts/max_task_retries this way in favour of
-            # named parameters it does not have yet (pyproject pins ray below 2.64).
-            warnings.simplefilter("ignore", DeprecationWarning)
-            dataset = self._dataset(ray, rows, run)
-        recorded: set[str] = set()
-        try:
-            for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
-                if run.stop():  # chunks in flight finish on the actors; unrecorded ones rerun
-                    break
-                for rel, output, error in zip(batch["rel"], batch["output"], batch["error"],
-                                              strict=True):  # fmt: skip
-                    recorded.add(str(rel))
-                    recorder.outcome(Outcome(str(rel), str(output), str(error) or None))
-        except Exception as exc:  # the cluster gave up (a node lost past its retries...)
-            # Ray retries a chunk whose actor or node died; this is what it could not finish.
-            # Those files fail with the reason, the rest stand; a rerun retries them.
-            reason = f"{LOST_ON_RAY} ({first_line(exc)})"
-            lost = [row for row in rows if row["rel"] not in recorded]
-            done = set() if job.overwrite else _on_disk(run.target, [r["dst"] for r in lost])
-            for row in lost:
-                error = None if row["dst"] in done else reason
-                recorder.outcome(Outcome(row["rel"], row["dst"], error))
+        _Dispatch(ray, run, self._actor_class(ray)).dispatch(work)
 
-    def _dataset(self, ray: Any, rows: list[dict[str, str]], run: Run) -> Any:
-        """The files as a Ray dataset, chunked, mapped through a pool of ChunkActors."""
-        # A block per chunk of the size run_job chose (and sized the actor pool by): all busy.
-        blocks = max(1, -(-len(rows) // run.chunk_files))
-        return ray.data.from_items(rows, override_num_blocks=blocks).map_batches(
-            ChunkActor,
-            fn_constructor_args=(run.job, run.threads, run.source, run.target),
-            batch_size=run.chunk_files,
-            batch_format="numpy",
-            compute=ray.data.ActorPoolStrategy(size=run.workers),
+    def _actor_class(self, ray: Any) -> Any:
+        return ray.remote(
             num_cpus=self.cpus_per_worker,
             num_gpus=self.gpus_per_worker,
-            # Ray Data's default is to restart actors and retry their tasks forever: right for
-            # a lost node, a hang for a chunk that kills its actor every time (a crashing
-            # decoder). Bounded, the run ends and names the files it could not finish.
-            max_restarts=MAX_RETRIES,
-            max_task_retries=MAX_RETRIES,
-        )
+            max_restarts=0,  # the driver replaces a dead actor, wherever there is room
+            max_task_retries=0,  # and sends its chunk to another
+        )(ChunkActor)
+
+
+class _Dispatch:
+    """One run's actors and chunks: starting actors, idle ones, chunks out, chunks waiting."""
+
+    def __init__(self, ray: Any, run: Run, actor_class: Any) -> None:
+        self.ray, self.run, self.actor_class = ray, run, actor_class
+        self.starting: dict[Any, Any] = {}  # ready() future -> actor
+        self.idle: list[Any] = []
+        self.out: dict[Any, tuple[Any, list[Row], int]] = {}  # future -> (actor, rows, deaths)
+        self.waiting: deque[tuple[list[Row], int]] = deque()
+        self.replacements = 2 * run.workers + 2
+        self.reason = LOST_ON_RAY
+
+    def dispatch(self, work: list[list[Row]]) -> None:
+        self.waiting.extend((rows, 0) for rows in work)
+        for _ in range(self.run.workers):
+            self._start_actor()
+        try:
+            while (self.waiting or self.out) and not self.run.stop():
+                self._hand_out()
+                if not self.out and not self.starting:  # no actor left, none coming
+                    break
+                self._collect()
+            if not self.run.stop():  # what no actor could take fails with the last reason
+                for rows, _ in self.waiting:
+                    self._fail(rows, self.reason)
+        finally:
+            for actor in [
+                *self.idle,
+                *self.starting.values(),
+                *(a for a, _, _ in self.out.values()),
+            ]:
+                with contextlib.suppress(Exception):
+                    self.ray.kill(actor)
+
+    def _start_actor(self) -> None:
+        run = self.run
+        actor = self.actor_class.remote(run.job, run.threads, run.source, run.target)
+        self.starting[actor.ready.remote()] = actor
+
+    def _hand_out(self) -> None:
+        while self.idle and self.waiting:
+            rows, deaths = self.waiting.popleft()
+            actor = self.idle.pop()
+            self.out[actor.run.remote(rows)] = (actor, rows, deaths)
+
+    def _collect(self) -> None:
+        pending = [*self.out, *self.starting]
+        done, _ = self.ray.wait(pending, num_returns=1, timeout=POLL_S)
+        for future in done:
+            if future in self.starting:
+                actor = self.starting.pop(future)
+                try:
+                    self.ray.get(future)
+                    self.idle.append(actor)
+                except Exception as exc:  # it could not start (its node went, a bad build)
+                    self._lost(actor, exc)
+                continue
+            actor, rows, deaths = self.out.pop(future)
+            try:
+                outcomes = self.ray.get(future)
+            except self.ray.exceptions.RayActorError as exc:  # the actor (or its node) died
+                self._lost(actor, exc)
+                self._retry(rows, deaths + 1)
+                continue
+            except Exception as exc:  # the chunk itself raised: its files fail, the actor stays
+                outcomes = [(row[1], row[2], f"{LOST_ON_RAY} ({first_line(exc)})") for row in rows]
+            self.idle.append(actor)
+            for rel, output, error in outcomes:
+                self.run.recorder.outcome(Outcome(rel, output, error))
+            self._retry_unreported(rows, outcomes, deaths)
+
+    def _lost(self, actor: Any, exc: Exception) -> None:
+        self.reason = f"{LOST_ON_RAY} ({first_line(exc)})"
+        with contextlib.suppress(Exception):
+            self.ray.kill(actor)
+        if self.replacements > 0:
+            self.replacements -= 1
+            self._start_actor()
+
+    def _retry_unreported(self, rows: list[Row], outcomes: list, deaths: int) -> None:
+        if self.run.stop():
+            return
+        reported = {rel for rel, _, _ in outcomes}
+        rest = [row for row in rows if row[1] not in reported]
+        if rest:  # an actor stopped early (cannot happen without a stop): not dropped
+            self._retry(rest, deaths + 1)
+
+    def _retry(self, rows: list[Row], deaths: int) -> None:
+        """Rows an actor did not report: those on disk are written (whole: atomic renames),
+        the rest go to another actor, or fail after MAX_DEATHS."""
+        done = set() if self.run.job.overwrite else _on_disk(self.run.target, [r[2] for r in rows])
+        for row in rows:
+            if row[2] in done:
+                self.run.recorder.outcome(Outcome(row[1], row[2]))
+        rest = [row for row in rows if row[2] not in done]
+        if not rest:
+            return
+        if deaths >= MAX_DEATHS:
+            self._fail(rest, self.reason)
+        else:
+            self.waiting.appendleft((rest, deaths))
+
+    def _fail(self, rows: list[Row], reason: str) -> None:
+        for _, rel, dst in rows:
+            self.run.recorder.outcome(Outcome(rel, dst, reason))
 
 
 def _on_disk(target: TargetTree, outputs: list[str]) -> set[str]:

@@ -51,7 +51,9 @@ class RunReport:
     workers: int = 1
     threads: int = 1
     interrupted: bool = False
-    signal: str | None = None  # what interrupted the run: SIGINT or SIGTERM
+    signal: str | None = None  # what interrupted the run: SIGINT, SIGTERM or SIGHUP
+    unfinished: int = 0  # planned files neither written, failed nor found done (a stop)
+    warnings: list[str] = field(default_factory=list)  # things the run survived
     run: dict[str, Any] = field(default_factory=dict)  # the transform's own description
 
     @property
@@ -115,6 +117,11 @@ class Recorder:
         self.report.failed += 1
         self.report.failures.append(Failure(rel, error))
         self.emit({"event": "failed", "file": rel, "error": error})
+
+    def warn(self, message: str) -> None:
+        if message not in self.report.warnings:
+            self.report.warnings.append(message)
+            self.emit({"event": "warning", "message": message})
 
     def outcome(self, outcome: Outcome) -> None:
         if outcome.error is None:

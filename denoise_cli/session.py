@@ -379,7 +379,13 @@ class Denoiser:
             )
         if meta.get("value_range", "0..1") != "0..1":
             raise ModelError(f"{path}: unsupported value range {meta['value_range']} (needs 0..1)")
-        return ModelInfo(str(path), meta, inputs[0].name, shape, outputs[0].name)
+        if outputs[0].type not in ("tensor(float)", "tensor(float16)", "tensor(double)"):
+            kind = outputs[0].type
+            raise ModelError(f"{path}: incompatible model: output type {kind}, needs float")
+        info = ModelInfo(str(path), meta, inputs[0].name, shape, outputs[0].name)
+        if (problem := info.out_of_range()) is not None:  # metadata is input too
+            raise ModelError(f"{path}: {problem}")
+        return info
 
     def _check_runs(self) -> None:
         """One tiny inference now, so an image-to-image mismatch fails before any file is read."""
@@ -542,6 +548,8 @@ class Denoiser:
         for img in items:
             if img.ndim != 2:
                 raise UsageError(f"expected 2-D grayscale images, got shape {img.shape}")
+            if img.size == 0:
+                raise UsageError(f"an image of shape {img.shape} has no pixels to denoise")
         results: list[np.ndarray | None] = [None] * len(items)
         by_shape: dict[tuple[int, int], list[int]] = {}
         for i, img in enumerate(items):

@@ -12,7 +12,7 @@ import uuid
 from pathlib import PurePosixPath
 
 from denoise_cli.core.errors import MissingDependency
-from denoise_cli.errors import UsageError
+from denoise_cli.errors import ImageError, UsageError
 
 
 def is_uri(location: str) -> bool:
@@ -58,7 +58,15 @@ class Storage:
                 rels.append(info.path[len(self.root) + 1 :])
         return sorted(rels)
 
-    def read(self, rel: str) -> bytes:
+    def read(self, rel: str, max_bytes: int | None = None) -> bytes:
+        """The whole object; one over `max_bytes` is refused before it is read."""
+        if max_bytes is not None:
+            size = self.fs.get_file_info(self.path(rel)).size
+            if size is not None and size > max_bytes:
+                raise ImageError(
+                    f"file is {size:,} bytes, more than any image within the pixel limit can "
+                    f"take ({max_bytes:,}); not read (raise the pixel limit to allow it)"
+                )
         with self.fs.open_input_stream(self.path(rel)) as f:
             return f.read()
 

@@ -116,7 +116,14 @@ class Noisify:
     def __post_init__(self) -> None:
         if self.seed < 0:
             raise UsageError(f"seed must be >= 0, got {self.seed}")
-        add_noise(np.zeros((1, 1), np.float32), self.kind, self.level, 0)  # checks both
+        try:  # checks both, on black and white (a Poisson peak of 1e30 fails only on ink)
+            add_noise(np.array([[0.0, 1.0]], np.float32), self.kind, self.level, 0)
+        except UsageError:
+            raise
+        except ValueError as exc:
+            raise UsageError(
+                f"noise level {self.level:g} is out of range for {self.kind} ({exc})"
+            ) from None
 
     def build(self, threads: int | None) -> NoiseTransform:
         return NoiseTransform(self)

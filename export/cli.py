@@ -14,6 +14,7 @@ import typer
 
 from denoise_cli.core import commands
 from denoise_cli.core.errors import EXIT_CODES_HELP
+from denoise_cli.core.safety import check_output_file
 from denoise_export import runtimes as engines
 from denoise_export.onnx_export import DEFAULT_OPSET, MIN_OPSET
 from denoise_export.variants import PROFILES
@@ -110,6 +111,7 @@ def export(
 
     shape = _parse_shape("1x1x28x28" if all_variants and fixed_shape is None else fixed_shape)
     out = out or checkpoint.with_suffix(".onnx")
+    check_output_file(out, [checkpoint, *([data_dir] if data_dir else [])], "-o")
     test_images, _ = load_split("test", data_dir)
     train_images, _ = load_split("train", data_dir) if (int8 or all_variants) else (None, None)
     calib = (
@@ -160,6 +162,7 @@ def optimize(
     from denoise_train.idx import IdxError
     from denoise_train.mnist import MnistError, load_split
 
+    check_output_file(out, [source], "-o")
     if out.resolve() == source.resolve():
         typer.echo(
             "error: --out must differ from the source file (inputs are never overwritten)", err=True
@@ -256,6 +259,7 @@ def tflite(
 
     if not source.is_file():
         commands.fail(f"{source}: no such file", 2)
+    check_output_file(out, [source], "-o")
     clean = load_split("test", data_dir)[0][:images]
     noisy = add_noise(clean, REFERENCE_KIND, REFERENCE_LEVEL, EVAL_NOISE_SEED)
     rows = convert(source, out, clean, noisy, log=lambda m: typer.echo(m, err=True))

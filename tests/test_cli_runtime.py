@@ -742,8 +742,10 @@ def test_info_lists_bundled_models():
 
 
 def test_a_dying_worker_costs_its_chunk_not_the_run(tmp_path, noisy_digits):
+    """A chunk whose helper dies is retried once on another helper, then its files fail with
+    how the helper ended; every other file is written, and the counts add up."""
     from denoise_cli.job import Job
-    from denoise_cli.runners import LOST_TO_CRASH, run_job
+    from denoise_cli.runners import run_job
     from tests.helpers import Crashing
 
     src, out = tmp_path / "in", tmp_path / "out"
@@ -754,20 +756,18 @@ def test_a_dying_worker_costs_its_chunk_not_the_run(tmp_path, noisy_digits):
     report = run_job(job, src, out)
     lost = {f.file for f in report.failures}
     assert "000-crash.png" in lost
-    assert all(f.error == LOST_TO_CRASH for f in report.failures)
-    assert report.written + report.failed == 40 and report.written >= 40 - 8
+    assert all(f.error.startswith("a worker process died (exit status 3)") for f in report.failures)
+    assert report.written + report.failed == 40 and report.written >= 40 - 4
+    assert report.unfinished == 0
     assert len(files_under(out)) == report.written
     rerun = run_job(job.with_(workers=1), src, out)
     assert rerun.written == report.failed and rerun.failed == 0  # in-process: no crash
 
 
-def test_a_helper_that_cannot_load_the_model_costs_its_chunks_then_stops_the_run(
-    tmp_path, noisy_digits
-):
-    """A helper whose build fails where the parent's worked (memory, say): its chunks fail
-    with the one-line reason, the pool restarts a few times, then the run stops with one line;
-    the parent's own chunks are written."""
-    from denoise_cli.errors import DenoiseError
+def test_a_helper_that_cannot_load_the_model_costs_nothing(tmp_path, noisy_digits):
+    """A helper whose build fails where the parent's worked (memory, say): its chunks go to
+    the others, replacements are tried a few times, then the parent does the work; the run
+    says why in one line, and every file is written."""
     from denoise_cli.job import Job
     from denoise_cli.runners import run_job
     from tests.helpers import FailsInHelpers
@@ -777,14 +777,11 @@ def test_a_helper_that_cannot_load_the_model_costs_its_chunks_then_stops_the_run
         save_gray(src / f"{i:02d}.png", noisy_digits[i % len(noisy_digits)])
     events = []
     job = Job(FailsInHelpers(), workers=2, max_chunk_files=2)  # type: ignore[arg-type]
-    with pytest.raises(DenoiseError) as raised:
-        run_job(job, src, tmp_path / "out", on_event=events.append)
-    message = str(raised.value)
-    assert "\n" not in message and "failed 4 times" in message
-    assert "could not load the model: RuntimeError: out of memory" in message
-    failed = [e["error"] for e in events if e["event"] == "failed"]
-    assert failed and all("out of memory" in e and "\n" not in e for e in failed)
-    assert files_under(tmp_path / "out")  # what the parent did is on disk
+    report = run_job(job, src, tmp_path / "out", on_event=events.append)
+    assert report.written == 60 and report.failed == 0 and report.unfinished == 0
+    assert len(files_under(tmp_path / "out")) == 60
+    warnings = [e["message"] for e in events if e["event"] == "warning"]
+    assert warnings == ["a worker process could not load the model: RuntimeError: out of memory"]
 
 
 def test_the_end_of_a_run_comes_in_small_chunks():

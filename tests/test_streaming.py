@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from denoise_cli import pngstream, runners, transforms
+from denoise_cli import chunk, pngstream, transforms
 from denoise_cli.cli import app
 from denoise_cli.images import decode, encode
 from denoise_cli.session import Denoiser
@@ -40,13 +40,13 @@ def streamed(monkeypatch):
     monkeypatch.setattr(transforms, "STREAM_MIN_PIXELS", 0)
     calls = {"png": 0, "held": 0}
     for kind in calls:
-        original = getattr(runners, f"denoised_{kind}")
+        original = getattr(chunk, f"denoised_{kind}")
 
         def counting(*args, _kind=kind, _original=original, **kwargs):
             calls[_kind] += 1
             return _original(*args, **kwargs)
 
-        monkeypatch.setattr(runners, f"denoised_{kind}", counting)
+        monkeypatch.setattr(chunk, f"denoised_{kind}", counting)
     return calls
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -267,8 +268,9 @@ def test_an_unlistable_subfolder_is_a_failure_with_its_reason(tmp_path, src, mon
     real_scandir = os.scandir
 
     def scandir(path="."):
-        if str(path).endswith("sub"):
-            raise PermissionError(13, "Permission denied", str(path))
+        name = os.readlink(f"/proc/self/fd/{path}") if isinstance(path, int) else str(path)
+        if name.endswith("sub"):  # listed through a descriptor (dirfd)
+            raise PermissionError(13, "Permission denied", name)
         return real_scandir(path)
 
     monkeypatch.setattr(os, "scandir", scandir)
@@ -307,7 +309,7 @@ def test_a_folder_named_like_a_command_is_an_input_through_run(tmp_path, src, mo
 
 def test_score_json_at_a_folder_is_a_usage_error(tmp_path, src):
     result = run("score", src, src, "--json", tmp_path)
-    assert result.exit_code == 2 and "names a folder" in result.output
+    assert result.exit_code == 2 and "is a folder; name a file" in result.output
 
 
 # --- limits ---------------------------------------------------------------------------------
@@ -405,3 +407,408 @@ def test_a_killed_runs_temporary_files_are_cleared_by_the_next_run(tmp_path, noi
     assert result.exit_code == 0, result.output
     assert not stale.exists() and live.exists() and mine.read_text() == "keep"
     assert sorted(p.name for p in (out / "sub").glob("*.png")) == ["0.png", "1.png", "2.png"]
+
+
+# --- round three: one rule for every file written (denoise_cli.core.safety) --------------------
+
+
+def test_score_json_onto_a_reference_or_a_result_is_refused(tmp_path, src):
+    results = tmp_path / "results"
+    assert run(src, results).exit_code == 0
+    before, results_before = tree_hash(src), tree_hash(results)
+    for target in (src / "0.png", src / "sub" / "new.json", results / "scores.json"):
+        result = run("score", results, src, "--json", target)
+        assert result.exit_code == 2, result.output
+        assert "--json" in result.output and "inside the input" in result.output
+    assert tree_hash(src) == before and tree_hash(results) == results_before
+
+
+@pytest.mark.parametrize("kind", ["device", "link to a device", "fifo", "link to a file"])
+def test_reports_never_replace_devices_or_follow_links(tmp_path, src, kind):
+    target, outside = tmp_path / "report.json", tmp_path / "kept.json"
+    outside.write_text("mine")
+    if kind == "device":
+        target = Path("/dev/full")
+    elif kind == "link to a device":
+        target.symlink_to("/dev/null")
+    elif kind == "fifo":
+        os.mkfifo(target)
+    else:
+        target.symlink_to(outside)
+    before = os.lstat(target)
+    for args in (["--report", target], ["score", src, src, "--json", target]):
+        command = [src, tmp_path / "out", *args] if args[0] == "--report" else args
+        result = run(*command)
+        assert result.exit_code == 2, result.output
+        assert result.output.startswith("error: ") and "Traceback" not in result.output
+    after = os.lstat(target)
+    assert (after.st_mode, after.st_ino, after.st_rdev) == (before.st_mode, before.st_ino,
+                                                            before.st_rdev)  # fmt: skip
+    assert outside.read_text() == "mine" and not (tmp_path / "out").exists()
+
+
+def test_a_report_swapped_for_a_device_link_after_the_check_is_not_written_through(tmp_path):
+    from denoise_cli.core.safety import write_output_file
+
+    target = tmp_path / "r.json"
+    target.symlink_to("/dev/full")
+    with pytest.raises(Exception, match="symlink"):
+        write_output_file(target, b"{}")
+    assert target.is_symlink()
+
+
+def test_train_and_export_refuse_outputs_under_the_same_rule(tmp_path):
+    bin_dir = Path(sys.executable).parent
+    checkpoint = tmp_path / "model.pt"
+    checkpoint.write_bytes(b"weights")
+    link = tmp_path / "link.onnx"
+    link.symlink_to("/dev/null")
+    calls = [
+        [bin_dir / "denoise-export", "export", checkpoint, "-o", checkpoint],
+        [bin_dir / "denoise-export", "export", checkpoint, "-o", link],
+        [bin_dir / "denoise-train", "fit", "--dry-run", "--out", link],
+        [bin_dir / "denoise-train", "fit", "--dry-run", "--out", "/dev/full"],
+    ]
+    for call in calls:
+        done = subprocess.run([str(c) for c in call], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 2, (call, done.stderr)
+        assert "error:" in done.stderr and "Traceback" not in done.stderr
+    assert checkpoint.read_bytes() == b"weights" and link.is_symlink()
+
+
+# --- round three: trees opened once, entered by descriptor (denoise_cli.dirfd) -----------------
+
+
+def test_an_input_folder_swapped_for_a_link_mid_run_is_not_followed(tmp_path, src):
+    from denoise_cli.errors import ImageError
+    from denoise_cli.plan import open_trees
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "0.png").write_bytes((src / "0.png").read_bytes())
+    source, _ = open_trees(src, tmp_path / "out")
+    assert [f.prefix for f in source.folders()] == ["", "sub/"]
+    (src / "sub").rename(tmp_path / "sub.moved")
+    (src / "sub").symlink_to(outside)  # after the walk, before the reads
+    with pytest.raises(ImageError, match="input folder sub is a symlink"):
+        source.read(source.path("sub/0.png"))
+    src.rename(tmp_path / "in.moved")  # IN itself swapped for a link to the outside
+    (tmp_path / "in").symlink_to(outside)
+    assert source.read(source.path("1.png"))[:4] == b"\x89PNG"  # still the IN it opened
+
+
+def test_out_swapped_for_a_link_mid_run_changes_nothing(tmp_path, src):
+    import pickle
+
+    from denoise_cli.errors import ImageError
+    from denoise_cli.plan import open_trees
+
+    out, elsewhere = tmp_path / "out", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    _, target = open_trees(src, out)
+    target.open()
+    spawned = pickle.loads(pickle.dumps(target))  # what a spawned helper or Ray actor gets
+    out.rename(tmp_path / "out.moved")
+    out.symlink_to(elsewhere)
+    target.write(target.path("sub/a.png"), b"data")  # through the descriptor opened at start
+    assert (tmp_path / "out.moved" / "sub" / "a.png").read_bytes() == b"data"
+    with pytest.raises(ImageError, match="no longer the folder this run started with"):
+        spawned.write(spawned.path("b.png"), b"data")
+    assert files_under(elsewhere) == []
+
+
+def _deep_tree(root: Path, depth: int, image: bytes) -> None:
+    """`depth` nested folders made through descriptors (the path passes PATH_MAX on the way
+    down in some file systems' eyes), one image at the bottom and one at the top."""
+    root.mkdir(parents=True)
+    (root / "top.png").write_bytes(image)
+    fd = os.open(root, os.O_RDONLY)
+    for _ in range(depth):
+        os.mkdir("d", dir_fd=fd)
+        sub = os.open("d", os.O_RDONLY, dir_fd=fd)
+        os.close(fd)
+        fd = sub
+    for i in range(5):
+        file = os.open(f"{i}.png", os.O_WRONLY | os.O_CREAT, dir_fd=fd)
+        os.write(file, image)
+        os.close(file)
+    os.close(fd)
+
+
+def _remove_deep(root: Path) -> None:
+    """shutil.rmtree recurses once per level (pytest's clean-up hit RecursionError)."""
+    if not root.exists():
+        return
+    fds = [os.open(root, os.O_RDONLY)]
+    while "d" in os.listdir(fds[-1]):
+        fds.append(os.open("d", os.O_RDONLY, dir_fd=fds[-1]))
+    for fd in reversed(fds):
+        for name in os.listdir(fd):
+            if name == "d":
+                os.rmdir(name, dir_fd=fd)  # emptied on the way up
+            else:
+                os.unlink(name, dir_fd=fd)
+        os.close(fd)
+    os.rmdir(root)
+
+
+def test_two_thousand_nested_folders_take_seconds_not_minutes(tmp_path, src):
+    import time
+
+    root = tmp_path / "i"
+    _deep_tree(root, 2000, (src / "0.png").read_bytes())
+    started = time.monotonic()
+    try:
+        result = run(root, tmp_path / "o", "--workers", "1")
+    finally:
+        took = time.monotonic() - started
+        _remove_deep(root)
+        _remove_deep(tmp_path / "o")
+    assert result.exit_code == 0, result.output
+    assert "6 written, 0 failed" in result.output
+    assert took < 30, f"{took:.1f} s"  # 92 s before descriptors (510k stat calls)
+
+
+# --- round three: every file accounted for, bounds before work, no hangs -------------------------
+
+
+def _many(tmp_path, noisy_digits, n: int) -> Path:
+    root = tmp_path / "many"
+    for i in range(n):
+        save_gray(root / f"{i // 200}" / f"{i:05d}.png", noisy_digits[i % 16])
+    return root
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+def test_a_helper_killed_mid_run_costs_no_file(tmp_path, noisy_digits, sig):
+    """SIGTERM to one helper (as a container runtime might) or SIGKILL (the OOM killer): its
+    chunk is retried elsewhere; every file is written, the counts add up, exit 0."""
+    from tests.helpers import start_cli
+    from tests.test_boundary import _wait_for_outputs, children_of
+
+    n = 1200
+    src, out, report = _many(tmp_path, noisy_digits, n), tmp_path / "out", tmp_path / "r.json"
+    args = [str(src), str(out), "--batch-size", "4", "--workers", "2", "--threads", "1"]
+    proc = start_cli([*args, "--report", str(report)])
+    _wait_for_outputs(out)
+    helpers = children_of(proc.pid)
+    assert helpers
+    os.kill(helpers[0], sig)
+    _, stderr = proc.communicate(timeout=300)
+    data = json.loads(report.read_text())
+    assert proc.returncode == 0, stderr
+    assert (data["written"], data["failed"], data["unfinished"]) == (n, 0, 0)
+    assert len(files_under(out)) == n
+
+
+def test_a_file_larger_than_any_image_can_be_is_refused_unread(tmp_path, src):
+    huge = src / "000.png"
+    with open(huge, "wb") as f:
+        f.truncate(30 << 30)  # 30 GB, sparse: it would be read whole before
+    report = tmp_path / "r.json"
+    result = run(src, tmp_path / "out", "--report", report, "--workers", "1")
+    assert result.exit_code == 1, result.output
+    failures = json.loads(report.read_text())["failures"]
+    assert [f["file"] for f in failures] == ["000.png"]
+    assert "more than any image within the pixel limit can take" in failures[0]["error"]
+    assert len(files_under(tmp_path / "out")) == 8
+
+
+def _metadata_model(path: Path, **metadata: str) -> Path:
+    onnx = pytest.importorskip("onnx")
+    from onnx import helper
+
+    _model(path, [helper.make_node("Identity", ["x"], ["y"])])
+    model = onnx.load(str(path))
+    for key, value in metadata.items():
+        model.metadata_props.append(onnx.StringStringEntryProto(key=key, value=value))
+    onnx.save(model, str(path))
+    return path
+
+
+def test_model_metadata_out_of_range_is_refused(tmp_path, src):
+    model = _metadata_model(tmp_path / "m.onnx", size_multiple="6000")
+    result = run(src, tmp_path / "out", "--model", model)
+    assert result.exit_code == 3, result.output
+    assert "metadata size_multiple=6000 is out of range" in result.output
+
+
+def test_a_model_with_a_string_output_is_refused_in_one_line(tmp_path, src):
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Cast", ["x"], ["y"], to=TensorProto.STRING)],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 1, "h", "w"])],
+        [helper.make_tensor_value_info("y", TensorProto.STRING, ["n", 1, "h", "w"])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.save(model, str(tmp_path / "s.onnx"))
+    result = run(src, tmp_path / "out", "--model", tmp_path / "s.onnx")
+    assert result.exit_code == 3, result.output
+    assert "output type tensor(string), needs float" in result.output
+    assert "Traceback" not in result.output
+
+
+def _endless_model(path: Path) -> Path:
+    """y = x carried through a Loop of 10^12 iterations: a model call that never returns."""
+    pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    body = helper.make_graph(
+        [
+            helper.make_node("Identity", ["cond_in"], ["cond_out"]),
+            helper.make_node("Identity", ["v_in"], ["v_out"]),
+        ],
+        "body",
+        [
+            helper.make_tensor_value_info("i", TensorProto.INT64, []),
+            helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
+            helper.make_tensor_value_info("v_in", TensorProto.FLOAT, None),
+        ],
+        [
+            helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
+            helper.make_tensor_value_info("v_out", TensorProto.FLOAT, None),
+        ],
+    )
+    inits = [
+        numpy_helper.from_array(np.array(10**12, np.int64), "trips"),
+        numpy_helper.from_array(np.array(True), "cond"),
+    ]
+    return _model(path, [helper.make_node("Loop", ["trips", "cond", "x"], ["y"], body=body)], inits)
+
+
+def _endless_above_28(path: Path) -> Path:
+    """Identity for 28-row images (the load check's), a Loop of (H - 28) * 10^12 iterations
+    for taller ones: a model that hangs only on real files."""
+    _endless_model(path)
+    import onnx
+    from onnx import helper, numpy_helper
+
+    model = onnx.load(str(path))
+    graph = model.graph
+    graph.initializer.extend(
+        [
+            numpy_helper.from_array(np.array(2, np.int64), "two"),
+            numpy_helper.from_array(np.array(28, np.int64), "side"),
+            numpy_helper.from_array(np.array(10**12, np.int64), "big"),
+        ]
+    )
+    loop = graph.node.pop()
+    graph.node.extend(
+        [
+            helper.make_node("Shape", ["x"], ["shape"]),
+            helper.make_node("Gather", ["shape", "two"], ["h"]),
+            helper.make_node("Sub", ["h", "side"], ["extra"]),
+            helper.make_node("Mul", ["extra", "big"], ["many"]),
+        ]
+    )
+    loop.input[0] = "many"
+    graph.node.append(loop)
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_model_call_that_overruns_fails_its_files_and_the_rest_are_written(
+    tmp_path, src, workers
+):
+    """In this process or in a helper (which then makes way for a new one)."""
+    model = _endless_above_28(tmp_path / "tall.onnx")
+    save_gray(src / "tall.png", np.zeros((40, 28), np.float32))
+    report = tmp_path / "r.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "denoise_cli.cli", str(src), str(tmp_path / "out"), "--model",
+         str(model), "--model-timeout", "2", "--workers", workers, "--batch-size", "2",
+         "--report", str(report)],
+        capture_output=True, text=True, timeout=120, cwd=ROOT,
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stderr
+    data = json.loads(report.read_text())
+    assert (data["written"], data["failed"], data["unfinished"]) == (8, 1, 0)
+    assert data["failures"][0]["file"] == "tall.png"
+    assert "model call took over 2 s" in data["failures"][0]["error"]
+
+
+def test_a_model_call_that_never_returns_fails_its_files_at_the_timeout(tmp_path, src):
+    import time
+
+    model = _endless_model(tmp_path / "endless.onnx")
+    started = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-m", "denoise_cli.cli", str(src / "0.png"), str(tmp_path / "out"),
+         "--model", str(model), "--model-timeout", "2", "--workers", "1"],
+        capture_output=True, text=True, timeout=120, cwd=ROOT,
+    )  # fmt: skip
+    assert time.monotonic() - started < 60
+    assert proc.returncode == 3, proc.stderr  # loading runs the model once: refused there
+    assert "did not finish its load check within 2 s" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGHUP, 129)])
+def test_a_signal_stops_a_run_whose_model_never_returns(tmp_path, noisy_digits, sig, code):
+    """A signal while the model is in flight: the run stops within seconds, with a report
+    (onnxruntime cannot be interrupted: the call is left in its thread, helpers are killed)."""
+    import time
+
+    from tests.helpers import start_cli
+
+    src = _many(tmp_path, noisy_digits, 40)
+    model = _endless_model(tmp_path / "endless.onnx")
+    report = tmp_path / "r.json"
+    proc = start_cli([str(src), str(tmp_path / "out"), "--model", str(model),
+                      "--report", str(report), "--batch-size", "4"])  # fmt: skip
+    time.sleep(8)  # loading, then stuck in the model (the load check runs it too)
+    proc.send_signal(sig)
+    _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == code, stderr
+    assert json.loads(report.read_text())["interrupted"] is True
+
+
+def test_a_closed_stderr_does_not_stop_the_run(tmp_path, src):
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        f"{sys.executable} -m denoise_cli.cli {src} {out} 2>&-",
+        shell=True, capture_output=False, timeout=120, cwd=ROOT,
+    )  # fmt: skip
+    assert proc.returncode == 0
+    assert len(files_under(out)) == 8
+
+
+def test_noisify_with_a_poisson_peak_too_large_is_a_usage_error(tmp_path, src):
+    result = run("noisify", src, tmp_path / "out", "--noise", "poisson", "--level", "1e30")
+    assert result.exit_code == 2, result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_zero_by_zero_image_through_the_api_is_a_clear_error():
+    from denoise_cli.errors import UsageError
+    from denoise_cli.session import Denoiser
+
+    with pytest.raises(UsageError, match="no pixels"):
+        Denoiser().denoise([np.zeros((0, 0), np.float32)])
+
+
+def test_a_decoder_warning_does_not_reach_stderr_raw(tmp_path, src):
+    """Pillow warns "Invalid APNG" (an acTL chunk of 0 frames) and decodes the still image."""
+    import io
+    import struct
+
+    from denoise_cli.fastpng import chunk
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.zeros((28, 28, 3), np.uint8)).save(buffer, "PNG")
+    data = buffer.getvalue()
+    after_header = 8 + 8 + 13 + 4
+    actl = chunk(b"acTL", struct.pack(">II", 0, 0))
+    (src / "apng.png").write_bytes(data[:after_header] + actl + data[after_header:])
+    proc = subprocess.run(
+        [sys.executable, "-m", "denoise_cli.cli", str(src), str(tmp_path / "out"), "-q"],
+        capture_output=True, text=True, timeout=120, cwd=ROOT,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "Warning" not in proc.stderr and "APNG" not in proc.stderr
+    assert (tmp_path / "out" / "apng.png").is_file()

@@ -10,6 +10,7 @@ import typer
 from denoise_cli.core import commands
 from denoise_cli.core.errors import EXIT_CODES_HELP
 from denoise_cli.core.noise import MIXES, NOISE_KINDS
+from denoise_cli.core.safety import check_output_file
 from denoise_train.config import DATA_KINDS, LOSSES, LR_SCHEDULES, PRECISIONS, TrainConfig
 from denoise_train.models import REGISTRY
 
@@ -136,6 +137,8 @@ def fit(
     )
     if dry_run:
         config = config.with_(epochs=1, train_limit=256, val_size=64, max_steps_per_epoch=2)
+    out = out or Path("runs") / f"{arch.value}.pt"
+    check_output_file(out, [p for p in (init_from, data_dir) if p], "--out")  # resume: same file
     images, _ = load_split("train", data_dir)
-    result = run_fit(config, images, out or Path("runs") / f"{arch.value}.pt", resume_from=resume)
+    result = run_fit(config, images, out, resume_from=resume)
     typer.echo(f"checkpoint: {result.checkpoint}")

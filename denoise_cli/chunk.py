@@ -1,0 +1,289 @@
+"""One chunk of files start to finish, in whichever worker runs it (this process, a helper
+process, a Ray actor): decode every file, run same-sized images through the transform together,
+check and encode each result, write it atomically, and say what happened to each file.
+
+Model calls run under a watchdog (`call_watched`): a call that overruns the job's model timeout
+fails its files, and a stop request (SIGINT/SIGTERM) is acted on while a call is in flight,
+not after it: onnxruntime cannot be interrupted, so the call runs in a thread of its own that
+the worker stops waiting for (a model that never returns no longer holds the run).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from typing import TypeVar, cast
+
+import numpy as np
+
+from denoise_cli.errors import NOT_FINITE, ImageError
+from denoise_cli.images import (
+    HeldImage,
+    SourceInfo,
+    decode_bytes,
+    encode,
+    output_depth,
+    quantize,
+    stores_float,
+)
+from denoise_cli.job import Job
+from denoise_cli.plan import SourceTree, TargetTree
+from denoise_cli.report import Outcome
+from denoise_cli.streamed import (
+    HeldBands,
+    PngBands,
+    Stopped,
+    denoised_held,
+    denoised_png,
+    streamable,
+)
+from denoise_cli.transforms import StreamingTransform, Transform
+from denoise_cli.walk import FileJob
+
+T = TypeVar("T")
+#: Bytes per pixel that any supported file can need (16-bit RGBA stored uncompressed is 8),
+#: and room for metadata (ICC profiles, EXIF, text): a larger file is refused unread.
+MAX_BYTES_PER_PIXEL = 16
+METADATA_BYTES = 64 << 20
+
+
+def max_file_bytes(max_pixels: int) -> int:
+    """The largest file an image within `max_pixels` can be (a 30 GB file named 000.png took
+    the whole run down with a MemoryError when read first and checked after)."""
+    return max_pixels * MAX_BYTES_PER_PIXEL + METADATA_BYTES
+
+
+#: The name of the threads model calls run in (the CLI looks for ones still running at exit).
+MODEL_CALL_THREAD = "model-call"
+
+
+class ModelTimeout(Exception):
+    """A model call overran the job's model timeout (it goes on in its thread, unwaited)."""
+
+
+def call_watched(call: Callable[[], T], timeout: float, should_stop: Callable[[], bool]) -> T:
+    """`call()` in a daemon thread, waited for in short slices: raises Stopped once
+    `should_stop()`, ModelTimeout after `timeout` seconds; the call's own exception otherwise."""
+    box: dict[str, object] = {}
+    done = threading.Event()
+
+    def target() -> None:
+        try:
+            box["value"] = call()
+        except BaseException as exc:  # handed to the waiting thread
+            box["error"] = exc
+        finally:
+            done.set()
+
+    threading.Thread(target=target, name=MODEL_CALL_THREAD, daemon=True).start()
+    deadline = time.monotonic() + timeout
+    while not done.wait(0.05):
+        if should_stop():
+            raise Stopped
+        if time.monotonic() > deadline:
+            raise ModelTimeout
+    if "error" in box:
+        raise cast(BaseException, box["error"])
+    return cast(T, box["value"])
+
+
+def check_results(results: np.ndarray, count: int, shape: tuple[int, int]) -> list[str | None]:
+    """Why each of a group's `count` outputs cannot be right (None: it can). Such outputs are
+    failures, never files: a model returning NaN would write black images, one returning
+    another size a wrong-sized image. One vectorized pass per group: per image, the two
+    checks cost ~10 us, a few percent of a 28x28 digit's whole trip."""
+    results = np.asarray(results)
+    if results.dtype.kind != "f":
+        return [f"model returned {results.dtype} values, not numbers; nothing written"] * count
+    if results.ndim != 3 or len(results) != count or results.shape[1:] != shape:
+        got = results.shape[1:][::-1] if results.ndim == 3 else results.shape
+        size = "x".join(str(v) for v in got)
+        return [
+            f"model returned a {size} image for a {shape[1]}x{shape[0]} input; nothing written"
+        ] * count
+    finite = np.isfinite(results.reshape(count, -1)).all(axis=1)
+    return [None if ok else NOT_FINITE for ok in finite.tolist()]
+
+
+Item = tuple[FileJob, np.ndarray, SourceInfo]
+
+
+class ChunkWorker:
+    """Runs chunks with one transform. Outcomes go to `emit` as they are decided (a helper
+    sends them on at once, so its parent knows which files are done if the helper dies), and
+    come back from `run`. `stuck`: a model call overran and still runs in its thread."""
+
+    def __init__(
+        self,
+        transform: Transform,
+        job: Job,
+        source: SourceTree,
+        target: TargetTree,
+        should_stop: Callable[[], bool] = lambda: False,
+    ) -> None:
+        self.transform, self.job, self.source, self.target = transform, job, source, target
+        self.should_stop = should_stop
+        self.max_bytes = max_file_bytes(job.max_pixels)
+        self.stuck = False
+        self.outcomes: list[Outcome] = []
+        self._groups: dict[tuple[int, int], list[Item]] = {}
+        self._held = 0
+
+    def run(self, files: list[FileJob]) -> list[Outcome]:
+        """Decode, transform and write `files`; one Outcome per finished file (a stop leaves
+        the rest without one: not done, not failed)."""
+        self.outcomes, self._groups, self._held = [], {}, 0
+        # Decoders warn about files they still read ("Invalid APNG, will use default PNG
+        # image"): the file's outcome says what matters; a raw warning on stderr does not.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                for file in files:
+                    if self.should_stop():
+                        break
+                    self._take(file)
+                for shape in list(self._groups):
+                    if self.should_stop():
+                        break
+                    self._run_group(shape)
+            except Stopped:  # asked to stop during a model call: that group is not done
+                pass
+        self._groups = {}
+        return self.outcomes
+
+    def _record(self, file: FileJob, error: str | None = None) -> None:
+        self.outcomes.append(Outcome(file.rel, file.dst, error))
+
+    def _model(self, call: Callable[[], T]) -> T:
+        return call_watched(call, self.job.model_timeout, self.should_stop)
+
+    def _take(self, file: FileJob) -> None:
+        """Read and decode one file: into a group for the model, or streamed at once."""
+        try:
+            data = self.source.read(file.src, self.max_bytes)
+            suffix = os.path.splitext(file.src)[1]
+            streams = self.transform.streams
+            decoded = streamable(data, suffix, self.job.max_pixels, streams)
+            if decoded is None:
+                decoded = decode_bytes(data, suffix, self.job.max_pixels, streams)
+        except FileNotFoundError:
+            return self._record(file, "cannot read: file vanished")
+        except OSError as exc:
+            return self._record(file, f"cannot read: {exc.strerror or exc}")
+        except ImageError as exc:
+            return self._record(file, str(exc))
+        if isinstance(decoded, PngBands | HeldImage):
+            band_source = decoded if isinstance(decoded, PngBands) else HeldBands(decoded)
+            del data, decoded  # a PNG's bytes live on in band_source; a held image's not
+            return self._streamed(band_source, file)
+        gray, info = decoded
+        group = self._groups.setdefault(gray.shape, [])
+        group.append((file, gray, info))
+        self._held += gray.size
+        if len(group) >= self.transform.batch_limit(*gray.shape):
+            self._run_group(gray.shape)
+        elif self._held > self.job.chunk_pixels:  # many sizes or large images: bound memory
+            groups = self._groups
+            self._run_group(max(groups, key=lambda s: len(groups[s]) * s[0] * s[1]))
+        return None
+
+    def _run_group(self, shape: tuple[int, int]) -> None:
+        items = self._groups.pop(shape)
+        self._held -= len(items) * shape[0] * shape[1]
+        images = np.stack([img for _, img, _ in items])
+        files = [f for f, _, _ in items]
+        try:
+            results = self._model(lambda: self.transform(images, files))
+        except ModelTimeout:
+            self.stuck = True
+            reason = f"model call took over {self.job.model_timeout:g} s (the model timeout)"
+            for file in files:
+                self._record(file, f"{reason}; nothing written")
+            return
+        except Stopped:
+            raise
+        except Exception as exc:  # e.g. onnxruntime failing on this size: these files fail
+            for file in files:
+                self._record(file, f"model failed: {exc}")
+            return
+        self._write_group(items, results, check_results(results, len(items), shape))
+
+    def _write_group(self, items: list[Item], results: np.ndarray, problems: list) -> None:
+        quantized: dict[str, np.ndarray] = {}
+        if any(p is None for p in problems):
+            # Clipped and rounded once for the group, not per image in encode (~13 us a digit).
+            results = np.clip(results, 0.0, 1.0)
+            fmt = self.job.output_format
+            depths = {output_depth(i) for _, _, i in items if not stores_float(i, fmt)}
+            with np.errstate(invalid="ignore"):  # a NaN image among them fails, unwritten
+                quantized = {depth: quantize(results, depth) for depth in depths}
+        for i, ((file, _, info), problem) in enumerate(zip(items, problems, strict=True)):
+            if self.should_stop():
+                return
+            if problem is not None:
+                self._record(file, problem)
+                continue
+            try:
+                group_pixels = quantized.get(output_depth(info))
+                pixels = None if group_pixels is None else group_pixels[i]
+                job = self.job
+                data = encode(results[i], info, job.output_format, job.jpeg_quality, True, pixels)
+                self.target.write(file.dst, data)
+            except ImageError as exc:
+                self._record(file, str(exc))
+            except Exception as exc:  # an encoder bug must cost one file, not the batch
+                self._record(file, f"{type(exc).__name__}: {exc}")
+            else:
+                self._record(file)
+
+    def _streamed(self, source: PngBands | HeldBands, file: FileJob) -> None:
+        """One large image denoised a band at a time (see streamed); nothing recorded when the
+        run stopped mid-file (nothing written: the rerun does it). A stop is acted on between
+        rows of tiles, not only between files: one large file can take a minute."""
+        transform = cast(StreamingTransform, self.transform)  # streams() said it is one
+
+        def denoise_rows(samples: np.ndarray, rows: Callable[[int, int], np.ndarray]):
+            bands = transform.denoise_rows(source.height, source.width, samples, rows)
+            return self._watched_bands(bands)
+
+        job, needed = self.job, transform.samples_needed()
+        try:
+            if isinstance(source, PngBands):
+                data: bytes | Iterator[bytes] = denoised_png(
+                    source, denoise_rows, needed, self.should_stop
+                )
+            else:
+                data = denoised_held(
+                    source, denoise_rows, job.output_format, job.jpeg_quality, needed,
+                    self.should_stop,
+                )  # fmt: skip
+            self.target.write(file.dst, data)
+        except Stopped:
+            return
+        except ImageError as exc:
+            return self._record(file, str(exc))
+        except Exception as exc:  # an encoder bug must cost one file, not the batch
+            return self._record(file, f"{type(exc).__name__}: {exc}")
+        return self._record(file)
+
+    def _watched_bands(self, bands: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+        """The transform's result bands, each model step under the watchdog."""
+        end = object()
+        while True:
+            try:
+                band = self._model(lambda: next(bands, end))
+            except (ImageError, Stopped):  # rows that cannot be decoded, a stop: as they are
+                raise
+            except ModelTimeout:
+                self.stuck = True
+                raise ImageError(
+                    f"model call took over {self.job.model_timeout:g} s (the model timeout)"
+                ) from None
+            except Exception as exc:  # onnxruntime failing on this tile size, say
+                raise ImageError(f"model failed: {exc}") from None
+            if band is end:
+                return
+            yield cast(np.ndarray, band)
