@@ -15,7 +15,7 @@ import pytest
 from PIL import Image, ImageCms, PngImagePlugin
 from typer.testing import CliRunner
 
-from denoise_cli import runners, transforms
+from denoise_cli import chunk, transforms
 from denoise_cli.cli import app
 from denoise_cli.images import decode, luma
 from tests.helpers import synthetic_digits
@@ -154,9 +154,9 @@ def test_a_streamed_colour_image_matches_the_whole_image_path(tmp_path, monkeypa
     monkeypatch.setattr(transforms, "STREAM_MIN_PIXELS", 0)
     kind = "png" if ext == "png" else "held"
     calls = []
-    original = getattr(runners, f"denoised_{kind}")
+    original = getattr(chunk, f"denoised_{kind}")
     monkeypatch.setattr(
-        runners, f"denoised_{kind}", lambda *a, **k: calls.append(1) or original(*a, **k)
+        chunk, f"denoised_{kind}", lambda *a, **k: calls.append(1) or original(*a, **k)
     )
     run(tmp_path / "in", tmp_path / "streamed", "--model", mean3, "--tile", "64", "--workers", 1)
     assert calls == [1]  # the banded path, not the whole image

@@ -95,6 +95,7 @@ def fit(
     ),
     data_dir: Path | None = typer.Option(None, help=DATA_DIR_HELP),
     init_from: Path | None = typer.Option(None, help=INIT_FROM_HELP),
+    frames_inverted_share: float = typer.Option(0.0, help="Share of frames made dark-on-light."),
     freeze_bn: bool = typer.Option(
         False,
         "--freeze-bn",
@@ -134,6 +135,7 @@ def fit(
         init_from=str(init_from) if init_from else None,
         init_sha256=file_sha256(init_from) if init_from else None,
         freeze_bn=freeze_bn,
+        frames_inverted_share=frames_inverted_share,
     )
     if dry_run:
         config = config.with_(epochs=1, train_limit=256, val_size=64, max_steps_per_epoch=2)

@@ -64,6 +64,10 @@ class TrainConfig:
     # canvases against plain MNIST frames), where batch statistics made train and eval
     # disagree (validation fell 5 dB in two epochs of the world run while the loss improved).
     freeze_bn: bool = False
+    # The share of the plain MNIST frames (every third step of scene and world training)
+    # turned dark-on-light before the noise: a model for either polarity (metadata
+    # `polarity: either`, never inverted by the runtime) must be as good on inverted digits.
+    frames_inverted_share: float = 0.0
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
@@ -82,6 +86,8 @@ class TrainConfig:
             raise UsageError(f"scene_max_scale must be >= 0.7, got {self.scene_max_scale}")
         if self.scene_size < 8 or self.scene_size % 4 or self.steps_per_epoch < 1:
             raise UsageError("scene_size must be a multiple of 4, >= 8; steps_per_epoch >= 1")
+        if not 0.0 <= self.frames_inverted_share <= 1.0:
+            raise UsageError("frames_inverted_share must be in [0, 1]")
         if self.val_size < 1:
             raise UsageError("val_size must be >= 1: the test set is for reporting only")
 

@@ -137,6 +137,9 @@ def _scene_batches(
         if step % 3 == 2:
             idx = rng.integers(0, len(digits), config.batch_size * 4)
             clean = digits[idx][:, None]
+            if config.frames_inverted_share > 0:  # dark-on-light frames, noised as they are
+                flip = rng.random(len(clean)) < config.frames_inverted_share
+                clean = np.where(flip[:, None, None, None], 1.0 - clean, clean)
         elif config.data == "world":
             noisy, clean = world_batch(config.batch_size, size, digits, rng)
             yield model_input(task, clean, noisy), clean
