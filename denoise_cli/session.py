@@ -53,7 +53,7 @@ def _models_dir() -> Path:
 
 
 #: The bundled model that no --model (or --model default) means; README, "The bundled models".
-DEFAULT_MODEL = "unet_scenes"
+DEFAULT_MODEL = "unet_world"
 
 
 def default_model_path() -> Path:
