@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from denoise_cli.core.errors import UsageError
 from denoise_train.base_model import BaseModel
 from denoise_train.folder import FolderError, ImageFolder, crop_side, read_folder
 from denoise_train.noise_estimate import NoiseModel, estimate_noise
@@ -18,7 +19,7 @@ from denoise_train.noise_estimate import NoiseModel, estimate_noise
 CROP = 64
 #: The share of a folder held out for the before/after figure (at most MAX_HELD_OUT images).
 HELD_OUT_SHARE = 0.1
-MAX_HELD_OUT = 200
+MAX_HELD_OUT = 128
 #: Images read from a folder (evenly spread over it): more adds little in minutes of training.
 MAX_IMAGES = 4000
 
@@ -36,16 +37,23 @@ class AdaptData:
     warnings: list[str] = field(default_factory=list)
 
     @property
-    def model_noise(self) -> NoiseModel:
-        """The noise in the model's polarity, where training happens: the files' own, or
-        inverted when most of the noisy folder was inverted to the model's polarity."""
-        flipped = self.noisy.inverted * 2 > len(self.noisy.images)
-        return self.noise.inverted() if flipped else self.noise
+    def mostly_inverted(self) -> bool:
+        """Whether most of the noisy folder was inverted to the model's polarity."""
+        return self.noisy.inverted * 2 > len(self.noisy.images)
 
     @property
-    def train_images(self) -> list[np.ndarray]:
-        """What training crops come from: the clean images when given, else the noisy ones."""
-        return self.clean_train if self.clean_train is not None else self.noisy_train
+    def model_noise(self) -> NoiseModel:
+        """The noise in the model's polarity, where training happens (the files' own, or
+        inverted when most of the noisy folder was)."""
+        return self.noise.inverted() if self.mostly_inverted else self.noise
+
+    def train_images(self, method: str) -> list[np.ndarray]:
+        """What training crops come from: clean images for supervised training, else noisy."""
+        if method == "supervised":
+            if self.clean_train is None:
+                raise UsageError("supervised adaptation needs clean images (--clean)")
+            return self.clean_train
+        return self.noisy_train
 
 
 def split_held_out(images: list[np.ndarray]) -> tuple[list[np.ndarray], list[np.ndarray]]:

@@ -23,7 +23,7 @@ from denoise_train.noise_estimate import NoiseModel, estimate_noise, synthesize
 #: Fixed seed of the held-out noise and recorruptions: every evaluation sees the same inputs.
 HELD_OUT_SEED = 20_261_203
 #: Recorruptions averaged per held-out crop (the R2R loss is noisy; more draws, steadier).
-R2R_DRAWS = 4
+R2R_DRAWS = 2
 
 
 @torch.no_grad()

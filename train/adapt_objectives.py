@@ -7,10 +7,10 @@
   model-selection figure. Signal-dependent noise: z's variance a * x + b with x the locally
   smoothed noisy image. Impulses sit at the same pixels in input and target, so they would be
   learnt as signal: pixels that look like impulses are left out of the loss.
-- `pseudo`: pseudo-clean targets from a frozen copy of the starting model, re-noised with the
-  estimated model (a self-training step in the manner of Noisier2Noise and noise2noise-style
-  re-synthesis): it teaches the noise's statistics, impulses included, but not beyond the
-  teacher's detail.
+- `pseudo`: pseudo-clean targets from a teacher (the starting model, then the best weights on
+  the held-out split so far: self-training), re-noised with the estimated model: the model
+  sees noise of exactly the folder's level and kind, impulses included, which R2R's noisier
+  inputs do not give; alone it cannot go beyond the teacher's detail.
 - `r2r+pseudo`: both, summed.
 """
 

@@ -53,6 +53,8 @@ class AdaptSettings:
     lr: float = 2e-4
     noise: str = "auto"
     checkpoint_minutes: float = 3.0
+    #: How often the held-out split is scored (the best weights kept, the teacher refreshed).
+    evaluate_minutes: float = 1.0
     seed: int = 0
     threads: int | None = None
     device: str = "auto"
@@ -178,11 +180,14 @@ def _start(
     if "pseudo" in method:
         teacher = copy.deepcopy(base.model).to(device).eval()
         teacher.requires_grad_(False)
+        if trained.best_state is not None:
+            teacher.load_state_dict(trained.best_state)
     return trained, teacher
 
 
-def _evaluate(trained: Trained, validation: Validation, log: Callable[[str], Any]) -> None:
-    """Score the current weights on the held-out split; keep them when they are the best."""
+def _evaluate(trained: Trained, validation: Validation) -> bool:
+    """Score the current weights on the held-out split; keep them when they are the best
+    (then True)."""
     metrics = validation.evaluate(trained.model)
     score = validation.score(metrics)
     trained.history.append({"step": trained.step, "elapsed": trained.elapsed, **metrics})
@@ -190,6 +195,8 @@ def _evaluate(trained: Trained, validation: Validation, log: Callable[[str], Any
         trained.best_score = score
         state = trained.model.state_dict()
         trained.best_state = {k: v.detach().cpu().clone() for k, v in state.items()}
+        return True
+    return False
 
 
 def train(
@@ -214,11 +221,13 @@ def train(
     limit = settings.max_steps
     total, unit = (limit, "step") if limit else (int(settings.minutes * 60), "s")
     bar = Progress(total, "adapting", unit, enabled=progress)
-    log(f"adapting {base.name} ({method}) on {len(data.train_images)} images, crops {data.crop}px")
-    began, offset, last_save = time.perf_counter(), trained.elapsed, time.perf_counter()
+    images = data.train_images(method)
+    log(f"adapting {base.name} ({method}) on {len(images)} images, crops {data.crop}px")
+    began, offset = time.perf_counter(), trained.elapsed
+    last_eval = last_save = began
     try:
         while _fraction(trained, settings) < 1.0:
-            batch = random_crops(data.train_images, settings.batch_size, data.crop, rng)
+            batch = random_crops(images, settings.batch_size, data.crop, rng)
             for group in trained.optimizer.param_groups:
                 group["lr"] = _lr(settings, _fraction(trained, settings))
             inputs = torch.from_numpy(batch).to(device)
@@ -229,8 +238,12 @@ def train(
             trained.step += 1
             trained.elapsed = offset + time.perf_counter() - began
             bar.update(1 if limit else int(trained.elapsed) - bar.done, loss=loss.item())
+            if time.perf_counter() - last_eval > settings.evaluate_minutes * 60:
+                # Self-training: pseudo-clean targets come from the best weights so far.
+                if _evaluate(trained, validation) and teacher is not None:
+                    teacher.load_state_dict(trained.best_state)
+                last_eval = time.perf_counter()
             if time.perf_counter() - last_save > settings.checkpoint_minutes * 60:
-                _evaluate(trained, validation, log)
                 save_adapt_checkpoint(out, base, data, method, trained, settings, validation)
                 last_save = time.perf_counter()
     except KeyboardInterrupt:
@@ -239,7 +252,7 @@ def train(
         log(f"interrupted after {trained.step} steps: saved {path}; --resume continues")
         raise
     bar.close()
-    _evaluate(trained, validation, log)
+    _evaluate(trained, validation)
     return trained
 
 
@@ -345,6 +358,8 @@ def finish(
     files = export_adapted(checkpoint, out, _export_digits(data, model), metadata, log)
     real, cpu = validation.real_noisy[:8], torch.device("cpu")
     columns = [real, run_model(base.model.cpu(), real, cpu), run_model(model, real, cpu)]
+    if data.mostly_inverted:  # shown as in the files, not in the model's polarity
+        columns = [1.0 - c for c in columns]
     sheet = contact_sheet(columns, contact_sheet_path(out))
     log(f"contact sheet (noisy | {base.name} | adapted): {sheet}")
     return AdaptResult(
