@@ -1,5 +1,5 @@
 """Issue 26's table on two foreign digit domains of our own: the default model as shipped, BM3D,
-`denoise-train adapt` on the noisy folder alone, and with 300 clean images.
+`denoise-export adapt` on the noisy folder alone, and with 300 clean images.
 
     python -m benchmarks.adapt --out DIR [--minutes 15] [--domains display,serif] [--threads 1]
     python -m benchmarks.adapt --out DIR --make-only     # write the folders and stop
@@ -180,7 +180,7 @@ def bm3d_psnr(name: str, clean: np.ndarray, noisy: np.ndarray, seed: int) -> flo
 
 
 def adapt_psnr(root: Path, out: Path, clean: bool, minutes: float, threads: int, **kw) -> dict:
-    from denoise_train.adaptation import AdaptSettings, adapt
+    from denoise_export.adaptation import AdaptSettings, adapt
 
     settings = AdaptSettings(minutes=minutes, threads=threads, **kw)
     t0 = time.perf_counter()

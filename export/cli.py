@@ -340,3 +340,9 @@ def compare(
     )
     write(result, out_dir)
     typer.echo(markdown(result), nl=False)
+
+
+# Issue 26: fine-tune a model on a user's own folder (export/adapt_cli.py).
+from denoise_export.adapt_cli import adapt_command  # noqa: E402
+
+app.command("adapt")(adapt_command)

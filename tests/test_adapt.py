@@ -1,4 +1,4 @@
-"""`denoise-train adapt` on small folders made here: digits in Pillow's own default font at odd
+"""`denoise-export adapt` on small folders made here: digits in Pillow's own default font at odd
 sizes on tinted paper with Poisson-Gaussian noise, a domain no bundled model was trained on."""
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from typer.testing import CliRunner  # noqa: E402
 from denoise_cli.core.errors import EXIT_INTERRUPTED, EXIT_USAGE  # noqa: E402
 from denoise_cli.core.metrics import psnr  # noqa: E402
 from denoise_cli.session import Denoiser, default_model_path  # noqa: E402
-from denoise_train.adaptation import AdaptSettings, adapt, checkpoint_path  # noqa: E402
-from denoise_train.cli import app  # noqa: E402
+from denoise_export.adaptation import AdaptSettings, adapt, checkpoint_path  # noqa: E402
+from denoise_export.cli import app  # noqa: E402
 from denoise_train.noise_estimate import NoiseModel, estimate_noise, synthesize  # noqa: E402
 
 SIDE = 44  # not a multiple of 8: crops and padding must cope
@@ -148,7 +148,7 @@ def test_export_runs_in_the_runtime_without_torch(noisy_only, domain, tmp_path):
 
 
 def test_resume_continues_and_ctrl_c_saves(domain, tmp_path, monkeypatch):
-    import denoise_train.adaptation as adaptation
+    import denoise_export.adaptation as adaptation
 
     out = tmp_path / "mine.onnx"
     real, calls = adaptation.objective, []
@@ -213,8 +213,8 @@ def test_bad_folders_get_one_line_errors(domain, tmp_path):
 
 
 def test_clean_folder_of_another_domain_is_warned_about(domain, tmp_path):
-    from denoise_train.adapt_data import domain_warnings
-    from denoise_train.folder import read_folder
+    from denoise_export.adapt_data import domain_warnings
+    from denoise_export.adapt_folder import read_folder
 
     other = tmp_path / "other"
     for i in range(10):  # light digits on black, 200 px: another world

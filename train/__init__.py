@@ -11,13 +11,3 @@ def main() -> None:
     from denoise_cli.core.commands import TORCH_INSTALL, run_guarded
 
     run_guarded("denoise_train.cli", ("torch",), "denoise-train", TORCH_INSTALL)
-
-
-def __getattr__(name: str):
-    """`adapt` and `AdaptSettings` (train/adaptation.py), imported on first use: importing the
-    package stays torch-free, so `denoise-train` can say what to install when torch is absent."""
-    if name in ("adapt", "AdaptSettings", "AdaptResult"):
-        from denoise_train import adaptation
-
-        return getattr(adaptation, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

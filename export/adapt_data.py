@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 
 from denoise_cli.core.errors import UsageError
-from denoise_train.base_model import BaseModel
-from denoise_train.folder import FolderError, ImageFolder, crop_side, read_folder
+from denoise_export.adapt_base import BaseModel
+from denoise_export.adapt_folder import FolderError, ImageFolder, crop_side, read_folder
 from denoise_train.noise_estimate import NoiseModel, estimate_noise
 
 #: A crop of this side shows a digit with context; smaller images train at their own size.

@@ -1,4 +1,5 @@
-"""`denoise-train adapt`: fine-tune a bundled model (or a checkpoint) on a user's own folder.
+"""`denoise-export adapt` (`denoise_export.adapt`): fine-tune a bundled model (or a checkpoint)
+on a user's own folder.
 
 Steps: read the folder (denoise-batch's decoders, the model's polarity); estimate its noise
 (train/noise_estimate.py); rebuild the starting model in PyTorch (from ONNX for bundled models,
@@ -29,13 +30,15 @@ from torch import nn
 from denoise_cli.core.atomic import write_atomic
 from denoise_cli.core.errors import UsageError
 from denoise_cli.core.progress import Progress
-from denoise_train.adapt_data import AdaptData, prepare_data
-from denoise_train.adapt_eval import Validation, make_validation, run_model
+from denoise_export.adapt_base import BaseModel, resolve_base
+from denoise_export.adapt_data import AdaptData, prepare_data
+from denoise_export.adapt_eval import Validation, make_validation, run_model
+from denoise_export.adapt_folder import random_crops
+from denoise_export.build import export_checkpoint
+from denoise_export.onnx_export import ExportError
 from denoise_train.adapt_objectives import METHODS, objective
-from denoise_train.base_model import BaseModel, resolve_base
 from denoise_train.checkpoint import FORMAT, load_checkpoint
 from denoise_train.contact_sheet import contact_sheet
-from denoise_train.folder import random_crops
 from denoise_train.loop import pick_device
 from denoise_train.noise_estimate import NoiseModel
 
@@ -431,10 +434,6 @@ def export_adapted(
     log: Callable[[str], Any],
 ) -> list[Path]:
     """The project's verified export: fp32 and, where it passes its accuracy check, INT8."""
-    # Lazy: denoise_export builds on denoise_train; only this last step needs it.
-    from denoise_export.build import export_checkpoint
-    from denoise_export.onnx_export import ExportError
-
     options = {"runtimes": (), "metadata": metadata}
     try:
         result = export_checkpoint(checkpoint, out, digits, digits, log, int8=True, **options)

@@ -15,9 +15,9 @@ import torch
 from torch import nn
 
 from denoise_cli.core.metrics import psnr
-from denoise_train.adapt_data import AdaptData
+from denoise_export.adapt_data import AdaptData
+from denoise_export.adapt_folder import center_crops
 from denoise_train.adapt_objectives import r2r_loss
-from denoise_train.folder import center_crops
 from denoise_train.noise_estimate import NoiseModel, estimate_noise, synthesize
 
 #: Fixed seed of the held-out noise and recorruptions: every evaluation sees the same inputs.
