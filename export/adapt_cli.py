@@ -42,7 +42,7 @@ def adapt_command(
         "no impulses.",
     ),
     method: AdaptMethod = typer.Option(
-        "auto", help="auto: r2r+pseudo on the noisy folder, supervised with --clean."
+        "auto", help="auto: r2r on the noisy folder, supervised with --clean."
     ),
     device: Device = typer.Option("auto"),
     threads: int | None = typer.Option(None, min=1, help="torch CPU threads (default: torch's)."),
