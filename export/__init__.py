@@ -17,3 +17,13 @@ def main() -> None:
     from denoise_cli.core.commands import TORCH_INSTALL, run_guarded
 
     run_guarded("denoise_export.cli", ("torch", "onnx"), "denoise-export", TORCH_INSTALL)
+
+
+def __getattr__(name: str):
+    """`adapt` and `AdaptSettings` (export/adaptation.py), imported on first use, so that
+    importing the package stays light."""
+    if name in ("adapt", "AdaptSettings", "AdaptResult"):
+        from denoise_export import adaptation
+
+        return getattr(adaptation, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

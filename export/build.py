@@ -86,6 +86,9 @@ class ExportRequest:
     profile: str = "portable"  # variants.PROFILES: where the files will run
     #: export/runtimes.py's runtimes to run every file in (None: all; missing ones are listed).
     runtimes: tuple[str, ...] | None = None
+    #: Keys added to (or replacing) the files' metadata: what a fine-tune (train/adapt.py)
+    #: knows about its data that the checkpoint's TrainConfig cannot say.
+    metadata: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -228,6 +231,7 @@ def reference(
         task=arch.task,
     )
     metadata["export_profile"] = request.profile
+    metadata.update(request.metadata)
     if rewrites:
         metadata[REWRITES_KEY] = rewrites
     set_metadata(proto, metadata)

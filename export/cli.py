@@ -406,3 +406,9 @@ def foreign(
     typer.echo(markdown(result), nl=False)
     for path in written:
         typer.echo(f"wrote {path}", err=True)
+
+
+# Issue 26: fine-tune a model on a user's own folder (export/adapt_cli.py).
+from denoise_export.adapt_cli import adapt_command  # noqa: E402
+
+app.command("adapt")(adapt_command)

@@ -1,0 +1,146 @@
+"""The images an adaptation learns from: the noisy folder, an optional clean one, their held-out
+splits, the training crop and the noise model estimated from the noisy folder."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from denoise_cli.core.errors import UsageError
+from denoise_export.adapt_base import BaseModel
+from denoise_export.adapt_folder import FolderError, ImageFolder, crop_side, read_folder
+from denoise_train.noise_estimate import NoiseModel, estimate_noise
+
+#: A crop of this side shows a digit with context; smaller images train at their own size.
+CROP = 64
+#: The share of a folder held out for the before/after figure (at most MAX_HELD_OUT images).
+HELD_OUT_SHARE = 0.1
+MAX_HELD_OUT = 128
+#: Images read from a folder (evenly spread over it): more adds little in minutes of training.
+MAX_IMAGES = 4000
+
+
+@dataclass
+class AdaptData:
+    noisy: ImageFolder
+    noisy_train: list[np.ndarray]
+    noisy_held_out: list[np.ndarray]
+    clean: ImageFolder | None
+    clean_train: list[np.ndarray] | None
+    clean_held_out: list[np.ndarray] | None
+    noise: NoiseModel  # in the files' own polarity: what is reported
+    crop: int
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def mostly_inverted(self) -> bool:
+        """Whether most of the noisy folder was inverted to the model's polarity."""
+        return self.noisy.inverted * 2 > len(self.noisy.images)
+
+    @property
+    def model_noise(self) -> NoiseModel:
+        """The noise in the model's polarity, where training happens (the files' own, or
+        inverted when most of the noisy folder was)."""
+        return self.noise.inverted() if self.mostly_inverted else self.noise
+
+    def train_images(self, method: str) -> list[np.ndarray]:
+        """What training crops come from: clean images for supervised training, else noisy."""
+        if method == "supervised":
+            if self.clean_train is None:
+                raise UsageError("supervised adaptation needs clean images (--clean)")
+            return self.clean_train
+        return self.noisy_train
+
+
+def split_held_out(images: list[np.ndarray]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """(train, held out): every k-th image held out, so the split is spread over the folder.
+    A folder of one image trains and validates on it (nothing better is possible)."""
+    if len(images) < 2:
+        return images, images
+    count = min(MAX_HELD_OUT, max(1, round(len(images) * HELD_OUT_SHARE)))
+    held = set(np.linspace(0, len(images) - 1, count).round().astype(int).tolist())
+    train = [im for i, im in enumerate(images) if i not in held]
+    return train, [images[i] for i in sorted(held)]
+
+
+def prepare_data(
+    noisy_dir: Path,
+    clean_dir: str | Path | None,
+    base: BaseModel,
+    noise_kind: str,
+    log: Callable[[str], Any],
+) -> AdaptData:
+    """Read, check and split the folders; estimate the noise. Raises FolderError on bad input."""
+    noisy = read_folder(noisy_dir, base.polarity, MAX_IMAGES)
+    _log_folder(noisy, log)
+    estimated = estimate_noise(noisy.originals())
+    if estimated.clean:
+        raise FolderError(
+            f"{noisy_dir}: no noise found in these images (sigma {float(estimated.sigma(0.5)):.4f} "
+            "at mid-grey): they look clean; give clean images as --clean, beside a noisy folder"
+        )
+    noise = estimated.restricted(noise_kind) if noise_kind != "auto" else estimated
+    log(f"estimated noise: {noise.describe()}")
+    noisy_train, noisy_held = split_held_out(noisy.images)
+    clean = clean_train = clean_held = None
+    warnings: list[str] = []
+    if clean_dir is not None:
+        clean = read_folder(Path(clean_dir), base.polarity, MAX_IMAGES)
+        _log_folder(clean, log)
+        clean_train, clean_held = split_held_out(clean.images)
+        warnings = domain_warnings(noisy, clean)
+        for warning in warnings:
+            log(f"warning: {warning}")
+    sources = noisy.images + (clean.images if clean is not None else [])
+    crop = crop_side(sources, CROP, base.size_multiple)
+    return AdaptData(
+        noisy, noisy_train, noisy_held, clean, clean_train, clean_held, noise, crop, warnings
+    )
+
+
+def _log_folder(folder: ImageFolder, log: Callable[[str], Any]) -> None:
+    inverted = f", {folder.inverted} inverted to the model's polarity" if folder.inverted else ""
+    log(f"{folder.root}: {len(folder.images)} images{inverted}")
+    for line in folder.skipped[:5]:
+        log(f"  skipped {line}")
+    if len(folder.skipped) > 5:
+        log(f"  ... and {len(folder.skipped) - 5} more unreadable files")
+
+
+def _statistics(images: list[np.ndarray]) -> dict[str, float]:
+    """Brightness, ink share (pixels over 0.5, in the model's polarity) and image side."""
+    sample = images[:: max(1, len(images) // 200)]
+    return {
+        "mean": float(np.mean([im.mean() for im in sample])),
+        "ink": float(np.mean([(im > 0.5).mean() for im in sample])),
+        "side": float(np.median([np.sqrt(im.size) for im in sample])),
+    }
+
+
+def domain_warnings(noisy: ImageFolder, clean: ImageFolder) -> list[str]:
+    """Why the clean folder may show another domain than the noisy one (empty: none seen)."""
+    a, b = _statistics(noisy.images), _statistics(clean.images)
+    out = []
+    if abs(a["mean"] - b["mean"]) > 0.2:
+        out.append(
+            f"{clean.root}: mean brightness {b['mean']:.2f} against {a['mean']:.2f} in "
+            f"{noisy.root}: are they images of the same kind?"
+        )
+    if max(a["ink"], b["ink"]) > 3 * max(min(a["ink"], b["ink"]), 1e-3):
+        out.append(
+            f"{clean.root}: {100 * b['ink']:.1f}% ink pixels against {100 * a['ink']:.1f}% "
+            f"in {noisy.root}: are they images of the same kind?"
+        )
+    if max(a["side"], b["side"]) > 4 * min(a["side"], b["side"]):
+        out.append(
+            f"{clean.root}: images of about {b['side']:.0f} px against {a['side']:.0f} px "
+            f"in {noisy.root}: the digits may be drawn at another scale"
+        )
+    own = estimate_noise(clean.originals())
+    if not own.clean:
+        out.append(f"{clean.root}: these 'clean' images look noisy ({own.describe()})")
+    return out

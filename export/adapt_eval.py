@@ -1,0 +1,100 @@
+"""The held-out figure that decides which weights an adaptation keeps.
+
+With clean images: PSNR on held-out clean crops under fixed synthesised noise (higher is
+better). Without: the R2R loss on held-out noisy crops under fixed recorruptions, an unbiased
+estimate of the MSE to the unseen clean images plus a constant (lower is better), and, as a
+plain-language figure, the noise the estimator still finds in the outputs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from denoise_cli.core.metrics import psnr
+from denoise_export.adapt_data import AdaptData
+from denoise_export.adapt_folder import center_crops
+from denoise_train.adapt_objectives import r2r_loss
+from denoise_train.noise_estimate import NoiseModel, estimate_noise, synthesize
+
+#: Fixed seed of the held-out noise and recorruptions: every evaluation sees the same inputs.
+HELD_OUT_SEED = 20_261_203
+#: Recorruptions averaged per held-out crop (the R2R loss is noisy; more draws, steadier).
+R2R_DRAWS = 2
+
+
+@torch.no_grad()
+def run_model(model: nn.Module, images: np.ndarray, device: torch.device) -> np.ndarray:
+    out = [
+        model(torch.from_numpy(images[i : i + 64]).to(device)).cpu().numpy()
+        for i in range(0, len(images), 64)
+    ]
+    return np.concatenate(out)
+
+
+@dataclass
+class Validation:
+    """Held-out crops and how to score a model on them; `base` is the starting model's score."""
+
+    kind: str  # "psnr" or "r2r"
+    noisy: np.ndarray  # held-out noisy crops (N, 1, S, S): real ones, or synthesised for psnr
+    clean: np.ndarray | None  # their clean crops (psnr only)
+    real_noisy: np.ndarray  # held-out crops of the noisy folder (contact sheet, residual noise)
+    noise: NoiseModel
+    device: torch.device
+    base: dict[str, float] | None = None
+
+    @property
+    def count(self) -> int:
+        return len(self.noisy)
+
+    def evaluate(self, model: nn.Module) -> dict[str, float]:
+        model.eval()
+        out: dict[str, float] = {}
+        if self.kind == "psnr":
+            restored = run_model(model, self.noisy, self.device)
+            out["psnr"] = float(np.mean(psnr(self.clean, restored)))
+        else:
+            gen = torch.Generator(device="cpu").manual_seed(HELD_OUT_SEED)
+            x = torch.from_numpy(self.noisy).to(self.device)
+            with torch.no_grad():
+                losses = [
+                    float(r2r_loss(model, x, self.noise, gen.manual_seed(HELD_OUT_SEED + k)))
+                    for k in range(R2R_DRAWS)
+                ]
+            out["r2r_loss"] = float(np.mean(losses))
+        residual = estimate_noise(list(run_model(model, self.real_noisy, self.device)[:, 0]))
+        out["residual_sigma"] = float(residual.sigma(0.5))
+        return out
+
+    def score(self, metrics: dict[str, float]) -> float:
+        """Higher is better."""
+        return metrics["psnr"] if self.kind == "psnr" else -metrics["r2r_loss"]
+
+    def describe(self, metrics: dict[str, float]) -> str:
+        main = (
+            f"PSNR {metrics['psnr']:.2f} dB (held-out clean images, synthesised noise)"
+            if self.kind == "psnr"
+            else f"self-supervised (R2R) loss {metrics['r2r_loss']:.5f}"
+        )
+        return f"{main}, residual noise sigma {metrics['residual_sigma']:.4f}"
+
+
+def make_validation(
+    data: AdaptData, method: str, model: nn.Module, device: torch.device
+) -> Validation:
+    """The held-out crops for `method`, and the starting model's score on them."""
+    real = center_crops(data.noisy_held_out, data.crop)
+    rng = np.random.default_rng(HELD_OUT_SEED)
+    if method == "supervised" and data.clean_held_out is not None:
+        clean = center_crops(data.clean_held_out, data.crop)
+        validation = Validation(
+            "psnr", synthesize(clean, data.model_noise, rng), clean, real, data.model_noise, device
+        )
+    else:
+        validation = Validation("r2r", real, None, real, data.model_noise, device)
+    validation.base = validation.evaluate(model.to(device))
+    return validation

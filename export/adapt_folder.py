@@ -1,0 +1,127 @@
+"""A user's folder of images, read the way `denoise-batch` reads it (its own decoders), for
+training: gray float images in [0, 1], brought to the model's polarity, with the folder's digest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from denoise_cli.core.errors import UsageError
+from denoise_cli.errors import ImageError
+from denoise_cli.images import decode, is_image_name
+from denoise_cli.session import needs_inversion
+
+
+class FolderError(UsageError):
+    """A folder that cannot be trained on: missing, empty, unreadable, images too small."""
+
+
+@dataclass
+class ImageFolder:
+    """The images of one folder (any sizes), in the model's polarity, and what they came from."""
+
+    root: Path
+    names: list[str]  # relative to root, sorted
+    images: list[np.ndarray]  # (H, W) float32 in [0, 1]
+    flipped: list[bool]  # which were inverted to the model's polarity
+    skipped: list[str]  # "name: reason" for files that could not be decoded
+    digest: str  # SHA-256 over the names and bytes of the files read
+
+    @property
+    def inverted(self) -> int:
+        return sum(self.flipped)
+
+    def originals(self) -> list[np.ndarray]:
+        """The images as they are in the files (the noise is physical there)."""
+        return [1.0 - im if f else im for im, f in zip(self.images, self.flipped, strict=True)]
+
+
+def image_paths(root: Path) -> list[Path]:
+    """Every image file under `root` (recursively, hidden files left out), sorted."""
+    if not root.is_dir():
+        raise FolderError(f"{root}: not a folder")
+    paths = []
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        paths += [Path(folder) / f for f in files if is_image_name(f) and not f.startswith(".")]
+    return sorted(paths)
+
+
+def read_folder(
+    root: Path, polarity: str = "unknown", max_images: int | None = None
+) -> ImageFolder:
+    """Read up to `max_images` images (evenly spread over the sorted names) from `root`.
+
+    Raises FolderError when no image could be read; undecodable files are listed in `skipped`.
+    """
+    root = Path(root)
+    paths = image_paths(root)
+    if not paths:
+        raise FolderError(f"{root}: no images in this folder (denoise-batch's formats: PNG, ...)")
+    if max_images is not None and len(paths) > max_images:
+        paths = [paths[i] for i in np.linspace(0, len(paths) - 1, max_images).round().astype(int)]
+    digest = hashlib.sha256()
+    names, images, skipped, flipped = [], [], [], []
+    for path in paths:
+        name = path.relative_to(root).as_posix()
+        try:
+            gray, _ = decode(path)
+            digest.update(name.encode() + b"\0" + path.read_bytes())
+        except (ImageError, OSError) as exc:
+            skipped.append(f"{name}: {exc}")
+            continue
+        flipped.append(needs_inversion(gray, "auto", polarity))
+        if flipped[-1]:
+            gray = 1.0 - gray
+        names.append(name)
+        images.append(np.ascontiguousarray(gray, dtype=np.float32))
+    if not images:
+        raise FolderError(
+            f"{root}: none of its {len(paths)} image files could be read ({skipped[0]})"
+        )
+    return ImageFolder(root, names, images, flipped, skipped, digest.hexdigest())
+
+
+def crop_side(images: list[np.ndarray], largest: int, multiple: int, smallest: int = 16) -> int:
+    """The training crop: `largest`, or less when the smallest image is smaller (a multiple of
+    `multiple`, the model's size_multiple). Raises FolderError below `smallest`."""
+    side = min(largest, min(min(im.shape) for im in images))
+    side -= side % multiple
+    if side < smallest:
+        small = min(min(im.shape) for im in images)
+        raise FolderError(
+            f"images too small to train on: the smallest is {small} px on a side, "
+            f"at least {smallest} px needed"
+        )
+    return side
+
+
+def random_crops(
+    images: list[np.ndarray], count: int, side: int, rng: np.random.Generator
+) -> np.ndarray:
+    """`count` random `side` x `side` crops (random images, positions, flips): (count, 1, s, s)."""
+    out = np.empty((count, 1, side, side), np.float32)
+    picks = rng.integers(0, len(images), count)
+    for i, k in enumerate(picks):
+        im = images[k]
+        y = rng.integers(0, im.shape[0] - side + 1)
+        x = rng.integers(0, im.shape[1] - side + 1)
+        crop = im[y : y + side, x : x + side]
+        if rng.random() < 0.5:
+            crop = crop[:, ::-1]
+        out[i, 0] = crop
+    return out
+
+
+def center_crops(images: list[np.ndarray], side: int) -> np.ndarray:
+    """One centred `side` x `side` crop per image: (N, 1, side, side), for fixed validation."""
+    out = np.empty((len(images), 1, side, side), np.float32)
+    for i, im in enumerate(images):
+        y, x = (im.shape[0] - side) // 2, (im.shape[1] - side) // 2
+        out[i, 0] = im[y : y + side, x : x + side]
+    return out

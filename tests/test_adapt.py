@@ -1,0 +1,227 @@
+"""`denoise-export adapt` on small folders made here: digits in Pillow's own default font at odd
+sizes on tinted paper with Poisson-Gaussian noise, a domain no bundled model was trained on."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw, ImageFont
+
+torch = pytest.importorskip("torch")
+
+from typer.testing import CliRunner  # noqa: E402
+
+from denoise_cli.core.errors import EXIT_INTERRUPTED, EXIT_USAGE  # noqa: E402
+from denoise_cli.core.metrics import psnr  # noqa: E402
+from denoise_cli.session import Denoiser, default_model_path  # noqa: E402
+from denoise_export.adaptation import AdaptSettings, adapt, checkpoint_path  # noqa: E402
+from denoise_export.cli import app  # noqa: E402
+from denoise_train.noise_estimate import NoiseModel, estimate_noise, synthesize  # noqa: E402
+
+SIDE = 44  # not a multiple of 8: crops and padding must cope
+#: The domain's noise: var = 0.012 x + 0.0012 (sigma 0.035 at black, 0.11 at white).
+NOISE = NoiseModel(0.012, 0.0012)
+FAST = {"threads": 1, "batch_size": 8, "checkpoint_minutes": 60.0}
+
+
+def draw_digits(rng: np.random.Generator) -> np.ndarray:
+    """Dark digits in Pillow's default font at an odd size on tinted paper, gray (H, W)."""
+    tint = tuple(int(v) for v in rng.integers(150, 230, 3))
+    im = Image.new("RGB", (SIDE, SIDE), tint)
+    text = "".join(str(d) for d in rng.integers(0, 10, int(rng.integers(1, 3))))
+    font = ImageFont.load_default(size=int(rng.choice([17, 21, 25])))
+    ink = tuple(int(v) for v in rng.integers(10, 70, 3))
+    ImageDraw.Draw(im).text((rng.integers(0, 10), rng.integers(-4, 10)), text, fill=ink, font=font)
+    return np.asarray(im.convert("L"), np.float32) / 255.0
+
+
+def _save(pixels: np.ndarray, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.round(pixels * 255).astype(np.uint8), "L").save(path)
+
+
+@pytest.fixture(scope="module")
+def domain(tmp_path_factory) -> Path:
+    """noisy/ (80), clean/ (40, drawn apart), test pairs (24): all of the same domain."""
+    root = tmp_path_factory.mktemp("pillow-digits")
+    rng = np.random.default_rng(5)
+    for i in range(80):
+        _save(synthesize(draw_digits(rng), NOISE, rng), root / "noisy" / f"{i:03d}.png")
+    for i in range(40):
+        _save(draw_digits(rng), root / "clean" / f"{i:03d}.png")
+    for i in range(24):
+        clean = draw_digits(rng)
+        _save(clean, root / "test_clean" / f"{i:03d}.png")
+        _save(synthesize(clean, NOISE, rng), root / "test_noisy" / f"{i:03d}.png")
+    return root
+
+
+def test_psnr(model: Path, root: Path) -> float:
+    """Mean PSNR of an ONNX model, run as denoise-batch runs it, on the domain's test pairs."""
+    names = sorted(p.name for p in (root / "test_clean").glob("*.png"))
+    read = lambda p: np.asarray(Image.open(p), np.float32) / 255.0  # noqa: E731
+    clean = np.stack([read(root / "test_clean" / n) for n in names])
+    noisy = [read(root / "test_noisy" / n) for n in names]
+    out = np.stack(Denoiser(model, threads=1).denoise(noisy))
+    return float(np.mean(psnr(clean, out)))
+
+
+test_psnr.__test__ = False  # a helper, not a test
+
+
+@pytest.fixture(scope="module")
+def noisy_only(domain, tmp_path_factory):
+    out = tmp_path_factory.mktemp("noisy-only") / "mine.onnx"
+    settings = AdaptSettings(max_steps=60, lr=5e-4, **FAST)
+    return adapt(domain / "noisy", out, settings=settings, log=lambda m: None), out
+
+
+@pytest.fixture(scope="module")
+def with_clean(domain, tmp_path_factory):
+    out = tmp_path_factory.mktemp("with-clean") / "mine.onnx"
+    settings = AdaptSettings(max_steps=60, lr=5e-4, **FAST)
+    result = adapt(domain / "noisy", out, domain / "clean", settings=settings, log=lambda m: None)
+    return result, out
+
+
+def test_noise_estimate_finds_the_poisson_gaussian_model():
+    rng = np.random.default_rng(0)
+    ramps = [np.tile(np.linspace(0.05, 0.95, 64, dtype=np.float32), (64, 1)) for _ in range(20)]
+    found = estimate_noise([synthesize(r, NOISE, rng) for r in ramps])
+    assert found.signal_dependent and not found.clean
+    assert abs(found.sigma(0.5) - NOISE.sigma(0.5)) < 0.15 * NOISE.sigma(0.5), found
+    assert abs(found.sigma(0.1) - NOISE.sigma(0.1)) < 0.25 * NOISE.sigma(0.1), found
+    gaussian = estimate_noise([synthesize(r, NoiseModel(0.0, 0.004), rng) for r in ramps])
+    assert not gaussian.signal_dependent and abs(gaussian.sigma(0.5) - 0.063) < 0.01, gaussian
+    assert estimate_noise(ramps).clean
+
+
+def test_bundled_default_is_rebuilt_exactly_in_torch():
+    from denoise_train.onnx_import import check_against_onnxruntime, model_from_onnx
+
+    model, arch, args = model_from_onnx(default_model_path())
+    assert arch and args
+    assert check_against_onnxruntime(model, default_model_path(), size=48) < 1e-4
+
+
+def test_noisy_only_adaptation_improves_psnr(noisy_only, domain):
+    result, out = noisy_only
+    before, after = test_psnr(default_model_path(), domain), test_psnr(out, domain)
+    assert not result.kept_base and result.steps == 60
+    assert after > before + 1.0, (before, after)
+    assert result.after["r2r_loss"] < result.before["r2r_loss"]
+    assert result.noise.signal_dependent
+
+
+def test_clean_images_beat_noisy_only(noisy_only, with_clean, domain):
+    assert with_clean[0].method == "supervised" and with_clean[0].after["psnr"] > 0
+    assert test_psnr(with_clean[1], domain) > test_psnr(noisy_only[1], domain)
+
+
+def test_export_runs_in_the_runtime_without_torch(noisy_only, domain, tmp_path):
+    _, model = noisy_only
+    assert model.with_name("mine.int8.onnx").is_file()
+    assert model.with_name("mine.contact.png").is_file()
+    info = Denoiser(model).info.metadata
+    assert info["adapt_source_sha256"] and info["adapted_from"].startswith("unet")
+    assert json.loads(info["adapt_noise_model"])["a"] > 0
+    # torch and onnx made unimportable: the runtime alone must run the adapted model.
+    code = (
+        "import sys; sys.modules['torch'] = sys.modules['onnx'] = None; "
+        "from denoise_cli.cli import main; sys.argv[0] = 'denoise-batch'; main()"
+    )
+    out = tmp_path / "denoised"
+    run = subprocess.run(
+        [sys.executable, "-c", code, str(domain / "test_noisy"), str(out), "--model", str(model)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert run.returncode == 0, run.stderr
+    assert len(list(out.glob("*.png"))) == 24
+
+
+def test_resume_continues_and_ctrl_c_saves(domain, tmp_path, monkeypatch):
+    import denoise_export.adaptation as adaptation
+
+    out = tmp_path / "mine.onnx"
+    real, calls = adaptation.objective, []
+
+    def interrupted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 8:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(adaptation, "objective", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        adapt(domain / "noisy", out, settings=AdaptSettings(max_steps=12, **FAST), log=print)
+    saved = torch.load(checkpoint_path(out), weights_only=True)
+    assert saved["adapt"]["step"] == 7 and not out.exists()
+    monkeypatch.setattr(adaptation, "objective", real)
+    result = CliRunner().invoke(
+        app,
+        ["adapt", str(domain / "noisy"), "--out", str(out), "--resume", "--max-steps", "12"],
+        catch_exceptions=False,
+    )
+    assert result.exit_code == 0, result.output
+    assert "12 steps" in result.output and out.is_file()
+    assert torch.load(checkpoint_path(out), weights_only=True)["adapt"]["step"] == 12
+
+
+def test_diverging_training_keeps_the_starting_weights(domain, tmp_path):
+    out = tmp_path / "mine.onnx"
+    lines: list[str] = []
+    settings = AdaptSettings(max_steps=6, lr=5.0, **FAST)  # absurd rate: the model breaks
+    result = adapt(domain / "noisy", out, settings=settings, log=lines.append)
+    assert result.kept_base
+    assert any("keeping the starting model's weights" in line for line in lines)
+    x = [np.random.default_rng(1).random((SIDE, SIDE), dtype=np.float32)]
+    base, adapted = Denoiser(default_model_path()).denoise(x), Denoiser(out).denoise(x)
+    assert np.max(np.abs(base[0] - adapted[0])) < 1e-4
+
+
+def _invoke(*args: str):
+    return CliRunner().invoke(app, ["adapt", *args], catch_exceptions=False)
+
+
+def test_bad_folders_get_one_line_errors(domain, tmp_path):
+    out = str(tmp_path / "m.onnx")
+    (tmp_path / "empty").mkdir()
+    result = _invoke(str(tmp_path / "empty"), "--out", out)
+    assert result.exit_code == EXIT_USAGE and "no images in this folder" in result.output
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "a.png").write_bytes(b"not a png")
+    result = _invoke(str(broken), "--out", out)
+    assert result.exit_code == EXIT_USAGE and "could be read" in result.output
+    small = tmp_path / "small"
+    for i in range(3):
+        _save(np.random.default_rng(i).random((9, 30)), small / f"{i}.png")
+    result = _invoke(str(small), "--out", out)
+    assert result.exit_code == EXIT_USAGE and "too small" in result.output
+    result = _invoke(str(domain / "clean"), "--out", out)
+    assert result.exit_code == EXIT_USAGE and "look clean" in result.output
+    for result in (_invoke(str(broken), "--out", out),):
+        assert "Traceback" not in result.output and len(result.output.strip().splitlines()) <= 3
+
+
+def test_clean_folder_of_another_domain_is_warned_about(domain, tmp_path):
+    from denoise_export.adapt_data import domain_warnings
+    from denoise_export.adapt_folder import read_folder
+
+    other = tmp_path / "other"
+    for i in range(10):  # light digits on black, 200 px: another world
+        canvas = np.zeros((200, 200), np.float32)
+        canvas[60:140, 90:110] = 1.0
+        _save(canvas, other / f"{i}.png")
+    warnings = domain_warnings(read_folder(domain / "noisy"), read_folder(other))
+    assert any("same kind" in w for w in warnings) and any("scale" in w for w in warnings)
+    assert domain_warnings(read_folder(domain / "noisy"), read_folder(domain / "clean")) == []
+    assert EXIT_INTERRUPTED == 130

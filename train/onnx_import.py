@@ -1,0 +1,122 @@
+"""Rebuild a trainable PyTorch model from one of our ONNX files.
+
+Bundled models ship only as ONNX (runs/ is not packaged), so fine-tuning one starts here: the
+file's metadata (`architecture`, `architecture_args`, written by export/metadata.py) names the
+registry architecture, and its initializers are copied into it by name. The exporter folds each
+batch norm into the convolution before it (`NAME.weight` scaled, `NAME.weight_bias` added): those
+weights go into the convolution and the batch norm becomes an identity with the folded bias as
+its shift, so the rebuilt model computes exactly what the file does. Checked against
+onnxruntime before it is returned.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from denoise_cli.core.errors import RefusedError
+from denoise_train.models import get_arch
+
+#: Largest difference allowed between the rebuilt model and onnxruntime on random input.
+IMPORT_TOLERANCE = 1e-4
+
+
+class OnnxImportError(RefusedError):
+    """An ONNX file that cannot be turned back into a registry architecture."""
+
+
+def read_onnx(path: Path) -> tuple[dict[str, str], dict[str, np.ndarray]]:
+    """The file's metadata and its initializers as arrays."""
+    import onnx
+    from onnx import numpy_helper
+
+    try:
+        proto = onnx.load(str(path))
+    except Exception as exc:  # onnx raises DecodeError, OSError...
+        raise OnnxImportError(f"{path}: not a readable ONNX file ({exc})") from None
+    metadata = {p.key: p.value for p in proto.metadata_props}
+    weights = {t.name: numpy_helper.to_array(t) for t in proto.graph.initializer}
+    return metadata, weights
+
+
+def _conv_batchnorm_pairs(model: nn.Module) -> dict[str, str]:
+    """Each convolution's name -> the batch norm right after it (in module order)."""
+    pairs, previous = {}, None
+    for name, module in model.named_modules():
+        if isinstance(module, nn.BatchNorm2d) and previous is not None:
+            pairs[previous] = name
+        previous = name if isinstance(module, nn.Conv2d) else None
+    return pairs
+
+
+def load_onnx_weights(model: nn.Module, weights: dict[str, np.ndarray], path: Path) -> None:
+    """Copy `weights` into `model`; every parameter must be set, folded batch norms included."""
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    pairs = _conv_batchnorm_pairs(model)
+    assigned: set[str] = set()
+    for name, value in weights.items():
+        tensor = torch.from_numpy(np.array(value, dtype=np.float32))
+        if name in state and state[name].shape == tensor.shape:
+            state[name] = tensor
+            assigned.add(name)
+        elif name.endswith(".weight_bias") and name.removesuffix(".weight_bias") in pairs:
+            bn = pairs[name.removesuffix(".weight_bias")]
+            eps = dict(model.named_modules())[bn].eps
+            state[f"{bn}.weight"] = torch.ones_like(tensor)
+            state[f"{bn}.bias"] = tensor
+            state[f"{bn}.running_mean"] = torch.zeros_like(tensor)
+            # var + eps = 1: the normalisation divides by exactly one.
+            state[f"{bn}.running_var"] = torch.full_like(tensor, 1.0 - eps)
+            assigned |= {f"{bn}.{k}" for k in ("weight", "bias", "running_mean", "running_var")}
+    missing = [k for k in state if k not in assigned and not k.endswith("num_batches_tracked")]
+    if missing:
+        raise OnnxImportError(
+            f"{path}: {len(missing)} weights of its architecture are not in the file "
+            f"({', '.join(missing[:3])}); is it one of ours?"
+        )
+    model.load_state_dict(state)
+
+
+def check_against_onnxruntime(model: nn.Module, path: Path, size: int = 32) -> float:
+    """Max abs difference between `model` and the file in onnxruntime on random images."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(0).random((2, 1, size, size), dtype=np.float32)
+    expected = session.run(None, {session.get_inputs()[0].name: x})[0]
+    with torch.no_grad():
+        got = model(torch.from_numpy(x)).numpy()
+    return float(np.max(np.abs(got - expected)))
+
+
+def model_from_onnx(path: Path) -> tuple[nn.Module, str, dict]:
+    """(model in eval mode, architecture name, its arguments), verified against the file."""
+    metadata, weights = read_onnx(path)
+    if "architecture" not in metadata or "architecture_args" not in metadata:
+        raise OnnxImportError(
+            f"{path}: no architecture in its metadata: only files exported by denoise-export "
+            "can be fine-tuned"
+        )
+    try:
+        arch = get_arch(metadata["architecture"])
+        args = json.loads(metadata["architecture_args"])
+    except KeyError as exc:
+        raise OnnxImportError(f"{path}: {exc}") from None
+    except ValueError:
+        raise OnnxImportError(
+            f"{path}: its architecture_args are not JSON (an older export); re-export its "
+            "checkpoint, or give the checkpoint itself"
+        ) from None
+    model = arch.build(**args).eval()
+    load_onnx_weights(model, weights, path)
+    diff = check_against_onnxruntime(model, path)
+    if not diff < IMPORT_TOLERANCE:
+        raise OnnxImportError(
+            f"{path}: rebuilt {arch.name} differs from the file by {diff:.2g} "
+            f"(tolerance {IMPORT_TOLERANCE:g}); it cannot be fine-tuned"
+        )
+    return model, arch.name, args
