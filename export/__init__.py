@@ -19,6 +19,13 @@ def main() -> None:
     run_guarded("denoise_export.cli", ("torch", "onnx"), "denoise-export", TORCH_INSTALL)
 
 
+def train_main() -> None:
+    """`denoise-train` with `adapt` (export/train_entry.py); says what to install without torch."""
+    from denoise_cli.core.commands import TORCH_INSTALL, run_guarded
+
+    run_guarded("denoise_export.train_entry", ("torch",), "denoise-train", TORCH_INSTALL)
+
+
 def __getattr__(name: str):
     """`adapt` and `AdaptSettings` (export/adaptation.py), imported on first use, so that
     importing the package stays light."""
