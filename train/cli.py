@@ -62,6 +62,9 @@ INIT_FROM_HELP = (
 )
 
 
+FREEZE_BN_HELP = "Keep batch norm's running statistics (fine-tuning on mixed batches)."
+
+
 @app.command()
 def fit(
     arch: Arch = typer.Option("conv_denoiser", help="Architecture (see `list`)."),
@@ -96,11 +99,7 @@ def fit(
     data_dir: Path | None = typer.Option(None, help=DATA_DIR_HELP),
     init_from: Path | None = typer.Option(None, help=INIT_FROM_HELP),
     frames_inverted_share: float = typer.Option(0.0, help="Share of frames made dark-on-light."),
-    freeze_bn: bool = typer.Option(
-        False,
-        "--freeze-bn",
-        help="Keep batch norm's running statistics (fine-tuning on mixed batches).",
-    ),
+    freeze_bn: bool = typer.Option(False, "--freeze-bn", help=FREEZE_BN_HELP),
     resume: Path | None = typer.Option(
         None, help="Continue from this checkpoint (give the same settings and --epochs total)."
     ),
