@@ -48,7 +48,10 @@ MAX_ABS_TOLERANCE = {
     "ort-format": 1e-4,
     "tflite-fp32": 1e-4,
     "fixed": 1e-4,
-    "fp16": 1e-2,
+    # tract computes an fp16 file in half precision end to end (onnxruntime's CPU provider
+    # upcasts): unet_world's fp16 file reached 8.5e-3 on test digits there, above 1e-2 on the
+    # 64x48 input; 2e-2 is 5 grey levels at 8 bits, and the PSNR check still holds the mean.
+    "fp16": 2e-2,
 }
 #: Images of the batch-of-many case (and of the PSNR); onnx.reference, pure numpy, gets fewer.
 BATCH = 64
