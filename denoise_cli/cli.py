@@ -233,8 +233,8 @@ def run(
     device: str = typer.Option("auto", help=DEVICE_HELP),
     invert: Invert = typer.Option(
         "auto",
-        help="Polarity: auto decides per image from the model's metadata "
-        "(the bundled models expect light digits on dark).",
+        help="Polarity: auto decides per image from the model's metadata (the default takes "
+        "either; unet_scenes and conv_denoiser expect light digits on dark).",
     ),
     output_format: OutputFormat = typer.Option(
         "keep", help="keep: same format and bit depth as each input; png: lossless PNG."

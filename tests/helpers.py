@@ -158,3 +158,22 @@ def start_cli(args: list[str]) -> subprocess.Popen:
         text=True,
         preexec_fn=_default_sigint,
     )
+
+
+def identity_model(path: Path) -> Path:
+    """An ONNX 'denoiser' that returns its input, with the metadata the runtime reads."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["noisy"], ["denoised"])],
+        "identity",
+        [helper.make_tensor_value_info("noisy", TensorProto.FLOAT, ["n", 1, "h", "w"])],
+        [helper.make_tensor_value_info("denoised", TensorProto.FLOAT, ["n", 1, "h", "w"])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    for key, value in {"polarity": "light-on-dark", "architecture": "identity"}.items():
+        model.metadata_props.add(key=key, value=value)
+    onnx.save(model, str(path))
+    return path

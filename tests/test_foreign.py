@@ -20,6 +20,7 @@ from denoise_export import foreign
 from denoise_export.cli import app
 from denoise_export.foreign_eval import bm3d_filter, evaluate, write
 from denoise_train.world import HELD_OUT_FONTS, TRAIN_FONTS
+from tests.helpers import identity_model
 
 SHAPES = {
     "display": foreign.DISPLAY_SHAPE,
@@ -41,23 +42,6 @@ def blur_model(path: Path) -> Path:
         [helper.make_tensor_value_info("noisy", TensorProto.FLOAT, ["n", 1, "h", "w"])],
         [helper.make_tensor_value_info("denoised", TensorProto.FLOAT, ["n", 1, "h", "w"])],
         [weight],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    model.ir_version = 8
-    model.metadata_props.add(key="polarity", value="light-on-dark")
-    onnx.save(model, str(path))
-    return path
-
-
-def identity_model(path: Path) -> Path:
-    import onnx
-    from onnx import TensorProto, helper
-
-    graph = helper.make_graph(
-        [helper.make_node("Identity", ["noisy"], ["denoised"])],
-        "identity",
-        [helper.make_tensor_value_info("noisy", TensorProto.FLOAT, ["n", 1, "h", "w"])],
-        [helper.make_tensor_value_info("denoised", TensorProto.FLOAT, ["n", 1, "h", "w"])],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = 8

@@ -4,7 +4,6 @@ seeded noise, models run as the runtime runs them, false ink, the figure."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -24,27 +23,9 @@ from denoise_export.suite import (
     onnx_runner,
 )
 from denoise_train.scenes import LAYOUTS
+from tests.helpers import identity_model
 
 SEED_MODEL = bundled_models()["conv_denoiser"]
-
-
-def identity_model(path: Path) -> Path:
-    """An ONNX 'denoiser' that returns its input, with the metadata the runtime reads."""
-    import onnx
-    from onnx import TensorProto, helper
-
-    graph = helper.make_graph(
-        [helper.make_node("Identity", ["noisy"], ["denoised"])],
-        "identity",
-        [helper.make_tensor_value_info("noisy", TensorProto.FLOAT, ["n", 1, "h", "w"])],
-        [helper.make_tensor_value_info("denoised", TensorProto.FLOAT, ["n", 1, "h", "w"])],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    model.ir_version = 8
-    for key, value in {"polarity": "light-on-dark", "architecture": "identity"}.items():
-        model.metadata_props.add(key=key, value=value)
-    onnx.save(model, str(path))
-    return path
 
 
 def _fast(monkeypatch: pytest.MonkeyPatch) -> None:
