@@ -99,6 +99,9 @@ def fit(
     data_dir: Path | None = typer.Option(None, help=DATA_DIR_HELP),
     init_from: Path | None = typer.Option(None, help=INIT_FROM_HELP),
     frames_inverted_share: float = typer.Option(0.0, help="Share of frames made dark-on-light."),
+    world_scenes_share: float = typer.Option(
+        0.0, help="With --data world: share of its steps drawing the scenes' canvases instead."
+    ),
     freeze_bn: bool = typer.Option(False, "--freeze-bn", help=FREEZE_BN_HELP),
     resume: Path | None = typer.Option(
         None, help="Continue from this checkpoint (give the same settings and --epochs total)."
@@ -135,6 +138,7 @@ def fit(
         init_sha256=file_sha256(init_from) if init_from else None,
         freeze_bn=freeze_bn,
         frames_inverted_share=frames_inverted_share,
+        world_scenes_share=world_scenes_share,
     )
     if dry_run:
         config = config.with_(epochs=1, train_limit=256, val_size=64, max_steps_per_epoch=2)

@@ -140,7 +140,7 @@ def _scene_batches(
             if config.frames_inverted_share > 0:  # dark-on-light frames, noised as they are
                 flip = rng.random(len(clean)) < config.frames_inverted_share
                 clean = np.where(flip[:, None, None, None], 1.0 - clean, clean)
-        elif config.data == "world":
+        elif config.data == "world" and not _scenes_instead(config, rng):
             noisy, clean = world_batch(config.batch_size, size, digits, rng)
             yield model_input(task, clean, noisy), clean
             continue
@@ -150,6 +150,12 @@ def _scene_batches(
             )
         noisy = add_noise(clean, config.noise, config.noise_level, rng)
         yield model_input(task, clean, noisy), clean
+
+
+def _scenes_instead(config: TrainConfig, rng: np.random.Generator) -> bool:
+    """Whether this world step draws the scenes' canvases (drawn only when asked, so a run
+    without them keeps its random stream)."""
+    return config.world_scenes_share > 0 and rng.random() < config.world_scenes_share
 
 
 def _scene_metrics(
