@@ -158,7 +158,7 @@ def load_pairs(root: Path) -> tuple[np.ndarray, np.ndarray]:
 def model_psnr(model: str | Path | None, clean: np.ndarray, noisy: np.ndarray) -> float:
     """Mean PSNR of an ONNX model run as denoise-batch runs it (polarity auto)."""
     from denoise_cli.core.metrics import psnr
-    from denoise_cli.session import Denoiser
+    from denoise_cli.model.session import Denoiser
 
     out = np.stack(Denoiser(model, threads=1).denoise(list(noisy)))
     return float(np.mean(psnr(clean, out)))

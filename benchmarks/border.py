@@ -18,7 +18,7 @@ import time
 
 import numpy as np
 
-from denoise_cli.session import Denoiser, needs_inversion_batch
+from denoise_cli.model.session import Denoiser, needs_inversion_batch
 
 
 def pages(digits: np.ndarray, paper: float, ink: float, first: int, count: int) -> np.ndarray:

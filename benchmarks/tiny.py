@@ -17,8 +17,8 @@ import argparse
 
 import numpy as np
 
-from denoise_cli.scale import resample
-from denoise_cli.session import Denoiser
+from denoise_cli.model.scale import resample
+from denoise_cli.model.session import Denoiser
 
 
 def tiny_digits(digits: np.ndarray) -> np.ndarray:

@@ -6,7 +6,7 @@ behind these names may move as the package is reorganised.
 
 from __future__ import annotations
 
-from denoise_cli.errors import (
+from denoise_cli.core.errors import (
     DenoiseError,
     ImageError,
     Interrupted,
@@ -14,12 +14,12 @@ from denoise_cli.errors import (
     ProviderError,
     UsageError,
 )
-from denoise_cli.job import Job
-from denoise_cli.ray_runner import RayRunner
-from denoise_cli.report import RunReport
-from denoise_cli.runners import denoise_tree, run_job
-from denoise_cli.session import Denoiser, bundled_models
-from denoise_cli.transforms import Denoise, Noisify
+from denoise_cli.core.report import RunReport
+from denoise_cli.model.session import Denoiser, bundled_models
+from denoise_cli.run.job import Job
+from denoise_cli.run.ray_runner import RayRunner
+from denoise_cli.run.runners import denoise_tree, run_job
+from denoise_cli.run.transforms import Denoise, Noisify
 
 __all__ = [
     "Denoise",

@@ -1,6 +1,6 @@
 """`denoise-batch`: arguments, progress, messages and exit codes. No numerics live here.
 
-Each command turns its options into a Job (denoise_cli.job) once and hands it to
+Each command turns its options into a Job (denoise_cli.run.job) once and hands it to
 runners.run_job; what happens to each file comes back as events. Library errors become
 messages and exit codes in denoise_cli.core.commands (the policy in denoise_cli.core.errors).
 """
@@ -23,20 +23,20 @@ from denoise_cli.core.errors import (
     EXIT_CODES_HELP,
     EXIT_FAILED,
     EXIT_USAGE,
+    Interrupted,
     UsageError,
 )
 from denoise_cli.core.noise import MIXES, NOISE_KINDS
-from denoise_cli.errors import Interrupted
-from denoise_cli.images import DEFAULT_JPEG_QUALITY, DEFAULT_MAX_PIXELS
-from denoise_cli.job import OUTPUT_FORMATS, Job
-from denoise_cli.session import (
+from denoise_cli.files.images import DEFAULT_JPEG_QUALITY, DEFAULT_MAX_PIXELS
+from denoise_cli.model.session import (
     DEFAULT_MODEL,
     DEVICE_ALIASES,
     INVERT_CHOICES,
     PRECISIONS,
     bundled_models,
 )
-from denoise_cli.transforms import Denoise, Noisify
+from denoise_cli.run.job import OUTPUT_FORMATS, Job
+from denoise_cli.run.transforms import Denoise, Noisify
 
 MAX_LISTED_FAILURES = 50
 
@@ -147,8 +147,8 @@ def run_and_report(
     runner: Any = None,
 ) -> None:
     """Shared by `run`, `noisify` and `ray`: run the job, report, exit with the right code."""
-    from denoise_cli.runners import run_job
-    from denoise_cli.walk import FileJob, check_roots, plan_jobs
+    from denoise_cli.run.runners import run_job
+    from denoise_cli.trees.walk import FileJob, check_roots, plan_jobs
 
     _check_report_path(report_path, (in_location,))
     total = None
@@ -302,7 +302,7 @@ def score(
     json_path: Path | None = typer.Option(None, "--json", help="Also write the scores as JSON."),
 ) -> None:
     """Score RESULTS against clean REFERENCES: mean PSNR and SSIM per folder and overall."""
-    from denoise_cli.score import score_tree
+    from denoise_cli.run.score import score_tree
 
     if json_path is not None:
         from denoise_cli.core.safety import check_output_file
@@ -355,7 +355,7 @@ def ray_command(
     report: Path | None = typer.Option(None, help="Write a JSON report."),
 ) -> None:
     """The same job on Ray Data actors: same planner, outputs, skips and report as locally."""
-    from denoise_cli.ray_runner import RayRunner
+    from denoise_cli.run.ray_runner import RayRunner
 
     job = denoise_job(
         Denoise(model, device, invert.value, batch_size, tile, precision.value),
@@ -371,7 +371,7 @@ def info(
     device: str = typer.Option("auto", help=DEVICE_HELP),
 ) -> None:
     """Describe the model (metadata, input shape) and the execution providers."""
-    from denoise_cli.session import Denoiser, conflicting_runtimes, import_onnxruntime
+    from denoise_cli.model.session import Denoiser, conflicting_runtimes, import_onnxruntime
 
     ort = import_onnxruntime()
     denoiser = Denoiser(model, device=device)
@@ -408,7 +408,7 @@ def _exit_past_stuck_model_calls(code: object) -> None:
     inside onnxruntime: letting the interpreter finalize around it aborted the process
     ("terminate called without an active exception", exit -6) after the report was written.
     Everything is flushed and reported by now: leave without finalizing."""
-    from denoise_cli.chunk import MODEL_CALL_THREAD
+    from denoise_cli.run.chunk import MODEL_CALL_THREAD
 
     if any(t.name == MODEL_CALL_THREAD and t.is_alive() for t in threading.enumerate()):
         for stream in (sys.stdout, sys.stderr):

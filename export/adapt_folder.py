@@ -11,10 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from denoise_cli.core.errors import UsageError
-from denoise_cli.errors import ImageError
-from denoise_cli.images import decode, is_image_name
-from denoise_cli.session import needs_inversion
+from denoise_cli.core.errors import ImageError, UsageError
+from denoise_cli.files.images import decode, is_image_name
+from denoise_cli.model.session import needs_inversion
 
 
 class FolderError(UsageError):

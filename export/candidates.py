@@ -80,8 +80,8 @@ def _from_checkpoint(path: Path) -> Candidate:
 
 
 def _from_onnx(path: Path) -> Candidate:
-    from denoise_cli.errors import DenoiseError
-    from denoise_cli.session import Denoiser
+    from denoise_cli.core.errors import DenoiseError
+    from denoise_cli.model.session import Denoiser
 
     try:
         denoiser = Denoiser(path, device="cpu")

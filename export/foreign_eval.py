@@ -120,7 +120,7 @@ def classical_methods(bm3d_limit: int | None) -> list[Method]:
 def model_method(path: Path, name: str, threads: int = 1) -> Method:
     """An ONNX/ORT file: grey images through Denoiser, colour ones as PNG files through
     denoise_tree (the runtime's decoding and encoding of RGB)."""
-    from denoise_cli.session import Denoiser
+    from denoise_cli.model.session import Denoiser
 
     if path.suffix.lower() not in (".onnx", ".ort"):
         raise UsageError(
@@ -141,8 +141,8 @@ def through_files(model: Path, images: Images, threads: int) -> Images:
     """RGB images written as PNG files, denoised by `denoise_tree`, read back as RGB."""
     from PIL import Image
 
-    from denoise_cli.job import Denoise, Job
-    from denoise_cli.runners import denoise_tree
+    from denoise_cli.run.job import Denoise, Job
+    from denoise_cli.run.runners import denoise_tree
 
     with tempfile.TemporaryDirectory(prefix="denoise-foreign-") as tmp:
         src, dst = Path(tmp, "in"), Path(tmp, "out")

@@ -1,6 +1,6 @@
 """What travels inside the ONNX file (`metadata_props`), so the runtime never needs train/ code.
 
-Keys are documented here once; denoise_cli/model_info.py reads the same keys. All values are
+Keys are documented here once; denoise_cli/model/info.py reads the same keys. All values are
 strings, as ONNX requires.
 """
 

@@ -5,7 +5,7 @@ A cell is one layout (train/scenes.py's LAYOUTS, built from test digits) under o
 condition. Its noise depends only on the seed, the layout, the condition and the image shape,
 so every method sees the same noisy images, and a cell scores the same whichever other cells
 run. Models see images of any size, grouped by shape, through the polarity decision and the
-padding the runtime applies (`denoise_cli.session.Denoiser`), since that is what users run.
+padding the runtime applies (`denoise_cli.model.session.Denoiser`), since that is what users run.
 """
 
 from __future__ import annotations
@@ -147,7 +147,7 @@ def classical(name: str, fn: Callable[[np.ndarray], np.ndarray], limit: int | No
 def onnx_runner(path: str | Path) -> Callable[[Images], Images]:
     """An exported model exactly as `denoise-batch` runs it: padding to the size multiple,
     tiling and the automatic polarity decision are the runtime's own."""
-    from denoise_cli.session import Denoiser
+    from denoise_cli.model.session import Denoiser
 
     denoiser = Denoiser(path, device="cpu")
     return lambda images: denoiser.denoise(images, invert="auto")
@@ -165,8 +165,8 @@ def checkpoint_runner(
     for fixed-frame models (dense) the same tiling as for a fixed 28x28 ONNX model.
 
     `predict`: (N, 1, H, W) -> same, in the model's polarity; `pixels`: per call."""
-    from denoise_cli.session import needs_inversion_batch
-    from denoise_cli.tiling import run_tiled
+    from denoise_cli.model.session import needs_inversion_batch
+    from denoise_cli.model.tiling import run_tiled
 
     m = size_multiple
 

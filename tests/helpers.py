@@ -31,7 +31,7 @@ def save_gray(path: Path, img: np.ndarray, **kwargs) -> Path:
 
 def load_gray(path: Path) -> np.ndarray:
     """Any image file as float gray in [0, 1], 16-bit included (the runtime's own decoder)."""
-    from denoise_cli.images import decode
+    from denoise_cli.files.images import decode
 
     return decode(path)[0]
 

@@ -198,8 +198,8 @@ def test_odd_and_large_sizes(tmp_path, noisy_digits):
 def test_balanced_tiles_are_few_and_barely_larger_than_needed():
     """Tiles of at most `limit` pixels, as few as that allows, each only as large as covering
     the image takes: a 640-pixel side at limit 512 is two 356-pixel tiles, not two of 512."""
-    from denoise_cli.session import balanced_tile
-    from denoise_cli.tiling import plan_tiles
+    from denoise_cli.model.session import balanced_tile
+    from denoise_cli.model.tiling import plan_tiles
 
     overlap, multiple = 36, 4
     for limit in (128, 512, 1024):
@@ -318,7 +318,7 @@ def test_rerun_skips_and_overwrite_redoes(tree):
 
 
 def test_interrupt_leaves_no_partial_file_and_resume_finishes(tmp_path, noisy_digits, monkeypatch):
-    from denoise_cli import transforms
+    from denoise_cli.run import transforms
 
     src, out = tmp_path / "in", tmp_path / "out"
     for i in range(40):
@@ -359,7 +359,7 @@ def test_interrupt_with_helper_processes_counts_what_is_on_disk(
     counts exactly the files on disk, none partial, and a rerun finishes the rest."""
     import multiprocessing
 
-    from denoise_cli import transforms
+    from denoise_cli.run import transforms
 
     src, out = tmp_path / "in", tmp_path / "out"
     for i in range(80):
@@ -455,7 +455,7 @@ def test_a_bad_model_is_one_line_with_helpers_started_early(tmp_path, noisy_digi
 def test_which_helpers_fork_before_the_session():
     """CPU and OpenVINO sessions are built in every process, so helpers may fork before the
     parent's exists; GPU providers keep the spawn-after-load path."""
-    from denoise_cli.job import Denoise, Noisify
+    from denoise_cli.run.job import Denoise, Noisify
 
     assert Denoise(device="cpu").forks_early() and Noisify().forks_early()
     assert not Denoise(device="cuda").forks_early()  # not available here, or a GPU: no
@@ -615,7 +615,7 @@ def test_jsonl_starts_with_start_and_names_files_as_written_does(tree):
 
 def test_events_held_before_start_stay_bounded(monkeypatch):
     """Held events cost memory: past the limit they flow as found rather than pile up."""
-    from denoise_cli import report as report_module
+    from denoise_cli.core import report as report_module
 
     monkeypatch.setattr(report_module, "MAX_HELD_EVENTS", 3)
     seen: list[str] = []
@@ -682,9 +682,9 @@ def test_info_describes_the_bundled_model():
 
 
 def test_python_api(tmp_path, noisy_digits, clean_digits):
-    from denoise_cli.job import Job
-    from denoise_cli.runners import denoise_tree
-    from denoise_cli.session import Denoiser
+    from denoise_cli.model.session import Denoiser
+    from denoise_cli.run.job import Job
+    from denoise_cli.run.runners import denoise_tree
 
     d = Denoiser(device="cpu", threads=1)
     outs = d.denoise([noisy_digits[0], noisy_digits[1][:20, :25], 1.0 - noisy_digits[2]])
@@ -754,8 +754,8 @@ def test_info_lists_bundled_models():
 def test_a_dying_worker_costs_its_chunk_not_the_run(tmp_path, noisy_digits):
     """A chunk whose helper dies is retried once on another helper, then its files fail with
     how the helper ended; every other file is written, and the counts add up."""
-    from denoise_cli.job import Job
-    from denoise_cli.runners import run_job
+    from denoise_cli.run.job import Job
+    from denoise_cli.run.runners import run_job
     from tests.helpers import Crashing
 
     src, out = tmp_path / "in", tmp_path / "out"
@@ -778,8 +778,8 @@ def test_a_helper_that_cannot_load_the_model_costs_nothing(tmp_path, noisy_digit
     """A helper whose build fails where the parent's worked (memory, say): its chunks go to
     the others, replacements are tried a few times, then the parent does the work; the run
     says why in one line, and every file is written."""
-    from denoise_cli.job import Job
-    from denoise_cli.runners import run_job
+    from denoise_cli.run.job import Job
+    from denoise_cli.run.runners import run_job
     from tests.helpers import FailsInHelpers
 
     src = tmp_path / "in"
@@ -798,7 +798,7 @@ def test_the_end_of_a_run_comes_in_small_chunks():
     """Whole chunks at the end left one worker idle while another finished its queue: the
     last chunks of a run come a quarter the size; every file once, in order; a run of one
     chunk stays one chunk (one worker, no helper to start)."""
-    from denoise_cli.runners import _chunks
+    from denoise_cli.run.runners import _chunks
 
     files = list(range(3000))
     chunks = list(_chunks(iter(files), 256, lookahead=4))  # type: ignore[arg-type]
@@ -814,8 +814,8 @@ def test_the_end_of_a_run_comes_in_small_chunks():
 def test_large_images_come_in_fewer_files_per_chunk(tmp_path):
     """A chunk is about CHUNK_BYTES of input: 200 pages in one 256-file chunk ran on one
     worker. Sized from the run's first files; files that cannot be sized change nothing."""
-    from denoise_cli.runners import CHUNK_BYTES, choose_chunk_files
-    from denoise_cli.walk import FileJob
+    from denoise_cli.run.runners import CHUNK_BYTES, choose_chunk_files
+    from denoise_cli.trees.walk import FileJob
 
     def jobs(size: int, n: int = 4) -> list[FileJob]:
         out = []
@@ -839,7 +839,7 @@ def test_openvino_threads_are_set_and_not_pinned():
     pins it to the same cores in every worker process: two one-thread workers shared a core.
     The options give it each worker's thread count and turn pinning off; other providers get
     only their fixed options."""
-    from denoise_cli.session import provider_options
+    from denoise_cli.model.session import provider_options
 
     ov = provider_options("OpenVINOExecutionProvider", 1)
     assert ov["num_of_threads"] == "1" and ov["precision"] == "FP32"
@@ -850,9 +850,9 @@ def test_openvino_threads_are_set_and_not_pinned():
 
 def test_helpers_fork_only_where_it_is_safe(monkeypatch):
     """CPU sessions fork (no import cost per helper); anything else, or another OS, spawns."""
-    from denoise_cli import runners
-    from denoise_cli.job import Denoise, Noisify
-    from denoise_cli.transforms import DenoiseTransform, NoiseTransform
+    from denoise_cli.run import runners
+    from denoise_cli.run.job import Denoise, Noisify
+    from denoise_cli.run.transforms import DenoiseTransform, NoiseTransform
     from tests.helpers import CrashingTransform
 
     cpu = DenoiseTransform(Denoise(device="cpu"), threads=1)

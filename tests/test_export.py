@@ -282,7 +282,7 @@ def unet_ckpt(tmp_path_factory, data_dir):
 
 def test_unet_export_and_runtime_padding(tmp_path, unet_ckpt, data_dir):
     """A U-Net needs sizes in multiples of 4: the export says so, the runtime pads and crops."""
-    from denoise_cli.session import Denoiser
+    from denoise_cli.model.session import Denoiser
 
     out = tmp_path / "u.onnx"
     result = _export([unet_ckpt, "-o", out, "--data-dir", data_dir, "--fixed-shape", "1x1x28x28"])

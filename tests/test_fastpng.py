@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from denoise_cli import fastpng
+from denoise_cli.files import fastpng
 
 
 def _paeth(a: int, b: int, c: int) -> int:

@@ -15,9 +15,9 @@ import pytest
 from PIL import Image, ImageCms, PngImagePlugin
 from typer.testing import CliRunner
 
-from denoise_cli import chunk, transforms
 from denoise_cli.cli import app
-from denoise_cli.images import decode, luma
+from denoise_cli.files.images import decode, luma
+from denoise_cli.run import chunk, transforms
 from tests.helpers import synthetic_digits
 from tests.tiny_models import MODELS_DIR
 
@@ -221,7 +221,7 @@ def _png_with_text(path: Path, image: Image.Image, icc: bool) -> None:
 
 
 def _text_chunks(path: Path) -> list[tuple[bytes, bytes]]:
-    from denoise_cli.fastpng import metadata_chunks
+    from denoise_cli.files.fastpng import metadata_chunks
 
     return list(metadata_chunks(path.read_bytes()))
 
@@ -249,7 +249,7 @@ def test_png_text_chunks_survive_verbatim(tmp_path, monkeypatch, kind):
 
 def test_the_plain_gray_png_still_takes_the_fast_path(monkeypatch):
     """A file with text chunks keeps them and still skips Pillow."""
-    from denoise_cli import images
+    from denoise_cli.files import images
 
     buf = io.BytesIO()
     _png_with_text(buf, Image.fromarray(np.zeros((28, 28), np.uint8)), icc=False)
@@ -304,7 +304,7 @@ def test_tiles_join_without_seams_and_edges_are_mirrored(tmp_path, tile):
 def test_small_images_on_black_are_not_padded(tmp_path):
     """Noisy MNIST-like digits on black: the model's own zero padding is right for them, and
     padding a 28x28 digit by a model's radius costs ~10x its pixels."""
-    from denoise_cli.session import Denoiser, bordered, sampled
+    from denoise_cli.model.session import Denoiser, bordered, sampled
 
     rng = np.random.default_rng(2)
     digits = synthetic_digits(64, seed=3) / 255.0
@@ -356,7 +356,7 @@ def test_a_model_for_either_polarity_is_never_inverted_automatically(
 
 
 def test_resampling_matrices_are_pillows_resize():
-    from denoise_cli.scale import resample
+    from denoise_cli.model.scale import resample
 
     rng = np.random.default_rng(4)
     x = rng.random((2, 8, 11)).astype(np.float32)
@@ -370,7 +370,7 @@ def test_resampling_matrices_are_pillows_resize():
 
 def _small(clean_digits: np.ndarray, side: int, sigma: float) -> tuple[np.ndarray, np.ndarray]:
     """(clean, noisy) digits area-downsampled to side x side, 8-bit."""
-    from denoise_cli.scale import resample
+    from denoise_cli.model.scale import resample
 
     clean = np.round(resample(clean_digits, side, side, "area") * 255) / 255
     noise = np.random.default_rng(side).normal(0, sigma, clean.shape)
@@ -396,7 +396,7 @@ def test_8x8_scans_come_back_as_they_were(tmp_path, clean_digits):
 def test_small_digits_go_through_the_native_scale_and_are_helped(clean_digits):
     """14x14 noisy digits: through 28x28 better than the input and than the model as is."""
     from denoise_cli.core.metrics import psnr
-    from denoise_cli.session import Denoiser
+    from denoise_cli.model.session import Denoiser
 
     clean, noisy = _small(clean_digits, 14, 0.2)
     denoiser = Denoiser("unet_scenes")

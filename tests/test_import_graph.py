@@ -73,9 +73,11 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 def test_the_graph_is_read_with_function_level_imports():
     """The reader sees what the test relies on: top-level and lazy imports alike."""
     graph = import_graph()
-    assert "denoise_cli.job" in graph["denoise_cli.runners"]  # top level
-    assert "denoise_cli.runners" in graph["denoise_cli.cli"]  # inside run_and_report
-    assert "denoise_cli.fastpng" in graph["denoise_cli.images"]  # `from denoise_cli import x`
+    assert "denoise_cli.run.job" in graph["denoise_cli.run.runners"]  # top level
+    assert "denoise_cli.run.runners" in graph["denoise_cli.cli"]  # inside run_and_report
+    assert (
+        "denoise_cli.files.fastpng" in graph["denoise_cli.files.images"]
+    )  # `from denoise_cli import x`
 
 
 def test_find_cycle_finds_one_through_a_lazy_import():
@@ -90,3 +92,31 @@ def test_no_import_cycle(package):
     within = {m: {t for t in ts if t.split(".")[0] == package} for m, ts in graph.items()}
     cycle = find_cycle({m: ts for m, ts in within.items() if m.split(".")[0] == package})
     assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
+
+
+#: denoise_cli's layers, lowest first: a module imports only its own layer and those below.
+LAYERS = ("core", "files", "model", "trees", "run", "top")
+
+
+def _layer(module: str) -> int:
+    parts = module.split(".")  # a layer's package counts as its layer; cli, api and the root top
+    return LAYERS.index(parts[1] if len(parts) > 1 and parts[1] in LAYERS else "top")
+
+
+def test_the_runtime_folders_are_layers():
+    """files < model < trees < run < cli/api: a folder never reaches up, so each can be read
+    (and tested) knowing only the folders below it."""
+    graph = import_graph()
+    runtime = [m for m in graph if m.split(".")[0] == "denoise_cli"]
+    loose = [
+        m for m in runtime if m.count(".") == 1 and m.split(".")[1] not in (*LAYERS, "cli", "api")
+    ]
+    assert not loose, f"modules outside a layer folder: {loose}"
+    upward = [
+        f"{m} -> {t}"
+        for m in runtime
+        for t in graph[m]
+        if t.startswith("denoise_cli") and _layer(t) > _layer(m)
+    ]
+    assert not upward, "imports that reach a higher layer: " + ", ".join(sorted(upward))
+    assert {_layer(m) for m in runtime} == set(range(len(LAYERS)))

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from denoise_cli import pngstream
-from denoise_cli.errors import ImageError
-from denoise_cli.fastpng import chunk
+from denoise_cli.core.errors import ImageError
+from denoise_cli.files import pngstream
+from denoise_cli.files.fastpng import chunk
 
 RNG = np.random.default_rng(7)
 H, W = 101, 83

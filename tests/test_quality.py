@@ -10,7 +10,7 @@ import pytest
 from denoise_cli.cli import app
 from denoise_cli.core.metrics import psnr
 from denoise_cli.core.noise import add_noise
-from denoise_cli.session import Denoiser
+from denoise_cli.model.session import Denoiser
 from tests.helpers import load_gray, mnist_dir, save_gray
 
 

@@ -110,7 +110,7 @@ def test_ray_refuses_a_bad_model_before_starting(tmp_path, noisy_digits, local_r
 def test_ray_reads_and_writes_object_storage(tmp_path, noisy_digits, local_ray, s3_server):
     from pyarrow import fs
 
-    from denoise_cli.storage import Storage
+    from denoise_cli.trees.storage import Storage
 
     local = tmp_path / "in"
     for i in range(10):
@@ -184,9 +184,9 @@ def test_a_chunk_that_kills_its_actor_fails_with_a_reason_and_never_hangs(
     """An actor that dies on every try of one chunk (a segfaulting decoder, say): Ray retries
     it a bounded number of times, then every file it could not finish fails with the reason;
     the run ends, and a rerun in-process (no crash there) completes the tree."""
-    from denoise_cli.job import Job
-    from denoise_cli.ray_runner import LOST_ON_RAY, RayRunner
-    from denoise_cli.runners import run_job
+    from denoise_cli.run.job import Job
+    from denoise_cli.run.ray_runner import LOST_ON_RAY, RayRunner
+    from denoise_cli.run.runners import run_job
     from tests.helpers import Crashing
 
     src, out = tmp_path / "in", tmp_path / "out"

@@ -17,10 +17,11 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from denoise_cli import chunk, pngstream, transforms
 from denoise_cli.cli import app
-from denoise_cli.images import decode, encode
-from denoise_cli.session import Denoiser
+from denoise_cli.files import pngstream
+from denoise_cli.files.images import decode, encode
+from denoise_cli.model.session import Denoiser
+from denoise_cli.run import chunk, transforms
 from tests.helpers import ROOT, start_cli, tree_hash
 
 RNG = np.random.default_rng(3)
@@ -90,7 +91,7 @@ def _interlaced(page: np.ndarray) -> bytes:
     import struct
     import zlib
 
-    from denoise_cli.fastpng import chunk as _chunk
+    from denoise_cli.files.fastpng import chunk as _chunk
 
     h, w = page.shape
     passes = (
@@ -239,7 +240,7 @@ def test_a_band_that_cannot_be_converted_is_a_decode_failure_not_a_model_one(tmp
     import struct
     import zlib
 
-    from denoise_cli.fastpng import chunk
+    from denoise_cli.files.fastpng import chunk
 
     src = tmp_path / "in"
     src.mkdir()

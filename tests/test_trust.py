@@ -123,8 +123,8 @@ def test_the_same_file_as_input_and_output_is_a_usage_error(tmp_path, src):
 
 
 def test_an_input_swapped_for_a_symlink_after_the_walk_is_not_followed(tmp_path, src):
-    from denoise_cli.errors import ImageError
-    from denoise_cli.plan import open_trees
+    from denoise_cli.core.errors import ImageError
+    from denoise_cli.trees.plan import open_trees
 
     secret = tmp_path / "secret.png"
     secret.write_bytes((src / "1.png").read_bytes())
@@ -353,8 +353,8 @@ def test_a_full_disk_fails_files_with_reasons_and_leaves_nothing_partial(tmp_pat
 
 def test_a_file_uri_gets_the_local_rules(tmp_path, src):
     """file:///... is a local path: spelled with '..' or '//' it is still IN, and refused."""
-    from denoise_cli.errors import UsageError
-    from denoise_cli.plan import LocalSource, LocalTarget, open_trees
+    from denoise_cli.core.errors import UsageError
+    from denoise_cli.trees.plan import LocalSource, LocalTarget, open_trees
 
     for out in (f"file://{src}/sub", f"file://{src}/x/../sub", f"file://{tmp_path}//in"):
         with pytest.raises(UsageError, match="input folder"):
@@ -372,7 +372,7 @@ def test_run_refuses_uris_and_points_to_ray(tmp_path, src):
 def test_both_write_paths_refuse_the_same_folders(tmp_path, src, monkeypatch, dir_fd_writes):
     """Where the OS has no directory descriptors for writes (Windows), folders are checked by
     lstat: the same outputs, the same refusals."""
-    from denoise_cli import plan
+    from denoise_cli.trees import plan
 
     monkeypatch.setattr(plan, "DIR_FD_WRITES", dir_fd_writes)
     out = tmp_path / "out"
@@ -476,12 +476,12 @@ def test_train_and_export_refuse_outputs_under_the_same_rule(tmp_path):
     assert checkpoint.read_bytes() == b"weights" and link.is_symlink()
 
 
-# --- round three: trees opened once, entered by descriptor (denoise_cli.dirfd) -----------------
+# --- round three: trees opened once, entered by descriptor (denoise_cli.trees.dirfd) ---------
 
 
 def test_an_input_folder_swapped_for_a_link_mid_run_is_not_followed(tmp_path, src):
-    from denoise_cli.errors import ImageError
-    from denoise_cli.plan import open_trees
+    from denoise_cli.core.errors import ImageError
+    from denoise_cli.trees.plan import open_trees
 
     outside = tmp_path / "outside"
     outside.mkdir()
@@ -500,8 +500,8 @@ def test_an_input_folder_swapped_for_a_link_mid_run_is_not_followed(tmp_path, sr
 def test_out_swapped_for_a_link_mid_run_changes_nothing(tmp_path, src):
     import pickle
 
-    from denoise_cli.errors import ImageError
-    from denoise_cli.plan import open_trees
+    from denoise_cli.core.errors import ImageError
+    from denoise_cli.trees.plan import open_trees
 
     out, elsewhere = tmp_path / "out", tmp_path / "elsewhere"
     elsewhere.mkdir()
@@ -785,8 +785,8 @@ def test_noisify_with_a_poisson_peak_too_large_is_a_usage_error(tmp_path, src):
 
 
 def test_a_zero_by_zero_image_through_the_api_is_a_clear_error():
-    from denoise_cli.errors import UsageError
-    from denoise_cli.session import Denoiser
+    from denoise_cli.core.errors import UsageError
+    from denoise_cli.model.session import Denoiser
 
     with pytest.raises(UsageError, match="no pixels"):
         Denoiser().denoise([np.zeros((0, 0), np.float32)])
@@ -797,7 +797,7 @@ def test_a_decoder_warning_does_not_reach_stderr_raw(tmp_path, src):
     import io
     import struct
 
-    from denoise_cli.fastpng import chunk
+    from denoise_cli.files.fastpng import chunk
 
     buffer = io.BytesIO()
     Image.fromarray(np.zeros((28, 28, 3), np.uint8)).save(buffer, "PNG")

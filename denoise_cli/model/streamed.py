@@ -18,9 +18,9 @@ from typing import Protocol
 
 import numpy as np
 
-from denoise_cli import pngstream
-from denoise_cli.errors import NOT_FINITE, ImageError
-from denoise_cli.images import (
+from denoise_cli.core.errors import NOT_FINITE, ImageError
+from denoise_cli.files import pngstream
+from denoise_cli.files.images import (
     HeldImage,
     SourceInfo,
     decode_errors,
@@ -30,8 +30,8 @@ from denoise_cli.images import (
     recolor,
     to_gray,
 )
-from denoise_cli.pngstream import PngLayout, PngWriter
-from denoise_cli.session import polarity_sample_step
+from denoise_cli.files.pngstream import PngLayout, PngWriter
+from denoise_cli.model.session import polarity_sample_step
 
 #: Rows converted per step: small against a tile (1024), large enough that Pillow's per-call
 #: cost is noise.

@@ -17,14 +17,13 @@ from collections import deque
 from collections.abc import Iterator
 from typing import Any
 
-from denoise_cli.chunk import ChunkWorker
-from denoise_cli.core.errors import MissingDependency
-from denoise_cli.errors import first_line
-from denoise_cli.job import Job
-from denoise_cli.plan import SourceTree, TargetTree
-from denoise_cli.report import Outcome
-from denoise_cli.runners import Run
-from denoise_cli.walk import FileJob
+from denoise_cli.core.errors import MissingDependency, first_line
+from denoise_cli.core.report import Outcome
+from denoise_cli.run.chunk import ChunkWorker
+from denoise_cli.run.job import Job
+from denoise_cli.run.runners import Run
+from denoise_cli.trees.plan import SourceTree, TargetTree
+from denoise_cli.trees.walk import FileJob
 
 #: Actors that die holding one chunk before its files fail (a chunk that kills its actor).
 MAX_DEATHS = 2

@@ -30,15 +30,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from denoise_cli.chunk import ChunkWorker, ModelTimeout, call_watched, check_results
-from denoise_cli.errors import Interrupted, ModelError
-from denoise_cli.job import Job
-from denoise_cli.plan import SourceTree, TargetTree, open_trees, plan
-from denoise_cli.pool import HelperPool
-from denoise_cli.report import Event, Recorder, RunReport
-from denoise_cli.streamed import Stopped
-from denoise_cli.transforms import Denoise, Transform
-from denoise_cli.walk import FileJob
+from denoise_cli.core.errors import Interrupted, ModelError
+from denoise_cli.core.report import Event, Recorder, RunReport
+from denoise_cli.model.streamed import Stopped
+from denoise_cli.run.chunk import ChunkWorker, ModelTimeout, call_watched, check_results
+from denoise_cli.run.job import Job
+from denoise_cli.run.pool import HelperPool
+from denoise_cli.run.transforms import Denoise, Transform
+from denoise_cli.trees.plan import SourceTree, TargetTree, open_trees, plan
+from denoise_cli.trees.walk import FileJob
 
 __all__ = ["Run", "Runner", "check_results", "denoise_tree", "run_job", "run_local"]
 
@@ -278,7 +278,7 @@ def denoise_tree(
 ) -> RunReport:
     """Python API: denoise every image under `in_dir` into `out_dir`.
 
-    `job` describes the run (denoise_cli.job.Job); keyword arguments, if any, set the
+    `job` describes the run (denoise_cli.run.job.Job); keyword arguments, if any, set the
     Denoise transform's fields (model, device, invert, batch_size, tile) on the default job.
     """
     job = job or Job()

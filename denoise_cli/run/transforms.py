@@ -14,9 +14,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from denoise_cli.core.errors import UsageError
 from denoise_cli.core.noise import add_noise
-from denoise_cli.errors import UsageError
-from denoise_cli.session import (
+from denoise_cli.model.session import (
     INVERT_CHOICES,
     PRECISIONS,
     Denoiser,
@@ -25,7 +25,7 @@ from denoise_cli.session import (
     inversion_from_samples,
     resolve_providers,
 )
-from denoise_cli.walk import FileJob
+from denoise_cli.trees.walk import FileJob
 
 
 class Transform(Protocol):

@@ -24,10 +24,10 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
-from denoise_cli.chunk import ChunkWorker
-from denoise_cli.errors import first_line
-from denoise_cli.report import Outcome
-from denoise_cli.walk import FileJob
+from denoise_cli.core.errors import first_line
+from denoise_cli.core.report import Outcome
+from denoise_cli.run.chunk import ChunkWorker
+from denoise_cli.trees.walk import FileJob
 
 #: Chunks queued per helper (one in hand, one waiting), so a helper never idles between two.
 CHUNKS_AHEAD = 2

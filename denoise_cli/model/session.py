@@ -14,11 +14,10 @@ from typing import Any
 
 import numpy as np
 
-from denoise_cli.core.errors import MissingDependency
-from denoise_cli.errors import ModelError, ProviderError, UsageError
-from denoise_cli.model_info import SUPPORTED_SCHEMA_MAJOR, ModelInfo
-from denoise_cli.scale import resample
-from denoise_cli.tiling import cropped_bands, mirrored_rows, tiled_rows
+from denoise_cli.core.errors import MissingDependency, ModelError, ProviderError, UsageError
+from denoise_cli.model.info import SUPPORTED_SCHEMA_MAJOR, ModelInfo
+from denoise_cli.model.scale import resample
+from denoise_cli.model.tiling import cropped_bands, mirrored_rows, tiled_rows
 
 #: Short names accepted by --device, mapped to onnxruntime's provider names. Any full provider
 #: name that the installed onnxruntime lists is accepted too.

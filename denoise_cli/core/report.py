@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from denoise_cli import __version__
+from denoise_cli.core import __version__
 
 Event = dict[str, Any]
 

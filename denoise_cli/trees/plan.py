@@ -28,12 +28,12 @@ from denoise_cli.core.atomic import (
     stale_temporary,
     write_atomic,
 )
-from denoise_cli.dirfd import DirId, FolderCursor, dir_id, open_root, read_at
-from denoise_cli.errors import ImageError, UsageError
-from denoise_cli.images import is_image_name
-from denoise_cli.report import Recorder
-from denoise_cli.storage import Storage, is_uri
-from denoise_cli.walk import (
+from denoise_cli.core.errors import ImageError, UsageError
+from denoise_cli.core.report import Recorder
+from denoise_cli.files.images import is_image_name
+from denoise_cli.trees.dirfd import DirId, FolderCursor, dir_id, open_root, read_at
+from denoise_cli.trees.storage import Storage, is_uri
+from denoise_cli.trees.walk import (
     FileJob,
     Folder,
     Skip,

@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from denoise_cli import fastpng
 from denoise_cli.core.atomic import O_CLOEXEC, O_NOFOLLOW
-from denoise_cli.errors import ImageError
+from denoise_cli.core.errors import ImageError
+from denoise_cli.files import fastpng
 
 #: Extensions treated as images; every other file is skipped and counted, never an error.
 IMAGE_EXTENSIONS = frozenset(

@@ -11,8 +11,7 @@ import os
 import uuid
 from pathlib import PurePosixPath
 
-from denoise_cli.core.errors import MissingDependency
-from denoise_cli.errors import ImageError, UsageError
+from denoise_cli.core.errors import ImageError, MissingDependency, UsageError
 
 
 def is_uri(location: str) -> bool:

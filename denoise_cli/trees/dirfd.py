@@ -18,7 +18,7 @@ import stat
 from collections.abc import Callable
 
 from denoise_cli.core.atomic import O_CLOEXEC, O_DIRECTORY, O_NOFOLLOW
-from denoise_cli.errors import ImageError
+from denoise_cli.core.errors import ImageError
 
 DirId = tuple[int, int]  # (st_dev, st_ino)
 DIR_FLAGS = os.O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
+from denoise_cli.core.errors import ImageError, UsageError
 from denoise_cli.core.metrics import psnr, ssim
-from denoise_cli.errors import ImageError, UsageError
-from denoise_cli.images import decode
-from denoise_cli.walk import FileJob, plan_jobs
+from denoise_cli.files.images import decode
+from denoise_cli.trees.walk import FileJob, plan_jobs
 
 PSNR_CAP = 100.0  # dB; identical images have infinite PSNR, which would swamp any mean
 

@@ -23,8 +23,8 @@ from typing import ClassVar
 import numpy as np
 from PIL import Image
 
-from denoise_cli.errors import ImageError
-from denoise_cli.fastpng import IEND, KEPT_METADATA, SIGNATURE, chunk
+from denoise_cli.core.errors import ImageError
+from denoise_cli.files.fastpng import IEND, KEPT_METADATA, SIGNATURE, chunk
 
 # (bit depth, colour type) -> bytes per pixel, for the layouts whose decoded bytes are raw rows.
 _STREAMABLE = {(8, 0): 1, (8, 2): 3, (8, 3): 1, (8, 4): 2, (8, 6): 4, (16, 0): 2}

@@ -10,9 +10,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, replace
 
-from denoise_cli.errors import UsageError
-from denoise_cli.images import DEFAULT_JPEG_QUALITY, DEFAULT_MAX_PIXELS
-from denoise_cli.transforms import Denoise, Noisify
+from denoise_cli.core.errors import UsageError
+from denoise_cli.files.images import DEFAULT_JPEG_QUALITY, DEFAULT_MAX_PIXELS
+from denoise_cli.run.transforms import Denoise, Noisify
 
 OUTPUT_FORMATS = ("keep", "png")
 

@@ -19,8 +19,9 @@ from typing import TypeVar, cast
 
 import numpy as np
 
-from denoise_cli.errors import NOT_FINITE, ImageError
-from denoise_cli.images import (
+from denoise_cli.core.errors import NOT_FINITE, ImageError
+from denoise_cli.core.report import Outcome
+from denoise_cli.files.images import (
     HeldImage,
     SourceInfo,
     decode_bytes,
@@ -29,10 +30,7 @@ from denoise_cli.images import (
     quantize,
     stores_float,
 )
-from denoise_cli.job import Job
-from denoise_cli.plan import SourceTree, TargetTree
-from denoise_cli.report import Outcome
-from denoise_cli.streamed import (
+from denoise_cli.model.streamed import (
     HeldBands,
     PngBands,
     Stopped,
@@ -40,8 +38,10 @@ from denoise_cli.streamed import (
     denoised_png,
     streamable,
 )
-from denoise_cli.transforms import StreamingTransform, Transform
-from denoise_cli.walk import FileJob
+from denoise_cli.run.job import Job
+from denoise_cli.run.transforms import StreamingTransform, Transform
+from denoise_cli.trees.plan import SourceTree, TargetTree
+from denoise_cli.trees.walk import FileJob
 
 T = TypeVar("T")
 #: Bytes per pixel that any supported file can need (16-bit RGBA stored uncompressed is 8),

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
-from denoise_cli.dirfd import DirId, dir_id, open_root, open_sub
-from denoise_cli.errors import ImageError, UsageError
-from denoise_cli.images import is_image_name
+from denoise_cli.core.errors import ImageError, UsageError
+from denoise_cli.files.images import is_image_name
+from denoise_cli.trees.dirfd import DirId, dir_id, open_root, open_sub
 
 
 class FileJob(NamedTuple):
