@@ -26,7 +26,7 @@ def _pairs(src: Path, dst: Path):
 def naive(src: Path, dst: Path, model: str | None) -> None:
     import onnxruntime as ort
 
-    from denoise_cli.model.session import resolve_model
+    from denoise_cli.model.bundled import resolve_model
 
     session = ort.InferenceSession(str(resolve_model(model)), providers=["CPUExecutionProvider"])
     for path, out in _pairs(src, dst):

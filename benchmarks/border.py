@@ -18,7 +18,8 @@ import time
 
 import numpy as np
 
-from denoise_cli.model.session import Denoiser, needs_inversion_batch
+from denoise_cli.model.polarity import needs_inversion_batch
+from denoise_cli.model.session import Denoiser
 
 
 def pages(digits: np.ndarray, paper: float, ink: float, first: int, count: int) -> np.ndarray:

@@ -206,7 +206,8 @@ _OPENVINO_SCRIPT = """
 import json, sys
 import numpy as np, onnxruntime as ort
 from denoise_cli.core.timing import best_rate
-from denoise_cli.model.session import provider_options, resolve_model
+from denoise_cli.model.placement import provider_options
+from denoise_cli.model.bundled import resolve_model
 fp32 = resolve_model(sys.argv[1])
 files = {"fp32": fp32, "int8": fp32.with_name(fp32.stem + ".int8.onnx")}
 seconds, out = float(sys.argv[2]), []
@@ -256,7 +257,7 @@ def _openvino_rates(python: str, name: str, seconds: float) -> tuple[str, list[d
 def _bench_one_model(name: str, seconds: float) -> tuple[str, list[dict]]:
     import onnxruntime as ort
 
-    from denoise_cli.model.session import resolve_model
+    from denoise_cli.model.bundled import resolve_model
 
     batches = [1, 32, 256, 1024]
     cores = os.cpu_count() or 1
@@ -656,7 +657,7 @@ def bench_startup(repeats: int) -> tuple[str, dict]:
 def bench_gpu(quick: bool, name: str) -> tuple[str, dict]:
     import onnxruntime as ort
 
-    from denoise_cli.model.session import resolve_model
+    from denoise_cli.model.bundled import resolve_model
 
     try:
         import torch
@@ -745,7 +746,7 @@ def main() -> None:
         + ([Path("/dev/shm")] if Path("/dev/shm").is_dir() else [])
     )
     small, large = (int(v) for v in args.memory_files.split(","))
-    from denoise_cli.model.session import DEFAULT_MODEL
+    from denoise_cli.model.bundled import DEFAULT_MODEL
 
     names = (
         args.models.split(",")

@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> None:
 
     import onnx
 
-    from denoise_cli.model.session import bundled_models
+    from denoise_cli.model.bundled import bundled_models
     from denoise_export.metadata import get_metadata
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

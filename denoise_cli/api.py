@@ -15,7 +15,8 @@ from denoise_cli.core.errors import (
     UsageError,
 )
 from denoise_cli.core.report import RunReport
-from denoise_cli.model.session import Denoiser, bundled_models
+from denoise_cli.model.bundled import bundled_models
+from denoise_cli.model.session import Denoiser
 from denoise_cli.run.job import Job
 from denoise_cli.run.ray_runner import RayRunner
 from denoise_cli.run.runners import denoise_tree, run_job

@@ -28,13 +28,9 @@ from denoise_cli.core.errors import (
 )
 from denoise_cli.core.noise import MIXES, NOISE_KINDS
 from denoise_cli.files.images import DEFAULT_JPEG_QUALITY, DEFAULT_MAX_PIXELS
-from denoise_cli.model.session import (
-    DEFAULT_MODEL,
-    DEVICE_ALIASES,
-    INVERT_CHOICES,
-    PRECISIONS,
-    bundled_models,
-)
+from denoise_cli.model.bundled import DEFAULT_MODEL, bundled_models
+from denoise_cli.model.placement import DEVICE_ALIASES, PRECISIONS
+from denoise_cli.model.polarity import INVERT_CHOICES
 from denoise_cli.run.job import OUTPUT_FORMATS, Job
 from denoise_cli.run.transforms import Denoise, Noisify
 
@@ -371,7 +367,8 @@ def info(
     device: str = typer.Option("auto", help=DEVICE_HELP),
 ) -> None:
     """Describe the model (metadata, input shape) and the execution providers."""
-    from denoise_cli.model.session import Denoiser, conflicting_runtimes, import_onnxruntime
+    from denoise_cli.model.placement import conflicting_runtimes, import_onnxruntime
+    from denoise_cli.model.session import Denoiser
 
     ort = import_onnxruntime()
     denoiser = Denoiser(model, device=device)

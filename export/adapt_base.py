@@ -35,7 +35,7 @@ class BaseModel:
 
 def default_base() -> str:
     """The bundled default of denoise-batch (whichever it is today)."""
-    from denoise_cli.model.session import DEFAULT_MODEL
+    from denoise_cli.model.bundled import DEFAULT_MODEL
 
     return DEFAULT_MODEL
 
@@ -43,7 +43,7 @@ def default_base() -> str:
 def resolve_base(source: str | Path | None) -> BaseModel:
     """A bundled name (default: denoise-batch's default model), an .onnx file or a .pt
     checkpoint. Raises UsageError naming what was not found."""
-    from denoise_cli.model.session import bundled_models
+    from denoise_cli.model.bundled import bundled_models
 
     source = str(source) if source is not None else default_base()
     bundled = bundled_models()

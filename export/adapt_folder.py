@@ -13,7 +13,7 @@ import numpy as np
 
 from denoise_cli.core.errors import ImageError, UsageError
 from denoise_cli.files.images import decode, is_image_name
-from denoise_cli.model.session import needs_inversion
+from denoise_cli.model.polarity import needs_inversion
 
 
 class FolderError(UsageError):

@@ -392,7 +392,7 @@ def foreign(
     """Every model beside median 3x3, non-local means and BM3D on foreign digit sets that no
     training world draws (displays, print on paper, colour ink, 8x8 scans, and clean copies
     for the do-no-harm check), with time per image. See export/foreign.py."""
-    from denoise_cli.model.session import bundled_models
+    from denoise_cli.model.bundled import bundled_models
     from denoise_export.foreign_eval import markdown, run_foreign
     from denoise_train.mnist import load_split
 

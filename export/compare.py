@@ -172,7 +172,7 @@ def _models(
     """The model methods, and which one is the seed model: `baseline` when given, else the
     first conv_denoiser trained on the reference noise, else the bundled conv_denoiser.onnx
     (added first, so every table shows the margins)."""
-    from denoise_cli.model.session import bundled_models
+    from denoise_cli.model.bundled import bundled_models
 
     paths = [Path(p) for p in paths]
     if baseline is not None and Path(baseline).resolve() not in {p.resolve() for p in paths}:

@@ -165,7 +165,7 @@ def checkpoint_runner(
     for fixed-frame models (dense) the same tiling as for a fixed 28x28 ONNX model.
 
     `predict`: (N, 1, H, W) -> same, in the model's polarity; `pixels`: per call."""
-    from denoise_cli.model.session import needs_inversion_batch
+    from denoise_cli.model.polarity import needs_inversion_batch
     from denoise_cli.model.tiling import run_tiled
 
     m = size_multiple

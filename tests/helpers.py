@@ -98,6 +98,12 @@ class Crashing:
     def build(self, threads: int | None) -> CrashingTransform:
         return CrashingTransform(self.driver_pid)
 
+    def placed(self) -> Crashing:
+        return self
+
+    def describe_model(self) -> dict:
+        return CrashingTransform(self.driver_pid).describe()
+
 
 @dataclass(frozen=True)
 class FailsInHelpers:
@@ -113,6 +119,9 @@ class FailsInHelpers:
 
     def forks_early(self) -> bool:
         return True
+
+    def placed(self) -> FailsInHelpers:
+        return self
 
 
 class SlowIdentity(CrashingTransform):

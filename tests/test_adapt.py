@@ -19,7 +19,8 @@ from typer.testing import CliRunner  # noqa: E402
 
 from denoise_cli.core.errors import EXIT_INTERRUPTED, EXIT_USAGE  # noqa: E402
 from denoise_cli.core.metrics import psnr  # noqa: E402
-from denoise_cli.model.session import Denoiser, bundled_models, default_model_path  # noqa: E402
+from denoise_cli.model.bundled import bundled_models, default_model_path  # noqa: E402
+from denoise_cli.model.session import Denoiser  # noqa: E402
 from denoise_export.adaptation import AdaptSettings, adapt, checkpoint_path  # noqa: E402
 from denoise_export.cli import app  # noqa: E402
 from denoise_train.noise_estimate import NoiseModel, estimate_noise, synthesize  # noqa: E402

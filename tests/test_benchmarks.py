@@ -14,7 +14,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from benchmarks.run import machine, torch_twin  # noqa: E402
-from denoise_cli.model.session import bundled_models  # noqa: E402
+from denoise_cli.model.bundled import bundled_models  # noqa: E402
 from denoise_train.models import count_params  # noqa: E402
 from tests.helpers import ROOT  # noqa: E402
 

@@ -198,8 +198,7 @@ def test_odd_and_large_sizes(tmp_path, noisy_digits):
 def test_balanced_tiles_are_few_and_barely_larger_than_needed():
     """Tiles of at most `limit` pixels, as few as that allows, each only as large as covering
     the image takes: a 640-pixel side at limit 512 is two 356-pixel tiles, not two of 512."""
-    from denoise_cli.model.session import balanced_tile
-    from denoise_cli.model.tiling import plan_tiles
+    from denoise_cli.model.tiling import balanced_tile, plan_tiles
 
     overlap, multiple = 36, 4
     for limit in (128, 512, 1024):
@@ -455,10 +454,34 @@ def test_a_bad_model_is_one_line_with_helpers_started_early(tmp_path, noisy_digi
 def test_which_helpers_fork_before_the_session():
     """CPU and OpenVINO sessions are built in every process, so helpers may fork before the
     parent's exists; GPU providers keep the spawn-after-load path."""
+    from denoise_cli.core.errors import ProviderError
     from denoise_cli.run.job import Denoise, Noisify
 
-    assert Denoise(device="cpu").forks_early() and Noisify().forks_early()
-    assert not Denoise(device="cuda").forks_early()  # not available here, or a GPU: no
+    assert not Denoise(device="cpu").forks_early()  # not known before the run places it
+    assert Denoise(device="cpu").placed().forks_early() and Noisify().placed().forks_early()
+    try:
+        cuda = Denoise(device="cuda").placed()
+    except ProviderError:
+        pass  # not available here: refused once, before any helper starts
+    else:
+        assert not cuda.forks_early()  # a GPU: helpers spawn after the session loaded
+
+
+def test_a_run_decides_its_placement_once_and_helpers_load_it(tmp_path):
+    """The provider, precision file and fork policy are decided once, in the driver, and travel
+    with the Job: a helper loads the file the Placement names, never re-resolving."""
+    from denoise_cli.model.bundled import bundled_models
+    from denoise_cli.run.job import Denoise
+
+    spec = Denoise("unet_scenes", device="cpu", precision="int8").placed()
+    assert spec.placement.model_file.endswith("unet_scenes.int8.onnx")
+    assert spec.placement.providers == ("CPUExecutionProvider",)
+    assert spec.placed() is spec  # placed once
+    transform = spec.build(threads=1)
+    assert transform.denoiser.placement.model_file == spec.placement.model_file
+    assert transform.fork_safe and spec.forks_early()
+    auto = Denoise(bundled_models()["unet_scenes"]).placed()
+    assert auto.placement.model_file.endswith("unet_scenes.onnx")  # fp32 on the CPU provider
 
 
 def _tiny_model(path: Path, in_shape, out_shape, op="Identity"):
@@ -839,7 +862,7 @@ def test_openvino_threads_are_set_and_not_pinned():
     pins it to the same cores in every worker process: two one-thread workers shared a core.
     The options give it each worker's thread count and turn pinning off; other providers get
     only their fixed options."""
-    from denoise_cli.model.session import provider_options
+    from denoise_cli.model.placement import provider_options
 
     ov = provider_options("OpenVINOExecutionProvider", 1)
     assert ov["num_of_threads"] == "1" and ov["precision"] == "FP32"

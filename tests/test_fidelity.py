@@ -304,7 +304,9 @@ def test_tiles_join_without_seams_and_edges_are_mirrored(tmp_path, tile):
 def test_small_images_on_black_are_not_padded(tmp_path):
     """Noisy MNIST-like digits on black: the model's own zero padding is right for them, and
     padding a 28x28 digit by a model's radius costs ~10x its pixels."""
-    from denoise_cli.model.session import Denoiser, bordered, sampled
+    from denoise_cli.model.polarity import sampled
+    from denoise_cli.model.session import Denoiser
+    from denoise_cli.model.tiling import bordered
 
     rng = np.random.default_rng(2)
     digits = synthetic_digits(64, seed=3) / 255.0

@@ -113,7 +113,7 @@ def test_portable_export_runs_alike_in_every_runtime(tmp_path, conv_ckpt, data_d
 def test_the_default_model_and_its_variants_run_in_four_runtimes(tmp_path, data_dir):
     """The bundled default's own checkpoint, every variant, in every engine installed."""
     _require_engines()
-    from denoise_cli.model.session import DEFAULT_MODEL, bundled_models
+    from denoise_cli.model.bundled import DEFAULT_MODEL, bundled_models
 
     bundled = onnx.load(str(bundled_models()[DEFAULT_MODEL]))
     digest = {p.key: p.value for p in bundled.metadata_props}["source_checkpoint_sha256"]

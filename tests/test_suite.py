@@ -14,7 +14,7 @@ pytest.importorskip("skimage")
 from PIL import Image
 
 from denoise_cli.core.errors import UsageError
-from denoise_cli.model.session import bundled_models
+from denoise_cli.model.bundled import bundled_models
 from denoise_export import compare as compare_mod
 from denoise_export.suite import (
     cell_noise,

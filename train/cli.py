@@ -62,6 +62,7 @@ INIT_FROM_HELP = (
 )
 
 
+WORLD_SCENES_HELP = "With --data world: the share of its steps drawing the scenes' canvases."
 FREEZE_BN_HELP = "Keep batch norm's running statistics (fine-tuning on mixed batches)."
 
 
@@ -99,9 +100,7 @@ def fit(
     data_dir: Path | None = typer.Option(None, help=DATA_DIR_HELP),
     init_from: Path | None = typer.Option(None, help=INIT_FROM_HELP),
     frames_inverted_share: float = typer.Option(0.0, help="Share of frames made dark-on-light."),
-    world_scenes_share: float = typer.Option(
-        0.0, help="With --data world: share of its steps drawing the scenes' canvases instead."
-    ),
+    world_scenes_share: float = typer.Option(0.0, help=WORLD_SCENES_HELP),
     freeze_bn: bool = typer.Option(False, "--freeze-bn", help=FREEZE_BN_HELP),
     resume: Path | None = typer.Option(
         None, help="Continue from this checkpoint (give the same settings and --epochs total)."

@@ -6,294 +6,78 @@ returns denoised ones, handling polarity, fixed-shape models and tiling of large
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator, Sequence
-from importlib import resources
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from denoise_cli.core.errors import MissingDependency, ModelError, ProviderError, UsageError
+from denoise_cli.core.errors import ModelError, ProviderError, UsageError, first_line
+from denoise_cli.model.bundled import resolve_model
 from denoise_cli.model.info import SUPPORTED_SCHEMA_MAJOR, ModelInfo
-from denoise_cli.model.scale import resample
-from denoise_cli.model.tiling import cropped_bands, mirrored_rows, tiled_rows
-
-#: Short names accepted by --device, mapped to onnxruntime's provider names. Any full provider
-#: name that the installed onnxruntime lists is accepted too.
-DEVICE_ALIASES = {
-    "cpu": "CPUExecutionProvider",
-    "cuda": "CUDAExecutionProvider",
-    "tensorrt": "TensorrtExecutionProvider",
-    "rocm": "ROCMExecutionProvider",
-    "migraphx": "MIGraphXExecutionProvider",
-    "directml": "DmlExecutionProvider",
-    "dml": "DmlExecutionProvider",
-    "coreml": "CoreMLExecutionProvider",
-    "openvino": "OpenVINOExecutionProvider",
-}
-#: What --device auto tries, best first. TensorRT is left out: it builds an engine per input
-#: shape, which costs more than it saves on tiny models and mixed image sizes.
-AUTO_ORDER = (
-    "CUDAExecutionProvider",
-    "ROCMExecutionProvider",
-    "DmlExecutionProvider",
-    "CoreMLExecutionProvider",
-    # Only onnxruntime-openvino offers it (installed by choice, instead of onnxruntime): with
-    # the INT8 file it ran unet_scenes 1.58x faster than the CPU provider's fp32 model-only
-    # and 1.19x end to end on 28x28 digits (2 AVX2 cores, benchmarks/results/speed-2026-12-02b).
-    "OpenVINOExecutionProvider",
-    "CPUExecutionProvider",
+from denoise_cli.model.placement import (
+    Placement,
+    import_onnxruntime,
+    place,
+    provider_options,
+    session_options,
+)
+from denoise_cli.model.polarity import INVERT_CHOICES, needs_inversion_batch, sampled
+from denoise_cli.model.scale import LEAVE_BELOW, RESAMPLE_BELOW, resample
+from denoise_cli.model.tiling import (
+    balanced_tile,
+    border_width,
+    bordered,
+    cropped_bands,
+    mirrored_rows,
+    tiled_rows,
 )
 
 
-def _models_dir() -> Path:
-    return Path(str(resources.files("denoise_cli") / "models"))
-
-
-#: The bundled model that no --model (or --model default) means; README, "The bundled models".
-DEFAULT_MODEL = "unet_world"
-
-
-def default_model_path() -> Path:
-    """The bundled model used when --model is not given."""
-    return _models_dir() / f"{DEFAULT_MODEL}.onnx"
-
-
-def bundled_models() -> dict[str, Path]:
-    """Models shipped in the package, by name (the file name without .onnx). Variant files
-    beside a model (`NAME.int8.onnx`) are not models of their own: see `precision_file`."""
-    return {p.stem: p for p in sorted(_models_dir().glob("*.onnx")) if "." not in p.stem}
-
-
-#: Which file of a model runs: fp32, its INT8 export beside it, or auto (`precision_file`).
-PRECISIONS = ("auto", "fp32", "int8")
-
-#: Providers on which --precision auto takes the INT8 file: where it measured faster than
-#: fp32 after passing the export's accuracy check (the OpenVINO provider: unet_scenes 8,969
-#: images/s against 5,969 for its own fp32 and 5,685 for the CPU provider's, 0.03 dB below
-#: fp32 on test digits). Elsewhere fp32: the CPU provider ran INT8 at 0.78x of fp32 on AVX2,
-#: and slower on an AVX-512 VNNI Xeon too.
-INT8_FASTER_ON = frozenset({"OpenVINOExecutionProvider"})
-
-
-def precision_file(path: Path, precision: str, provider: str) -> Path:
-    """The file to load for `precision` on `provider`: `path` itself, or the verified INT8
-    export beside it (`denoise-export --int8` writes NAME.int8.onnx next to NAME.onnx)."""
-    if precision not in PRECISIONS:
-        raise UsageError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    int8 = path.with_name(f"{path.name.removesuffix('.onnx')}.int8.onnx")
-    if precision == "int8" and not int8.is_file():
-        raise ModelError(f"{path}: no INT8 file beside it ({int8.name}; denoise-export --int8)")
-    if precision == "int8" or (
-        precision == "auto" and provider in INT8_FASTER_ON and int8.is_file()
-    ):
-        return int8
-    return path
-
-
-def resolve_model(model: str | Path | None) -> Path:
-    """A path as given, or a bundled model's name (e.g. 'conv_denoiser'); None or 'default': the
-    default model."""
-    if model is None:
-        return default_model_path()
-    path = Path(model)
-    if not path.exists() and path.suffix == "":
-        if str(model) == "default":
-            return default_model_path()
-        if str(model) in bundled_models():
-            return bundled_models()[str(model)]
-    return path
-
-
-def import_onnxruntime() -> Any:
-    """onnxruntime, with its telemetry off unless the user set ORT_DISABLE_TELEMETRY: its
-    POSIX builds (1.32 here) write a device id and an event queue under ~/.cache/Microsoft
-    on every import, and warn in colour where HOME is read-only; a batch tool writes only OUT.
-    """
-    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
-    try:
-        import onnxruntime
-    except ImportError:
-        raise MissingDependency(
-            "onnxruntime is not installed: pip install 'denoise-batch[cpu]' "
-            "(or 'denoise-batch[gpu]' for CUDA)"
-        ) from None
-    return onnxruntime
-
-
-def conflicting_runtimes() -> list[str]:
-    """Installed onnxruntime distributions; more than one means they overwrite each other."""
-    import importlib.metadata  # here, not at start-up: 15 ms of every run
-
-    names = set()
-    for dist in importlib.metadata.distributions():
-        name = (dist.metadata.get("Name") or "").lower().replace("_", "-")
-        if name == "onnxruntime" or (name.startswith("onnxruntime-") and "extensions" not in name):
-            names.add(name)
-    return sorted(names) if len(names) > 1 else []
-
-
-#: Options per provider. OpenVINO's CPU plugin defaults to bf16 on CPUs that have it, which
-#: moved outputs by up to 0.14 in a test here: it computes in FP32, as the export verified.
-#: It also pins its threads to cores, the same cores in every worker process: two workers of
-#: one thread each shared one core of two (measured: 2,250 images/s each, 4,500 alone; with
-#: pinning off, 4,400 each).
-PROVIDER_OPTIONS: dict[str, dict[str, str]] = {
-    "OpenVINOExecutionProvider": {
-        "device_type": "CPU",
-        "precision": "FP32",
-        "load_config": '{"CPU": {"ENABLE_CPU_PINNING": "NO"}}',
-    },
-}
-
-
-def provider_options(provider: str, threads: int | None) -> dict[str, str]:
-    """PROVIDER_OPTIONS for `provider`, with the thread count where the provider keeps its own
-    pool: OpenVINO ignores onnxruntime's intra_op_num_threads and took every core in each
-    worker process (measured: two workers on 2 cores ran 3.20 s against 3.11 s for one)."""
-    options = dict(PROVIDER_OPTIONS.get(provider, {}))
-    if threads and provider == "OpenVINOExecutionProvider":
-        options["num_of_threads"] = str(threads)
-    return options
-
-
-def resolve_providers(device: str, available: Sequence[str]) -> list[str]:
-    """The provider list to ask onnxruntime for; raises ProviderError for an unusable device."""
-    if device == "auto":
-        return [p for p in AUTO_ORDER if p in available] or list(available)
-    wanted = DEVICE_ALIASES.get(device.lower(), device)
-    if wanted not in available:
-        hint = ""
-        if wanted == "OpenVINOExecutionProvider":
-            hint = (
-                " Install onnxruntime's OpenVINO build instead of the CPU one: "
-                "pip uninstall -y onnxruntime && pip install 'denoise-batch[openvino]'."
-            )
-        if wanted == "CUDAExecutionProvider":
-            hint = (
-                " Install the GPU runtime instead of the CPU one: "
-                "pip uninstall -y onnxruntime && pip install 'denoise-batch[gpu]'."
-            )
-            clash = conflicting_runtimes()
-            if clash:
-                hint = f" Both {' and '.join(clash)} are installed and overwrite each other:"
-                hint += " uninstall both, then install only onnxruntime-gpu."
-        raise ProviderError(
-            f"device {device}: {wanted} is not available in this onnxruntime "
-            f"(available: {', '.join(available)}).{hint}"
+def inspect_session(session: Any, path: Path) -> ModelInfo:
+    """The model's metadata and I/O, checked: ModelError for what denoise-batch cannot run."""
+    inputs, outputs = session.get_inputs(), session.get_outputs()
+    meta = dict(session.get_modelmeta().custom_metadata_map)
+    schema = meta.get("denoise_batch.schema", str(SUPPORTED_SCHEMA_MAJOR))
+    if not schema.split(".")[0].isdigit() or int(schema.split(".")[0]) > SUPPORTED_SCHEMA_MAJOR:
+        raise ModelError(f"{path}: metadata schema {schema} is newer than this denoise-batch")
+    if len(inputs) != 1 or not outputs:
+        raise ModelError(
+            f"{path}: incompatible model: needs exactly 1 input and 1 output, "
+            f"has {len(inputs)} and {len(outputs)}"
         )
-    return [wanted] if wanted == "CPUExecutionProvider" else [wanted, "CPUExecutionProvider"]
+    shape = tuple(inputs[0].shape)
+    if inputs[0].type != "tensor(float)":
+        raise ModelError(f"{path}: incompatible model: input type {inputs[0].type}, needs float32")
+    if len(shape) != 4 or (isinstance(shape[1], int) and shape[1] != 1):
+        raise ModelError(
+            f"{path}: incompatible model: input shape {list(shape)}, denoise-batch needs "
+            "(N, 1, H, W) grayscale images"
+        )
+    if meta.get("value_range", "0..1") != "0..1":
+        raise ModelError(f"{path}: unsupported value range {meta['value_range']} (needs 0..1)")
+    if outputs[0].type not in ("tensor(float)", "tensor(float16)", "tensor(double)"):
+        kind = outputs[0].type
+        raise ModelError(f"{path}: incompatible model: output type {kind}, needs float")
+    info = ModelInfo(str(path), meta, inputs[0].name, shape, outputs[0].name)
+    if (problem := info.out_of_range()) is not None:  # metadata is input too
+        raise ModelError(f"{path}: {problem}")
+    return info
 
 
-#: --invert: auto decides per image (`inversion_from_samples`); yes and no force it.
-INVERT_CHOICES = ("auto", "yes", "no")
-
-
-def needs_inversion(image: np.ndarray, invert: str, polarity: str) -> bool:
-    """Whether to invert an image so it matches the model's polarity (and invert back after).
-
-    auto: a digit image is mostly background, so its median pixel tells the background colour,
-    robustly even under heavy noise; invert when that disagrees with the model's training data.
-    """
-    return bool(needs_inversion_batch(image[None], invert, polarity)[0])
-
-
-def needs_inversion_batch(images: np.ndarray, invert: str, polarity: str) -> np.ndarray:
-    """`needs_inversion` for each of (N, H, W) same-sized images at once (one numpy pass)."""
-    return inversion_from_samples(sampled(images), invert, polarity)
-
-
-def polarity_sample_step(pixels: int) -> int:
-    """Every how many pixels (in row-major order) the polarity decision samples one: up to
-    4,096 samples, so "median above 0.5" is "more than half the samples above 0.5", no sort."""
-    return max(1, pixels // 4096)
-
-
-def inversion_from_samples(samples: np.ndarray, invert: str, polarity: str) -> np.ndarray:
-    """The decision of `needs_inversion_batch` from (N, S) sampled pixels (see
-    polarity_sample_step); a streamed image gathers its samples band by band."""
-    n = len(samples)
-    if invert == "yes":
-        return np.ones(n, bool)
-    if invert == "no" or polarity not in ("light-on-dark", "dark-on-light"):
-        return np.zeros(n, bool)
-    light_background = np.count_nonzero(samples > 0.5, axis=1) * 2 > samples.shape[1]
-    return light_background if polarity == "light-on-dark" else ~light_background
-
-
-def balanced_tile(length: int, limit: int, overlap: int, multiple: int) -> int:
-    """The smallest tile side (a multiple of `multiple`, at most `limit`) that covers `length`
-    with as few overlapping tiles as `limit` allows. Fixed `limit`-sized tiles computed a
-    640x640 page as four 512x512 tiles: 2.6x its pixels, measured 2.1x slower than one piece;
-    balanced, the same page at tile 512 takes four 356x356 tiles (1.24x its pixels)."""
-    if length <= limit:
-        return length
-    useful = limit - 2 * overlap
-    count = -(-(length - 2 * overlap) // useful) if useful > 0 else -(-length // limit)
-    side = -(-(length + 2 * overlap * (count - 1)) // count)
-    return min(limit, -(-side // multiple) * multiple)
-
-
-#: Pixels mirrored out past an image's edges when the model does not say how far it sees.
-DEFAULT_BORDER = 16
-#: An image more than three quarters of whose pixels are above this level (in the model's
-#: polarity) has a background that is not the model's own zero padding: its convolutions then
-#: draw lines and halos along the edges (unet_scenes on constant images: 0.6 grey levels at
-#: 0.05, 12.7 at 0.1, 26 at 0.3; see benchmarks/border.py). Three quarters, not half: a noisy
-#: black background, clipped at 0, has half its pixels at 0, so "half above" padded a third of
-#: noisy MNIST digits (3x the time) where "three quarters" pads none. Decided on the pixels
-#: the polarity decision samples, which the streamed path gathers too: every path agrees.
-BORDER_LEVEL = 0.03
-#: Images whose mirrored border adds at most this share of pixels get it whatever their
-#: frame (pages, all streamed images); smaller ones (a 28x28 digit: 10x its pixels at radius
-#: 34) only when their frame needs it.
-BORDER_CHEAP = 0.25
-
-
-#: Small images, as shares of the model's native side (28): under LEAVE_BELOW they are left
-#: as they are, under RESAMPLE_BELOW they go through the model at its native scale (bicubic
-#: up, area back down). Measured with benchmarks/tiny.py on 1,000 MNIST test digits
-#: area-downsampled (8x8: 17 levels, as UCI's scans): both bundled models as they are made 8x8
-#: scans worse than the input (12.4 dB from 22.2 at noise sigma 0.1, from 16.3 at 0.2; 94-100%
-#: of images worse); through 28x28 better at 0.2 (18.3) but worse at 0.1 (21.4, 72% of images
-#: worse), and still 17% worse at side 12; from side 14 to 19 the native scale beat the model
-#: as is (unet_scenes, sigma 0.1, side 14: 24.7 dB against 22.2, 1% of images worse against
-#: 46%); from side 20 the model as is was better (harming 1% at most).
-LEAVE_BELOW = 14 / 28
-RESAMPLE_BELOW = 20 / 28
-
-
-def border_width(info: ModelInfo) -> int:
-    """Pixels mirrored out past each image edge before the model runs (then cropped): its
-    receptive radius, so that no output pixel sees the zeros its convolutions pad with.
-    Rounded up to the size multiple, so the pooling grid stays where it was."""
-    if info.fixed_size is not None:
-        return 0  # the model takes one size: nothing can be added
-    radius = info.receptive_radius or DEFAULT_BORDER
-    return -(-radius // info.size_multiple) * info.size_multiple
-
-
-def border_is_cheap(height: int, width: int, border: int) -> bool:
-    """Whether mirroring `border` pixels out costs at most BORDER_CHEAP more pixels."""
-    return (height + 2 * border) * (width + 2 * border) <= (1 + BORDER_CHEAP) * height * width
-
-
-def bordered(samples: np.ndarray, height: int, width: int, border: int) -> np.ndarray:
-    """Per image, from its (N, S) polarity samples in the model's polarity (see
-    polarity_sample_step): whether it gets the mirrored border."""
-    n = len(samples)
-    if not border:
-        return np.zeros(n, bool)
-    if border_is_cheap(height, width, border):
-        return np.ones(n, bool)
-    return np.count_nonzero(samples > BORDER_LEVEL, axis=1) * 4 > samples.shape[1] * 3
-
-
-def sampled(images: np.ndarray) -> np.ndarray:
-    """(N, H, W) -> (N, S): the pixels the polarity and border decisions look at."""
-    flat = images.reshape(len(images), -1)
-    return flat[:, :: polarity_sample_step(flat.shape[1])]
+def read_model_info(model: str | Path | None) -> ModelInfo:
+    """A model's checked metadata, read through a CPU session that never runs it: for a driver
+    that describes the model while the work runs elsewhere."""
+    path = resolve_model(model)
+    if not path.is_file():
+        raise ModelError(f"{path}: model file not found")
+    ort = import_onnxruntime()
+    try:
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own exception types per failure
+        raise ModelError(f"{path}: not a loadable ONNX/ORT model ({first_line(exc)})") from None
+    return inspect_session(session, path)
 
 
 class Denoiser:
@@ -313,78 +97,38 @@ class Denoiser:
         max_batch_pixels: int | None = None,
         precision: str = "auto",
         border: int | None = None,
+        placement: Placement | None = None,
     ) -> None:
+        placement = placement or place(model, device, precision)
         ort = import_onnxruntime()
-        path = resolve_model(model)
-        if not path.is_file():
-            raise ModelError(f"{path}: model file not found")
-        providers = resolve_providers(device, ort.get_available_providers())
-        path = precision_file(path, precision, providers[0])
-        opts = ort.SessionOptions()
-        opts.log_severity_level = 3  # we report provider fallbacks ourselves, as errors
-        opts.inter_op_num_threads = 1
-        # Idle onnxruntime threads spin by default, burning the cores that decoding and
-        # encoding need; measured here: no model-only throughput lost without spinning.
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        if threads:
-            opts.intra_op_num_threads = threads
+        path = Path(placement.model_file)
+        options = [(p, provider_options(p, threads)) for p in placement.providers]
         try:
             self.session = ort.InferenceSession(
-                str(path), opts, providers=[(p, provider_options(p, threads)) for p in providers]
+                str(path), session_options(ort, threads), providers=options
             )
         except Exception as exc:  # onnxruntime raises its own exception types per failure
             reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
             raise ModelError(f"{path}: not a loadable ONNX/ORT model ({reason[:300]})") from None
         self.provider = self.session.get_providers()[0]
-        if device != "auto" and self.provider != providers[0]:
+        # What really runs: under device auto, a provider that failed to load (CUDA without
+        # its libraries) fell back to the CPU, with the CPU's batches and fork rules.
+        self.placement = replace(placement, providers=(self.provider,))
+        if placement.device != "auto" and self.provider != placement.provider:
             raise ProviderError(
-                f"device {device}: {providers[0]} failed to initialise and onnxruntime fell "
-                f"back to {self.provider} (check the CUDA/cuDNN libraries); "
+                f"device {placement.device}: {placement.provider} failed to initialise and "
+                f"onnxruntime fell back to {self.provider} (check the CUDA/cuDNN libraries); "
                 "choose device cpu to run on the CPU deliberately"
             )
-        self.info = self._inspect(path)
+        self.info = inspect_session(self.session, path)
         self.tile = tile
         self.overlap = overlap
         self.border = border_width(self.info) if border is None else border
         native = self.info.native_side
         self.leave_below = round(LEAVE_BELOW * native)  # sides in pixels
         self.resample_below = round(RESAMPLE_BELOW * native)
-        # Pixels per model call. On CPU, batches of ~80 digits keep activations in cache and
-        # measured fastest (15k vs 13.6k images/s per thread at 256); GPUs want big batches.
-        on_cpu = self.provider == "CPUExecutionProvider"
-        self.max_batch_pixels = max_batch_pixels or (1 << 16 if on_cpu else 1 << 22)
+        self.max_batch_pixels = max_batch_pixels or placement.batch_pixels
         self._check_runs()
-
-    def _inspect(self, path: Path) -> ModelInfo:
-        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
-        meta = dict(self.session.get_modelmeta().custom_metadata_map)
-        schema = meta.get("denoise_batch.schema", str(SUPPORTED_SCHEMA_MAJOR))
-        if not schema.split(".")[0].isdigit() or int(schema.split(".")[0]) > SUPPORTED_SCHEMA_MAJOR:
-            raise ModelError(f"{path}: metadata schema {schema} is newer than this denoise-batch")
-        if len(inputs) != 1 or not outputs:
-            raise ModelError(
-                f"{path}: incompatible model: needs exactly 1 input and 1 output, "
-                f"has {len(inputs)} and {len(outputs)}"
-            )
-        shape = tuple(inputs[0].shape)
-        if inputs[0].type != "tensor(float)":
-            raise ModelError(
-                f"{path}: incompatible model: input type {inputs[0].type}, needs float32"
-            )
-        if len(shape) != 4 or (isinstance(shape[1], int) and shape[1] != 1):
-            raise ModelError(
-                f"{path}: incompatible model: input shape {list(shape)}, denoise-batch needs "
-                "(N, 1, H, W) grayscale images"
-            )
-        if meta.get("value_range", "0..1") != "0..1":
-            raise ModelError(f"{path}: unsupported value range {meta['value_range']} (needs 0..1)")
-        if outputs[0].type not in ("tensor(float)", "tensor(float16)", "tensor(double)"):
-            kind = outputs[0].type
-            raise ModelError(f"{path}: incompatible model: output type {kind}, needs float")
-        info = ModelInfo(str(path), meta, inputs[0].name, shape, outputs[0].name)
-        if (problem := info.out_of_range()) is not None:  # metadata is input too
-            raise ModelError(f"{path}: {problem}")
-        return info
 
     def _check_runs(self) -> None:
         """One tiny inference now, so an image-to-image mismatch fails before any file is read."""

@@ -31,7 +31,7 @@ from denoise_cli.files.images import (
     to_gray,
 )
 from denoise_cli.files.pngstream import PngLayout, PngWriter
-from denoise_cli.model.session import polarity_sample_step
+from denoise_cli.model.polarity import polarity_sample_step
 
 #: Rows converted per step: small against a tile (1024), large enough that Pillow's per-call
 #: cost is noise.

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from denoise_cli.model.info import ModelInfo
+
 
 @dataclass(frozen=True)
 class Tile:
@@ -162,3 +164,62 @@ def cropped_bands(
         if lo < hi:
             yield band[lo:hi, border : border + width]
         y += len(band)
+
+
+def balanced_tile(length: int, limit: int, overlap: int, multiple: int) -> int:
+    """The smallest tile side (a multiple of `multiple`, at most `limit`) that covers `length`
+    with as few overlapping tiles as `limit` allows. Fixed `limit`-sized tiles computed a
+    640x640 page as four 512x512 tiles: 2.6x its pixels, measured 2.1x slower than one piece;
+    balanced, the same page at tile 512 takes four 356x356 tiles (1.24x its pixels)."""
+    if length <= limit:
+        return length
+    useful = limit - 2 * overlap
+    count = -(-(length - 2 * overlap) // useful) if useful > 0 else -(-length // limit)
+    side = -(-(length + 2 * overlap * (count - 1)) // count)
+    return min(limit, -(-side // multiple) * multiple)
+
+
+#: Pixels mirrored out past an image's edges when the model does not say how far it sees.
+DEFAULT_BORDER = 16
+
+
+#: An image more than three quarters of whose pixels are above this level (in the model's
+#: polarity) has a background that is not the model's own zero padding: its convolutions then
+#: draw lines and halos along the edges (unet_scenes on constant images: 0.6 grey levels at
+#: 0.05, 12.7 at 0.1, 26 at 0.3; see benchmarks/border.py). Three quarters, not half: a noisy
+#: black background, clipped at 0, has half its pixels at 0, so "half above" padded a third of
+#: noisy MNIST digits (3x the time) where "three quarters" pads none. Decided on the pixels
+#: the polarity decision samples, which the streamed path gathers too: every path agrees.
+BORDER_LEVEL = 0.03
+
+
+#: Images whose mirrored border adds at most this share of pixels get it whatever their
+#: frame (pages, all streamed images); smaller ones (a 28x28 digit: 10x its pixels at radius
+#: 34) only when their frame needs it.
+BORDER_CHEAP = 0.25
+
+
+def border_width(info: ModelInfo) -> int:
+    """Pixels mirrored out past each image edge before the model runs (then cropped): its
+    receptive radius, so that no output pixel sees the zeros its convolutions pad with.
+    Rounded up to the size multiple, so the pooling grid stays where it was."""
+    if info.fixed_size is not None:
+        return 0  # the model takes one size: nothing can be added
+    radius = info.receptive_radius or DEFAULT_BORDER
+    return -(-radius // info.size_multiple) * info.size_multiple
+
+
+def border_is_cheap(height: int, width: int, border: int) -> bool:
+    """Whether mirroring `border` pixels out costs at most BORDER_CHEAP more pixels."""
+    return (height + 2 * border) * (width + 2 * border) <= (1 + BORDER_CHEAP) * height * width
+
+
+def bordered(samples: np.ndarray, height: int, width: int, border: int) -> np.ndarray:
+    """Per image, from its (N, S) polarity samples in the model's polarity (see
+    polarity_sample_step): whether it gets the mirrored border."""
+    n = len(samples)
+    if not border:
+        return np.zeros(n, bool)
+    if border_is_cheap(height, width, border):
+        return np.ones(n, bool)
+    return np.count_nonzero(samples > BORDER_LEVEL, axis=1) * 4 > samples.shape[1] * 3

@@ -78,8 +78,9 @@ class RayRunner:
             raise MissingDependency(
                 "the Ray runner needs ray, which is not installed: pip install 'denoise-batch[ray]'"
             ) from None
-        # Built here too, so a bad model or device is refused before any actor starts.
-        description = run.job.transform.build(run.threads).describe()
+        # The model's metadata is read here, so a bad model is refused before any actor
+        # starts; the device is each actor's to place (the driver may have none of it).
+        description = run.job.transform.describe_model()
         run.recorder.started({**description, "runner": "ray"}, run.workers, run.threads)
         work = [[tuple(f) for f in chunk] for chunk in chunks]
         if not work:

@@ -26,7 +26,7 @@ import sys
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -120,6 +120,8 @@ def run_local(run: Run, chunks: Iterator[list[FileJob]]) -> None:
     safe (`forks_early`: nothing of the session exists yet to be copied), so they build theirs
     meanwhile; otherwise they start once this process's session has loaded (see start_method).
     """
+    # The one provider decision of the run, before any helper exists: they inherit it.
+    run = replace(run, job=run.job.with_(transform=run.job.transform.placed()))
     pool: HelperPool | None = None
     try:
         if run.workers > 1 and sys.platform == "linux" and not run.stop() and _forks_early(run.job):

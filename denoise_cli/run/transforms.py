@@ -9,22 +9,17 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import numpy as np
 
 from denoise_cli.core.errors import UsageError
 from denoise_cli.core.noise import add_noise
-from denoise_cli.model.session import (
-    INVERT_CHOICES,
-    PRECISIONS,
-    Denoiser,
-    bordered,
-    import_onnxruntime,
-    inversion_from_samples,
-    resolve_providers,
-)
+from denoise_cli.model.placement import PRECISIONS, Placement, place
+from denoise_cli.model.polarity import INVERT_CHOICES, inversion_from_samples
+from denoise_cli.model.session import Denoiser, read_model_info
+from denoise_cli.model.tiling import bordered
 from denoise_cli.trees.walk import FileJob
 
 
@@ -68,10 +63,6 @@ class StreamingTransform(Transform, Protocol):
 STREAM_MIN_PIXELS = 1 << 22
 
 
-#: Providers whose helper processes fork before the parent's session exists (Denoise.forks_early).
-EARLY_FORK_PROVIDERS = frozenset({"CPUExecutionProvider", "OpenVINOExecutionProvider"})
-
-
 @dataclass(frozen=True)
 class Denoise:
     """Run a denoising model (a path, or a bundled model's name; None: the default one)."""
@@ -81,7 +72,8 @@ class Denoise:
     invert: str = "auto"  # polarity: auto decides per image from the model's metadata
     batch_size: int = 256  # most images per model call (a pixel budget caps it: batch_limit)
     tile: int = 1024  # larger images run in overlapping tiles of at most this size
-    precision: str = "auto"  # session.PRECISIONS: fp32, int8, or the faster one per provider
+    precision: str = "auto"  # placement.PRECISIONS: fp32, int8, or the faster one per provider
+    placement: Placement | None = None  # decided once per run (`placed`), then carried as is
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
@@ -94,15 +86,23 @@ class Denoise:
     def build(self, threads: int | None) -> DenoiseTransform:
         return DenoiseTransform(self, threads)
 
+    def placed(self) -> Denoise:
+        """This spec with its Placement decided (once per run, before any helper starts:
+        helpers and actors then load what it says); refuses a missing model or device."""
+        if self.placement is not None:
+            return self
+        return replace(self, placement=place(self.model, self.device, self.precision))
+
     def forks_early(self) -> bool:
         """Whether helper processes may fork before this process builds its session (they then
-        build theirs meanwhile): for the CPU and OpenVINO providers, which each process builds
-        for itself. GPU providers' helpers are spawned once the session has loaded."""
-        try:
-            available = import_onnxruntime().get_available_providers()
-            return resolve_providers(self.device, available)[0] in EARLY_FORK_PROVIDERS
-        except Exception:  # a device that cannot load: build() says why
-            return False
+        build theirs meanwhile); known once placed."""
+        return self.placement is not None and self.placement.forks_early
+
+    def describe_model(self) -> dict[str, Any]:
+        """What the run's start reports, from the model's metadata alone (a Ray driver may
+        lack the device its actors have)."""
+        info = read_model_info(self.model)
+        return {"model": info.summary(), "device": self.device, "invert": self.invert}
 
 
 @dataclass(frozen=True)
@@ -128,6 +128,12 @@ class Noisify:
     def build(self, threads: int | None) -> NoiseTransform:
         return NoiseTransform(self)
 
+    def placed(self) -> Noisify:
+        return self  # no model: nothing to place
+
+    def describe_model(self) -> dict[str, Any]:
+        return NoiseTransform(self).describe()
+
     def forks_early(self) -> bool:
         return True  # no session: nothing to copy
 
@@ -136,10 +142,14 @@ class DenoiseTransform:
     def __init__(self, spec: Denoise, threads: int | None) -> None:
         self.spec = spec
         self.denoiser = Denoiser(
-            spec.model, spec.device, threads, tile=spec.tile, precision=spec.precision
+            spec.model,
+            spec.device,
+            threads,
+            tile=spec.tile,
+            precision=spec.precision,
+            placement=spec.placement,
         )
-        # A CUDA context cannot cross a fork; a CPU session is rebuilt by each helper anyway.
-        self.fork_safe = self.denoiser.provider == "CPUExecutionProvider"
+        self.fork_safe = self.denoiser.placement.forks_after_load
 
     def batch_limit(self, height: int, width: int) -> int:
         return self.denoiser.batch_limit(height, width, self.spec.batch_size)

@@ -1,0 +1,39 @@
+"""The models shipped in the package: their folder, the default, and names that resolve to them."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+
+def _models_dir() -> Path:
+    return Path(str(resources.files("denoise_cli") / "models"))
+
+
+#: The bundled model that no --model (or --model default) means; README, "The bundled models".
+DEFAULT_MODEL = "unet_world"
+
+
+def default_model_path() -> Path:
+    """The bundled model used when --model is not given."""
+    return _models_dir() / f"{DEFAULT_MODEL}.onnx"
+
+
+def bundled_models() -> dict[str, Path]:
+    """Models shipped in the package, by name (the file name without .onnx). Variant files
+    beside a model (`NAME.int8.onnx`) are not models of their own: see `precision_file`."""
+    return {p.stem: p for p in sorted(_models_dir().glob("*.onnx")) if "." not in p.stem}
+
+
+def resolve_model(model: str | Path | None) -> Path:
+    """A path as given, or a bundled model's name (e.g. 'conv_denoiser'); None or 'default': the
+    default model."""
+    if model is None:
+        return default_model_path()
+    path = Path(model)
+    if not path.exists() and path.suffix == "":
+        if str(model) == "default":
+            return default_model_path()
+        if str(model) in bundled_models():
+            return bundled_models()[str(model)]
+    return path
