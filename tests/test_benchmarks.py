@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import onnxruntime as ort
 import pytest
 
@@ -153,3 +154,20 @@ def test_fidelity_benchmarks_print_their_tables(module, args, row):
     result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert row in result.stdout
+
+
+def test_the_codec_benchmark_decodes_what_the_runtime_writes():
+    """benchmarks/codecs.py, behind keeping fastpng: every codec it times reads the same pixels
+    back, so the table compares equal work."""
+    from benchmarks.codecs import codecs, images, table
+    from denoise_cli.files import fastpng
+
+    pixels = images(3, 28, sigma=0.02)
+    for name, (decode, encode) in codecs().items():
+        if decode is not None:
+            assert np.array_equal(decode(fastpng.encode_gray(pixels[0])), pixels[0]), name
+        if encode is not None:
+            assert np.array_equal(fastpng.decode_gray8(encode(pixels[1]), 1 << 20)[0], pixels[1])
+    rows = table(files=4, rounds=1)
+    assert any("| 28x28 digit | Pillow (level 1) |" in row for row in rows)
+    assert any("| 512x512 page | fastpng (ours" in row for row in rows)

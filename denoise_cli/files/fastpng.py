@@ -11,6 +11,8 @@ from __future__ import annotations
 import functools
 import struct
 import zlib
+from collections.abc import Iterator
+from typing import NamedTuple
 
 import numpy as np
 
@@ -85,28 +87,23 @@ def decode_gray8(
     """
     if not data.startswith(SIGNATURE):
         return None
-    pos, header, idat, kept = 8, None, [], []
-    while True:
-        if pos + 12 > len(data):
-            return None  # no IEND: truncated
-        length, tag = struct.unpack_from(">I4s", data, pos)
-        end = pos + 8 + length
-        if end + 4 > len(data):
+    header, idat, kept, ended = None, [], [], False
+    for tag, start, end, intact in walk_chunks(data):
+        if not intact:
             return None
-        body = data[pos + 8 : end]
-        if zlib.crc32(tag + body) != struct.unpack_from(">I", data, end)[0]:
-            return None
+        body = data[start:end]
         if tag == b"IHDR":
             header = body
         elif tag == b"IDAT":
             idat.append(body)
         elif tag == b"IEND":
-            break
+            ended = True
         elif tag in KEPT_METADATA:
             kept.append((tag, body))
         elif tag not in _IGNORABLE:
             return None
-        pos = end + 4
+    if not ended:
+        return None  # truncated
     if header is None or len(header) != 13 or not idat:
         return None
     width, height, depth, color, compression, filtering, interlace = struct.unpack(
@@ -134,20 +131,35 @@ def decode_gray8(
 
 def metadata_chunks(data: bytes) -> tuple[tuple[bytes, bytes], ...]:
     """A PNG's KEPT_METADATA chunks as (tag, data), in file order; damaged ones left out."""
-    pos, kept = 8, []
+    return tuple(
+        (tag, data[start:end])
+        for tag, start, end, intact in walk_chunks(data)
+        if tag in KEPT_METADATA and intact
+    )
+
+
+class Chunk(NamedTuple):
+    tag: bytes
+    start: int  # where its data starts in the file
+    end: int  # and ends (its CRC follows)
+    intact: bool  # whether the CRC matches
+
+
+def walk_chunks(data: bytes) -> Iterator[Chunk]:
+    """A PNG's chunks after the signature, in file order, up to and including IEND: the one
+    chunk loop of every PNG reader here. Stops early at a chunk that runs past the data (a
+    truncated file: the caller sees no IEND)."""
+    pos, view = 8, memoryview(data)
     while pos + 12 <= len(data):
         length, tag = struct.unpack_from(">I4s", data, pos)
         end = pos + 8 + length
-        if tag == b"IEND" or end + 4 > len(data):
-            break
-        body = data[pos + 8 : end]
-        if (
-            tag in KEPT_METADATA
-            and zlib.crc32(tag + body) == struct.unpack_from(">I", data, end)[0]
-        ):
-            kept.append((tag, body))
+        if end + 4 > len(data):
+            return
+        intact = zlib.crc32(view[pos + 4 : end]) == struct.unpack_from(">I", data, end)[0]
+        yield Chunk(tag, pos + 8, end, intact)
+        if tag == b"IEND":
+            return
         pos = end + 4
-    return tuple(kept)
 
 
 def _unfilter(pixels: np.ndarray, kinds: bytes) -> np.ndarray:

@@ -24,7 +24,7 @@ import numpy as np
 from PIL import Image
 
 from denoise_cli.core.errors import ImageError
-from denoise_cli.files.fastpng import IEND, KEPT_METADATA, SIGNATURE, chunk
+from denoise_cli.files.fastpng import IEND, KEPT_METADATA, SIGNATURE, chunk, walk_chunks
 
 # (bit depth, colour type) -> bytes per pixel, for the layouts whose decoded bytes are raw rows.
 _STREAMABLE = {(8, 0): 1, (8, 2): 3, (8, 3): 1, (8, 4): 2, (8, 6): 4, (16, 0): 2}
@@ -67,27 +67,19 @@ def layout(data: bytes) -> PngLayout | None:
     wrong)."""
     if not data.startswith(SIGNATURE):
         return None
-    pos, header, idat, extra, dpi, copied = 8, None, [], [], None, []
+    header, idat, extra, dpi, copied, ended = None, [], [], None, [], False
     view = memoryview(data)
-    while True:
-        if pos + 12 > len(data):
+    for tag, start, end, intact in walk_chunks(data):
+        if not intact or (tag == b"IHDR") != (start == 16):  # the header first, and only once
             return None
-        length, tag = struct.unpack_from(">I4s", data, pos)
-        end = pos + 8 + length
-        if end + 4 > len(data):
-            return None
-        if zlib.crc32(view[pos + 4 : end]) != struct.unpack_from(">I", data, end)[0]:
-            return None
-        body = view[pos + 8 : end]
-        if (tag == b"IHDR") != (pos == 8):  # the header comes first, and only once
-            return None
+        body = view[start:end]
         if tag == b"IHDR":
             header = bytes(body)
         elif tag == b"IDAT":
-            idat.append((pos + 8, end))
+            idat.append((start, end))
         elif tag in _KEPT_CHUNKS:
             extra.append(chunk(tag, bytes(body)))
-        elif tag == b"pHYs" and length == 9:
+        elif tag == b"pHYs" and len(body) == 9:
             px, py, unit = struct.unpack(">IIB", body)
             if unit == 1:
                 dpi = (px * 0.0254, py * 0.0254)
@@ -95,9 +87,9 @@ def layout(data: bytes) -> PngLayout | None:
             return None  # the whole-image path applies the rotation
         if tag in _COPIED:
             copied.append((tag, bytes(body)))
-        elif tag == b"IEND":
-            break
-        pos = end + 4
+        ended = tag == b"IEND"
+    if not ended:
+        return None  # truncated
     if header is None or len(header) != 13 or not idat:
         return None
     width, height, depth, color, compression, filtering, interlace = struct.unpack(
