@@ -324,20 +324,21 @@ def test_small_images_on_black_are_not_padded(tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("model", "invert", "inverted"),
+    ("model", "invert", "paper", "inverted"),
     [
-        ("square_either", "auto", False),
-        ("square_either", "no", False),
-        ("square_either", "yes", True),
-        ("square_light_on_dark", "auto", True),
-        ("square_light_on_dark", "no", False),
+        ("square_either", "auto", 200, False),  # grey paper: as it is
+        ("square_either", "auto", 255, True),  # at the white clip: turned to black
+        ("square_either", "no", 255, False),
+        ("square_either", "yes", 200, True),
+        ("square_light_on_dark", "auto", 200, True),
+        ("square_light_on_dark", "no", 200, False),
     ],
 )
-def test_a_model_for_either_polarity_is_never_inverted_automatically(
-    tmp_path, model, invert, inverted
+def test_a_model_for_either_polarity_is_inverted_only_at_the_white_clip(
+    tmp_path, model, invert, paper, inverted
 ):
     """x*x tells whether the image was inverted around the model: 1-(1-x)^2 if it was."""
-    light = np.full((30, 30), 200, np.uint8)
+    light = np.full((30, 30), paper, np.uint8)
     light[10:20, 12:16] = 40  # dark ink on light paper
     Image.fromarray(light).save(tmp_path / "in" / "x.png")
     run(
@@ -352,6 +353,22 @@ def test_a_model_for_either_polarity_is_never_inverted_automatically(
     x = light / 255.0
     want = 1 - (1 - x) ** 2 if inverted else x**2
     assert np.abs(out - np.round(want * 255)).max() <= 1
+
+
+def test_the_white_clip_rule_holds_under_heavy_noise_and_spares_grey_paper():
+    """Noisy white paper keeps about half its background at the clip; grey paper under light
+    noise almost none: the decision tells them apart at every level measured."""
+    from denoise_cli.model.polarity import needs_inversion_batch
+
+    rng = np.random.default_rng(0)
+    page = np.ones((64, 64), np.float32)
+    page[20:40, 28:34] = 0.1
+    for sigma in (0.0, 0.05, 0.5, 0.75):
+        noisy = np.clip(page + rng.normal(0, sigma, page.shape), 0, 1)[None]
+        assert needs_inversion_batch(noisy, "auto", "either")[0], sigma
+        grey = np.clip(page * 0.9 + rng.normal(0, min(sigma, 0.15), page.shape), 0, 1)[None]
+        assert not needs_inversion_batch(grey, "auto", "either")[0], sigma
+        assert not needs_inversion_batch(1.0 - noisy, "auto", "either")[0]  # dark paper
 
 
 # --- tiny images ----------------------------------------------------------------------------

@@ -17,7 +17,7 @@ import numpy as np
 from denoise_cli.core.errors import UsageError
 from denoise_cli.core.noise import add_noise
 from denoise_cli.model.placement import PRECISIONS, Placement, place
-from denoise_cli.model.polarity import INVERT_CHOICES, inversion_from_samples
+from denoise_cli.model.polarity import DECIDED, INVERT_CHOICES, inversion_from_samples
 from denoise_cli.model.session import Denoiser, read_model_info
 from denoise_cli.model.tiling import bordered
 from denoise_cli.trees.walk import FileJob
@@ -162,8 +162,7 @@ class DenoiseTransform:
         return height * width > STREAM_MIN_PIXELS and not self.denoiser.accepts_whole(height, width)
 
     def samples_needed(self) -> bool:
-        known = self.denoiser.info.polarity in ("light-on-dark", "dark-on-light")
-        return self.spec.invert == "auto" and known
+        return self.spec.invert == "auto" and self.denoiser.info.polarity in DECIDED
 
     def denoise_rows(
         self, height: int, width: int, samples: np.ndarray, rows: Callable[[int, int], np.ndarray]
