@@ -230,7 +230,8 @@ def run(
     invert: Invert = typer.Option(
         "auto",
         help="Polarity: auto decides per image from the model's metadata (the default takes "
-        "either; unet_scenes and conv_denoiser expect light digits on dark).",
+        "either, and turns only pure white paper to black; unet_scenes and conv_denoiser "
+        "expect light digits on dark).",
     ),
     output_format: OutputFormat = typer.Option(
         "keep", help="keep: same format and bit depth as each input; png: lossless PNG."

@@ -66,7 +66,8 @@ class TrainConfig:
     freeze_bn: bool = False
     # The share of the plain MNIST frames (every third step of scene and world training)
     # turned dark-on-light before the noise: a model for either polarity (metadata
-    # `polarity: either`, never inverted by the runtime) must be as good on inverted digits.
+    # `polarity: either`, inverted by the runtime only at the white clip) must be as good on
+    # inverted digits.
     frames_inverted_share: float = 0.0
     # With data "world": the share of its steps that draw the scenes' canvases (white ink on
     # black, strings, scales, pages) under `noise` instead: the world alone left a faint haze on
