@@ -47,8 +47,9 @@ MODEL_HELP = (
     f"(default: {DEFAULT_MODEL}). `denoise-batch info --model NAME` describes one."
 )
 TILE_HELP = (
-    "Images larger than this run in overlapping tiles of at most this size (large PNGs stream "
-    "a row of tiles at a time: memory follows this)."
+    "Images larger than this run in overlapping tiles of at most this size, raised where "
+    "needed to fit twice the model's receptive radius (large PNGs stream a row of tiles at a "
+    "time: memory follows this)."
 )
 PRECISION_HELP = (
     "fp32, int8 (the model's verified NAME.int8.onnx beside it), or auto: INT8 where it "

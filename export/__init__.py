@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 
-# onnxruntime's telemetry would write under ~/.cache on import (see denoise_cli.model.session).
+# onnxruntime's telemetry would write under ~/.cache on import (see denoise_cli.model.placement).
 os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
 

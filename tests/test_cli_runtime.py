@@ -6,9 +6,11 @@ runtime-only environment of .ci/run too.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -484,6 +486,64 @@ def test_a_run_decides_its_placement_once_and_helpers_load_it(tmp_path):
     assert transform.fork_safe and spec.forks_early()
     auto = Denoise(bundled_models()["unet_scenes"]).placed()
     assert auto.placement.model_file.endswith("unet_scenes.onnx")  # fp32 on the CPU provider
+
+
+def test_a_placement_never_stands_for_another_model_or_device():
+    from denoise_cli.core.errors import UsageError
+    from denoise_cli.model.placement import place
+    from denoise_cli.model.session import Denoiser
+    from denoise_cli.run.job import Denoise
+
+    world = place("unet_world", "cpu")
+    assert Denoiser("unet_world", "cpu", placement=world).placement.model_file == world.model_file
+    with pytest.raises(UsageError, match="placement"):
+        Denoiser("unet_scenes", placement=world)
+    with pytest.raises(UsageError, match="placement"):
+        Denoiser(device="cuda", placement=world)
+    spec = Denoise("unet_world", device="cpu").placed()
+    with pytest.raises(UsageError, match="placement"):
+        dataclasses.replace(spec, model="unet_scenes")  # a stale placement is refused
+
+
+def test_a_provider_that_falls_back_under_auto_runs_with_the_cpus_rules():
+    """device auto: a GPU provider that does not load (here: not in this onnxruntime) leaves
+    the CPU, and the session then batches and forks as a CPU session does."""
+    from denoise_cli.model.placement import CPU_BATCH_PIXELS, Placement, place
+    from denoise_cli.model.session import Denoiser
+
+    cpu = place("unet_world", "cpu")
+    gpu = Placement(
+        cpu.model_file, "auto", ("CUDAExecutionProvider", "CPUExecutionProvider"), "auto"
+    )
+    assert gpu.batch_pixels > CPU_BATCH_PIXELS and not gpu.forks_after_load
+    with warnings.catch_warnings():  # onnxruntime warns that it has no CUDA here
+        warnings.simplefilter("ignore")
+        denoiser = Denoiser(placement=gpu)
+    if denoiser.provider == "CPUExecutionProvider":
+        assert denoiser.placement.providers == ("CPUExecutionProvider",)
+        assert denoiser.max_batch_pixels == CPU_BATCH_PIXELS
+        assert denoiser.placement.forks_after_load
+
+
+def test_a_driver_refuses_what_its_actors_could_not_run():
+    """What a Ray driver checks on its own CPU before any actor starts: a device name that no
+    onnxruntime has, an INT8 file that is not there, a model that is not image-to-image."""
+    from denoise_cli.core.errors import ModelError, ProviderError
+    from denoise_cli.run.job import Denoise
+
+    assert "unet_world" in Denoise(device="cuda").describe_model()["model"]  # maybe elsewhere
+    with pytest.raises(ProviderError, match="not a device name"):
+        Denoise(device="cdua").describe_model()
+    with pytest.raises(ModelError, match="no INT8 file"):
+        Denoise("conv_denoiser", precision="int8").describe_model()
+
+
+def test_a_small_tile_still_overlaps_by_the_receptive_radius():
+    from denoise_cli.model.session import Denoiser
+
+    denoiser = Denoiser("unet_world", "cpu", tile=64)
+    th, tw, overlap, _ = denoiser.tile_plan(336, 420)
+    assert overlap >= denoiser.info.receptive_radius and min(th, tw) >= 2 * overlap
 
 
 def _tiny_model(path: Path, in_shape, out_shape, op="Identity"):

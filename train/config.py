@@ -95,6 +95,8 @@ class TrainConfig:
             raise UsageError("frames_inverted_share must be in [0, 1]")
         if not 0.0 <= self.world_scenes_share <= 1.0:
             raise UsageError("world_scenes_share must be in [0, 1]")
+        if self.world_scenes_share and self.data != "world":
+            raise UsageError("world_scenes_share needs data 'world' (it shares out its steps)")
         if self.val_size < 1:
             raise UsageError("val_size must be >= 1: the test set is for reporting only")
 

@@ -56,12 +56,28 @@ PRECISIONS = ("auto", "fp32", "int8")
 INT8_FASTER_ON = frozenset({"OpenVINOExecutionProvider"})
 
 
+def int8_file(path: Path) -> Path:
+    """Where a model's INT8 export lies: NAME.int8.onnx beside NAME.onnx."""
+    return path.with_name(f"{path.name.removesuffix('.onnx')}.int8.onnx")
+
+
+def check_device_name(device: str) -> None:
+    """Refuses a --device that no onnxruntime build could offer (a typo), without asking this
+    machine's onnxruntime: for a driver whose actors run elsewhere."""
+    known = device == "auto" or device.lower() in DEVICE_ALIASES
+    if not (known or device.endswith("ExecutionProvider")):
+        raise ProviderError(
+            f"device {device}: not a device name (auto, {', '.join(DEVICE_ALIASES)}, or an "
+            "onnxruntime provider name)"
+        )
+
+
 def precision_file(path: Path, precision: str, provider: str) -> Path:
     """The file to load for `precision` on `provider`: `path` itself, or the verified INT8
     export beside it (`denoise-export --int8` writes NAME.int8.onnx next to NAME.onnx)."""
     if precision not in PRECISIONS:
         raise UsageError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    int8 = path.with_name(f"{path.name.removesuffix('.onnx')}.int8.onnx")
+    int8 = int8_file(path)
     if precision == "int8" and not int8.is_file():
         raise ModelError(f"{path}: no INT8 file beside it ({int8.name}; denoise-export --int8)")
     if precision == "int8" or (
@@ -171,6 +187,16 @@ class Placement:
     device: str  # as asked (auto, cpu, cuda...), for messages
     providers: tuple[str, ...]  # asked of onnxruntime, best first
     precision: str  # as asked: auto, fp32 or int8
+
+    def agrees(self, model: str | Path | None, device: str, precision: str) -> bool:
+        """Whether settings given beside this Placement say the same (None or auto: as
+        placed), so a Placement can never silently stand for another model or device."""
+        if device not in ("auto", self.device) or precision not in ("auto", self.precision):
+            return False
+        if model is None:
+            return True
+        path = resolve_model(model)
+        return self.model_file in (str(path), str(int8_file(path)))
 
     @property
     def provider(self) -> str:

@@ -18,8 +18,10 @@ from denoise_cli.model.bundled import resolve_model
 from denoise_cli.model.info import SUPPORTED_SCHEMA_MAJOR, ModelInfo
 from denoise_cli.model.placement import (
     Placement,
+    check_device_name,
     import_onnxruntime,
     place,
+    precision_file,
     provider_options,
     session_options,
 )
@@ -66,18 +68,41 @@ def inspect_session(session: Any, path: Path) -> ModelInfo:
     return info
 
 
-def read_model_info(model: str | Path | None) -> ModelInfo:
-    """A model's checked metadata, read through a CPU session that never runs it: for a driver
-    that describes the model while the work runs elsewhere."""
+def check_runs(session: Any, info: ModelInfo) -> None:
+    """One tiny inference, so an image-to-image mismatch fails before any file is read."""
+    h, w = info.fixed_size or (28, 28)
+    x = np.zeros((info.fixed_batch or 1, 1, h, w), dtype=np.float32)
+    try:
+        y = session.run([info.output_name], {info.input_name: x})[0]
+    except Exception as exc:
+        raise ModelError(f"{info.path}: model fails on a {h}x{w} image ({exc})") from None
+    if y.shape != x.shape:
+        raise ModelError(
+            f"{info.path}: incompatible model: output shape {list(y.shape)} for input "
+            f"{list(x.shape)}; denoise-batch needs an image-to-image model"
+        )
+
+
+def check_model_here(
+    model: str | Path | None, device: str = "auto", precision: str = "auto"
+) -> ModelInfo:
+    """Everything about a model that needs no device, checked on this machine's CPU: the file,
+    its INT8 file when asked for, a device name that could exist somewhere, its metadata and
+    one tiny run. For a driver whose work runs elsewhere (Ray actors place on their own node):
+    a bad model or setting is refused here, before any actor starts."""
     path = resolve_model(model)
     if not path.is_file():
         raise ModelError(f"{path}: model file not found")
+    check_device_name(device)
+    chosen = precision_file(path, precision, "")  # auto: the file itself; int8: must exist
     ort = import_onnxruntime()
     try:
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(str(chosen), providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own exception types per failure
-        raise ModelError(f"{path}: not a loadable ONNX/ORT model ({first_line(exc)})") from None
-    return inspect_session(session, path)
+        raise ModelError(f"{chosen}: not a loadable ONNX/ORT model ({first_line(exc)})") from None
+    info = inspect_session(session, chosen)
+    check_runs(session, info)
+    return info
 
 
 class Denoiser:
@@ -99,7 +124,13 @@ class Denoiser:
         border: int | None = None,
         placement: Placement | None = None,
     ) -> None:
-        placement = placement or place(model, device, precision)
+        if placement is None:
+            placement = place(model, device, precision)
+        elif not placement.agrees(model, device, precision):
+            raise UsageError(
+                f"model {model}, device {device}, precision {precision}: not what the given "
+                f"placement says ({placement.model_file} on {placement.device})"
+            )
         ort = import_onnxruntime()
         path = Path(placement.model_file)
         options = [(p, provider_options(p, threads)) for p in placement.providers]
@@ -127,22 +158,8 @@ class Denoiser:
         native = self.info.native_side
         self.leave_below = round(LEAVE_BELOW * native)  # sides in pixels
         self.resample_below = round(RESAMPLE_BELOW * native)
-        self.max_batch_pixels = max_batch_pixels or placement.batch_pixels
-        self._check_runs()
-
-    def _check_runs(self) -> None:
-        """One tiny inference now, so an image-to-image mismatch fails before any file is read."""
-        h, w = self.info.fixed_size or (28, 28)
-        x = np.zeros((self.info.fixed_batch or 1, 1, h, w), dtype=np.float32)
-        try:
-            y = self.session.run([self.info.output_name], {self.info.input_name: x})[0]
-        except Exception as exc:
-            raise ModelError(f"{self.info.path}: model fails on a {h}x{w} image ({exc})") from None
-        if y.shape != x.shape:
-            raise ModelError(
-                f"{self.info.path}: incompatible model: output shape {list(y.shape)} for input "
-                f"{list(x.shape)}; denoise-batch needs an image-to-image model"
-            )
+        self.max_batch_pixels = max_batch_pixels or self.placement.batch_pixels
+        check_runs(self.session, self.info)
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         """Model call on (N, 1, H, W) float32.

@@ -80,7 +80,9 @@ class RayRunner:
             ) from None
         # The model's metadata is read here, so a bad model is refused before any actor
         # starts; the device is each actor's to place (the driver may have none of it).
-        description = run.job.transform.describe_model()
+        spec = run.job.transform
+        describe = getattr(spec, "describe_model", lambda: spec.build(run.threads).describe())
+        description = describe()
         run.recorder.started({**description, "runner": "ray"}, run.workers, run.threads)
         work = [[tuple(f) for f in chunk] for chunk in chunks]
         if not work:

@@ -121,7 +121,9 @@ def run_local(run: Run, chunks: Iterator[list[FileJob]]) -> None:
     meanwhile; otherwise they start once this process's session has loaded (see start_method).
     """
     # The one provider decision of the run, before any helper exists: they inherit it.
-    run = replace(run, job=run.job.with_(transform=run.job.transform.placed()))
+    placed = getattr(run.job.transform, "placed", None)  # a spec without a model has none
+    if placed is not None:
+        run = replace(run, job=run.job.with_(transform=placed()))
     pool: HelperPool | None = None
     try:
         if run.workers > 1 and sys.platform == "linux" and not run.stop() and _forks_early(run.job):

@@ -18,7 +18,7 @@ from denoise_cli.core.errors import UsageError
 from denoise_cli.core.noise import add_noise
 from denoise_cli.model.placement import PRECISIONS, Placement, place
 from denoise_cli.model.polarity import DECIDED, INVERT_CHOICES, inversion_from_samples
-from denoise_cli.model.session import Denoiser, read_model_info
+from denoise_cli.model.session import Denoiser, check_model_here
 from denoise_cli.model.tiling import bordered
 from denoise_cli.trees.walk import FileJob
 
@@ -76,6 +76,10 @@ class Denoise:
     placement: Placement | None = None  # decided once per run (`placed`), then carried as is
 
     def __post_init__(self) -> None:
+        if self.placement is not None and not self.placement.agrees(
+            self.model, self.device, self.precision
+        ):
+            raise UsageError("a Denoise's placement must be its own: call placed() again")
         if self.precision not in PRECISIONS:
             raise UsageError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.invert not in INVERT_CHOICES:
@@ -99,10 +103,11 @@ class Denoise:
         return self.placement is not None and self.placement.forks_early
 
     def describe_model(self) -> dict[str, Any]:
-        """What the run's start reports, from the model's metadata alone (a Ray driver may
-        lack the device its actors have)."""
-        info = read_model_info(self.model)
-        return {"model": info.summary(), "device": self.device, "invert": self.invert}
+        """What the run's start reports, from the model checked on this CPU alone (a Ray
+        driver may lack the device its actors have)."""
+        info = check_model_here(self.model, self.device, self.precision)
+        provider = f"each actor's own (device {self.device})"
+        return {"model": info.summary(), "provider": provider, "invert": self.invert}
 
 
 @dataclass(frozen=True)
