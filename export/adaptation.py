@@ -79,6 +79,22 @@ class AdaptResult:
     warnings: list[str] = field(default_factory=list)
 
 
+#: Impulses (share of pixels) from which noisy-only adaptation adds pseudo-clean targets.
+PSEUDO_FROM_IMPULSES = 0.005
+
+
+def auto_method(data: AdaptData) -> str:
+    """Supervised with clean images; else R2R, with pseudo-clean targets where the folder has
+    impulses (R2R leaves them out of its loss, so alone it never learns to remove them; the
+    pseudo-clean targets carry re-synthesised impulses). Measured
+    (benchmarks/results/adapt-2026-12-03*.md): R2R alone beat R2R + pseudo by 2 dB in equal
+    minutes on the display domain (no impulses); on serif print (3% impulses) R2R alone lost
+    1.0 dB against the start in 15 minutes."""
+    if data.clean is not None:
+        return "supervised"
+    return "r2r+pseudo" if data.noise.impulse >= PSEUDO_FROM_IMPULSES else "r2r"
+
+
 def checkpoint_path(out: Path) -> Path:
     """The resumable checkpoint beside the model: MODEL.adapt.pt."""
     return out.with_name(out.with_suffix("").name + ".adapt.pt")
@@ -117,9 +133,7 @@ def adapt(
         raise UsageError(f"{noisy_dir}: not the folder {checkpoint_path(out)} was trained on")
     method = settings.method
     if method == "auto":
-        # Measured (benchmarks/results/adapt-2026-12-03.md): in equal minutes R2R alone beat
-        # R2R + pseudo-clean targets by 2 dB on the display domain, lost 0.6 dB on serif print.
-        method = "supervised" if data.clean is not None else "r2r"
+        method = auto_method(data)
     device = pick_device(settings.device)
     validation = make_validation(data, method, base_model.model, device)
     log(f"held out {validation.count} images")
@@ -196,7 +210,7 @@ def _evaluate(trained: Trained, validation: Validation) -> bool:
     metrics = validation.evaluate(trained.model)
     score = validation.score(metrics)
     trained.history.append({"step": trained.step, "elapsed": trained.elapsed, **metrics})
-    if score > trained.best_score:
+    if score > trained.best_score and validation.acceptable(metrics):
         trained.best_score = score
         state = trained.model.state_dict()
         trained.best_state = {k: v.detach().cpu().clone() for k, v in state.items()}

@@ -247,3 +247,23 @@ def test_denoise_train_has_the_adapt_command():
     assert all(name in listing for name in ("adapt", "fit", "list"))
     missing = runner.invoke(train_app, ["adapt", "/nonexistent-folder", "--out", "x.onnx"])
     assert missing.exit_code != 0 and "Traceback" not in missing.output
+
+
+def test_noisy_only_adaptation_never_keeps_weights_that_leave_more_noise():
+    """The R2R loss leaves impulses out, so it may improve while outputs get noisier (serif
+    print: 0.0305 -> 0.0287 loss, residual sigma 0.0020 -> 0.0115, -1.0 dB): such weights are
+    refused, and a folder with impulses trains with pseudo-clean targets as well."""
+    from types import SimpleNamespace
+
+    from denoise_export.adapt_eval import RESIDUAL_SLACK, Validation
+    from denoise_export.adaptation import auto_method
+
+    held = np.zeros((1, 1, 8, 8), np.float32)
+    validation = Validation("r2r", held, None, held, NoiseModel(0, 0.01), torch.device("cpu"))
+    validation.base = {"r2r_loss": 0.0305, "residual_sigma": 0.0020}
+    assert not validation.acceptable({"r2r_loss": 0.0287, "residual_sigma": 0.0115})
+    assert validation.acceptable({"r2r_loss": 0.0287, "residual_sigma": 0.002 + RESIDUAL_SLACK})
+    impulses = SimpleNamespace(clean=None, noise=NoiseModel(0, 0.0058, 0.03))
+    plain = SimpleNamespace(clean=None, noise=NoiseModel(0.009, 0.0013, 0.0001))
+    assert auto_method(impulses) == "r2r+pseudo" and auto_method(plain) == "r2r"
+    assert auto_method(SimpleNamespace(clean=object(), noise=impulses.noise)) == "supervised"
