@@ -103,6 +103,13 @@ def images(count: int, side: int, seed: int = 0, sigma: float = 0.5) -> list[np.
     return out
 
 
+def _cell(value: float | None, ref: float | None) -> tuple[str, str]:
+    """A time and its ratio to fastpng's, or dashes where the codec cannot do it."""
+    if value is None or ref is None:
+        return "-", "-"
+    return f"{value:.1f}", f"{value / ref:.2f}x"
+
+
 def table(files: int, rounds: int) -> list[str]:
     lines = [
         "| case | codec | decode us/file | x fastpng | encode us/file | x fastpng | bytes |",
@@ -118,15 +125,10 @@ def table(files: int, rounds: int) -> list[str]:
             base.setdefault("dec", dec)
             base.setdefault("enc", enc)
 
-            def cell(value: float | None, ref: float | None) -> tuple[str, str]:
-                if value is None:
-                    return "-", "-"
-                return f"{value:.1f}", f"{value / ref:.2f}x"
-
             size = f"{np.mean([len(encode(p)) for p in pixels]):.0f}" if encode else "-"
             lines.append(
-                f"| {label} | {name} | {' | '.join(cell(dec, base['dec']))} | "
-                f"{' | '.join(cell(enc, base['enc']))} | {size} |"
+                f"| {label} | {name} | {' | '.join(_cell(dec, base['dec']))} | "
+                f"{' | '.join(_cell(enc, base['enc']))} | {size} |"
             )
     return lines
 

@@ -104,11 +104,10 @@ def decode_gray8(
             return None
     if not ended:
         return None  # truncated
-    if header is None or len(header) != 13 or not idat:
+    fields = ihdr_fields(header)
+    if fields is None or not idat:
         return None
-    width, height, depth, color, compression, filtering, interlace = struct.unpack(
-        ">IIBBBBB", header
-    )
+    width, height, depth, color, compression, filtering, interlace = fields
     if (depth, color, compression, filtering, interlace) != (8, 0, 0, 0, 0):
         return None
     if width == 0 or height == 0 or width * height > max_pixels:
@@ -136,6 +135,14 @@ def metadata_chunks(data: bytes) -> tuple[tuple[bytes, bytes], ...]:
         for tag, start, end, intact in walk_chunks(data)
         if tag in KEPT_METADATA and intact
     )
+
+
+def ihdr_fields(header: bytes | None) -> tuple[int, ...] | None:
+    """IHDR's (width, height, depth, colour type, compression, filter, interlace), or None
+    for a missing or malformed header."""
+    if header is None or len(header) != 13:
+        return None
+    return struct.unpack(">IIBBBBB", header)
 
 
 class Chunk(NamedTuple):

@@ -24,7 +24,14 @@ import numpy as np
 from PIL import Image
 
 from denoise_cli.core.errors import ImageError
-from denoise_cli.files.fastpng import IEND, KEPT_METADATA, SIGNATURE, chunk, walk_chunks
+from denoise_cli.files.fastpng import (
+    IEND,
+    KEPT_METADATA,
+    SIGNATURE,
+    chunk,
+    ihdr_fields,
+    walk_chunks,
+)
 
 # (bit depth, colour type) -> bytes per pixel, for the layouts whose decoded bytes are raw rows.
 _STREAMABLE = {(8, 0): 1, (8, 2): 3, (8, 3): 1, (8, 4): 2, (8, 6): 4, (16, 0): 2}
@@ -90,11 +97,10 @@ def layout(data: bytes) -> PngLayout | None:
         ended = tag == b"IEND"
     if not ended:
         return None  # truncated
-    if header is None or len(header) != 13 or not idat:
+    fields = ihdr_fields(header)
+    if fields is None or not idat:
         return None
-    width, height, depth, color, compression, filtering, interlace = struct.unpack(
-        ">IIBBBBB", header
-    )
+    width, height, depth, color, compression, filtering, interlace = fields
     if (depth, color) not in _STREAMABLE or (compression, filtering, interlace) != (0, 0, 0):
         return None
     if width == 0 or height == 0:

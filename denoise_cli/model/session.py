@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from denoise_cli.core.errors import ModelError, ProviderError, UsageError, first_line
+from denoise_cli.core.errors import ModelError, ProviderError, UsageError
 from denoise_cli.model.bundled import resolve_model
 from denoise_cli.model.info import SUPPORTED_SCHEMA_MAJOR, ModelInfo
 from denoise_cli.model.placement import (
@@ -68,6 +68,18 @@ def inspect_session(session: Any, path: Path) -> ModelInfo:
     return info
 
 
+def load_session(path: Path, providers: Sequence[str], threads: int | None) -> Any:
+    """An onnxruntime session of `path` on `providers` (best first), with the run's options;
+    ModelError, naming the file, for anything onnxruntime cannot load."""
+    ort = import_onnxruntime()
+    options = [(p, provider_options(p, threads)) for p in providers]
+    try:
+        return ort.InferenceSession(str(path), session_options(ort, threads), providers=options)
+    except Exception as exc:  # onnxruntime raises its own exception types per failure
+        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        raise ModelError(f"{path}: not a loadable ONNX/ORT model ({reason[:300]})") from None
+
+
 def check_runs(session: Any, info: ModelInfo) -> None:
     """One tiny inference, so an image-to-image mismatch fails before any file is read."""
     h, w = info.fixed_size or (28, 28)
@@ -95,11 +107,7 @@ def check_model_here(
         raise ModelError(f"{path}: model file not found")
     check_device_name(device)
     chosen = precision_file(path, precision, "")  # auto: the file itself; int8: must exist
-    ort = import_onnxruntime()
-    try:
-        session = ort.InferenceSession(str(chosen), providers=["CPUExecutionProvider"])
-    except Exception as exc:  # onnxruntime raises its own exception types per failure
-        raise ModelError(f"{chosen}: not a loadable ONNX/ORT model ({first_line(exc)})") from None
+    session = load_session(chosen, ["CPUExecutionProvider"], threads=None)
     info = inspect_session(session, chosen)
     check_runs(session, info)
     return info
@@ -131,16 +139,8 @@ class Denoiser:
                 f"model {model}, device {device}, precision {precision}: not what the given "
                 f"placement says ({placement.model_file} on {placement.device})"
             )
-        ort = import_onnxruntime()
         path = Path(placement.model_file)
-        options = [(p, provider_options(p, threads)) for p in placement.providers]
-        try:
-            self.session = ort.InferenceSession(
-                str(path), session_options(ort, threads), providers=options
-            )
-        except Exception as exc:  # onnxruntime raises its own exception types per failure
-            reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
-            raise ModelError(f"{path}: not a loadable ONNX/ORT model ({reason[:300]})") from None
+        self.session = load_session(path, placement.providers, threads)
         self.provider = self.session.get_providers()[0]
         # What really runs: under device auto, a provider that failed to load (CUDA without
         # its libraries) fell back to the CPU, with the CPU's batches and fork rules.
