@@ -19,7 +19,7 @@ import colorsys
 import numpy as np
 from PIL import Image
 
-from denoise_cli.files.images import luma, recolor
+from denoise_cli.files.chroma import luma, recolor
 from denoise_cli.model.session import Denoiser
 
 INKS = {"blue": (30, 60, 200), "red": (200, 30, 40), "green": (20, 140, 60)}
@@ -46,8 +46,11 @@ def hue(rgb: np.ndarray) -> np.ndarray:
 
 def rebuild(method: str, rgb8: np.ndarray, out8: np.ndarray) -> np.ndarray:
     """The output image (N, H, W, 3) uint8 from the input's RGB and the denoised luminance."""
-    if method == "add":
+    if method == "guided":
         return np.stack([recolor(o, c) for o, c in zip(out8, rgb8, strict=True)])
+    if method == "add":
+        change = out8.astype(np.int16) - luma(rgb8)
+        return np.clip(rgb8 + change[..., None], 0, 255).astype(np.uint8)
     if method == "input":  # the image as it came, for reference
         return rgb8
     if method == "ratio":
@@ -90,7 +93,7 @@ def main() -> None:
             out = denoiser.denoise_group(gray, "auto")
             out8 = np.round(np.clip(out, 0, 1) * 255).astype(np.uint8)
             ink_px = digits > 0.7
-            for method in ("input", "add", "ratio", "ycbcr8"):
+            for method in ("input", "guided", "add", "ratio", "ycbcr8"):
                 got = rebuild(method, rgb8, out8)
                 err = np.abs(chroma(got.astype(np.float64)) - chroma(clean)).mean()
                 dh = np.abs(hue(got[ink_px][:2000].astype(np.float64)) - hue(clean[ink_px][:2000]))

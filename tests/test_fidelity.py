@@ -62,8 +62,19 @@ def test_tiny_model_files_are_what_the_builders_make():
 # --- colour ---------------------------------------------------------------------------------
 
 
+def assert_colour_kept(
+    out: np.ndarray, src: np.ndarray, chroma_error: float = 0.2, lossy: bool = False
+) -> None:
+    """What an identity model must give back: the luminance within a level (rounding after the
+    chroma filter), the chroma within a fifth of a level on average (the filter smooths; on
+    clean ink it has next to nothing to smooth), no pixel off by more than a few levels."""
+    assert np.abs(luma(out).astype(int) - luma(src)).max() <= 1
+    assert np.abs(chroma(out) - chroma(src)).mean() < chroma_error
+    assert lossy or np.abs(out.astype(int) - src).max() <= 8
+
+
 @pytest.mark.parametrize(("ext", "fmt"), [("png", "PNG"), ("tif", "TIFF"), ("webp", "WEBP")])
-def test_colour_comes_back_exactly_through_an_identity_model(tmp_path, ext, fmt):
+def test_colour_comes_back_through_an_identity_model(tmp_path, ext, fmt):
     rgb = ink_on_paper()
     Image.fromarray(rgb).save(tmp_path / "in" / f"x.{ext}", format=fmt)
     run(tmp_path / "in", tmp_path / "out", "--model", IDENTITY)
@@ -71,11 +82,21 @@ def test_colour_comes_back_exactly_through_an_identity_model(tmp_path, ext, fmt)
         rgb = np.asarray(im)  # WebP's default is lossy: what the input holds
     with Image.open(tmp_path / "out" / f"x.{ext}") as im:
         assert im.mode == "RGB"
-        np.testing.assert_array_equal(np.asarray(im), rgb)
+        # Lossy WebP holds its chroma at half resolution: the filter smooths its blocks.
+        lossy = fmt == "WEBP"
+        assert_colour_kept(np.asarray(im), rgb, 3.0 if lossy else 0.2, lossy)
+
+
+def test_grey_pixels_in_an_rgb_file_come_back_exactly_grey(tmp_path):
+    grey = luma(ink_on_paper())
+    Image.fromarray(np.dstack([grey] * 3)).save(tmp_path / "in" / "x.png")
+    run(tmp_path / "in", tmp_path / "out", "--model", IDENTITY)
+    with Image.open(tmp_path / "out" / "x.png") as im:
+        np.testing.assert_array_equal(np.asarray(im), np.dstack([grey] * 3))
 
 
 def test_rgba_keeps_colour_and_alpha_and_gets_the_luminance_change(tmp_path):
-    """mean3: the luminance changes (strokes blur); colour follows it, alpha stays as it was."""
+    """mean3: the luminance changes (strokes blur); the ink keeps its hue, alpha stays."""
     rgb = ink_on_paper(np.array([200, 30, 40]))
     alpha = np.random.default_rng(0).integers(0, 256, rgb.shape[:2], dtype=np.uint8)
     Image.fromarray(np.dstack([rgb, alpha])).save(tmp_path / "in" / "x.png")
@@ -85,10 +106,30 @@ def test_rgba_keeps_colour_and_alpha_and_gets_the_luminance_change(tmp_path):
         out = np.asarray(im)
     np.testing.assert_array_equal(out[..., 3], alpha)
     y = luma(rgb).astype(int)
-    change = np.round(box_mean(y / 255.0, 3) * 255).astype(int) - y
-    assert np.abs(change).max() > 50  # strokes blurred: the luminance changed
-    want = np.clip(rgb + change[..., None], 0, 255)  # every channel moved by it
-    assert np.abs(out[..., :3] - want).max() <= 1
+    blurred = np.round(box_mean(y / 255.0, 3) * 255).astype(int)
+    assert np.abs(blurred - y).max() > 50  # strokes blurred: the luminance changed
+    assert np.abs(luma(out[..., :3]).astype(int) - blurred).max() <= 2  # the model's luminance
+    ink = blurred < 120  # the blurred strokes' cores: red, as the ink was
+    assert ink.sum() > 50 and (np.argmax(out[..., :3][ink], axis=1) == 0).mean() > 0.95
+    paper = box_mean((y > 200).astype(float), 13) == 1.0  # beyond the chroma filter's reach
+    assert np.abs(out[..., :3][paper].astype(int) - PAPER).max() <= 1
+
+
+def test_chroma_noise_is_smoothed_and_the_ink_keeps_its_hue(tmp_path):
+    """The default on blue ink under per-channel noise: the colour speckle goes, the hue stays."""
+    clean = ink_on_paper().astype(np.float64)
+    noisy = clean + np.random.default_rng(1).normal(0, 20, clean.shape)
+    Image.fromarray(np.clip(np.round(noisy), 0, 255).astype(np.uint8)).save(
+        tmp_path / "in" / "x.png"
+    )
+    run(tmp_path / "in", tmp_path / "out")
+    with Image.open(tmp_path / "out" / "x.png") as im:
+        out = np.asarray(im)
+    before = np.abs(chroma(np.clip(np.round(noisy), 0, 255)) - chroma(clean)).mean()
+    after = np.abs(chroma(out) - chroma(clean)).mean()
+    assert after < 0.4 * before, (before, after)
+    strokes = luma(clean.astype(np.uint8)) < 150
+    assert (np.argmax(out[strokes], axis=1) == 2).mean() > 0.95  # blue
 
 
 def test_the_default_model_keeps_the_hue_of_clean_coloured_ink(tmp_path):
@@ -117,10 +158,11 @@ def test_a_colour_palette_comes_back_as_rgb_and_a_gray_one_as_gray(tmp_path):
         want = np.asarray(im.convert("RGB"))
     with Image.open(tmp_path / "out" / "colour.png") as im:
         assert im.mode == "RGB"
-        np.testing.assert_array_equal(np.asarray(im), want)
+        assert_colour_kept(np.asarray(im), want)
     with Image.open(tmp_path / "out" / "colour.gif") as im:  # GIF holds only a palette
         assert im.format == "GIF"
-        np.testing.assert_array_equal(np.asarray(im.convert("RGB")), want)
+        got = np.asarray(im.convert("RGB"))  # requantized to a palette: near, not exact
+        assert np.abs(chroma(got) - chroma(want)).mean() < 1.0
     with Image.open(tmp_path / "out" / "gray.png") as im:
         assert im.mode == "L"
 
@@ -132,11 +174,11 @@ def test_cmyk_and_jpeg_colour_come_back_in_their_mode(tmp_path):
     run(tmp_path / "in", tmp_path / "out", "--model", IDENTITY)
     with Image.open(tmp_path / "out" / "x.tif") as im:
         assert im.mode == "CMYK"
-        np.testing.assert_array_equal(np.asarray(im.convert("RGB")), rgb)
+        assert_colour_kept(np.asarray(im.convert("RGB")), rgb)
     run(tmp_path / "in", tmp_path / "png", "--model", IDENTITY, "--output-format", "png")
     with Image.open(tmp_path / "png" / "x.tif.png") as im:  # PNG holds no CMYK: RGB
         assert im.mode == "RGB"
-        np.testing.assert_array_equal(np.asarray(im), rgb)
+        assert_colour_kept(np.asarray(im), rgb)
     with Image.open(tmp_path / "in" / "x.jpg") as im:
         src = np.asarray(im)
     with Image.open(tmp_path / "out" / "x.jpg") as im:

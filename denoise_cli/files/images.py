@@ -3,7 +3,7 @@
 Decoding remembers what the output needs (format, mode, bit depth, alpha, colour, metadata) so
 a 16-bit PNG comes back as a 16-bit PNG, an RGBA image keeps its alpha channel and its colours,
 and EXIF, ICC profile, DPI and PNG text survive. The model sees only luminance: a colour image
-gets the model's luminance change added to each channel (see `recolor`).
+gets the denoised luminance with its own chroma, smoothed where the picture is flat (chroma.py).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from denoise_cli.core.atomic import O_CLOEXEC, O_NOFOLLOW
 from denoise_cli.core.errors import ImageError
 from denoise_cli.files import fastpng
+from denoise_cli.files.chroma import luma, recolor
 
 #: Extensions treated as images; every other file is skipped and counted, never an error.
 IMAGE_EXTENSIONS = frozenset(
@@ -72,7 +73,7 @@ class SourceInfo:
     out_mode: str  # L, 1, RGB, RGBA, CMYK, LA, I;16 or F
     alpha: np.ndarray | None = None
     save_args: dict[str, Any] = field(default_factory=dict)  # this format's writer options
-    color: np.ndarray | None = None  # (H, W, 3) uint8 RGB of a colour input, see `recolor`
+    color: np.ndarray | None = None  # (H, W, 3) uint8 RGB of a colour input, see chroma.py
     metadata: dict[str, Any] = field(default_factory=dict)  # dpi, icc_profile, exif
     png_chunks: tuple[tuple[bytes, bytes], ...] = ()  # a PNG's text and colour-space chunks
 
@@ -259,25 +260,6 @@ def _planes(
 def _colored_palette(im: Image.Image) -> bool:
     palette = np.frombuffer(bytes(im.getpalette("RGB") or b""), np.uint8).reshape(-1, 3)
     return bool((palette != palette[:, :1]).any())
-
-
-def luma(rgb: np.ndarray) -> np.ndarray:
-    """ITU-R 601-2 luma of (..., 3) uint8 RGB, exactly as Pillow's convert("L") rounds it, so
-    a colour image's luminance is what the gray path always gave the model."""
-    r, g, b = (rgb[..., i].astype(np.uint32) for i in range(3))
-    return ((r * 19595 + g * 38470 + b * 7471 + 0x8000) >> 16).astype(np.uint8)
-
-
-def recolor(pixels: np.ndarray, color: np.ndarray) -> np.ndarray:
-    """The input's RGB with the model's luminance change added to each channel: 8-bit
-    denoised luminance (H, W) and the input's (H, W, 3) RGB -> (H, W, 3) uint8.
-
-    Adding the change to R, G and B keeps B-Y and R-Y, i.e. Cb and Cr: the same as replacing
-    Y in YCbCr, without YCbCr's rounding. Measured against scaling the channels by the
-    luminance ratio on coloured ink digits (benchmarks/colour.py): see there.
-    """
-    change = pixels.astype(np.int16) - luma(color)
-    return np.clip(color + change[..., None], 0, 255).astype(np.uint8)
 
 
 def quantize(gray: np.ndarray, mode: str) -> np.ndarray:

@@ -20,6 +20,7 @@ import numpy as np
 
 from denoise_cli.core.errors import NOT_FINITE, ImageError
 from denoise_cli.files import pngstream
+from denoise_cli.files.chroma import ChromaRows
 from denoise_cli.files.images import (
     HeldImage,
     SourceInfo,
@@ -27,7 +28,6 @@ from denoise_cli.files.images import (
     encode_pixels,
     output_depth,
     quantize,
-    recolor,
     to_gray,
 )
 from denoise_cli.files.pngstream import PngLayout, PngWriter
@@ -168,7 +168,7 @@ class RowWindow:
         return self._alpha.take(y0, y1)
 
     def color(self, y0: int, y1: int) -> np.ndarray:
-        """The input's RGB rows, for `images.recolor`."""
+        """The input's RGB rows, for `chroma.recolor`."""
         self._fill(y1)
         return self._color.take(y0, y1)
 
@@ -211,8 +211,15 @@ def denoised_png(
     png = source.png
     writer = PngWriter(source.width, source.height, info.out_mode, png.dpi, png.metadata)
     yield writer.header()
+    chroma = ChromaRows() if info.color is not None else None  # colour rows lag CONTEXT rows
+    done = 0
     for pixels, alpha, color in _result_rows(source, info, samples, denoise_rows, should_stop):
-        yield writer.rows(pixels if color is None else recolor(pixels, color), alpha)
+        done += len(pixels)
+        if chroma is not None:
+            pixels, alpha = chroma.push(pixels, color, alpha, last=done == source.height)
+            if not len(pixels):
+                continue
+        yield writer.rows(pixels, alpha)
     yield writer.end()
 
 

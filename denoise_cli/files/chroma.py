@@ -1,0 +1,136 @@
+"""Colour back onto a denoised luminance: the input's chroma, smoothed where the picture is flat.
+
+The model sees luminance only. Carrying the input's chroma over unchanged keeps the ink's hue
+but also every speck of chroma noise: a noisy colour scan came back as clean strokes on
+confetti (foreign colour set, stage-4 default: RGB PSNR 20.8 dB, chroma error 13.4 levels).
+Here each chroma channel (R-Y, G-Y, B-Y) goes through a guided filter (He, Sun and Tang, "Guided
+Image Filtering", ECCV 2010) steered by the denoised luminance: where the luminance is flat the
+chroma is averaged over a 7x7 window; where it has an edge, the chroma follows the edge. On the
+same 60 images: RGB PSNR 30.9 dB, chroma error 2.3; clean inputs keep chroma within 0.5 levels.
+The filter is linear in the chroma, whose luma is zero (to the 8-bit rounding of the luma the
+model saw), so the luminance is the model's; grey inputs stay grey, exactly.
+
+Bands (`ChromaRows`) give the same pixels as the whole image: a row depends on the rows within
+2 * RADIUS of it, which a band waits for.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: Window radius (7x7) and regulariser (in [0, 1] units squared), measured on the foreign colour
+#: set (docs/models.md): r 1-3 x eps 1e-4-1e-2; r=3, eps=1e-3 gave the best RGB PSNR on noisy
+#: input and kept clean chroma within 0.53 levels.
+RADIUS = 3
+EPSILON = 1e-3
+#: Rows a band's result depends on beyond each side of it.
+CONTEXT = 2 * RADIUS
+
+
+def luma(rgb: np.ndarray) -> np.ndarray:
+    """ITU-R 601-2 luma of (..., 3) uint8 RGB, exactly as Pillow's convert("L") rounds it, so
+    a colour image's luminance is what the gray path always gave the model."""
+    r, g, b = (rgb[..., i].astype(np.uint32) for i in range(3))
+    return ((r * 19595 + g * 38470 + b * 7471 + 0x8000) >> 16).astype(np.uint8)
+
+
+def _box(x: np.ndarray, top: bool, bottom: bool) -> np.ndarray:
+    """Mean over (2 RADIUS + 1)^2 windows. Columns are mirrored at the edges (as scipy's
+    'reflect'); rows are mirrored only at a side that is the image's edge (`top`, `bottom`),
+    elsewhere RADIUS rows are used up as context and dropped."""
+    r = RADIUS
+    padded = np.pad(x, ((r if top else 0, r if bottom else 0), (r, r)), mode="symmetric")
+    total = np.cumsum(np.cumsum(padded, axis=0, dtype=np.float64), axis=1)
+    total = np.pad(total, ((1, 0), (1, 0)))
+    k = 2 * r + 1
+    sums = total[k:, k:] - total[:-k, k:] - total[k:, :-k] + total[:-k, :-k]
+    return (sums / (k * k)).astype(np.float32)
+
+
+def _smooth(guide: np.ndarray, chroma: np.ndarray, top: bool, bottom: bool) -> np.ndarray:
+    """The guided filter of `chroma` (H, W, 3) by `guide` (H, W), for the rows that have their
+    context (all of them at an image edge)."""
+    mean_i = _box(guide, top, bottom)
+    var_i = _box(guide * guide, top, bottom) - mean_i * mean_i
+    inner = slice(0 if top else RADIUS, len(guide) - (0 if bottom else RADIUS))
+    guide_inner = guide[inner]
+    out = np.empty((len(guide) - CONTEXT * (2 - top - bottom), guide.shape[1], 3), np.float32)
+    centre = slice(0 if top else RADIUS, len(mean_i) - (0 if bottom else RADIUS))
+    for c in range(3):
+        p = chroma[..., c]
+        mean_p = _box(p, top, bottom)
+        a = (_box(guide * p, top, bottom) - mean_i * mean_p) / (var_i + EPSILON)
+        b = mean_p - a * mean_i
+        out[..., c] = _box(a, top, bottom) * guide_inner[centre] + _box(b, top, bottom)
+    return out
+
+
+def _recolor(pixels: np.ndarray, color: np.ndarray, top: bool, bottom: bool) -> np.ndarray:
+    guide = pixels.astype(np.float32) / 255.0
+    # Against the 8-bit luma the model saw: a flat patch the model left alone comes back as it
+    # was, to the level (float luma would move it by up to half a level, then round).
+    chroma = (color.astype(np.float32) - luma(color)[..., None].astype(np.float32)) / 255.0
+    smoothed = _smooth(guide, chroma, top, bottom)
+    lo = 0 if top else CONTEXT
+    out = guide[lo : lo + len(smoothed), :, None] + smoothed
+    return np.clip(np.round(out * 255.0), 0, 255).astype(np.uint8)
+
+
+def recolor(pixels: np.ndarray, color: np.ndarray) -> np.ndarray:
+    """8-bit denoised luminance (H, W) and the input's RGB (H, W, 3) -> RGB (H, W, 3) uint8:
+    the denoised luminance with the input's chroma, smoothed by the guided filter."""
+    if not color.shape[:2] == pixels.shape:
+        raise ValueError(f"colour {color.shape} does not match luminance {pixels.shape}")
+    return _recolor(pixels, color, top=True, bottom=True)
+
+
+class ChromaRows:
+    """`recolor` a band of rows at a time, top to bottom, with the whole image's pixels: each
+    band's last CONTEXT rows wait for the next band (the image's last band flushes them).
+    Rows riding along (alpha) are held back with them."""
+
+    def __init__(self) -> None:
+        self._pixels: np.ndarray | None = None  # rows from self._start on
+        self._color: np.ndarray | None = None
+        self._extra: np.ndarray | None = None
+        self._start = 0  # image row of the buffers' first row
+        self._done = 0  # rows handed out so far
+
+    def push(
+        self,
+        pixels: np.ndarray,
+        color: np.ndarray,
+        extra: np.ndarray | None = None,
+        last: bool = False,
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Add the next rows; (RGB rows ready, their `extra` rows) come back, maybe none."""
+        self._pixels = _append(self._pixels, pixels)
+        self._color = _append(self._color, color)
+        self._extra = _append(self._extra, extra) if extra is not None else None
+        end = self._start + len(self._pixels)
+        ready = end if last else end - CONTEXT
+        if ready <= self._done:
+            return _rows(color, 0), None if extra is None else extra[:0]
+        top = self._start == 0
+        rgb = _recolor(self._pixels, self._color, top, last)
+        first = 0 if top else self._start + CONTEXT  # image row of rgb's first row
+        rgb = rgb[self._done - first :]
+        kept_extra = None
+        if self._extra is not None:
+            kept_extra = self._extra[self._done - self._start : ready - self._start]
+        self._done = ready
+        keep_from = max(self._start, ready - CONTEXT)  # the next rows' context above them
+        cut = keep_from - self._start
+        self._pixels, self._color = self._pixels[cut:], self._color[cut:]
+        if self._extra is not None:
+            self._extra = self._extra[cut:]
+        self._start = keep_from
+        return rgb, kept_extra
+
+
+def _append(held: np.ndarray | None, rows: np.ndarray) -> np.ndarray:
+    return rows if held is None or not len(held) else np.concatenate([held, rows])
+
+
+def _rows(like: np.ndarray, count: int) -> np.ndarray:
+    return np.empty((count, *like.shape[1:]), np.uint8)

@@ -1,0 +1,48 @@
+"""The chroma filter: bands give the whole image's pixels, grey stays grey, flat colour stays."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from denoise_cli.files.chroma import ChromaRows, luma, recolor
+
+
+@pytest.mark.parametrize(("height", "width"), [(1, 5), (3, 4), (8, 8), (50, 37), (257, 64)])
+@pytest.mark.parametrize("band", [1, 2, 5, 7, 13, 128])
+def test_bands_give_the_whole_images_pixels_and_carry_their_rows_along(height, width, band):
+    rng = np.random.default_rng(height * 1000 + band)
+    gray = rng.integers(0, 256, (height, width), dtype=np.uint8)
+    color = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+    alpha = rng.integers(0, 256, (height, width), dtype=np.uint8)
+    rows, extra = ChromaRows(), []
+    out = []
+    for y in range(0, height, band):
+        rgb, a = rows.push(
+            gray[y : y + band], color[y : y + band], alpha[y : y + band], y + band >= height
+        )
+        out.append(rgb)
+        extra.append(a)
+    np.testing.assert_array_equal(np.concatenate(out), recolor(gray, color))
+    np.testing.assert_array_equal(np.concatenate(extra), alpha)
+
+
+def test_grey_stays_grey_and_flat_colour_stays_as_it_was():
+    gray = np.random.default_rng(0).integers(0, 256, (20, 30), dtype=np.uint8)
+    np.testing.assert_array_equal(recolor(gray, np.dstack([gray] * 3)), np.dstack([gray] * 3))
+    paper = np.broadcast_to(np.array([238, 232, 214], np.uint8), (20, 30, 3))
+    np.testing.assert_array_equal(recolor(luma(paper), paper), paper)
+
+
+def test_chroma_noise_on_flat_paper_is_averaged_away():
+    rng = np.random.default_rng(1)
+    paper = np.array([238.0, 232.0, 214.0])
+    noisy = np.clip(np.round(paper + rng.normal(0, 12, (40, 60, 3))), 0, 255).astype(np.uint8)
+    clean_luma = np.full((40, 60), luma(paper.astype(np.uint8)), np.uint8)  # a perfect model
+    out = recolor(clean_luma, noisy).astype(float)
+    assert np.abs(out - paper).mean() < 0.25 * np.abs(noisy - paper).mean()
+
+
+def test_a_mismatched_colour_layer_is_refused():
+    with pytest.raises(ValueError, match="does not match"):
+        recolor(np.zeros((4, 4), np.uint8), np.zeros((4, 5, 3), np.uint8))
