@@ -79,3 +79,22 @@ def test_world_training_with_frozen_batch_norm_keeps_its_statistics(tmp_path, ti
     after = {k: v for k, v in result.model.state_dict().items() if "running" in k}
     assert before and all(torch.equal(before[k], after[k]) for k in before)
     assert "val_scene_psnr" in result.metrics
+
+
+def test_world_mix_defaults_are_stage_one_to_four_and_its_knobs_move_the_draws(digits):
+    assert world.WorldMix().ink_kinds() == pytest.approx((0.35, 0.65, 0.85))
+    handwriting, printing, display = world.WorldMix(display_share=0.35).ink_kinds()
+    assert display - printing == pytest.approx(0.35)
+    assert (printing - handwriting) == pytest.approx(handwriting - 0.05)  # 2:2:1 kept
+    with pytest.raises(ValueError):
+        world.WorldMix(read_noise_max=-0.1)
+    base = world.world_batch(16, 32, digits, np.random.default_rng(5))
+    wider = world.world_batch(16, 32, digits, np.random.default_rng(5), world.WorldMix(0.6, 0.2))
+    assert not np.array_equal(base[1], wider[1])
+
+
+def test_world_mix_settings_are_checked_before_training():
+    from denoise_train.config import UsageError
+
+    with pytest.raises(UsageError, match="world_read_noise_max"):
+        TrainConfig(data="world", world_read_noise_max=0.9)

@@ -63,6 +63,8 @@ INIT_FROM_HELP = (
 
 
 WORLD_SCENES_HELP = "With --data world: the share of its steps drawing the scenes' canvases."
+WORLD_DISPLAY_HELP = "With --data world: the share of its images that are display readings."
+WORLD_READ_HELP = "With --data world: the top of its Poisson-Gaussian read-noise sigma."
 FREEZE_BN_HELP = "Keep batch norm's running statistics (fine-tuning on mixed batches)."
 
 
@@ -101,6 +103,8 @@ def fit(
     init_from: Path | None = typer.Option(None, help=INIT_FROM_HELP),
     frames_inverted_share: float = typer.Option(0.0, help="Share of frames made dark-on-light."),
     world_scenes_share: float = typer.Option(0.0, help=WORLD_SCENES_HELP),
+    world_display_share: float = typer.Option(0.20, help=WORLD_DISPLAY_HELP),
+    world_read_noise_max: float = typer.Option(0.06, help=WORLD_READ_HELP),
     freeze_bn: bool = typer.Option(False, "--freeze-bn", help=FREEZE_BN_HELP),
     resume: Path | None = typer.Option(
         None, help="Continue from this checkpoint (give the same settings and --epochs total)."
@@ -138,6 +142,8 @@ def fit(
         freeze_bn=freeze_bn,
         frames_inverted_share=frames_inverted_share,
         world_scenes_share=world_scenes_share,
+        world_display_share=world_display_share,
+        world_read_noise_max=world_read_noise_max,
     )
     if dry_run:
         config = config.with_(epochs=1, train_limit=256, val_size=64, max_steps_per_epoch=2)

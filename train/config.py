@@ -73,6 +73,10 @@ class TrainConfig:
     # black, strings, scales, pages) under `noise` instead: the world alone left a faint haze on
     # black pages at heavy Gaussian noise (page G0.5: 27.1 dB against unet_scenes' 30.7).
     world_scenes_share: float = 0.0
+    # With data "world": its share of display readings and the top of its Poisson-Gaussian
+    # read noise (world.WorldMix; the defaults are what stages 1-4 of the default trained on).
+    world_display_share: float = 0.20
+    world_read_noise_max: float = 0.06
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
@@ -97,6 +101,10 @@ class TrainConfig:
             raise UsageError("world_scenes_share must be in [0, 1]")
         if self.world_scenes_share and self.data != "world":
             raise UsageError("world_scenes_share needs data 'world' (it shares out its steps)")
+        if not 0.0 <= self.world_display_share <= 0.95:
+            raise UsageError("world_display_share must be in [0, 0.95]")
+        if not 0.0 <= self.world_read_noise_max <= 0.5:
+            raise UsageError("world_read_noise_max must be in [0, 0.5]")
         if self.val_size < 1:
             raise UsageError("val_size must be >= 1: the test set is for reporting only")
 

@@ -22,7 +22,7 @@ from denoise_train.checkpoint import load_checkpoint, save_checkpoint
 from denoise_train.config import EVAL_NOISE_SEED, TrainConfig, eval_noise
 from denoise_train.models import get_arch
 from denoise_train.scenes import training_scenes
-from denoise_train.world import world_batch
+from denoise_train.world import WorldMix, world_batch
 
 
 def pick_device(requested: str = "auto") -> torch.device:
@@ -141,7 +141,7 @@ def _scene_batches(
                 flip = rng.random(len(clean)) < config.frames_inverted_share
                 clean = np.where(flip[:, None, None, None], 1.0 - clean, clean)
         elif config.data == "world" and not _scenes_instead(config, rng):
-            noisy, clean = world_batch(config.batch_size, size, digits, rng)
+            noisy, clean = world_batch(config.batch_size, size, digits, rng, world_mix(config))
             yield model_input(task, clean, noisy), clean
             continue
         else:
@@ -150,6 +150,11 @@ def _scene_batches(
             )
         noisy = add_noise(clean, config.noise, config.noise_level, rng)
         yield model_input(task, clean, noisy), clean
+
+
+def world_mix(config: TrainConfig) -> WorldMix:
+    """The world's draws as the config asks for them."""
+    return WorldMix(config.world_display_share, config.world_read_noise_max)
 
 
 def _scenes_instead(config: TrainConfig, rng: np.random.Generator) -> bool:

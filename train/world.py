@@ -16,6 +16,7 @@ Fonts: `TRAIN_FONTS` train; `HELD_OUT_FONTS` are kept for foreign evaluation set
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -42,6 +43,35 @@ TRAIN_FONTS = (
 )
 #: Never drawn by the training world: foreign sets print with these.
 HELD_OUT_FONTS = ("cmr10.ttf", "STIXGeneralItalic.ttf", "DejaVuSansMono-BoldOblique.ttf")
+
+
+@dataclass(frozen=True)
+class WorldMix:
+    """How the world shares out its draws. The defaults are the world stages 1-4 trained on
+    (the same random stream); later stages lean towards what the foreign sets found weakest.
+
+    display_share: the share of images that are display readings (the rest of the non-blank
+    images keep their 2:2:1 handwriting:print:forms ratio). read_noise_max: the top of the
+    Poisson-Gaussian read-noise range (phone cameras in dim light reach 0.1 and more).
+    """
+
+    display_share: float = 0.20
+    read_noise_max: float = 0.06
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.display_share <= 0.95:
+            raise ValueError(f"display_share must be in [0, 0.95], got {self.display_share}")
+        if not 0.0 <= self.read_noise_max <= 0.5:
+            raise ValueError(f"read_noise_max must be in [0, 0.5], got {self.read_noise_max}")
+
+    def ink_kinds(self) -> tuple[float, float, float]:
+        """Upper bounds of the handwriting, print and display draws (blank below 0.05, forms
+        above the last)."""
+        rest = (0.95 - self.display_share) / 5.0
+        return 0.05 + 2 * rest, 0.05 + 4 * rest, 0.05 + 4 * rest + self.display_share
+
+
+DEFAULT_MIX = WorldMix()
 
 
 @lru_cache(maxsize=1)
@@ -258,18 +288,23 @@ def shadow(height: int, width: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def world_image(
-    height: int, width: int, digits: np.ndarray, rng: np.random.Generator
+    height: int,
+    width: int,
+    digits: np.ndarray,
+    rng: np.random.Generator,
+    mix: WorldMix = DEFAULT_MIX,
 ) -> np.ndarray:
     """One clean image of the wide world, float32 (height, width) in [0, 1]."""
     kind = rng.random()
     ghost = None
+    handwriting, printing, display = mix.ink_kinds()
     if kind < 0.05:
         ink = np.zeros((height, width), np.float32)  # blank paper or a blank display
-    elif kind < 0.35:
+    elif kind < handwriting:
         ink = handwritten_ink(height, width, digits, rng)
-    elif kind < 0.65:
+    elif kind < printing:
         ink = printed_ink(height, width, rng)
-    elif kind < 0.85:
+    elif kind < display:
         ink, ghost = display_ink(height, width, rng)
     else:
         ink = form_ink(height, width, digits, rng)
@@ -291,12 +326,17 @@ def world_image(
 
 
 def world_images(
-    count: int, height: int, width: int, digits: np.ndarray, rng: np.random.Generator
+    count: int,
+    height: int,
+    width: int,
+    digits: np.ndarray,
+    rng: np.random.Generator,
+    mix: WorldMix = DEFAULT_MIX,
 ) -> np.ndarray:
     """(count, 1, height, width) clean images of the wide world from `digits` (N, 28, 28)."""
     out = np.empty((count, 1, height, width), np.float32)
     for i in range(count):
-        out[i, 0] = world_image(height, width, digits, rng)
+        out[i, 0] = world_image(height, width, digits, rng, mix)
     return out
 
 
@@ -319,7 +359,9 @@ def jpeg_roundtrip(image: np.ndarray, quality: int) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(buffer.getvalue())), np.float32) / 255.0
 
 
-def world_noise(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def world_noise(
+    image: np.ndarray, rng: np.random.Generator, mix: WorldMix = DEFAULT_MIX
+) -> np.ndarray:
     """One image's noise, kind and level drawn per call; clipped to [0, 1] as pixels are.
 
     8% stay clean (the model must learn to leave them be); levels run log-uniformly from
@@ -332,7 +374,7 @@ def world_noise(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         noisy = image + _log_uniform(rng, 0.01, 0.75) * rng.standard_normal(image.shape)
     elif kind < 0.72:
         noisy = poisson_gaussian(
-            image, _log_uniform(rng, 2.0, 500.0), float(rng.uniform(0.0, 0.06)), rng
+            image, _log_uniform(rng, 2.0, 500.0), float(rng.uniform(0.0, mix.read_noise_max)), rng
         )
     elif kind < 0.8:
         sigma = _log_uniform(rng, 0.05, 0.8)
@@ -351,9 +393,13 @@ def world_noise(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def world_batch(
-    count: int, size: int, digits: np.ndarray, rng: np.random.Generator
+    count: int,
+    size: int,
+    digits: np.ndarray,
+    rng: np.random.Generator,
+    mix: WorldMix = DEFAULT_MIX,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(noisy, clean) training pairs, each (count, 1, size, size)."""
-    clean = world_images(count, size, size, digits, rng)
-    noisy = np.stack([world_noise(c[0], rng) for c in clean])[:, None]
+    clean = world_images(count, size, size, digits, rng, mix)
+    noisy = np.stack([world_noise(c[0], rng, mix) for c in clean])[:, None]
     return noisy, clean
