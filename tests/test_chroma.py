@@ -46,3 +46,14 @@ def test_chroma_noise_on_flat_paper_is_averaged_away():
 def test_a_mismatched_colour_layer_is_refused():
     with pytest.raises(ValueError, match="does not match"):
         recolor(np.zeros((4, 4), np.uint8), np.zeros((4, 5, 3), np.uint8))
+
+
+def test_colour_stands_exactly_where_the_model_changed_no_luminance_nearby():
+    rng = np.random.default_rng(2)
+    color = rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)
+    gray = luma(color).copy()
+    np.testing.assert_array_equal(recolor(gray, color), color)  # an identity model
+    gray[5, 5] = 255 - gray[5, 5]  # one changed pixel: the filter's reach around it moves
+    out = recolor(gray, color)
+    moved = np.any(out != color, axis=2)
+    assert moved[5, 5] and not moved[12:, :].any() and not moved[:, 12:].any()
