@@ -57,3 +57,14 @@ def test_colour_stands_exactly_where_the_model_changed_no_luminance_nearby():
     out = recolor(gray, color)
     moved = np.any(out != color, axis=2)
     assert moved[5, 5] and not moved[12:, :].any() and not moved[:, 12:].any()
+
+
+def test_a_large_image_is_filtered_in_bands_with_the_same_pixels(monkeypatch):
+    from denoise_cli.files import chroma
+
+    rng = np.random.default_rng(3)
+    gray = rng.integers(0, 256, (90, 37), dtype=np.uint8)
+    color = rng.integers(0, 256, (90, 37, 3), dtype=np.uint8)
+    whole = recolor(gray, color)
+    monkeypatch.setattr(chroma, "BAND_PIXELS", 300)  # bands of 4 * CONTEXT rows
+    np.testing.assert_array_equal(recolor(gray, color), whole)

@@ -26,6 +26,9 @@ RADIUS = 3
 EPSILON = 1e-3
 #: Rows a band's result depends on beyond each side of it.
 CONTEXT = 2 * RADIUS
+#: Images above this many pixels are filtered a band at a time (the filter's float copies of a
+#: 7000x7000 colour page, whole, took 4.9 GB; banded, the same pixels).
+BAND_PIXELS = 1 << 20
 
 
 def luma(rgb: np.ndarray) -> np.ndarray:
@@ -67,14 +70,16 @@ def _smooth(guide: np.ndarray, chroma: np.ndarray, top: bool, bottom: bool) -> n
 
 
 def _recolor(pixels: np.ndarray, color: np.ndarray, top: bool, bottom: bool) -> np.ndarray:
+    lo = 0 if top else CONTEXT
+    inner = slice(lo, len(pixels) - (0 if bottom else CONTEXT))
+    if (color == color[..., :1]).all():  # grey in RGB (lossy WebP of a grey page): no chroma
+        return np.repeat(pixels[inner, :, None], 3, axis=2)
     guide = pixels.astype(np.float32) / 255.0
     gray_in = luma(color)
     # Against the 8-bit luma the model saw: a flat patch the model left alone comes back as it
     # was, to the level (float luma would move it by up to half a level, then round).
     chroma = (color.astype(np.float32) - gray_in[..., None].astype(np.float32)) / 255.0
     smoothed = _smooth(guide, chroma, top, bottom)
-    lo = 0 if top else CONTEXT
-    inner = slice(lo, lo + len(smoothed))
     out = np.clip(np.round((guide[inner, :, None] + smoothed) * 255.0), 0, 255).astype(np.uint8)
     # Where the model changed no luminance within the filter's reach, the input's colour
     # stands, exactly: images the runtime leaves alone (8x8 scans) and identity models.
@@ -88,7 +93,16 @@ def recolor(pixels: np.ndarray, color: np.ndarray) -> np.ndarray:
     the denoised luminance with the input's chroma, smoothed by the guided filter."""
     if not color.shape[:2] == pixels.shape:
         raise ValueError(f"colour {color.shape} does not match luminance {pixels.shape}")
-    return _recolor(pixels, color, top=True, bottom=True)
+    height, width = pixels.shape
+    if height * width <= BAND_PIXELS:
+        return _recolor(pixels, color, top=True, bottom=True)
+    out, rows, done = np.empty_like(color), ChromaRows(), 0
+    step = max(4 * CONTEXT, BAND_PIXELS // width)
+    for y in range(0, height, step):
+        rgb, _ = rows.push(pixels[y : y + step], color[y : y + step], last=y + step >= height)
+        out[done : done + len(rgb)] = rgb
+        done += len(rgb)
+    return out
 
 
 class ChromaRows:
