@@ -68,3 +68,48 @@ def test_a_large_image_is_filtered_in_bands_with_the_same_pixels(monkeypatch):
     whole = recolor(gray, color)
     monkeypatch.setattr(chroma, "BAND_PIXELS", 300)  # bands of 4 * CONTEXT rows
     np.testing.assert_array_equal(recolor(gray, color), whole)
+
+
+@pytest.mark.parametrize("band_pixels", [1 << 20, 300])
+def test_grey_input_comes_back_as_the_denoised_luminance_in_grey(monkeypatch, band_pixels):
+    from denoise_cli.files import chroma
+
+    monkeypatch.setattr(chroma, "BAND_PIXELS", band_pixels)
+    rng = np.random.default_rng(4)
+    noisy = rng.integers(0, 256, (90, 37), dtype=np.uint8)
+    denoised = rng.integers(0, 256, (90, 37), dtype=np.uint8)  # a model that changed it all
+    out = recolor(denoised, np.dstack([noisy] * 3))
+    np.testing.assert_array_equal(out, np.dstack([denoised] * 3))
+
+
+def test_bands_mixing_grey_and_colour_rows_give_the_whole_images_pixels():
+    rng = np.random.default_rng(5)
+    gray = rng.integers(0, 256, (60, 20), dtype=np.uint8)
+    color = np.dstack([gray] * 3)
+    color[25:28] = rng.integers(0, 256, (3, 20, 3), dtype=np.uint8)  # colour near a cut
+    denoised = np.clip(gray.astype(int) + rng.integers(-9, 10, gray.shape), 0, 255).astype(np.uint8)
+    whole = recolor(denoised, color)
+    for band in (3, 7, 20, 22, 31):
+        rows, out = ChromaRows(), []
+        for y in range(0, 60, band):
+            out.append(
+                rows.push(denoised[y : y + band], color[y : y + band], last=y + band >= 60)[0]
+            )
+        np.testing.assert_array_equal(np.concatenate(out), whole, err_msg=f"band {band}")
+
+
+def test_the_filter_never_holds_more_than_a_band_and_its_context(monkeypatch):
+    """A tile row of a wide page comes in whole; the filter's float copies must not."""
+    from denoise_cli.files import chroma
+
+    seen = []
+    real = chroma._recolor
+    monkeypatch.setattr(chroma, "_recolor", lambda p, *a: seen.append(p.size) or real(p, *a))
+    monkeypatch.setattr(chroma, "BAND_PIXELS", 50 * 40)
+    rng = np.random.default_rng(6)
+    gray = rng.integers(0, 256, (400, 40), dtype=np.uint8)
+    color = rng.integers(0, 256, (400, 40, 3), dtype=np.uint8)
+    rows = ChromaRows()
+    rows.push(gray[:300], color[:300])  # one big push, as a tile row comes
+    rows.push(gray[300:], color[300:], last=True)
+    assert len(seen) >= 8 and max(seen) <= (50 + 2 * chroma.CONTEXT) * 40

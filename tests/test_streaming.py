@@ -261,3 +261,18 @@ def test_a_band_that_cannot_be_converted_is_a_decode_failure_not_a_model_one(tmp
     assert f"palette.png: {whole.value}" in result.output
     assert "model failed" not in result.output
     assert streamed["png"] == 1
+
+
+def test_a_strip_thinner_than_the_small_image_rules_is_never_streamed(tmp_path, streamed):
+    """The small-image rules (left alone under 14 px, resampled under 20) live in the
+    whole-image path; a strip that thin streamed would be denoised as it is."""
+    src = tmp_path / "in"
+    src.mkdir()
+    strip = np.round(_page(7, 300) * 255).astype(np.uint8)
+    Image.fromarray(strip).save(src / "strip.png")
+    args = [str(src), str(tmp_path / "out"), "--model", "unet_scenes", "--tile", "64"]
+    result = CliRunner().invoke(app, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert streamed == {"png": 0, "held": 0}
+    with Image.open(tmp_path / "out" / "strip.png") as im:
+        np.testing.assert_array_equal(np.asarray(im), strip)  # 7 px tall: left as it was

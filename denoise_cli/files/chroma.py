@@ -41,14 +41,20 @@ def luma(rgb: np.ndarray) -> np.ndarray:
 def _box(x: np.ndarray, top: bool, bottom: bool) -> np.ndarray:
     """Mean over (2 RADIUS + 1)^2 windows. Columns are mirrored at the edges (as scipy's
     'reflect'); rows are mirrored only at a side that is the image's edge (`top`, `bottom`),
-    elsewhere RADIUS rows are used up as context and dropped."""
-    r = RADIUS
+    elsewhere RADIUS rows are used up as context and dropped. Sums of shifted slices, not
+    running sums: every window adds the same values in the same order wherever a band
+    starts, so bands give the whole image's floats bit for bit."""
+    r, k = RADIUS, 2 * RADIUS + 1
     padded = np.pad(x, ((r if top else 0, r if bottom else 0), (r, r)), mode="symmetric")
-    total = np.cumsum(np.cumsum(padded, axis=0, dtype=np.float64), axis=1)
-    total = np.pad(total, ((1, 0), (1, 0)))
-    k = 2 * r + 1
-    sums = total[k:, k:] - total[:-k, k:] - total[k:, :-k] + total[:-k, :-k]
-    return (sums / (k * k)).astype(np.float32)
+    rows = len(padded) - k + 1
+    acc = padded[0:rows].copy()
+    for i in range(1, k):
+        acc += padded[i : i + rows]
+    width = x.shape[1]
+    out = acc[:, 0:width].copy()
+    for j in range(1, k):
+        out += acc[:, j : j + width]
+    return out * np.float32(1.0 / (k * k))
 
 
 def _smooth(guide: np.ndarray, chroma: np.ndarray, top: bool, bottom: bool) -> np.ndarray:
@@ -93,16 +99,7 @@ def recolor(pixels: np.ndarray, color: np.ndarray) -> np.ndarray:
     the denoised luminance with the input's chroma, smoothed by the guided filter."""
     if not color.shape[:2] == pixels.shape:
         raise ValueError(f"colour {color.shape} does not match luminance {pixels.shape}")
-    height, width = pixels.shape
-    if height * width <= BAND_PIXELS:
-        return _recolor(pixels, color, top=True, bottom=True)
-    out, rows, done = np.empty_like(color), ChromaRows(), 0
-    step = max(4 * CONTEXT, BAND_PIXELS // width)
-    for y in range(0, height, step):
-        rgb, _ = rows.push(pixels[y : y + step], color[y : y + step], last=y + step >= height)
-        out[done : done + len(rgb)] = rgb
-        done += len(rgb)
-    return out
+    return ChromaRows().push(pixels, color, last=True)[0]
 
 
 class ChromaRows:
@@ -124,7 +121,27 @@ class ChromaRows:
         extra: np.ndarray | None = None,
         last: bool = False,
     ) -> tuple[np.ndarray, np.ndarray | None]:
-        """Add the next rows; (RGB rows ready, their `extra` rows) come back, maybe none."""
+        """Add the next rows; (RGB rows ready, their `extra` rows) come back, maybe none.
+        Rows are filtered ~BAND_PIXELS at a time, however many come in (a tile row of a wide
+        page is ~7 M pixels; the filter holds ~90 bytes a pixel)."""
+        step = max(4 * CONTEXT, BAND_PIXELS // max(1, pixels.shape[1]))
+        rgb, kept = [], []
+        for y in range(0, max(1, len(pixels)), step):
+            piece = slice(y, y + step)
+            more = extra[piece] if extra is not None else None
+            out, out_extra = self._push(
+                pixels[piece], color[piece], more, last and y + step >= len(pixels)
+            )
+            rgb.append(out)
+            kept.append(out_extra)
+        joined = rgb[0] if len(rgb) == 1 else np.concatenate(rgb)
+        if extra is None:
+            return joined, None
+        return joined, (kept[0] if len(kept) == 1 else np.concatenate(kept))
+
+    def _push(
+        self, pixels: np.ndarray, color: np.ndarray, extra: np.ndarray | None, last: bool
+    ) -> tuple[np.ndarray, np.ndarray | None]:
         self._pixels = _append(self._pixels, pixels)
         self._color = _append(self._color, color)
         self._extra = _append(self._extra, extra) if extra is not None else None

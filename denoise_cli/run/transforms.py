@@ -163,8 +163,13 @@ class DenoiseTransform:
         return self.denoiser.denoise_group(images, self.spec.invert)
 
     def streams(self, height: int, width: int) -> bool:
-        # Images that tile anyway and whose float copies would pass ~64 MB each.
-        return height * width > STREAM_MIN_PIXELS and not self.denoiser.accepts_whole(height, width)
+        # Images that tile anyway and whose float copies would pass ~64 MB each; never a strip
+        # thin enough for the small-image rules (left alone or resampled: whole-image only).
+        return (
+            height * width > STREAM_MIN_PIXELS
+            and min(height, width) >= self.denoiser.resample_below
+            and not self.denoiser.accepts_whole(height, width)
+        )
 
     def samples_needed(self) -> bool:
         return self.spec.invert == "auto" and self.denoiser.info.polarity in DECIDED
