@@ -171,3 +171,17 @@ def test_the_codec_benchmark_decodes_what_the_runtime_writes():
     rows = table(files=4, rounds=1)
     assert any("| 28x28 digit | Pillow (level 1) |" in row for row in rows)
     assert any("| 512x512 page | fastpng (ours" in row for row in rows)
+
+
+def test_the_pages_benchmark_measures_each_format_through_the_runtime(tmp_path):
+    """benchmarks/pages.py, behind keeping Pillow for non-PNG pages: every format's row comes
+    from a real run that wrote its output, with the process's own peak memory."""
+    cmd = [sys.executable, "-m", "benchmarks.pages", "--size", "160", "--model", "conv_denoiser"]
+    cmd += ["--work", str(tmp_path), "--json", str(tmp_path / "pages.json")]
+    result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    rows = json.loads((tmp_path / "pages.json").read_text())["rows"]
+    assert [r["format"] for r in rows] == ["PNG", "TIFF (LZW)", "JPEG (q90)", "WebP (q90)"]
+    for row in rows:
+        assert 10 < row["Pillow decode MB"] < row["runtime MB"] < 2000, row
+    assert "| PNG |" in result.stdout and "1.00x |" in result.stdout
