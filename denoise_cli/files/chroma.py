@@ -39,43 +39,30 @@ def luma(rgb: np.ndarray) -> np.ndarray:
 
 
 def _box(x: np.ndarray, top: bool, bottom: bool) -> np.ndarray:
-    """Mean over (2 RADIUS + 1)^2 windows. Columns are mirrored at the edges (as scipy's
-    'reflect'); rows are mirrored only at a side that is the image's edge (`top`, `bottom`),
-    elsewhere RADIUS rows are used up as context and dropped. Sums of shifted slices, not
-    running sums: every window adds the same values in the same order wherever a band
-    starts, so bands give the whole image's floats bit for bit."""
+    """Mean over (2 RADIUS + 1)^2 windows of each (H, W) plane of `x` (..., H, W). Columns
+    are mirrored at the edges (as scipy's 'reflect'); rows are mirrored only at a side that is
+    the image's edge (`top`, `bottom`), elsewhere RADIUS rows are used up as context and
+    dropped. Sums of shifted slices, not running sums: every window adds the same values in
+    the same order wherever a band starts, so bands give the whole image's floats bit for bit.
+    Planes go through together: on a digit, numpy's per-call cost is most of the time."""
     r, k = RADIUS, 2 * RADIUS + 1
-    padded = np.pad(x, ((r if top else 0, r if bottom else 0), (r, r)), mode="symmetric")
-    rows = len(padded) - k + 1
-    acc = padded[0:rows].copy()
+    lead = ((0, 0),) * (x.ndim - 2)
+    rows_pad = (r if top else 0, r if bottom else 0)
+    padded = np.pad(x, (*lead, rows_pad, (r, r)), mode="symmetric")
+    rows = padded.shape[-2] - k + 1
+    acc = padded[..., 0:rows, :].copy()
     for i in range(1, k):
-        acc += padded[i : i + rows]
-    width = x.shape[1]
-    out = acc[:, 0:width].copy()
+        acc += padded[..., i : i + rows, :]
+    width = x.shape[-1]
+    out = acc[..., 0:width].copy()
     for j in range(1, k):
-        out += acc[:, j : j + width]
+        out += acc[..., j : j + width]
     return out * np.float32(1.0 / (k * k))
 
 
-def _smooth(guide: np.ndarray, chroma: np.ndarray, top: bool, bottom: bool) -> np.ndarray:
-    """The guided filter of `chroma` (H, W, 3) by `guide` (H, W), for the rows that have their
-    context (all of them at an image edge)."""
-    mean_i = _box(guide, top, bottom)
-    var_i = _box(guide * guide, top, bottom) - mean_i * mean_i
-    inner = slice(0 if top else RADIUS, len(guide) - (0 if bottom else RADIUS))
-    guide_inner = guide[inner]
-    out = np.empty((len(guide) - CONTEXT * (2 - top - bottom), guide.shape[1], 3), np.float32)
-    centre = slice(0 if top else RADIUS, len(mean_i) - (0 if bottom else RADIUS))
-    for c in range(3):
-        p = chroma[..., c]
-        mean_p = _box(p, top, bottom)
-        a = (_box(guide * p, top, bottom) - mean_i * mean_p) / (var_i + EPSILON)
-        b = mean_p - a * mean_i
-        out[..., c] = _box(a, top, bottom) * guide_inner[centre] + _box(b, top, bottom)
-    return out
-
-
 def _recolor(pixels: np.ndarray, color: np.ndarray, top: bool, bottom: bool) -> np.ndarray:
+    """The guided filter of the chroma by the denoised luminance, for the rows that have their
+    context (all of them at an image edge)."""
     lo = 0 if top else CONTEXT
     inner = slice(lo, len(pixels) - (0 if bottom else CONTEXT))
     if (color == color[..., :1]).all():  # grey in RGB (lossy WebP of a grey page): no chroma
@@ -85,13 +72,20 @@ def _recolor(pixels: np.ndarray, color: np.ndarray, top: bool, bottom: bool) -> 
     # Against the 8-bit luma the model saw: a flat patch the model left alone comes back as it
     # was, to the level (float luma would move it by up to half a level, then round).
     chroma = (color.astype(np.float32) - gray_in[..., None].astype(np.float32)) / 255.0
-    smoothed = _smooth(guide, chroma, top, bottom)
-    out = np.clip(np.round((guide[inner, :, None] + smoothed) * 255.0), 0, 255).astype(np.uint8)
+    chroma = np.moveaxis(chroma, -1, 0)  # (3, H, W)
+    changed = (pixels != gray_in).astype(np.float32)
+    planes = np.concatenate([guide[None], (guide * guide)[None], chroma, guide * chroma])
+    means = _box(np.concatenate([planes, changed[None]]), top, bottom)
+    mean_i, mean_ii, mean_p, mean_ip, near = means[0], means[1], means[2:5], means[5:8], means[8]
+    a = (mean_ip - mean_i * mean_p) / (mean_ii - mean_i * mean_i + EPSILON)
+    b = mean_p - a * mean_i
+    smooth = _box(np.concatenate([a, b, near[None]]), top, bottom)
+    out = guide[inner] * (1.0 + smooth[0:3]) + smooth[3:6]  # Y + a * Y + b: (3, H', W')
+    rgb = np.clip(np.round(np.moveaxis(out, 0, -1) * 255.0), 0, 255).astype(np.uint8)
     # Where the model changed no luminance within the filter's reach, the input's colour
     # stands, exactly: images the runtime leaves alone (8x8 scans) and identity models.
-    changed = (pixels != gray_in).astype(np.float32)
-    reached = _box(_box(changed, top, bottom), top, bottom) > 0
-    return np.where(reached[..., None], out, color[inner])
+    reached = smooth[6] > 0
+    return np.where(reached[..., None], rgb, color[inner])
 
 
 def recolor(pixels: np.ndarray, color: np.ndarray) -> np.ndarray:
