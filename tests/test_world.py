@@ -93,8 +93,33 @@ def test_world_mix_defaults_are_stage_one_to_four_and_its_knobs_move_the_draws(d
     assert not np.array_equal(base[1], wider[1])
 
 
+def test_framed_readings_are_small_rows_inside_the_image_and_off_by_default(digits):
+    """A framed reading's ink lies in one band of 12-40 px with a margin above and below; the
+    default mix never draws one (stages 1-6 keep their random stream)."""
+    for seed in range(20):
+        lit, ghost = world.display_ink(64, 96, np.random.default_rng(seed), framed=True)
+        rows = np.flatnonzero(np.maximum(lit, ghost).max(axis=1) > 0.05)
+        assert rows.size and 8 <= rows[-1] - rows[0] + 1 <= 42
+    plain = world.WorldMix(display_share=0.9)
+    assert np.array_equal(
+        world.world_batch(8, 32, digits, np.random.default_rng(3), plain)[1],
+        world.world_batch(8, 32, digits, np.random.default_rng(3), world.WorldMix(0.9, 0.06, 0.0))[
+            1
+        ],
+    )
+    framed = world.WorldMix(display_share=0.9, framed_share=1.0)
+    assert not np.array_equal(
+        world.world_batch(8, 32, digits, np.random.default_rng(3), plain)[1],
+        world.world_batch(8, 32, digits, np.random.default_rng(3), framed)[1],
+    )
+    with pytest.raises(ValueError, match="framed_share"):
+        world.WorldMix(framed_share=1.5)
+
+
 def test_world_mix_settings_are_checked_before_training():
     from denoise_train.config import UsageError
 
     with pytest.raises(UsageError, match="world_read_noise_max"):
         TrainConfig(data="world", world_read_noise_max=0.9)
+    with pytest.raises(UsageError, match="world_framed_share"):
+        TrainConfig(data="world", world_framed_share=-0.1)

@@ -65,6 +65,10 @@ INIT_FROM_HELP = (
 WORLD_SCENES_HELP = "With --data world: the share of its steps drawing the scenes' canvases."
 WORLD_DISPLAY_HELP = "With --data world: the share of its images that are display readings."
 WORLD_READ_HELP = "With --data world: the top of its Poisson-Gaussian read-noise sigma."
+WORLD_FRAMED_HELP = (
+    "With --data world: the share of display readings drawn as users crop them (a row of"
+    " 12-40 px digits inside the image) instead of at any size."
+)
 FREEZE_BN_HELP = "Keep batch norm's running statistics (fine-tuning on mixed batches)."
 
 
@@ -105,6 +109,7 @@ def fit(
     world_scenes_share: float = typer.Option(0.0, help=WORLD_SCENES_HELP),
     world_display_share: float = typer.Option(0.20, help=WORLD_DISPLAY_HELP),
     world_read_noise_max: float = typer.Option(0.06, help=WORLD_READ_HELP),
+    world_framed_share: float = typer.Option(0.0, help=WORLD_FRAMED_HELP),
     freeze_bn: bool = typer.Option(False, "--freeze-bn", help=FREEZE_BN_HELP),
     resume: Path | None = typer.Option(
         None, help="Continue from this checkpoint (give the same settings and --epochs total)."
@@ -144,6 +149,7 @@ def fit(
         world_scenes_share=world_scenes_share,
         world_display_share=world_display_share,
         world_read_noise_max=world_read_noise_max,
+        world_framed_share=world_framed_share,
     )
     if dry_run:
         config = config.with_(epochs=1, train_limit=256, val_size=64, max_steps_per_epoch=2)

@@ -74,9 +74,11 @@ class TrainConfig:
     # black pages at heavy Gaussian noise (page G0.5: 27.1 dB against unet_scenes' 30.7).
     world_scenes_share: float = 0.0
     # With data "world": its share of display readings and the top of its Poisson-Gaussian
-    # read noise (world.WorldMix; the defaults are what stages 1-4 of the default trained on).
+    # read noise, and how many readings come framed as users crop them (world.WorldMix; the
+    # defaults are what stages 1-4 of the default trained on).
     world_display_share: float = 0.20
     world_read_noise_max: float = 0.06
+    world_framed_share: float = 0.0
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
@@ -105,6 +107,8 @@ class TrainConfig:
             raise UsageError("world_display_share must be in [0, 0.95]")
         if not 0.0 <= self.world_read_noise_max <= 0.5:
             raise UsageError("world_read_noise_max must be in [0, 0.5]")
+        if not 0.0 <= self.world_framed_share <= 1.0:
+            raise UsageError("world_framed_share must be in [0, 1]")
         if self.val_size < 1:
             raise UsageError("val_size must be >= 1: the test set is for reporting only")
 

@@ -154,7 +154,9 @@ def _scene_batches(
 
 def world_mix(config: TrainConfig) -> WorldMix:
     """The world's draws as the config asks for them."""
-    return WorldMix(config.world_display_share, config.world_read_noise_max)
+    return WorldMix(
+        config.world_display_share, config.world_read_noise_max, config.world_framed_share
+    )
 
 
 def _scenes_instead(config: TrainConfig, rng: np.random.Generator) -> bool:
