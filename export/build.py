@@ -60,7 +60,12 @@ from denoise_export.variants import (
     check_fixed_shape,
     choose_variants,
 )
-from denoise_train.checkpoint import file_sha256, load_checkpoint, model_from_checkpoint
+from denoise_train.checkpoint import (
+    deployed,
+    file_sha256,
+    load_checkpoint,
+    model_from_checkpoint,
+)
 from denoise_train.config import EVAL_NOISE_SEED, eval_noise
 from denoise_train.loop import model_input
 from denoise_train.models import Arch, count_params, get_arch
@@ -164,7 +169,7 @@ def run_export(
             f"{request.out}: two files of this export would be named {', '.join(clashes)}; "
             "give the output an .onnx name"
         )
-    ckpt = load_checkpoint(request.checkpoint)
+    ckpt = deployed(load_checkpoint(request.checkpoint))
     arch = get_arch(ckpt["arch"])
     try:
         if request.fixed_shape is not None:  # before the work, not after the other variants

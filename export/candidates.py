@@ -51,11 +51,16 @@ def _from_checkpoint(path: Path) -> Candidate:
 
     from denoise_export.onnx_export import export_model
     from denoise_export.rewrite import split_single_output_convs
-    from denoise_train.checkpoint import display_name, load_checkpoint, model_from_checkpoint
+    from denoise_train.checkpoint import (
+        deployed,
+        display_name,
+        load_checkpoint,
+        model_from_checkpoint,
+    )
     from denoise_train.loop import predict
     from denoise_train.models import count_params, get_arch
 
-    ckpt = load_checkpoint(path)
+    ckpt = deployed(load_checkpoint(path))
     arch = get_arch(ckpt["arch"])
     model = model_from_checkpoint(ckpt)
 

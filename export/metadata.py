@@ -67,7 +67,7 @@ def build_metadata(
         "variant": variant,
         "producer": f"denoise-batch {__version__}",
         "source_checkpoint_sha256": checkpoint_sha256,
-    }
+    } | ({"trained_as": config["trained_as"]} if "trained_as" in config else {})
 
 
 def _compact(args: dict[str, Any]) -> str:

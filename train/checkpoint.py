@@ -93,6 +93,27 @@ def model_from_checkpoint(ckpt: dict[str, Any]) -> nn.Module:
     return model.eval()
 
 
+def deployed(ckpt: dict[str, Any]) -> dict[str, Any]:
+    """The checkpoint as it is exported: an architecture trained with re-parameterised branches
+    (`Arch.deploys_as`) becomes its plain architecture with the branches folded in; any other
+    checkpoint is returned as it is. The training config stays, with `trained_as` added."""
+    arch = get_arch(ckpt["arch"])
+    if arch.deploys_as is None:
+        return ckpt
+    from denoise_train.reparam import fuse
+
+    plain = fuse(model_from_checkpoint(ckpt))
+    args = {k: v for k, v in ckpt["arch_args"].items() if k != "rep"}
+    config = {**ckpt["config"], "trained_as": arch.name}
+    return {
+        **ckpt,
+        "arch": arch.deploys_as,
+        "arch_args": args,
+        "config": config,
+        "model_state": plain.state_dict(),
+    }
+
+
 def _reason(exc: Exception) -> str:
     """The informative line of torch.load's often multi-paragraph errors."""
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]

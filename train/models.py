@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from denoise_cli.core.errors import UsageError
+from denoise_train.reparam import RepConvBlock
 
 
 class DenseAutoencoder(nn.Module):
@@ -131,7 +132,8 @@ class UNet(nn.Module):
     each convolution (at inference a fixed scale and shift, which onnxruntime folds into the
     convolution before it: no cost); `upsample` is "transposed" or "nearest" (NearestUpsample);
     `context` adds a GlobalContext branch that scales and shifts the middle block's and both
-    decoders' features from the image's own feature statistics.
+    decoders' features from the image's own feature statistics; `rep` trains every convolution
+    with re-parameterised branches (reparam.RepConvBlock), folded away before export.
     """
 
     def __init__(
@@ -141,17 +143,24 @@ class UNet(nn.Module):
         batch_norm: bool = False,
         upsample: str = "transposed",
         context: bool = False,
+        rep: bool = False,
     ) -> None:
         super().__init__()
         a, b, c = widths
-        bn = batch_norm
-        self.enc1, self.enc2 = _conv_block(1, a, batch_norm=bn), _conv_block(a, b, batch_norm=bn)
-        self.mid = _conv_block(b, c, tuple(mid_dilations), bn)
+        if rep and not batch_norm:
+            raise ValueError("re-parameterised blocks need batch_norm (each branch has its own)")
+
+        def block(cin: int, cout: int, dilations: tuple[int, ...] = (1, 1)) -> nn.Module:
+            plain = _conv_block(cin, cout, dilations, batch_norm)
+            return RepConvBlock(plain) if rep else plain
+
+        self.enc1, self.enc2 = block(1, a), block(a, b)
+        self.mid = block(b, c, tuple(mid_dilations))
         self.pool = nn.MaxPool2d(2)
         self.up2 = _upsampler(c, b, upsample)
-        self.dec2 = _conv_block(2 * b, b, batch_norm=bn)
+        self.dec2 = block(2 * b, b)
         self.up1 = _upsampler(b, a, upsample)
-        self.dec1 = _conv_block(2 * a, a, batch_norm=bn)
+        self.dec1 = block(2 * a, a)
         self.head = nn.Conv2d(a, 1, 1)
         self.context = GlobalContext((c, b, a)) if context else None
 
@@ -183,6 +192,8 @@ class Arch:
     params: int  # exact parameter count, asserted by tests
     tags: tuple[str, ...] = field(default=())
     size_multiple: int = 1  # height and width must be multiples of this
+    # Trained with re-parameterised branches, exported as this plain architecture (reparam.py).
+    deploys_as: str | None = None
 
     def build(self, **overrides: Any) -> nn.Module:
         return self.factory(**{**self.args, **overrides})
@@ -308,6 +319,31 @@ for _name, _widths, _extra, _params in (
             size_multiple=4,
         )
     )
+
+
+# unet_lite_near trained with RepVGG-style branches (reparam.py): exported as unet_lite_near,
+# the same graph, the same cost; a unet_lite_near checkpoint initialises it exactly.
+register(
+    Arch(
+        name="unet_lite_rep",
+        factory=UNet,
+        args={
+            "widths": [8, 16, 64],
+            "mid_dilations": [1, 1, 2, 1],
+            "batch_norm": True,
+            "upsample": "nearest",
+            "rep": True,
+        },
+        task="denoiser",
+        loss="bce",
+        fully_convolutional=True,
+        description="ours: unet_lite_near trained with 1x1 and identity branches beside each "
+        "3x3 convolution, folded into it for export",
+        params=150_353,
+        size_multiple=4,
+        deploys_as="unet_lite_near",
+    )
+)
 
 
 def get_arch(name: str) -> Arch:
