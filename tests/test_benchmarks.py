@@ -185,3 +185,19 @@ def test_the_pages_benchmark_measures_each_format_through_the_runtime(tmp_path):
     for row in rows:
         assert 10 < row["Pillow decode MB"] < row["runtime MB"] < 2000, row
     assert "| PNG |" in result.stdout and "1.00x |" in result.stdout
+
+
+def test_the_display_gap_benchmark_scores_each_case(tmp_path):
+    """benchmarks/display_gap.py, behind the diagnosis in docs/models.md: every case runs, each
+    model gets a row cell, and the JSON holds what the table shows."""
+    from denoise_cli.model.bundled import bundled_models
+
+    model = bundled_models()["conv_denoiser"]
+    cmd = [sys.executable, "-m", "benchmarks.display_gap", str(model), "--count", "2"]
+    result = subprocess.run(
+        [*cmd, "--out", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    saved = json.loads((tmp_path / "display_gap.json").read_text())
+    assert len(saved["rows"]) == 9 and all(r["conv_denoiser.onnx"] > 5 for r in saved["rows"])
+    assert "| world reading, 12-40 px, 64x64 |" in (tmp_path / "display_gap.md").read_text()
