@@ -50,7 +50,7 @@ def test_fused_network_computes_what_the_branched_one_does():
     x = torch.rand(3, 1, 36, 52, dtype=torch.float64)
     with torch.no_grad():
         want, got = rep(x), plain(x)
-    assert 0.05 < want.std() and torch.allclose(want, got, atol=1e-10), (want - got).abs().max()
+    assert want.std() > 0.05 and torch.allclose(want, got, atol=1e-10), (want - got).abs().max()
     with torch.no_grad():  # the same network with silent branches: they did count
         for block in rep.modules():
             if isinstance(block, RepConvBlock):
