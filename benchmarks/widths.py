@@ -3,6 +3,7 @@ channel widths, against the seed model, measured in the same run.
 
     python -m benchmarks.widths                            # the default widths, 2 threads
     python -m benchmarks.widths --widths 8-16-64,8-24-96 --threads 1 --out DIR
+    python -m benchmarks.widths --widths 8-16-64 --archs unet_lite_nl   # registered layouts too
 
 Issue 18's speed floor is one third of the seed model's model-only speed (onnxruntime CPU, 2
 threads, batch 256 of 28x28 digits). The quality a wider net buys is measured by training it
@@ -63,21 +64,25 @@ def multiply_adds_per_pixel(model: Any, side: int = 28) -> float:
     return total / (side * side)
 
 
-def export_width(widths: tuple[int, int, int], folder: Path) -> tuple[Path, int, float]:
-    """unet_lite_near at `widths` with seeded random weights, exported like a trained model."""
+def export_width(
+    widths: tuple[int, int, int], folder: Path, arch_name: str = "unet_lite_near"
+) -> tuple[Path, int, float]:
+    """A registered layout (unet_lite_near unless named) at `widths` with seeded random weights,
+    exported like a trained model. Multiply-adds count convolutions only (not attention)."""
     import onnx
     import torch
 
     from denoise_export.onnx_export import export_model
     from denoise_train.models import REGISTRY
 
-    arch = REGISTRY["unet_lite_near"]
+    arch = REGISTRY[arch_name]
     torch.manual_seed(0)
     model = arch.build(widths=list(widths)).eval()
     params = sum(p.numel() for p in model.parameters())
     macs = multiply_adds_per_pixel(model)
     proto = export_model(model, True, size_multiple=arch.size_multiple)
-    path = folder / ("unet-" + "-".join(map(str, widths)) + ".onnx")
+    prefix = "unet-" if arch_name == "unet_lite_near" else f"{arch_name}-"
+    path = folder / (prefix + "-".join(map(str, widths)) + ".onnx")
     onnx.save(proto, str(path))
     return path, params, macs
 
@@ -121,10 +126,14 @@ def table(rows: list[dict[str, Any]], seed_rate: float, seed_params: int) -> str
         "|---|---:|---:|---:|---:|---:|",
         f"| seed conv_denoiser | {seed_params:,} | - | {seed_rate:,.0f} | 1.00x | |",
     ]
-    base = next(r for r in rows if r["widths"] == list(BASE))["images_per_s"]
+    base = next(r for r in rows if r["widths"] == list(BASE) and r.get("arch") == "unet_lite_near")[
+        "images_per_s"
+    ]
     for r in rows:
         name = "-".join(map(str, r["widths"]))
-        if r["widths"] == list(BASE):
+        if r.get("arch", "unet_lite_near") != "unet_lite_near":
+            name = f"{r['arch']} {name}"
+        elif r["widths"] == list(BASE):
             name += " (unet_lite_near)"
         lines.append(
             f"| {name} | {r['parameters']:,} | {r['multiply_adds']:,.0f} | "
@@ -144,6 +153,9 @@ def main(argv: list[str] | None = None) -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--widths", default=DEFAULT_WIDTHS, help="comma-separated A-B-C widths")
+    parser.add_argument(
+        "--archs", default="", help="comma-separated registered U-Nets, at unet_lite_near's widths"
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--rounds", type=int, default=3)
@@ -156,14 +168,18 @@ def main(argv: list[str] | None = None) -> None:
     seed = bundled_models()["conv_denoiser"]
     with tempfile.TemporaryDirectory(prefix="denoise-widths-") as tmp:
         files, rows = {"seed": seed}, []
-        for w in widths:
-            path, params, macs = export_width(w, Path(tmp))
+        specs = [("unet_lite_near", w) for w in widths]
+        specs += [(name, BASE) for name in filter(None, args.archs.split(","))]
+        for arch_name, w in specs:
+            path, params, macs = export_width(w, Path(tmp), arch_name)
             files[path.stem] = path
-            rows.append({"widths": list(w), "parameters": params, "multiply_adds": macs})
+            rows.append(
+                {"arch": arch_name, "widths": list(w), "parameters": params, "multiply_adds": macs}
+            )
         runs = {name: runner(path, args.threads, args.batch) for name, path in files.items()}
         rates = measure(runs, args.batch, args.rounds, args.seconds)
-    for r in rows:
-        r["images_per_s"] = rates["unet-" + "-".join(map(str, r["widths"]))]
+    for r, path in zip(rows, list(files.values())[1:], strict=True):  # after the seed
+        r["images_per_s"] = rates[path.stem]
     seed_params = int(get_metadata(onnx.load(str(seed)))["parameters"])
     info = machine()
     head = (

@@ -103,7 +103,12 @@ def test_widths_times_each_width_against_the_seed(tmp_path, monkeypatch):
 
     clock = _Clock()
     monkeypatch.setattr(time, "perf_counter", clock)
-    call_s = {"conv_denoiser": 0.001, "unet-8-16-64": 0.002, "unet-8-16-96": 0.004}
+    call_s = {
+        "conv_denoiser": 0.001,
+        "unet-8-16-64": 0.002,
+        "unet-8-16-96": 0.004,
+        "unet_lite_nl-8-16-64": 0.0025,
+    }
 
     def fake_runner(path, threads, batch):
         assert threads == 2 and batch == 8
@@ -115,9 +120,11 @@ def test_widths_times_each_width_against_the_seed(tmp_path, monkeypatch):
 
     monkeypatch.setattr(widths, "runner", fake_runner)
     args = ["--widths", "8-16-96", "--rounds", "2", "--seconds", "0.05", "--batch", "8"]
-    widths.main([*args, "--out", str(tmp_path)])
+    widths.main([*args, "--archs", "unet_lite_nl", "--out", str(tmp_path)])
     report = json.loads((tmp_path / "widths.json").read_text())
-    rows = {tuple(r["widths"]): r for r in report["rows"]}
+    rows = {tuple(r["widths"]): r for r in report["rows"] if r["arch"] == "unet_lite_near"}
+    (nl,) = [r for r in report["rows"] if r["arch"] == "unet_lite_nl"]
+    assert nl["parameters"] == 138_649 and nl["images_per_s"] == pytest.approx(3_200)
     assert rows[(8, 16, 64)]["parameters"] == 134_441  # unet_lite_near, as registered
     assert rows[(8, 16, 64)]["multiply_adds"] == 12_560
     assert rows[(8, 16, 96)]["multiply_adds"] > rows[(8, 16, 64)]["multiply_adds"]
@@ -127,6 +134,7 @@ def test_widths_times_each_width_against_the_seed(tmp_path, monkeypatch):
     assert "| seed conv_denoiser | 3,217 | - | 8,000 | 1.00x | |" in table
     assert "| 8-16-64 (unet_lite_near) | 134,441 | 12,560 | 4,000 | 0.50x | 1.00x |" in table
     assert "| 2,000 | 0.25x | 0.50x |" in table  # 8-16-96
+    assert "| unet_lite_nl 8-16-64 | 138,649 |" in table and "| 3,200 | 0.40x | 0.80x |" in table
     for bad in ("8-16", "8-x-64", "8-16-64,"):
         with pytest.raises(SystemExit, match="three positive widths"):
             widths.parse_widths(bad)

@@ -16,6 +16,7 @@ from torch import nn
 
 from denoise_cli.core.errors import UsageError
 from denoise_train.reparam import RepConvBlock
+from denoise_train.window_attention import WindowAttention
 
 
 class DenseAutoencoder(nn.Module):
@@ -133,7 +134,8 @@ class UNet(nn.Module):
     convolution before it: no cost); `upsample` is "transposed" or "nearest" (NearestUpsample);
     `context` adds a GlobalContext branch that scales and shifts the middle block's and both
     decoders' features from the image's own feature statistics; `rep` trains every convolution
-    with re-parameterised branches (reparam.RepConvBlock), folded away before export.
+    with re-parameterised branches (reparam.RepConvBlock), folded away before export;
+    `attention` adds a WindowAttention step after the middle block (non-local pooling).
     """
 
     def __init__(
@@ -144,6 +146,7 @@ class UNet(nn.Module):
         upsample: str = "transposed",
         context: bool = False,
         rep: bool = False,
+        attention: bool = False,
     ) -> None:
         super().__init__()
         a, b, c = widths
@@ -163,11 +166,14 @@ class UNet(nn.Module):
         self.dec1 = block(2 * a, a)
         self.head = nn.Conv2d(a, 1, 1)
         self.context = GlobalContext((c, b, a)) if context else None
+        self.attention = WindowAttention(c) if attention else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         e1 = self.enc1(x)
         e2 = self.enc2(self.pool(e1))
         m = self.mid(self.pool(e2))
+        if self.attention is not None:
+            m = self.attention(m)
         if self.context is None:
             d2 = self.dec2(torch.cat([self.up2(m), e2], dim=1))
             d1 = self.dec1(torch.cat([self.up1(d2), e1], dim=1))
@@ -342,6 +348,30 @@ register(
         params=150_353,
         size_multiple=4,
         deploys_as="unet_lite_near",
+    )
+)
+
+
+# unet_lite_near with window attention at 1/4 resolution (window_attention.py): each pixel pools
+# similar features within its 32x32-pixel window; zero at start, so a unet_lite_near checkpoint
+# initialises it exactly.
+register(
+    Arch(
+        name="unet_lite_nl",
+        factory=UNet,
+        args={
+            "widths": [8, 16, 64],
+            "mid_dilations": [1, 1, 2, 1],
+            "batch_norm": True,
+            "upsample": "nearest",
+            "attention": True,
+        },
+        task="denoiser",
+        loss="bce",
+        fully_convolutional=True,
+        description="ours: unet_lite_near with window attention (8x8) at 1/4 resolution",
+        params=138_649,
+        size_multiple=4,
     )
 )
 
