@@ -31,7 +31,7 @@ from tests.helpers import write_idx_set  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 #: The checkpoint of the bundled default model (committed; its digest is in the ONNX file).
-DEFAULT_CHECKPOINT = ROOT / "runs" / "world" / "unet_world7.pt"
+DEFAULT_CHECKPOINT = ROOT / "runs" / "world" / "unet_world10.pt"
 ENGINES = ("openvino", "cv2", "tract")
 VARIANT_FILES = ("m.onnx", "m.fp16.onnx", "m.int8.onnx", "m.fixed-1x1x28x28.onnx")
 
@@ -117,7 +117,8 @@ def test_the_default_model_and_its_variants_run_in_four_runtimes(tmp_path, data_
 
     bundled = onnx.load(str(bundled_models()[DEFAULT_MODEL]))
     digest = {p.key: p.value for p in bundled.metadata_props}["source_checkpoint_sha256"]
-    assert file_sha256(DEFAULT_CHECKPOINT) == digest, "runs/world/unet_world7.pt is not the default"
+    wrong = f"{DEFAULT_CHECKPOINT.name} is not the default"
+    assert file_sha256(DEFAULT_CHECKPOINT) == digest, wrong
     _, rows = _export_all(DEFAULT_CHECKPOINT, tmp_path, data_dir, "--test-limit", "64")
     _assert_four_runtimes_each(rows)
 
