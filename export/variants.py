@@ -266,14 +266,36 @@ def to_fixed_shape(ref: Reference, shape: tuple[int, int, int, int]) -> onnx.Mod
 
 
 def to_fp16(proto: onnx.ModelProto) -> onnx.ModelProto:
-    """Weights and arithmetic in float16; inputs and outputs stay float32 (Cast at the edges)."""
+    """Weights and arithmetic in float16; inputs and outputs stay float32 (Cast at the edges).
+
+    A U-Net's full-resolution encoder (the nodes before its first MaxPool) stays float32: its
+    features reach the output through the skip connection, and in half precision they were
+    where the default trained for mean PSNR (stage 10) lost most (max abs 0.0087 against 0.0028
+    with them kept, on 256 noisy test digits; over the 0.01 tolerance on the verification set).
+    At 8 of the network's channels they are ~5% of its multiply-adds.
+    """
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
-    half = convert_float_to_float16(proto, keep_io_types=True, disable_shape_infer=False)
+    half = convert_float_to_float16(
+        proto,
+        keep_io_types=True,
+        disable_shape_infer=False,
+        node_block_list=full_resolution_encoder(proto.graph),
+    )
     # The converter appends the input Casts after the nodes that read them; onnx.checker
     # (rightly) insists on topological order.
     _sort_topologically(half.graph)
     return half
+
+
+def full_resolution_encoder(graph: onnx.GraphProto) -> list[str]:
+    """Names of the nodes before the first MaxPool, in graph order; none without a MaxPool."""
+    names = []
+    for node in graph.node:
+        if node.op_type == "MaxPool":
+            return names
+        names.append(node.name)
+    return []
 
 
 def _sort_topologically(graph: onnx.GraphProto) -> None:
