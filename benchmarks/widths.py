@@ -126,12 +126,11 @@ def table(rows: list[dict[str, Any]], seed_rate: float, seed_params: int) -> str
         "|---|---:|---:|---:|---:|---:|",
         f"| seed conv_denoiser | {seed_params:,} | - | {seed_rate:,.0f} | 1.00x | |",
     ]
-    base = next(r for r in rows if r["widths"] == list(BASE) and r.get("arch") == "unet_lite_near")[
-        "images_per_s"
-    ]
+    plain = [r for r in rows if r["arch"] == "unet_lite_near"]
+    base = next(r for r in plain if r["widths"] == list(BASE))["images_per_s"]
     for r in rows:
         name = "-".join(map(str, r["widths"]))
-        if r.get("arch", "unet_lite_near") != "unet_lite_near":
+        if r["arch"] != "unet_lite_near":
             name = f"{r['arch']} {name}"
         elif r["widths"] == list(BASE):
             name += " (unet_lite_near)"
@@ -167,19 +166,20 @@ def main(argv: list[str] | None = None) -> None:
         widths.insert(0, BASE)
     seed = bundled_models()["conv_denoiser"]
     with tempfile.TemporaryDirectory(prefix="denoise-widths-") as tmp:
-        files, rows = {"seed": seed}, []
+        files, rows, stems = {"seed": seed}, [], []
         specs = [("unet_lite_near", w) for w in widths]
         specs += [(name, BASE) for name in filter(None, args.archs.split(","))]
         for arch_name, w in specs:
             path, params, macs = export_width(w, Path(tmp), arch_name)
             files[path.stem] = path
+            stems.append(path.stem)
             rows.append(
                 {"arch": arch_name, "widths": list(w), "parameters": params, "multiply_adds": macs}
             )
         runs = {name: runner(path, args.threads, args.batch) for name, path in files.items()}
         rates = measure(runs, args.batch, args.rounds, args.seconds)
-    for r, path in zip(rows, list(files.values())[1:], strict=True):  # after the seed
-        r["images_per_s"] = rates[path.stem]
+    for r, stem in zip(rows, stems, strict=True):
+        r["images_per_s"] = rates[stem]
     seed_params = int(get_metadata(onnx.load(str(seed)))["parameters"])
     info = machine()
     head = (

@@ -327,52 +327,41 @@ for _name, _widths, _extra, _params in (
     )
 
 
-# unet_lite_near trained with RepVGG-style branches (reparam.py): exported as unet_lite_near,
-# the same graph, the same cost; a unet_lite_near checkpoint initialises it exactly.
-register(
-    Arch(
-        name="unet_lite_rep",
-        factory=UNet,
-        args={
-            "widths": [8, 16, 64],
-            "mid_dilations": [1, 1, 2, 1],
-            "batch_norm": True,
-            "upsample": "nearest",
-            "rep": True,
-        },
-        task="denoiser",
-        loss="bce",
-        fully_convolutional=True,
-        description="ours: unet_lite_near trained with 1x1 and identity branches beside each "
-        "3x3 convolution, folded into it for export",
-        params=150_353,
-        size_multiple=4,
-        deploys_as="unet_lite_near",
+def _register_lite_variant(name: str, extra: dict[str, Any], **fields: Any) -> None:
+    """unet_lite_near's registered layout with `extra` constructor arguments: a variant whose
+    own tensors start silent, so a unet_lite_near checkpoint initialises it exactly."""
+    base = REGISTRY["unet_lite_near"]
+    register(
+        Arch(
+            name=name,
+            factory=UNet,
+            args={**base.args, **extra},
+            task=base.task,
+            loss=base.loss,
+            fully_convolutional=True,
+            size_multiple=base.size_multiple,
+            **fields,
+        )
     )
+
+
+# Trained with RepVGG-style branches (reparam.py), exported as unet_lite_near: the same graph,
+# the same cost.
+_register_lite_variant(
+    "unet_lite_rep",
+    {"rep": True},
+    description="ours: unet_lite_near trained with 1x1 and identity branches beside each "
+    "3x3 convolution, folded into it for export",
+    params=150_353,
+    deploys_as="unet_lite_near",
 )
-
-
-# unet_lite_near with window attention at 1/4 resolution (window_attention.py): each pixel pools
-# similar features within its 32x32-pixel window; zero at start, so a unet_lite_near checkpoint
-# initialises it exactly.
-register(
-    Arch(
-        name="unet_lite_nl",
-        factory=UNet,
-        args={
-            "widths": [8, 16, 64],
-            "mid_dilations": [1, 1, 2, 1],
-            "batch_norm": True,
-            "upsample": "nearest",
-            "attention": True,
-        },
-        task="denoiser",
-        loss="bce",
-        fully_convolutional=True,
-        description="ours: unet_lite_near with window attention (8x8) at 1/4 resolution",
-        params=138_649,
-        size_multiple=4,
-    )
+# Window attention at 1/4 resolution (window_attention.py): each pixel pools similar features
+# within its 32x32-pixel window.
+_register_lite_variant(
+    "unet_lite_nl",
+    {"attention": True},
+    description="ours: unet_lite_near with window attention (8x8) at 1/4 resolution",
+    params=138_649,
 )
 
 
