@@ -80,7 +80,7 @@ stage runs/world/unet_world11.pt runs/world/unet_world10.pt --epochs 12 --lr 1.5
   --frames-inverted-share 0.5 --world-scenes-share 0.7 --world-display-share 0.5 \
   --world-framed-share 0.6 --world-read-noise-max 0.12
 # Stages 12-14: displays 60% of the world, 12, 12 and 10 epochs, each from the one before at
-# 1.5e-4: display 27.67, 27.71, STAGE14_DISPLAY; clean copies up 0.1-0.5 dB a stage; the suite
+# 1.5e-4: display 27.67, 27.71, 27.76; clean copies up 0.1-0.5 dB a stage; the suite
 # within 0.02 of stage 11.
 stage runs/world/unet_world12.pt runs/world/unet_world11.pt --epochs 12 --lr 1.5e-4 --loss psnr \
   --frames-inverted-share 0.5 --world-scenes-share 0.7 --world-display-share 0.6 \
