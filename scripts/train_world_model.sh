@@ -51,45 +51,40 @@ stage runs/world/unet_world5.pt runs/world/unet_world4.pt --epochs 10 --lr 3e-4 
 stage runs/world/unet_world6.pt runs/world/unet_world5.pt --epochs 10 --lr 2e-4 \
   --frames-inverted-share 0.5 --world-scenes-share 0.67 \
   --world-display-share 0.35 --world-read-noise-max 0.12
+# From stage 7 on, every stage draws display readings as they are cropped, half the MNIST frames
+# dark-on-light, and dim-light read noise up to 0.12.
+framed=(--frames-inverted-share 0.5 --world-framed-share 0.6 --world-read-noise-max 0.12)
 # Stage 7: display readings drawn as they are cropped (rows of 12-40 px digits; 60% of the
 # displays, 40% of the world), 12 epochs from stage 6 at 2e-4: foreign display 27.09 -> 27.15,
 # colour 31.68 -> 31.74; the suite level (within 0.03 dB).
 stage runs/world/unet_world7.pt runs/world/unet_world6.pt --epochs 12 --lr 2e-4 \
-  --frames-inverted-share 0.5 --world-scenes-share 0.6 --world-display-share 0.4 \
-  --world-framed-share 0.6 --world-read-noise-max 0.12
+  --world-scenes-share 0.6 --world-display-share 0.4 "${framed[@]}"
 # Stage 8: the same mix, trained for mean per-image PSNR (--loss psnr, the metric every table
 # here reports) instead of BCE, 12 epochs from stage 7 at 2e-4: foreign display 27.15 -> 27.45,
 # print 27.29 -> 27.49, clean copies 37.5-38.6 -> 40.1-42.1 dB, every display-gap case +0.25 to
 # +0.41 dB; the suite within 0.1 dB (single -0.09, page +0.04).
 stage runs/world/unet_world8psnr.pt runs/world/unet_world7.pt --epochs 12 --lr 2e-4 --loss psnr \
-  --frames-inverted-share 0.5 --world-scenes-share 0.6 --world-display-share 0.4 \
-  --world-framed-share 0.6 --world-read-noise-max 0.12
+  --world-scenes-share 0.6 --world-display-share 0.4 "${framed[@]}"
 # Stage 9: mean PSNR again, 70% of the world's steps on the scenes' canvases, 12 epochs from
 # stage 8 at 2e-4: display 27.52, print 27.50, clean copies 40.4-42.7 dB; suite within 0.03.
 stage runs/world/unet_world9.pt runs/world/unet_world8psnr.pt --epochs 12 --lr 2e-4 --loss psnr \
-  --frames-inverted-share 0.5 --world-scenes-share 0.7 --world-display-share 0.4 \
-  --world-framed-share 0.6 --world-read-noise-max 0.12
+  --world-scenes-share 0.7 --world-display-share 0.4 "${framed[@]}"
 # Stage 10: mean PSNR, displays half the world, 12 epochs from stage 9 at 1.5e-4: display
 # 27.58, clean copies 40.7-43.4 dB; the suite within 0.01.
 stage runs/world/unet_world10.pt runs/world/unet_world9.pt --epochs 12 --lr 1.5e-4 --loss psnr \
-  --frames-inverted-share 0.5 --world-scenes-share 0.7 --world-display-share 0.5 \
-  --world-framed-share 0.6 --world-read-noise-max 0.12
+  --world-scenes-share 0.7 --world-display-share 0.5 "${framed[@]}"
 # Stage 11: stage 10's recipe, 12 more epochs: display 27.63, clean copies 40.9-43.9 dB; the
 # suite within 0.02.
 stage runs/world/unet_world11.pt runs/world/unet_world10.pt --epochs 12 --lr 1.5e-4 --loss psnr \
-  --frames-inverted-share 0.5 --world-scenes-share 0.7 --world-display-share 0.5 \
-  --world-framed-share 0.6 --world-read-noise-max 0.12
+  --world-scenes-share 0.7 --world-display-share 0.5 "${framed[@]}"
 # Stages 12-14: displays 60% of the world, 12, 12 and 10 epochs, each from the one before at
 # 1.5e-4: display 27.67, 27.71, 27.76; clean copies up 0.1-0.5 dB a stage; the suite
 # within 0.02 of stage 11.
 stage runs/world/unet_world12.pt runs/world/unet_world11.pt --epochs 12 --lr 1.5e-4 --loss psnr \
-  --frames-inverted-share 0.5 --world-scenes-share 0.7 --world-display-share 0.6 \
-  --world-framed-share 0.6 --world-read-noise-max 0.12
+  --world-scenes-share 0.7 --world-display-share 0.6 "${framed[@]}"
 stage runs/world/unet_world13.pt runs/world/unet_world12.pt --epochs 12 --lr 1.5e-4 --loss psnr \
-  --frames-inverted-share 0.5 --world-scenes-share 0.7 --world-display-share 0.6 \
-  --world-framed-share 0.6 --world-read-noise-max 0.12
+  --world-scenes-share 0.7 --world-display-share 0.6 "${framed[@]}"
 stage runs/world/unet_world14.pt runs/world/unet_world13.pt --epochs 10 --lr 1.5e-4 --loss psnr \
-  --frames-inverted-share 0.5 --world-scenes-share 0.7 --world-display-share 0.6 \
-  --world-framed-share 0.6 --world-read-noise-max 0.12
+  --world-scenes-share 0.7 --world-display-share 0.6 "${framed[@]}"
 denoise-export runs/world/unet_world14.pt -o denoise_cli/models/unet_world.onnx --int8 \
   --data-dir "$data_dir" --runtimes none
