@@ -601,6 +601,40 @@ def test_a_helper_killed_mid_run_costs_no_file(tmp_path, noisy_digits, sig):
     assert len(files_under(out)) == n
 
 
+def test_a_helper_killed_mid_write_leaves_no_temporary_file(tmp_path, src):
+    """SIGKILL cannot be caught: a helper killed between creating its temporary file and the
+    rename leaves it behind. The parent removes it as soon as it learns of the death (not at
+    the next run), and only the dead helper's: a live writer's temporary file stays."""
+    from types import SimpleNamespace
+
+    from denoise_cli.run.pool import Assignment, HelperPool
+    from denoise_cli.trees.plan import open_trees
+    from denoise_cli.trees.walk import FileJob
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()  # reaped: its pid names no process now
+    _, target = open_trees(src, tmp_path / "out")
+    target.open()
+    folder = tmp_path / "out" / "a"
+    folder.mkdir()
+    left = folder / f".0.png.{dead.pid}-1-0.denoise-tmp"
+    live = folder / f".1.png.{os.getpid()}-1-0.denoise-tmp"
+    for path in (left, live):
+        path.write_bytes(b"half a png")
+    files = [FileJob(str(src / "0.png"), "a/0.png", target.path("a/0.png"))]
+    helper = SimpleNamespace(
+        queue=[Assignment(files)], process=SimpleNamespace(exitcode=-signal.SIGKILL)
+    )
+    pool = HelperPool(SimpleNamespace(target=target), 1, "spawn")
+    pool._sweep(helper)
+    assert not left.exists()
+    assert live.exists()
+    helper.process.exitcode = 0  # a helper that left cleanly wrote nothing half
+    left.write_bytes(b"half a png")
+    pool._sweep(helper)
+    assert left.exists()
+
+
 def test_a_file_larger_than_any_image_can_be_is_refused_unread(tmp_path, src):
     huge = src / "000.png"
     with open(huge, "wb") as f:

@@ -27,6 +27,7 @@ from typing import Any
 from denoise_cli.core.errors import first_line
 from denoise_cli.core.report import Outcome
 from denoise_cli.run.chunk import ChunkWorker
+from denoise_cli.trees.plan import on_disk
 from denoise_cli.trees.walk import FileJob
 
 #: Chunks queued per helper (one in hand, one waiting), so a helper never idles between two.
@@ -190,6 +191,7 @@ class HelperPool:
         chunks behind it go elsewhere, and a new helper takes its place."""
         self.helpers.remove(helper)
         helper.conn.close()
+        self._sweep(helper)
         stopping = self.run.stop()
         reason = death_reason(helper.process.exitcode)
         if helper.broken is not None:
@@ -227,7 +229,15 @@ class HelperPool:
                 helper.process.kill()
             helper.process.join(5)
             helper.conn.close()
+            self._sweep(helper)
         self.helpers = []
+
+    def _sweep(self, helper: Helper) -> None:
+        """A helper killed mid-write (SIGKILL cannot be caught) leaves its temporary file in
+        an output folder of the chunk in hand: remove it now, not at the next run."""
+        if helper.queue and helper.process.exitcode not in (0, None):
+            with contextlib.suppress(Exception):  # best effort: the next run sweeps too
+                on_disk(self.run.target, [file.dst for file in helper.queue[0].files])
 
     def _poll_quietly(self, timeout: float) -> None:
         waiting = [h.process.sentinel for h in self.helpers if h.process.is_alive()]

@@ -22,7 +22,7 @@ from denoise_cli.core.report import Outcome
 from denoise_cli.run.chunk import ChunkWorker
 from denoise_cli.run.job import Job
 from denoise_cli.run.runners import Run
-from denoise_cli.trees.plan import SourceTree, TargetTree
+from denoise_cli.trees.plan import SourceTree, TargetTree, on_disk
 from denoise_cli.trees.walk import FileJob
 
 #: Actors that die holding one chunk before its files fail (a chunk that kills its actor).
@@ -193,7 +193,7 @@ class _Dispatch:
     def _retry(self, rows: list[Row], deaths: int) -> None:
         """Rows an actor did not report: those on disk are written (whole: atomic renames),
         the rest go to another actor, or fail after MAX_DEATHS."""
-        done = set() if self.run.job.overwrite else _on_disk(self.run.target, [r[2] for r in rows])
+        done = set() if self.run.job.overwrite else on_disk(self.run.target, [r[2] for r in rows])
         for row in rows:
             if row[2] in done:
                 self.run.recorder.outcome(Outcome(row[1], row[2]))
@@ -208,19 +208,3 @@ class _Dispatch:
     def _fail(self, rows: list[Row], reason: str) -> None:
         for _, rel, dst in rows:
             self.run.recorder.outcome(Outcome(rel, dst, reason))
-
-
-def _on_disk(target: TargetTree, outputs: list[str]) -> set[str]:
-    """Which of `outputs` (none existed when the run was planned) an actor wrote before the
-    cluster gave up: writes are atomic renames, so an output that exists is whole."""
-    base, folders = target.path(""), {}
-    for dst in outputs:
-        folder, _, name = dst[len(base) :].rpartition("/")
-        folders.setdefault(f"{folder}/" if folder else "", []).append((dst, name))
-    return {
-        dst
-        for prefix, entries in folders.items()
-        for names in [target.existing(prefix)]
-        for dst, name in entries
-        if name in names
-    }

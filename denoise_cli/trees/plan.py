@@ -69,6 +69,23 @@ class TargetTree(Protocol):
     def write(self, dst: str, data: bytes | Iterable[bytes]) -> None: ...
 
 
+def on_disk(target: TargetTree, outputs: list[str]) -> set[str]:
+    """Which of `outputs` (none existed when the run was planned) a worker wrote before it was
+    lost: writes are atomic renames, so an output that exists is whole. Listing each folder
+    also removes the temporary file a killed worker left mid-write (see `existing`)."""
+    base, folders = target.path(""), {}
+    for dst in outputs:
+        folder, _, name = dst[len(base) :].rpartition("/")
+        folders.setdefault(f"{folder}/" if folder else "", []).append((dst, name))
+    return {
+        dst
+        for prefix, entries in folders.items()
+        for names in [target.existing(prefix)]
+        for dst, name in entries
+        if name in names
+    }
+
+
 def plan(
     source: SourceTree,
     target: TargetTree,
