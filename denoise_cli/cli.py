@@ -10,11 +10,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import sys
 import threading
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlparse
 
 import typer
 
@@ -134,6 +136,27 @@ def _check_report_path(path: Path | None, inputs: tuple[str | Path, ...]) -> Non
         check_output_file(path, inputs, "the report")
 
 
+#: "s3://bucket/x", "gs:/b" (a shell or a Path folds '//'), "local:///x": a scheme, never a
+#: folder of ours (a single letter is a Windows drive: "C:/data").
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]+:/")
+
+
+def local_location(location: str) -> Path:
+    """The local path `run` and `noisify` work on: a file:// URI names one; any other URI is
+    refused (as a path it would become a relative folder named 's3:'), `ray` reads them."""
+    if location.startswith("file:"):
+        parts = urlparse(location)
+        if parts.netloc not in ("", "localhost"):
+            raise UsageError(f"{location}: a file on another host; mount it and give the path")
+        return Path(unquote(parts.path))
+    if _SCHEME.match(location):
+        raise UsageError(
+            f"{location}: URIs are read and written by `denoise-batch ray` "
+            f"(a local folder of that name: ./{location})"
+        )
+    return Path(location)
+
+
 def run_and_report(
     job: Job,
     in_location: str | Path,
@@ -224,8 +247,8 @@ def denoise_job(
 
 @app.command(help="Denoise every image under IN into OUT (the default command).")
 def run(
-    in_dir: Path = typer.Argument(..., metavar="IN", help="Input folder (or a single image)."),
-    out_dir: Path = typer.Argument(..., metavar="OUT", help="Output folder (created)."),
+    in_dir: str = typer.Argument(..., metavar="IN", help="Input folder (or a single image)."),
+    out_dir: str = typer.Argument(..., metavar="OUT", help="Output folder (created)."),
     model: str | None = typer.Option(None, help=MODEL_HELP),
     device: str = typer.Option("auto", help=DEVICE_HELP),
     invert: Invert = typer.Option(
@@ -263,20 +286,18 @@ def run(
     jsonl: bool = typer.Option(False, "--jsonl", help="JSON lines on stdout, one per event."),
     report: Path | None = typer.Option(None, help="Write a JSON report (counts, failures...)."),
 ) -> None:
-    for location in (in_dir, out_dir):
-        if "://" in str(location) or str(location).startswith(("s3:/", "gs:/")):
-            raise UsageError(f"{location}: URIs are read and written by `denoise-batch ray`")
+    in_path, out_path = local_location(in_dir), local_location(out_dir)
     job = denoise_job(
         Denoise(model, device, invert.value, batch_size, tile, precision.value),
         output_format.value, overwrite, workers, threads, max_pixels, jpeg_quality, model_timeout,
     )  # fmt: skip
-    run_and_report(job, in_dir, out_dir, quiet, jsonl, report)
+    run_and_report(job, in_path, out_path, quiet, jsonl, report)
 
 
 @app.command()
 def noisify(
-    clean_dir: Path = typer.Argument(..., metavar="CLEAN", help="Folder of clean images."),
-    out_dir: Path = typer.Argument(..., metavar="OUT", help="Where the noisy copies go."),
+    clean_dir: str = typer.Argument(..., metavar="CLEAN", help="Folder of clean images."),
+    out_dir: str = typer.Argument(..., metavar="OUT", help="Where the noisy copies go."),
     noise: Noise = typer.Option(
         "gaussian", help="One kind at --level, or a per-image mix (blind, mixed)."
     ),
@@ -290,7 +311,7 @@ def noisify(
     job = Job(
         Noisify(noise.value, level, seed), output_format=output_format.value, overwrite=overwrite
     )
-    run_and_report(job, clean_dir, out_dir, quiet)
+    run_and_report(job, local_location(clean_dir), local_location(out_dir), quiet)
 
 
 @app.command()

@@ -859,6 +859,27 @@ def test_a_dying_worker_costs_its_chunk_not_the_run(tmp_path, noisy_digits):
     assert rerun.written == report.failed and rerun.failed == 0  # in-process: no crash
 
 
+def test_files_a_dying_worker_wrote_count_as_written(tmp_path, noisy_digits):
+    """A helper dies on the second file of its chunk, twice: the first file, written whole
+    (an atomic rename) before each death, counts as written, not failed with the chunk; only
+    the file that kills fails, and the report matches the disk."""
+    from denoise_cli.run.job import Job
+    from denoise_cli.run.runners import run_job
+    from tests.helpers import Crashing
+
+    src, out = tmp_path / "in", tmp_path / "out"
+    save_gray(src / "000.png", noisy_digits[0])
+    rng = np.random.default_rng(0)
+    save_gray(src / "001-crash.png", rng.random((30, 30)))  # its own batch, after 000.png's
+    for i in range(2, 12):
+        save_gray(src / f"{i:03d}.png", noisy_digits[i % 16])
+    job = Job(Crashing(), workers=2, threads=1, max_chunk_files=2)  # type: ignore[arg-type]
+    report = run_job(job, src, out)
+    assert [f.file for f in report.failures] == ["001-crash.png"]
+    assert (report.written, report.failed, report.unfinished) == (11, 1, 0)
+    assert "000.png" in files_under(out) and len(files_under(out)) == 11
+
+
 def test_a_helper_that_cannot_load_the_model_costs_nothing(tmp_path, noisy_digits):
     """A helper whose build fails where the parent's worked (memory, say): its chunks go to
     the others, replacements are tried a few times, then the parent does the work; the run

@@ -363,9 +363,21 @@ def test_a_file_uri_gets_the_local_rules(tmp_path, src):
     assert isinstance(source, LocalSource) and isinstance(target, LocalTarget)
 
 
-def test_run_refuses_uris_and_points_to_ray(tmp_path, src):
-    result = run(src, "s3://bucket/out")
-    assert result.exit_code == 2 and "denoise-batch ray" in result.output
+def test_run_refuses_uris_and_points_to_ray(tmp_path, src, monkeypatch):
+    """A URI given to `run` or `noisify` (which write local folders) is refused whatever its
+    scheme, never taken as a relative folder named 's3:' or 'local:'; file:// is a local path."""
+    monkeypatch.chdir(tmp_path)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    for command in ([], ["noisify"]):
+        for out in ("s3://bucket/out", "local:///tmp/x", "gs:/bucket/out", "file://far/tmp/x"):
+            result = run(*command, src, out)
+            assert result.exit_code == 2, (out, result.output)
+            assert out in result.output
+        assert "denoise-batch ray" in run(*command, "s3://bucket/in", tmp_path / "o").output
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+    assert run(f"file://{src}", f"file://{tmp_path}/out").exit_code == 0
+    assert run("noisify", f"file://{src}", f"file://localhost{tmp_path}/noisy").exit_code == 0
+    assert files_under(tmp_path / "out") == files_under(tmp_path / "noisy") == files_under(src)
 
 
 @pytest.mark.parametrize("dir_fd_writes", [True, False])
@@ -389,23 +401,33 @@ def test_both_write_paths_refuse_the_same_folders(tmp_path, src, monkeypatch, di
 
 
 def test_a_killed_runs_temporary_files_are_cleared_by_the_next_run(tmp_path, noisy_digits):
-    """kill -9 in the middle of a write leaves '.NAME.PID-...denoise-tmp' (nothing can clean up
-    after SIGKILL). The next run removes those whose writer is gone and keeps a live one's."""
+    """kill -9 in the middle of a write leaves '.NAME.HOST-PID-...denoise-tmp' (nothing can
+    clean up after SIGKILL). The next run removes those whose writer is gone and keeps a live
+    one's, one another host or container wrote (a shared OUT: its pid means nothing here) and
+    one whose 'pid' no process can have (no crash either)."""
+    from denoise_cli.core.atomic import HOST_TAG, temporary_name
+
     src, out = tmp_path / "in", tmp_path / "out"
     for i in range(3):
         save_gray(src / "sub" / f"{i}.png", noisy_digits[i])
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()  # its pid is free now: a writer that is gone
     (out / "sub").mkdir(parents=True)
-    stale = out / "sub" / f".1.png.{dead.pid}-140000-7.denoise-tmp"
-    stale.write_bytes(b"half a png")
-    live = out / "sub" / f".2.png.{os.getpid()}-140000-8.denoise-tmp"  # this test still runs
-    live.write_bytes(b"being written")
+    stale = out / "sub" / temporary_name("1.png", dead.pid)
+    older = out / "sub" / f".0.png.{dead.pid}-140000-7.denoise-tmp"  # before host tags
+    live = out / "sub" / temporary_name("2.png")  # this test still runs
+    other_host = "0" * 8 if HOST_TAG != "0" * 8 else "1" * 8
+    elsewhere = out / "sub" / f".2.png.{other_host}-{dead.pid}-1-0.denoise-tmp"
+    absurd = out / "sub" / f".2.png.{HOST_TAG}-9999999999-1-0.denoise-tmp"
     mine = out / "sub" / "notes.denoise-tmp"  # not our pattern: never touched
+    for path in (stale, older, live, elsewhere, absurd):
+        path.write_bytes(b"half a png")
     mine.write_text("keep")
     result = run(src, out)
     assert result.exit_code == 0, result.output
-    assert not stale.exists() and live.exists() and mine.read_text() == "keep"
+    assert not stale.exists() and not older.exists()
+    assert live.exists() and elsewhere.exists() and absurd.exists()
+    assert mine.read_text() == "keep"
     assert sorted(p.name for p in (out / "sub").glob("*.png")) == ["0.png", "1.png", "2.png"]
 
 
@@ -604,9 +626,11 @@ def test_a_helper_killed_mid_run_costs_no_file(tmp_path, noisy_digits, sig):
 def test_a_helper_killed_mid_write_leaves_no_temporary_file(tmp_path, src):
     """SIGKILL cannot be caught: a helper killed between creating its temporary file and the
     rename leaves it behind. The parent removes it as soon as it learns of the death (not at
-    the next run), and only the dead helper's: a live writer's temporary file stays."""
+    the next run), and only a dead writer's: a live writer's temporary file stays. What the
+    helper had written of its chunk counts as written; the rest goes again."""
     from types import SimpleNamespace
 
+    from denoise_cli.core.atomic import temporary_name
     from denoise_cli.run.pool import Assignment, HelperPool
     from denoise_cli.trees.plan import open_trees
     from denoise_cli.trees.walk import FileJob
@@ -617,22 +641,58 @@ def test_a_helper_killed_mid_write_leaves_no_temporary_file(tmp_path, src):
     target.open()
     folder = tmp_path / "out" / "a"
     folder.mkdir()
-    left = folder / f".0.png.{dead.pid}-1-0.denoise-tmp"
-    live = folder / f".1.png.{os.getpid()}-1-0.denoise-tmp"
+    left = folder / temporary_name("1.png", dead.pid)
+    live = folder / temporary_name("2.png")
     for path in (left, live):
         path.write_bytes(b"half a png")
-    files = [FileJob(str(src / "0.png"), "a/0.png", target.path("a/0.png"))]
-    helper = SimpleNamespace(
-        queue=[Assignment(files)], process=SimpleNamespace(exitcode=-signal.SIGKILL)
+    (folder / "0.png").write_bytes(b"written whole before the kill")
+    files = [
+        FileJob(str(src / f"{i}.png"), f"a/{i}.png", target.path(f"a/{i}.png")) for i in range(3)
+    ]
+    outcomes = []
+    run = SimpleNamespace(
+        target=target,
+        job=SimpleNamespace(overwrite=False),
+        recorder=SimpleNamespace(outcome=outcomes.append),
     )
-    pool = HelperPool(SimpleNamespace(target=target), 1, "spawn")
-    pool._sweep(helper)
+    helper = SimpleNamespace(
+        queue=[Assignment(list(files))], process=SimpleNamespace(exitcode=-signal.SIGKILL)
+    )
+    HelperPool(run, 1, "spawn")._salvage(helper)
     assert not left.exists()
     assert live.exists()
-    helper.process.exitcode = 0  # a helper that left cleanly wrote nothing half
+    assert [(o.rel, o.error) for o in outcomes] == [("a/0.png", None)]
+    assert [f.rel for f in helper.queue[0].files] == ["a/1.png", "a/2.png"]
+
     left.write_bytes(b"half a png")
-    pool._sweep(helper)
+    helper.process.exitcode = 0  # a helper that left cleanly wrote nothing half
+    HelperPool(run, 1, "spawn")._salvage(helper)
     assert left.exists()
+    run.job.overwrite, helper.process.exitcode = True, -signal.SIGKILL
+    helper.queue = [Assignment(list(files))]
+    HelperPool(run, 1, "spawn")._salvage(helper)  # the output on disk may be the old one
+    assert not left.exists() and len(outcomes) == 1 and len(helper.queue[0].files) == 3
+
+
+def test_a_process_ending_at_once_mid_write_removes_its_temporary_file(tmp_path):
+    """An orphaned helper ends inside its SIGTERM handler (it may be stuck in a model call);
+    remove_in_flight, which it calls first, takes the file it was writing with it."""
+    from denoise_cli.core.atomic import TMP_SUFFIX, remove_in_flight, write_atomic
+
+    seen = []
+
+    def pieces():
+        yield b"half"
+        seen.extend(p.name for p in tmp_path.iterdir())
+        remove_in_flight()  # what the handler does, then os._exit(0)
+        seen.append([p.name for p in tmp_path.iterdir()])
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        write_atomic(pieces(), tmp_path / "0.png")
+    assert len(seen) == 2 and seen[0].endswith(TMP_SUFFIX) and seen[1] == []
+    assert list(tmp_path.iterdir()) == []
+    remove_in_flight()  # nothing in flight: nothing happens
 
 
 def test_a_file_larger_than_any_image_can_be_is_refused_unread(tmp_path, src):

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import itertools
 import os
+import platform
 import re
 import threading
 from collections.abc import Iterable
@@ -12,8 +14,8 @@ from pathlib import Path
 
 #: Suffix of in-flight temporary files; a leftover one (after kill -9) is never an output.
 TMP_SUFFIX = ".denoise-tmp"
-#: Bytes of the destination's name kept in the temporary name: 255 minus the dot, pid, thread
-#: id, counter and suffix (at most ~60 bytes).
+#: Bytes of the destination's name kept in the temporary name: 255 minus the dot, host tag,
+#: pid, thread id, counter and suffix (at most ~70 bytes).
 MAX_KEPT_NAME_BYTES = 180
 
 _tmp_counter = itertools.count()
@@ -23,24 +25,67 @@ O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 O_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
 
 
-#: write_atomic's temporary names: ".NAME.PID-THREAD-COUNTER.denoise-tmp".
-_TMP_NAME = re.compile(r"\..*\.(\d+)-\d+-\d+" + re.escape(TMP_SUFFIX))
+def _host_tag() -> str:
+    """Eight hex digits for where this process's pid means something: the machine (its name
+    and boot) and the pid namespace (a container). On a file system shared between hosts or
+    containers, a temporary file is judged by its writer's pid only where the tag matches."""
+    parts = [platform.node()]
+    with contextlib.suppress(OSError), open("/proc/sys/kernel/random/boot_id") as boot:
+        parts.append(boot.read().strip())
+    with contextlib.suppress(OSError):
+        parts.append(str(os.stat("/proc/self/ns/pid").st_ino))
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:8]
+
+
+HOST_TAG = _host_tag()
+#: write_atomic's temporary names: ".NAME.HOST-PID-THREAD-COUNTER.denoise-tmp"; before
+#: 2026-12-04 without HOST (judged as this host's).
+_TMP_NAME = re.compile(r"\..*\.(?:([0-9a-f]{8})-)?(\d{1,10})-\d+-\d+" + re.escape(TMP_SUFFIX))
+
+
+#: The temporary files this process is writing (name, folder descriptor), for `remove_in_flight`.
+_in_flight: dict[str, int | None] = {}
+
+
+def remove_in_flight() -> None:
+    """Remove the temporary files this process is writing: for a process that ends at once
+    (os._exit in a signal handler, mid-write), so that it leaves none behind."""
+    for tmp, dir_fd in list(_in_flight.items()):
+        with contextlib.suppress(OSError):
+            os.unlink(tmp, dir_fd=dir_fd)
+
+
+def temporary_name(name: str, pid: int | None = None) -> str:
+    """The temporary name write_atomic gives `name`'s contents in flight (`pid`: another
+    process's, for tests and tools)."""
+    # The name must fit the file system's 255-byte limit whatever `name` is: keep a prefix of
+    # it (for a person looking at a folder mid-run), cut on a character boundary. (45
+    # characters are at most 180 bytes in UTF-8: the usual short name skips the encoding.)
+    stem = (
+        name
+        if len(name) <= 45
+        else os.fsencode(name)[:MAX_KEPT_NAME_BYTES].decode("utf-8", "ignore")
+    )
+    writer = os.getpid() if pid is None else pid
+    ident = f"{HOST_TAG}-{writer}-{threading.get_ident()}-{next(_tmp_counter)}"
+    return f".{stem}.{ident}{TMP_SUFFIX}"
 
 
 def stale_temporary(name: str) -> bool:
     """Whether `name` is a temporary file of write_atomic whose writer is gone (kill -9, a
-    power cut): the next run removes it. One whose process still runs here is kept."""
+    power cut): the next run removes it. One whose process still runs here, or that another
+    host or container wrote (its pid means nothing here), is kept."""
     match = _TMP_NAME.fullmatch(name)
-    if match is None:
-        return False
-    pid = int(match.group(1))
+    if match is None or match.group(1) not in (None, HOST_TAG) or os.name == "nt":
+        return False  # (on Windows os.kill(pid, 0) would end the process, not ask about it)
+    pid = int(match.group(2))
     if pid == os.getpid():
         return False
     try:
         os.kill(pid, 0)  # signal 0: only asks whether the process exists
     except ProcessLookupError:
         return True
-    except OSError:  # alive, another user's
+    except (OSError, OverflowError, ValueError):  # alive, another user's; or no pid at all
         pass
     return False
 
@@ -64,19 +109,9 @@ def write_atomic(
     hard link stays untouched at its target), never writes through one.
     """
     folder, name = os.path.split(os.fspath(dest))
-    # The temporary name must fit the file system's 255-byte limit whatever `name` is: keep a
-    # prefix of it (for a person looking at a folder mid-run), cut on a character boundary.
-    # (45 characters are at most 180 bytes in UTF-8: the usual short name skips the encoding.)
-    stem = (
-        name
-        if len(name) <= 45
-        else os.fsencode(name)[:MAX_KEPT_NAME_BYTES].decode("utf-8", "ignore")
-    )
-    tmp = os.path.join(
-        folder,
-        f".{stem}.{os.getpid()}-{threading.get_ident()}-{next(_tmp_counter)}{TMP_SUFFIX}",
-    )
+    tmp = os.path.join(folder, temporary_name(name))
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | O_CLOEXEC | _O_BINARY | O_NOFOLLOW
+    _in_flight[tmp] = dir_fd  # before the file exists: a handler may run at any point
     try:
         fd = os.open(tmp, flags, 0o666, dir_fd=dir_fd)  # in the try: a Ctrl-C must clean up
         try:
@@ -91,3 +126,5 @@ def write_atomic(
         with contextlib.suppress(OSError):
             os.unlink(tmp, dir_fd=dir_fd)
         raise
+    finally:
+        _in_flight.pop(tmp, None)

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
+from denoise_cli.core.atomic import remove_in_flight
 from denoise_cli.core.errors import first_line
 from denoise_cli.core.report import Outcome
 from denoise_cli.run.chunk import ChunkWorker
@@ -191,14 +192,14 @@ class HelperPool:
         chunks behind it go elsewhere, and a new helper takes its place."""
         self.helpers.remove(helper)
         helper.conn.close()
-        self._sweep(helper)
+        self._salvage(helper)
         stopping = self.run.stop()
         reason = death_reason(helper.process.exitcode)
         if helper.broken is not None:
             self.run.recorder.warn(f"a worker process could not load the model: {helper.broken}")
         for i, assignment in enumerate(helper.queue):
-            if stopping:
-                continue  # not done, not failed: the rerun does it
+            if stopping or not assignment.files:
+                continue  # not done, not failed: the rerun does it (or all on disk)
             if i == 0 and helper.broken is None and helper.process.exitcode != 0:
                 assignment.attempts += 1
                 if assignment.attempts >= MAX_ATTEMPTS:
@@ -229,15 +230,28 @@ class HelperPool:
                 helper.process.kill()
             helper.process.join(5)
             helper.conn.close()
-            self._sweep(helper)
+            self._salvage(helper)
         self.helpers = []
 
-    def _sweep(self, helper: Helper) -> None:
-        """A helper killed mid-write (SIGKILL cannot be caught) leaves its temporary file in
-        an output folder of the chunk in hand: remove it now, not at the next run."""
-        if helper.queue and helper.process.exitcode not in (0, None):
-            with contextlib.suppress(Exception):  # best effort: the next run sweeps too
-                on_disk(self.run.target, [file.dst for file in helper.queue[0].files])
+    def _salvage(self, helper: Helper) -> None:
+        """A helper that died mid-chunk (a signal, the OOM killer): the temporary file it was
+        writing goes now, not at the next run (SIGKILL cannot be caught), and the files of the
+        chunk it had written (whole: atomic renames) count as written, not written again or
+        failed with the rest. With --overwrite an output on disk may be the old one: the chunk
+        then goes again whole."""
+        if not helper.queue or helper.process.exitcode in (0, None):
+            return
+        chunk = helper.queue[0]
+        try:
+            present = on_disk(self.run.target, [file.dst for file in chunk.files])
+        except Exception:  # best effort: the next run sweeps too
+            return
+        if self.run.job.overwrite or not present:
+            return
+        for file in chunk.files:
+            if file.dst in present:
+                self.run.recorder.outcome(Outcome(file.rel, file.dst))
+        chunk.files = [file for file in chunk.files if file.dst not in present]
 
     def _poll_quietly(self, timeout: float) -> None:
         waiting = [h.process.sentinel for h in self.helpers if h.process.is_alive()]
@@ -250,14 +264,18 @@ class HelperPool:
 
 
 class _Terminated:
-    """Set by SIGTERM sent to this helper: it finishes the file in hand, reports, and ends."""
+    """Set by SIGTERM sent to this helper: it finishes the file in hand, reports, and ends.
+    Orphaned (Linux sends SIGTERM when the parent dies), it ends at once, since nobody will read
+    what it finishes and it may be stuck in a model call, but first removes the temporary file
+    it is writing: SIGKILL to the parent must not leave one in OUT."""
 
     def __init__(self, parent: int) -> None:
         self.parent, self.flag = parent, False
 
     def __call__(self, signum: int, frame: object) -> None:
         self.flag = True
-        if os.getppid() != self.parent:  # orphaned: nobody will read what it finishes
+        if os.getppid() != self.parent:
+            remove_in_flight()
             os._exit(0)
 
 
