@@ -62,7 +62,9 @@ class SourceTree(Protocol):
 
 
 class TargetTree(Protocol):
-    def existing(self, prefix: str) -> set[str]: ...
+    def existing(self, prefix: str, fresh: bool = False) -> set[str]:
+        """Names in output folder `prefix`; `fresh`: as they are now, not as first listed."""
+        ...
 
     def path(self, rel: str) -> str: ...
 
@@ -80,7 +82,7 @@ def on_disk(target: TargetTree, outputs: list[str]) -> set[str]:
     return {
         dst
         for prefix, entries in folders.items()
-        for names in [target.existing(prefix)]
+        for names in [target.existing(prefix, fresh=True)]
         for dst, name in entries
         if name in names
     }
@@ -233,10 +235,11 @@ class LocalTarget:
     def path(self, rel: str) -> str:
         return self._prefix + rel
 
-    def existing(self, prefix: str) -> set[str]:
+    def existing(self, prefix: str, fresh: bool = False) -> set[str]:
         """Names already in an output folder, listed through the same checked descriptors a
         write uses: a symlinked folder has none (and its writes are refused). Temporary files
-        that a killed run left behind (kill -9 mid-write) are removed on the way."""
+        that a killed run left behind (kill -9 mid-write) are removed on the way. Always listed
+        now (`fresh` or not)."""
         unlink: Callable[[str], None]
         try:
             if DIR_FD_WRITES:
@@ -354,8 +357,12 @@ class StorageTarget:
     def __getstate__(self) -> dict:
         return {"storage": self.storage, "_existing": None}
 
-    def existing(self, prefix: str) -> set[str]:
-        if self._existing is None:  # one listing for the whole tree: each call is a request
+    def existing(self, prefix: str, fresh: bool = False) -> set[str]:
+        """Planning lists the whole tree once (each call is a request); `fresh` lists one
+        folder again: what workers wrote since (an actor lost mid-chunk)."""
+        if fresh:
+            return self.storage.list_folder(prefix)
+        if self._existing is None:
             self._existing = {}
             for rel in self.storage.list_files():
                 folder, _, name = rel.rpartition("/")

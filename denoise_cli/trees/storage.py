@@ -57,6 +57,15 @@ class Storage:
                 rels.append(info.path[len(self.root) + 1 :])
         return sorted(rels)
 
+    def list_folder(self, prefix: str) -> set[str]:
+        """The names of the files directly in folder `prefix` ('' or 'a/b/'), listed now."""
+        from pyarrow import fs
+
+        folder = self.path(prefix.rstrip("/"))
+        selector = fs.FileSelector(folder, recursive=False, allow_not_found=True)
+        infos = self.fs.get_file_info(selector)
+        return {info.base_name for info in infos if info.type == fs.FileType.File}
+
     def read(self, rel: str, max_bytes: int | None = None) -> bytes:
         """The whole object; one over `max_bytes` is refused before it is read."""
         if max_bytes is not None:
