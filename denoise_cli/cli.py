@@ -16,7 +16,6 @@ import sys
 import threading
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlparse
 
 import typer
 
@@ -144,11 +143,10 @@ _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]+:/")
 def local_location(location: str) -> Path:
     """The local path `run` and `noisify` work on: a file:// URI names one; any other URI is
     refused (as a path it would become a relative folder named 's3:'), `ray` reads them."""
-    if location.startswith("file:"):
-        parts = urlparse(location)
-        if parts.netloc not in ("", "localhost"):
-            raise UsageError(f"{location}: a file on another host; mount it and give the path")
-        return Path(unquote(parts.path))
+    from denoise_cli.trees.storage import file_uri_path
+
+    if (path := file_uri_path(location)) is not None:
+        return path
     if _SCHEME.match(location):
         raise UsageError(
             f"{location}: URIs are read and written by `denoise-batch ray` "

@@ -204,17 +204,3 @@ def test_a_chunk_that_kills_its_actor_fails_with_a_reason_and_never_hangs(
     assert len(_files(out)) == report.written
     rerun = run_job(job.with_(workers=1), src, out)
     assert rerun.written == report.failed and rerun.failed == 0
-
-
-def test_a_lost_actors_outputs_in_a_store_are_seen_as_written(tmp_path):
-    """Planning lists a store's output tree once; a retry after a lost actor asks again, so
-    files the actor wrote before it died count as written, not failed with its chunk."""
-    from denoise_cli.trees.plan import StorageTarget, on_disk
-    from denoise_cli.trees.storage import Storage
-
-    target = StorageTarget(Storage((tmp_path / "out").as_uri()))
-    assert target.existing("a/") == set()  # the plan's listing: nothing yet
-    target.write(target.path("a/0.png"), b"written by the actor that died")
-    outputs = [target.path("a/0.png"), target.path("a/1.png")]
-    assert on_disk(target, outputs) == {target.path("a/0.png")}
-    assert target.existing("a/") == set()  # the plan's own listing is kept

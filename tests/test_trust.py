@@ -375,6 +375,11 @@ def test_run_refuses_uris_and_points_to_ray(tmp_path, src, monkeypatch):
             assert out in result.output
         assert "denoise-batch ray" in run(*command, "s3://bucket/in", tmp_path / "o").output
     assert sorted(p.name for p in tmp_path.iterdir()) == before
+    for out in (f"file://{tmp_path}/o#1", f"file://{tmp_path}/o?x", "file://localhost"):
+        assert run(src, out).exit_code == 2, out
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+    assert run(src, "file:out").exit_code == 0  # no '/' after 'file:': a folder of that name
+    assert files_under(tmp_path / "file:out") == files_under(src)
     assert run(f"file://{src}", f"file://{tmp_path}/out").exit_code == 0
     assert run("noisify", f"file://{src}", f"file://localhost{tmp_path}/noisy").exit_code == 0
     assert files_under(tmp_path / "out") == files_under(tmp_path / "noisy") == files_under(src)
@@ -405,7 +410,7 @@ def test_a_killed_runs_temporary_files_are_cleared_by_the_next_run(tmp_path, noi
     clean up after SIGKILL). The next run removes those whose writer is gone and keeps a live
     one's, one another host or container wrote (a shared OUT: its pid means nothing here) and
     one whose 'pid' no process can have (no crash either)."""
-    from denoise_cli.core.atomic import HOST_TAG, temporary_name
+    from denoise_cli.core.atomic import host_tag, temporary_name
 
     src, out = tmp_path / "in", tmp_path / "out"
     for i in range(3):
@@ -416,9 +421,9 @@ def test_a_killed_runs_temporary_files_are_cleared_by_the_next_run(tmp_path, noi
     stale = out / "sub" / temporary_name("1.png", dead.pid)
     older = out / "sub" / f".0.png.{dead.pid}-140000-7.denoise-tmp"  # before host tags
     live = out / "sub" / temporary_name("2.png")  # this test still runs
-    other_host = "0" * 8 if HOST_TAG != "0" * 8 else "1" * 8
+    other_host = "0" * 8 if host_tag() != "0" * 8 else "1" * 8
     elsewhere = out / "sub" / f".2.png.{other_host}-{dead.pid}-1-0.denoise-tmp"
-    absurd = out / "sub" / f".2.png.{HOST_TAG}-9999999999-1-0.denoise-tmp"
+    absurd = out / "sub" / f".2.png.{host_tag()}-9999999999-1-0.denoise-tmp"
     mine = out / "sub" / "notes.denoise-tmp"  # not our pattern: never touched
     for path in (stale, older, live, elsewhere, absurd):
         path.write_bytes(b"half a png")
@@ -635,7 +640,7 @@ def test_a_helper_killed_mid_write_leaves_no_temporary_file(tmp_path, src):
     from denoise_cli.trees.plan import open_trees
     from denoise_cli.trees.walk import FileJob
 
-    dead = subprocess.Popen(["true"])
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()  # reaped: its pid names no process now
     _, target = open_trees(src, tmp_path / "out")
     target.open()
@@ -693,6 +698,38 @@ def test_a_process_ending_at_once_mid_write_removes_its_temporary_file(tmp_path)
     assert len(seen) == 2 and seen[0].endswith(TMP_SUFFIX) and seen[1] == []
     assert list(tmp_path.iterdir()) == []
     remove_in_flight()  # nothing in flight: nothing happens
+
+
+def test_a_lost_actors_outputs_in_a_store_are_seen_as_written(tmp_path):
+    """Planning lists a store's output tree once; the Ray runner's retry after a lost actor
+    asks again, so files the actor wrote before it died count as written, and only the rest
+    goes to another actor."""
+    pytest.importorskip("pyarrow")
+    from types import SimpleNamespace
+
+    from denoise_cli.run.ray_runner import _Dispatch
+    from denoise_cli.trees.plan import StorageTarget
+    from denoise_cli.trees.storage import Storage
+
+    target = StorageTarget(Storage((tmp_path / "out").as_uri()))
+    assert target.existing("a/") == set()  # the plan's listing: nothing yet
+    target.write(target.path("a/0.png"), b"written by the actor that died")
+    rows = [
+        ("in/0.png", "a/0.png", target.path("a/0.png")),
+        ("in/1.png", "a/1.png", target.path("a/1.png")),
+    ]
+    outcomes = []
+    run = SimpleNamespace(
+        target=target,
+        workers=1,
+        job=SimpleNamespace(overwrite=False),
+        recorder=SimpleNamespace(outcome=outcomes.append),
+    )
+    dispatch = _Dispatch(None, run, None)
+    dispatch._retry(rows, 1)
+    assert [(o.rel, o.error) for o in outcomes] == [("a/0.png", None)]
+    assert list(dispatch.waiting) == [(rows[1:], 1)]
+    assert target.existing("a/") == set()  # the plan's own listing is kept
 
 
 def test_a_file_larger_than_any_image_can_be_is_refused_unread(tmp_path, src):

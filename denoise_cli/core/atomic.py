@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import itertools
 import os
@@ -25,7 +26,8 @@ O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 O_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
 
 
-def _host_tag() -> str:
+@functools.cache
+def host_tag() -> str:
     """Eight hex digits for where this process's pid means something: the machine (its name
     and boot) and the pid namespace (a container). On a file system shared between hosts or
     containers, a temporary file is judged by its writer's pid only where the tag matches."""
@@ -37,14 +39,18 @@ def _host_tag() -> str:
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:8]
 
 
-HOST_TAG = _host_tag()
 #: write_atomic's temporary names: ".NAME.HOST-PID-THREAD-COUNTER.denoise-tmp"; before
 #: 2026-12-04 without HOST (judged as this host's).
-_TMP_NAME = re.compile(r"\..*\.(?:([0-9a-f]{8})-)?(\d{1,10})-\d+-\d+" + re.escape(TMP_SUFFIX))
+_TMP_NAME = re.compile(
+    r"\..*\.(?:([0-9a-f]{8})-)?(\d{1,10})-\d+-\d+" + re.escape(TMP_SUFFIX), re.DOTALL
+)
 
 
-#: The temporary files this process is writing (name, folder descriptor), for `remove_in_flight`.
+#: The temporary files this process is writing (name, folder descriptor), for `remove_in_flight`;
+#: a forked child writes none of them.
 _in_flight: dict[str, int | None] = {}
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_in_flight.clear)
 
 
 def remove_in_flight() -> None:
@@ -67,7 +73,7 @@ def temporary_name(name: str, pid: int | None = None) -> str:
         else os.fsencode(name)[:MAX_KEPT_NAME_BYTES].decode("utf-8", "ignore")
     )
     writer = os.getpid() if pid is None else pid
-    ident = f"{HOST_TAG}-{writer}-{threading.get_ident()}-{next(_tmp_counter)}"
+    ident = f"{host_tag()}-{writer}-{threading.get_ident()}-{next(_tmp_counter)}"
     return f".{stem}.{ident}{TMP_SUFFIX}"
 
 
@@ -76,7 +82,7 @@ def stale_temporary(name: str) -> bool:
     power cut): the next run removes it. One whose process still runs here, or that another
     host or container wrote (its pid means nothing here), is kept."""
     match = _TMP_NAME.fullmatch(name)
-    if match is None or match.group(1) not in (None, HOST_TAG) or os.name == "nt":
+    if match is None or match.group(1) not in (None, host_tag()) or os.name == "nt":
         return False  # (on Windows os.kill(pid, 0) would end the process, not ask about it)
     pid = int(match.group(2))
     if pid == os.getpid():

@@ -342,7 +342,8 @@ def helper_main(
 
 def _die_with_parent(parent: int) -> None:
     """Ask Linux to send SIGTERM when the parent dies (kill -9 included): the handler above
-    then stops after the current file instead of writing on for tens of seconds."""
+    then removes the temporary file in flight and ends the helper at once, instead of letting
+    it write on for tens of seconds."""
     with contextlib.suppress(Exception):
         import ctypes
 

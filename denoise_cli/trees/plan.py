@@ -32,7 +32,7 @@ from denoise_cli.core.errors import ImageError, UsageError
 from denoise_cli.core.report import Recorder
 from denoise_cli.files.images import is_image_name
 from denoise_cli.trees.dirfd import DirId, FolderCursor, dir_id, open_root, read_at
-from denoise_cli.trees.storage import Storage, is_uri
+from denoise_cli.trees.storage import Storage, file_uri_path, is_uri
 from denoise_cli.trees.walk import (
     FileJob,
     Folder,
@@ -385,10 +385,8 @@ def _local_path(location: str | Path) -> str | Path:
     """A file:// URI is a local path (and gets the local rules); other locations as given,
     local paths made absolute so that workers anywhere resolve them the same way."""
     text = str(location)
-    if text.startswith("file://"):
-        from urllib.parse import unquote, urlparse
-
-        return Path(unquote(urlparse(text).path)).absolute()
+    if (path := file_uri_path(text)) is not None:
+        return path.absolute()
     return text if is_uri(text) else Path(location).absolute()
 
 

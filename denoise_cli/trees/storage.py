@@ -8,14 +8,37 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import uuid
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
+from urllib.parse import unquote_to_bytes, urlsplit
+from urllib.request import url2pathname
 
 from denoise_cli.core.errors import ImageError, MissingDependency, UsageError
 
 
 def is_uri(location: str) -> bool:
     return "://" in location
+
+
+def file_uri_path(location: str) -> Path | None:
+    """The local path a file: URI names ('file:///data/in', 'file://localhost/data'), None
+    for anything else ('file:out' is a folder of that name). Refused: another host, a query or
+    fragment ('#' and '?' are written %23 and %3F in a URI), no path."""
+    if not re.match(r"(?i)file:/", location):
+        return None
+    parts = urlsplit(location)
+    if parts.netloc.lower() not in ("", "localhost"):
+        raise UsageError(f"{location}: a file on another host; mount it and give the path")
+    if parts.query or parts.fragment or location.endswith(("?", "#")):
+        raise UsageError(f"{location}: '?' and '#' start a query in a URI; write %3F and %23")
+    if os.name == "nt":
+        path = url2pathname(parts.path)  # '/C:/data' -> 'C:\\data'
+    else:
+        path = os.fsdecode(unquote_to_bytes(parts.path))  # '%FF': that byte, as the OS has it
+    if path.strip("/\\") == "":
+        raise UsageError(f"{location}: names no folder")
+    return Path(path)
 
 
 class Storage:
