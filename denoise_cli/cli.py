@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import signal
 import sys
 import threading
@@ -133,26 +132,6 @@ def _check_report_path(path: Path | None, inputs: tuple[str | Path, ...]) -> Non
         from denoise_cli.core.safety import check_output_file
 
         check_output_file(path, inputs, "the report")
-
-
-#: "s3://bucket/x", "gs:/b" (a shell or a Path folds '//'), "local:///x": a scheme, never a
-#: folder of ours (a single letter is a Windows drive: "C:/data").
-_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]+:/")
-
-
-def local_location(location: str) -> Path:
-    """The local path `run` and `noisify` work on: a file:// URI names one; any other URI is
-    refused (as a path it would become a relative folder named 's3:'), `ray` reads them."""
-    from denoise_cli.trees.storage import file_uri_path
-
-    if (path := file_uri_path(location)) is not None:
-        return path
-    if _SCHEME.match(location):
-        raise UsageError(
-            f"{location}: URIs are read and written by `denoise-batch ray` "
-            f"(a local folder of that name: ./{location})"
-        )
-    return Path(location)
 
 
 def run_and_report(
@@ -284,6 +263,8 @@ def run(
     jsonl: bool = typer.Option(False, "--jsonl", help="JSON lines on stdout, one per event."),
     report: Path | None = typer.Option(None, help="Write a JSON report (counts, failures...)."),
 ) -> None:
+    from denoise_cli.trees.plan import local_location
+
     in_path, out_path = local_location(in_dir), local_location(out_dir)
     job = denoise_job(
         Denoise(model, device, invert.value, batch_size, tile, precision.value),
@@ -309,6 +290,8 @@ def noisify(
     job = Job(
         Noisify(noise.value, level, seed), output_format=output_format.value, overwrite=overwrite
     )
+    from denoise_cli.trees.plan import local_location
+
     run_and_report(job, local_location(clean_dir), local_location(out_dir), quiet)
 
 

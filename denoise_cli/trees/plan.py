@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 import stat
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -379,6 +380,24 @@ class StorageTarget:
             self.storage.write(dst, data)
         except OSError as exc:
             raise ImageError(f"cannot write {dst}: {exc}") from None
+
+
+#: "s3://bucket/x", "gs:/b" (a shell or a Path folds '//'), "local:///x": a scheme, never a
+#: folder of ours (a single letter is a Windows drive: "C:/data").
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]+:/")
+
+
+def local_location(location: str) -> Path:
+    """The local path `run` and `noisify` work on: a file:// URI names one; any other URI is
+    refused (as a path it would become a relative folder named 's3:'), `ray` reads them."""
+    if (path := file_uri_path(location)) is not None:
+        return path
+    if _SCHEME.match(location):
+        raise UsageError(
+            f"{location}: URIs are read and written by `denoise-batch ray` "
+            f"(a local folder of that name: ./{location})"
+        )
+    return Path(location)
 
 
 def _local_path(location: str | Path) -> str | Path:
