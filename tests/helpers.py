@@ -134,6 +134,59 @@ class SlowIdentity(CrashingTransform):
         return images
 
 
+class OneAtATime(CrashingTransform):
+    """Identity on one image a call, `seconds` a call: a stop lands between files."""
+
+    def __init__(self, driver_pid: int, seconds: float) -> None:
+        super().__init__(driver_pid)
+        self.seconds = seconds
+
+    def batch_limit(self, height: int, width: int) -> int:
+        return 1
+
+    def __call__(self, images, jobs):
+        time.sleep(self.seconds)
+        return images
+
+
+@dataclass(frozen=True)
+class Slow:
+    """A Job's transform description: OneAtATime in every worker."""
+
+    seconds: float = 0.2
+    driver_pid: int = field(default_factory=os.getpid)
+
+    def build(self, threads: int | None) -> OneAtATime:
+        return OneAtATime(self.driver_pid, self.seconds)
+
+    def placed(self) -> Slow:
+        return self
+
+    def describe_model(self) -> dict:
+        return {"transform": "slow identity"}
+
+
+class Boom(BaseException):
+    """What no per-file handler catches: the whole call raises."""
+
+
+class RaisingTransform(OneAtATime):
+    """OneAtATime, except that a worker process raises Boom on a 'boom' file."""
+
+    def __call__(self, images, jobs):
+        if os.getpid() != self.driver_pid and any("boom" in j.rel for j in jobs):
+            raise Boom("the decoder blew up")
+        return super().__call__(images, jobs)
+
+
+@dataclass(frozen=True)
+class RaisesInWorkers(Slow):
+    """A Job's transform description: RaisingTransform in every worker."""
+
+    def build(self, threads: int | None) -> RaisingTransform:
+        return RaisingTransform(self.driver_pid, self.seconds)
+
+
 def tree_hash(root: Path) -> dict[str, str]:
     """Every entry under `root` (not following links): file hashes, link targets, folders.
     Equal before and after a run means the tree was not touched."""

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -204,3 +206,75 @@ def test_a_chunk_that_kills_its_actor_fails_with_a_reason_and_never_hangs(
     assert len(_files(out)) == report.written
     rerun = run_job(job.with_(workers=1), src, out)
     assert rerun.written == report.failed and rerun.failed == 0
+
+
+def _stop_when_a_file_appears(out, sig=signal.SIGTERM) -> threading.Thread:
+    """SIGTERM to this process once the first output is on disk: chunks are then in hand."""
+
+    def watch() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if out.is_dir() and any(p.suffix == ".png" for p in out.rglob("*")):
+                os.kill(os.getpid(), sig)
+                return
+            time.sleep(0.02)
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_a_stop_lets_actors_finish_the_file_in_hand_and_counts_what_they_wrote(
+    tmp_path, noisy_digits, local_ray
+):
+    """SIGTERM mid-run on Ray: actors stop after the file in hand (not killed mid-write), every
+    file on disk is reported written, no temporary file is left, and a rerun writes exactly
+    the rest. Before, the actors were killed at once and their written files went unreported."""
+    from denoise_cli.core.errors import Interrupted
+    from denoise_cli.run.job import Job
+    from denoise_cli.run.ray_runner import RayRunner
+    from denoise_cli.run.runners import run_job
+    from tests.helpers import Slow
+
+    src, out = tmp_path / "in", tmp_path / "out"
+    for i in range(40):
+        save_gray(src / f"{i:03d}.png", noisy_digits[i % 16])
+    job = Job(Slow(0.2), workers=2, max_chunk_files=8)  # type: ignore[arg-type]
+    watcher = _stop_when_a_file_appears(out)
+    with pytest.raises(Interrupted) as stopped:
+        run_job(job, src, out, runner=RayRunner())
+    watcher.join(5)
+    report = stopped.value.report
+    on_disk = _files(out)
+    assert all(name.endswith(".png") and not name.startswith(".") for name in on_disk)
+    assert report.failed == 0 and report.written == len(on_disk) > 0
+    assert report.written < 40  # stopped, not finished
+    rerun = run_job(job.with_(workers=1), src, out)
+    assert rerun.written == 40 - report.written and rerun.failed == 0
+
+
+def test_a_chunk_that_raises_counts_what_it_wrote_and_fails_only_the_rest(
+    tmp_path, noisy_digits, local_ray
+):
+    """A call that raises past every per-file handler (the actor lives): the files the chunk
+    wrote before are reported written, the rest goes to an actor again, and what still cannot
+    be done fails naming the cause. Before, every file of the chunk failed, written or not."""
+    from denoise_cli.run.job import Job
+    from denoise_cli.run.ray_runner import LOST_ON_RAY, RayRunner
+    from denoise_cli.run.runners import run_job
+    from tests.helpers import RaisesInWorkers
+
+    src, out = tmp_path / "in", tmp_path / "out"
+    names = ["000.png", "001.png", "002-boom.png", "003.png"]
+    for i, name in enumerate(names):
+        save_gray(src / name, noisy_digits[i])
+    job = Job(RaisesInWorkers(0.05), workers=1, max_chunk_files=4)  # type: ignore[arg-type]
+    report = run_job(job, src, out, runner=RayRunner())
+    assert _files(out) == ["000.png", "001.png"]
+    assert report.written == 2 and report.failed == 2
+    errors = {f.file: f.error for f in report.failures}
+    assert set(errors) == {"002-boom.png", "003.png"}
+    for error in errors.values():
+        assert error.startswith(LOST_ON_RAY) and "Boom: the decoder blew up" in error
+    rerun = run_job(job, src, out)
+    assert rerun.written == 2 and rerun.failed == 0

@@ -13,6 +13,8 @@ Ray is optional: `pip install 'denoise-batch[ray]'`. Nothing here imports it at 
 from __future__ import annotations
 
 import contextlib
+import threading
+import time
 from collections import deque
 from collections.abc import Iterator
 from typing import Any
@@ -30,18 +32,29 @@ MAX_DEATHS = 2
 LOST_ON_RAY = "the Ray cluster could not finish this file's chunk; rerun to retry"
 #: Seconds between looks at the run (a stop request) while chunks are out.
 POLL_S = 0.5
+#: After a stop, how long actors have to finish the file in hand (as pool helpers do).
+STOP_GRACE_S = 5.0
+#: After killing an actor, how long to wait for Ray to confirm it is gone.
+KILL_WAIT_S = 10.0
 
 Row = tuple[str, str, str]  # (src, rel, dst): a FileJob as plain strings
 
 
 class ChunkActor:
-    """A Ray actor: one transform (one onnxruntime session) for its whole life."""
+    """A Ray actor: one transform (one onnxruntime session) for its whole life. Threaded (two
+    calls at once), so that `stop` reaches it while `run` works: the chunk then ends after the
+    file in hand, and returns what it finished."""
 
     def __init__(self, job: Job, threads: int, source: SourceTree, target: TargetTree) -> None:
-        self.worker = ChunkWorker(job.transform.build(threads), job, source, target)
+        self.stopping = threading.Event()
+        transform = job.transform.build(threads)
+        self.worker = ChunkWorker(transform, job, source, target, self.stopping.is_set)
 
     def ready(self) -> bool:
         return True
+
+    def stop(self) -> None:
+        self.stopping.set()
 
     def run(self, rows: list[Row]) -> list[tuple[str, str, str | None]]:
         outcomes = self.worker.run([FileJob(*row) for row in rows])
@@ -100,6 +113,7 @@ class RayRunner:
             num_gpus=self.gpus_per_worker,
             max_restarts=0,  # the driver replaces a dead actor, wherever there is room
             max_task_retries=0,  # and sends its chunk to another
+            max_concurrency=2,  # `stop` while `run` works
         )(ChunkActor)
 
 
@@ -128,6 +142,8 @@ class _Dispatch:
             if not self.run.stop():  # what no actor could take fails with the last reason
                 for rows, _ in self.waiting:
                     self._fail(rows, self.reason)
+            else:
+                self._wind_down()
         finally:
             for actor in [
                 *self.idle,
@@ -136,6 +152,33 @@ class _Dispatch:
             ]:
                 with contextlib.suppress(Exception):
                     self.ray.kill(actor)
+
+    def _wind_down(self) -> None:
+        """A stop: actors finish the file in hand (STOP_GRACE_S at most) and report; those
+        still busy are killed, and once Ray says they are gone the files they wrote count as
+        written and the temporary file each was writing is removed (on this host: another
+        host's are judged by the next run there). The rest is not done, not failed."""
+        for actor, _, _ in self.out.values():
+            with contextlib.suppress(Exception):
+                actor.stop.remote()
+        deadline = time.monotonic() + STOP_GRACE_S
+        while self.out and time.monotonic() < deadline:
+            self._collect(timeout=min(POLL_S, max(0.01, deadline - time.monotonic())))
+        if not self.out:
+            return
+        for actor, _, _ in self.out.values():
+            with contextlib.suppress(Exception):
+                self.ray.kill(actor)
+        with contextlib.suppress(Exception):  # their calls end in RayActorError once dead
+            self.ray.wait(list(self.out), num_returns=len(self.out), timeout=KILL_WAIT_S)
+        rows = [row for _, chunk, _ in self.out.values() for row in chunk]
+        self.out = {}
+        with contextlib.suppress(Exception):  # best effort: the next run sweeps too
+            done = on_disk(self.run.target, [row[2] for row in rows])
+            if not self.run.job.overwrite:  # with --overwrite, a file there may be the old one
+                for _, rel, dst in rows:
+                    if dst in done:
+                        self.run.recorder.outcome(Outcome(rel, dst))
 
     def _start_actor(self) -> None:
         run = self.run
@@ -148,9 +191,9 @@ class _Dispatch:
             actor = self.idle.pop()
             self.out[actor.run.remote(rows)] = (actor, rows, deaths)
 
-    def _collect(self) -> None:
+    def _collect(self, timeout: float = POLL_S) -> None:
         pending = [*self.out, *self.starting]
-        done, _ = self.ray.wait(pending, num_returns=1, timeout=POLL_S)
+        done, _ = self.ray.wait(pending, num_returns=1, timeout=timeout)
         for future in done:
             if future in self.starting:
                 actor = self.starting.pop(future)
@@ -167,8 +210,13 @@ class _Dispatch:
                 self._lost(actor, exc)
                 self._retry(rows, deaths + 1)
                 continue
-            except Exception as exc:  # the chunk itself raised: its files fail, the actor stays
-                outcomes = [(row[1], row[2], f"{LOST_ON_RAY} ({first_line(exc)})") for row in rows]
+            except Exception as exc:  # the call raised (a Ray error), the actor lives: what the
+                # chunk wrote counts, the rest goes again (and fails after MAX_DEATHS tries)
+                self.idle.append(actor)
+                cause = getattr(exc, "cause", None) or exc  # RayTaskError: the actor's own
+                self.reason = f"{LOST_ON_RAY} ({type(cause).__name__}: {first_line(cause)})"
+                self._retry(rows, deaths + 1)
+                continue
             self.idle.append(actor)
             for rel, output, error in outcomes:
                 self.run.recorder.outcome(Outcome(rel, output, error))
@@ -178,7 +226,7 @@ class _Dispatch:
         self.reason = f"{LOST_ON_RAY} ({first_line(exc)})"
         with contextlib.suppress(Exception):
             self.ray.kill(actor)
-        if self.replacements > 0:
+        if self.replacements > 0 and not self.run.stop():
             self.replacements -= 1
             self._start_actor()
 
@@ -198,7 +246,7 @@ class _Dispatch:
             if row[2] in done:
                 self.run.recorder.outcome(Outcome(row[1], row[2]))
         rest = [row for row in rows if row[2] not in done]
-        if not rest:
+        if not rest or self.run.stop():  # stopped: the rest is not done, not failed
             return
         if deaths >= MAX_DEATHS:
             self._fail(rest, self.reason)
