@@ -363,6 +363,25 @@ def test_a_file_uri_gets_the_local_rules(tmp_path, src):
     assert isinstance(source, LocalSource) and isinstance(target, LocalTarget)
 
 
+def test_ray_refuses_uris_of_local_folders(tmp_path, src):
+    """pyarrow opens 'local:///x' as the local disk: before, `ray IN local://IN --overwrite`
+    replaced every input (the overlap check compared it with file://IN as text, and the local
+    rules never applied). Only a path or file:/// reaches a local folder now."""
+    pytest.importorskip("pyarrow")
+    from denoise_cli.core.errors import UsageError
+    from denoise_cli.trees.plan import open_trees
+
+    before = tree_hash(src)
+    for out in (f"local://{src}", f"local://{src}/sub", f"local://{tmp_path}/out"):
+        with pytest.raises(UsageError, match="a local folder; give its path"):
+            open_trees(src, out)
+        with pytest.raises(UsageError, match="a local folder; give its path"):
+            open_trees(out, "mock:///out")
+    result = run("ray", src, f"local://{src}", "--overwrite")
+    assert result.exit_code == 2 and "a local folder" in result.output
+    assert tree_hash(src) == before and not (tmp_path / "out").exists()
+
+
 def test_run_refuses_uris_and_points_to_ray(tmp_path, src, monkeypatch):
     """A URI given to `run` or `noisify` (which write local folders) is refused whatever its
     scheme, never taken as a relative folder named 's3:' or 'local:'; file:// is a local path."""
@@ -711,7 +730,7 @@ def test_a_lost_actors_outputs_in_a_store_are_seen_as_written(tmp_path):
     from denoise_cli.trees.plan import StorageTarget
     from denoise_cli.trees.storage import Storage
 
-    target = StorageTarget(Storage((tmp_path / "out").as_uri()))
+    target = StorageTarget(Storage("mock:///out"))  # pyarrow's in-memory store
     assert target.existing("a/") == set()  # the plan's listing: nothing yet
     target.write(target.path("a/0.png"), b"written by the actor that died")
     rows = [
@@ -724,6 +743,7 @@ def test_a_lost_actors_outputs_in_a_store_are_seen_as_written(tmp_path):
         workers=1,
         job=SimpleNamespace(overwrite=False),
         recorder=SimpleNamespace(outcome=outcomes.append),
+        stop=lambda: False,
     )
     dispatch = _Dispatch(None, run, None)
     dispatch._retry(rows, 1)

@@ -418,13 +418,9 @@ def open_trees(in_location: str | Path, out_location: str | Path) -> tuple[Sourc
     """Source and target for two local paths or URIs, refusing combinations that could
     overwrite inputs (raises UsageError before anything is read or written)."""
     in_location, out_location = (_local_path(p) for p in (in_location, out_location))
-    if is_uri(str(in_location)) or is_uri(str(out_location)):
-        # One side is remote. A local side still gets the local rules (no symlinks followed,
-        # checked writes); the overlap checks below then compare the two URIs.
-        source, target = (
-            Storage(str(p) if is_uri(str(p)) else Path(p).resolve().as_uri())
-            for p in (in_location, out_location)
-        )
+    remote_in, remote_out = (is_uri(str(p)) for p in (in_location, out_location))
+    if remote_in and remote_out:  # two stores (Storage refuses URIs of local folders)
+        source, target = Storage(str(in_location)), Storage(str(out_location))
         src_uri, dst_uri = source.uri.rstrip("/"), target.uri.rstrip("/")
         if src_uri == dst_uri:
             raise UsageError(f"{target.uri}: output is the input; choose another")
@@ -432,13 +428,16 @@ def open_trees(in_location: str | Path, out_location: str | Path) -> tuple[Sourc
             raise UsageError(f"{source.uri}: input is inside the output {target.uri}")
         if dst_uri.startswith(src_uri + "/"):
             raise UsageError(f"{target.uri}: output is inside the input {source.uri}")
-        local_in, local_out = (not is_uri(str(p)) for p in (in_location, out_location))
-        if local_in:
-            return LocalSource(Path(in_location), Path(out_location)), StorageTarget(target)
-        if local_out:
-            check_roots_uri_out(Path(out_location))
-            return StorageSource(source), LocalTarget(Path(out_location), frozenset())
         return StorageSource(source), StorageTarget(target)
+    # One side in a store, one local: they cannot overlap, and the local side gets the local
+    # rules (no symlinks followed, checked writes).
+    if remote_out:
+        target = Storage(str(out_location))
+        return LocalSource(Path(in_location), Path(out_location)), StorageTarget(target)
+    if remote_in:
+        source = Storage(str(in_location))
+        check_roots_uri_out(Path(out_location))
+        return StorageSource(source), LocalTarget(Path(out_location), frozenset())
     in_root, out_root = Path(in_location), Path(out_location)
     check_roots(in_root, out_root)
     source = LocalSource(in_root, out_root)

@@ -6,10 +6,8 @@ optional (it comes with Ray Data) and imported only here, only when a URI is use
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
-import uuid
 from pathlib import Path, PurePosixPath
 from urllib.parse import unquote_to_bytes, urlsplit
 from urllib.request import url2pathname
@@ -59,8 +57,11 @@ class Storage:
             self.fs, root = fs.FileSystem.from_uri(uri)
         except Exception as exc:  # pyarrow raises ArrowInvalid, OSError... per scheme
             raise UsageError(f"{uri}: not a usable location ({exc})") from None
+        if isinstance(self.fs, fs.LocalFileSystem):  # 'local:///x': no local rules, no checks
+            raise UsageError(
+                f"{uri}: a local folder; give its path (or file:///...) to get the local rules"
+            )
         self.root = root.rstrip("/")
-        self._local = isinstance(self.fs, fs.LocalFileSystem)
         self._made: set[str] = set()
 
     def __reduce__(self):
@@ -102,23 +103,12 @@ class Storage:
             return f.read()
 
     def write(self, rel: str, data: bytes) -> None:
-        """Whole or not at all: object stores publish an object only when its upload completes;
-        on a local disk we write a temporary file and rename it."""
+        """Whole or not at all: object stores publish an object only when its upload
+        completes (local folders never come here: they are LocalTarget's)."""
         target = self.path(rel)
         parent = str(PurePosixPath(target).parent)
         if parent not in self._made:  # on object stores each call is a request
             self.fs.create_dir(parent, recursive=True)
             self._made.add(parent)
-        if not self._local:
-            with self.fs.open_output_stream(target) as f:
-                f.write(data)
-            return
-        tmp = f"{parent}/.{PurePosixPath(target).name}.{os.getpid()}-{uuid.uuid4().hex}.tmp"
-        try:
-            with self.fs.open_output_stream(tmp) as f:
-                f.write(data)
-            self.fs.move(tmp, target)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                self.fs.delete_file(tmp)
-            raise
+        with self.fs.open_output_stream(target) as f:
+            f.write(data)
