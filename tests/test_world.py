@@ -116,6 +116,23 @@ def test_framed_readings_are_small_rows_inside_the_image_and_off_by_default(digi
         world.WorldMix(framed_share=1.5)
 
 
+def test_moderate_noise_stays_in_users_range_and_is_off_by_default():
+    """With moderate_share 1 no Gaussian draw on mid-grey exceeds sigma 0.3 (the full range
+    reaches 0.75); the default mix keeps stages 1-15's random stream."""
+    grey = np.full((32, 32), 0.5, np.float32)
+
+    def spreads(mix: world.WorldMix) -> np.ndarray:
+        rng = np.random.default_rng(0)
+        return np.array([np.std(world.world_noise(grey, rng, mix) - grey) for _ in range(400)])
+
+    full, moderate = spreads(world.DEFAULT_MIX), spreads(world.WorldMix(moderate_share=1.0))
+    assert full.max() > 0.4 and moderate.max() < 0.33
+    assert np.median(moderate[moderate > 0.005]) > 0.03  # noisy, not clean
+    assert np.array_equal(spreads(world.WorldMix(moderate_share=0.0)), full)
+    with pytest.raises(ValueError, match="moderate_share"):
+        world.WorldMix(moderate_share=1.5)
+
+
 def test_world_mix_settings_are_checked_before_training():
     from denoise_train.config import UsageError
 
@@ -123,3 +140,5 @@ def test_world_mix_settings_are_checked_before_training():
         TrainConfig(data="world", world_read_noise_max=0.9)
     with pytest.raises(UsageError, match="world_framed_share"):
         TrainConfig(data="world", world_framed_share=-0.1)
+    with pytest.raises(UsageError, match="world_moderate_share"):
+        TrainConfig(data="world", world_moderate_share=2.0)

@@ -69,6 +69,10 @@ WORLD_FRAMED_HELP = (
     "With --data world: the share of display readings drawn as users crop them (a row of"
     " 12-40 px digits inside the image) instead of at any size."
 )
+WORLD_MODERATE_HELP = (
+    "With --data world: the share of its noisy images at the levels cameras and scanners"
+    " leave (Gaussian 0.03-0.3, Poisson peak 8-200) instead of barely visible to 0.75."
+)
 FREEZE_BN_HELP = "Keep batch norm's running statistics (fine-tuning on mixed batches)."
 
 
@@ -110,6 +114,7 @@ def fit(
     world_display_share: float = typer.Option(0.20, help=WORLD_DISPLAY_HELP),
     world_read_noise_max: float = typer.Option(0.06, help=WORLD_READ_HELP),
     world_framed_share: float = typer.Option(0.0, help=WORLD_FRAMED_HELP),
+    world_moderate_share: float = typer.Option(0.0, help=WORLD_MODERATE_HELP),
     freeze_bn: bool = typer.Option(False, "--freeze-bn", help=FREEZE_BN_HELP),
     resume: Path | None = typer.Option(
         None, help="Continue from this checkpoint (give the same settings and --epochs total)."
@@ -150,6 +155,7 @@ def fit(
         world_display_share=world_display_share,
         world_read_noise_max=world_read_noise_max,
         world_framed_share=world_framed_share,
+        world_moderate_share=world_moderate_share,
     )
     if dry_run:
         config = config.with_(epochs=1, train_limit=256, val_size=64, max_steps_per_epoch=2)

@@ -155,7 +155,10 @@ def _scene_batches(
 def world_mix(config: TrainConfig) -> WorldMix:
     """The world's draws as the config asks for them."""
     return WorldMix(
-        config.world_display_share, config.world_read_noise_max, config.world_framed_share
+        config.world_display_share,
+        config.world_read_noise_max,
+        config.world_framed_share,
+        config.world_moderate_share,
     )
 
 

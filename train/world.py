@@ -57,11 +57,16 @@ class WorldMix:
     (a row of small digits, 12-40 px, inside the image) instead of at any size from 10 to 160
     px; small repeated segments under heavy noise are where BM3D's block matching beat the
     default.
+    moderate_share: the share of noisy images whose level is drawn from the range cameras,
+    scanners and codecs leave on users' digits (Gaussian sigma 0.03-0.3, Poisson peak 8-200)
+    instead of from barely visible to sigma 0.75: the heavy tail (MNIST's reference is sigma
+    0.5) is kept by the rest of the world, the scenes' canvases and the frames.
     """
 
     display_share: float = 0.20
     read_noise_max: float = 0.06
     framed_share: float = 0.0
+    moderate_share: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.display_share <= 0.95:
@@ -70,6 +75,8 @@ class WorldMix:
             raise ValueError(f"read_noise_max must be in [0, 0.5], got {self.read_noise_max}")
         if not 0.0 <= self.framed_share <= 1.0:
             raise ValueError(f"framed_share must be in [0, 1], got {self.framed_share}")
+        if not 0.0 <= self.moderate_share <= 1.0:
+            raise ValueError(f"moderate_share must be in [0, 1], got {self.moderate_share}")
 
     def ink_kinds(self) -> tuple[float, float, float]:
         """Upper bounds of the handwriting, print and display draws (blank below 0.05, forms
@@ -381,19 +388,22 @@ def world_noise(
     """One image's noise, kind and level drawn per call; clipped to [0, 1] as pixels are.
 
     8% stay clean (the model must learn to leave them be); levels run log-uniformly from
-    barely visible to sigma 0.75; impulses ride on top of any kind a fifth of the time.
+    barely visible to sigma 0.75 (`mix.moderate_share` of them over users' range only);
+    impulses ride on top of any kind a fifth of the time.
     """
     kind = rng.random()
     if kind < 0.08:
         return image.copy()
+    # Only a mix that asks for it draws here: the stages before it keep their random stream.
+    moderate = mix.moderate_share > 0 and rng.random() < mix.moderate_share
     if kind < 0.45:
-        noisy = image + _log_uniform(rng, 0.01, 0.75) * rng.standard_normal(image.shape)
+        sigma = _log_uniform(rng, 0.03, 0.3) if moderate else _log_uniform(rng, 0.01, 0.75)
+        noisy = image + sigma * rng.standard_normal(image.shape)
     elif kind < 0.72:
-        noisy = poisson_gaussian(
-            image, _log_uniform(rng, 2.0, 500.0), float(rng.uniform(0.0, mix.read_noise_max)), rng
-        )
+        peak = _log_uniform(rng, 8.0, 200.0) if moderate else _log_uniform(rng, 2.0, 500.0)
+        noisy = poisson_gaussian(image, peak, float(rng.uniform(0.0, mix.read_noise_max)), rng)
     elif kind < 0.8:
-        sigma = _log_uniform(rng, 0.05, 0.8)
+        sigma = _log_uniform(rng, 0.05, 0.4) if moderate else _log_uniform(rng, 0.05, 0.8)
         noisy = image + image * sigma * rng.standard_normal(image.shape)
     elif kind < 0.92:
         noisy = image + _log_uniform(rng, 0.01, 0.25) * rng.standard_normal(image.shape)
