@@ -133,6 +133,28 @@ def test_moderate_noise_stays_in_users_range_and_is_off_by_default():
         world.WorldMix(moderate_share=1.5)
 
 
+def test_faint_guides_are_thin_periodic_lines_and_off_by_default(digits):
+    """Faint guides are 1-2 px rules (a grid or dotted at times) across the image, drawn only
+    when asked: the default mix keeps stages 1-15's random stream."""
+    for seed in range(12):
+        lines = world.faint_lines(64, 64, np.random.default_rng(seed))
+        profile = lines.mean(axis=1)  # rule rows, and the grid's columns or nothing between
+        rules = np.flatnonzero(profile == profile.max())
+        assert set(np.unique(lines)) <= {0.0, 1.0} and 1 <= rules.size <= 24
+        assert len(np.unique(profile)) == 2
+    rng = np.random.default_rng(4)
+    assert np.array_equal(
+        world.world_batch(8, 32, digits, np.random.default_rng(4))[1],
+        world.world_batch(8, 32, digits, np.random.default_rng(4), world.WorldMix(faint_share=0))[
+            1
+        ],
+    )
+    faint = world.world_batch(8, 32, digits, rng, world.WorldMix(faint_share=1.0))[1]
+    assert not np.array_equal(faint, world.world_batch(8, 32, digits, np.random.default_rng(4))[1])
+    with pytest.raises(ValueError, match="faint_share"):
+        world.WorldMix(faint_share=-1)
+
+
 def test_world_mix_settings_are_checked_before_training():
     from denoise_train.config import UsageError
 

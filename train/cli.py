@@ -73,6 +73,10 @@ WORLD_MODERATE_HELP = (
     "With --data world: the share of its noisy images at the levels cameras and scanners"
     " leave (Gaussian 0.03-0.3, Poisson peak 8-200) instead of barely visible to 0.75."
 )
+WORLD_FAINT_HELP = (
+    "With --data world: the share of its images with faint rules or grids behind the ink"
+    " (and displays' unlit segments shown more often, more strongly)."
+)
 FREEZE_BN_HELP = "Keep batch norm's running statistics (fine-tuning on mixed batches)."
 
 
@@ -115,6 +119,7 @@ def fit(
     world_read_noise_max: float = typer.Option(0.06, help=WORLD_READ_HELP),
     world_framed_share: float = typer.Option(0.0, help=WORLD_FRAMED_HELP),
     world_moderate_share: float = typer.Option(0.0, help=WORLD_MODERATE_HELP),
+    world_faint_share: float = typer.Option(0.0, help=WORLD_FAINT_HELP),
     freeze_bn: bool = typer.Option(False, "--freeze-bn", help=FREEZE_BN_HELP),
     resume: Path | None = typer.Option(
         None, help="Continue from this checkpoint (give the same settings and --epochs total)."
@@ -156,6 +161,7 @@ def fit(
         world_read_noise_max=world_read_noise_max,
         world_framed_share=world_framed_share,
         world_moderate_share=world_moderate_share,
+        world_faint_share=world_faint_share,
     )
     if dry_run:
         config = config.with_(epochs=1, train_limit=256, val_size=64, max_steps_per_epoch=2)

@@ -82,6 +82,9 @@ class TrainConfig:
     # With data "world": the share of its noisy images whose level comes from users' range
     # (Gaussian 0.03-0.3, Poisson peak 8-200) instead of barely visible to 0.75.
     world_moderate_share: float = 0.0
+    # With data "world": the share of its images with faint guides behind the ink (rules,
+    # grids; displays then show unlit segments more often and more strongly).
+    world_faint_share: float = 0.0
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
@@ -114,6 +117,8 @@ class TrainConfig:
             raise UsageError("world_framed_share must be in [0, 1]")
         if not 0.0 <= self.world_moderate_share <= 1.0:
             raise UsageError("world_moderate_share must be in [0, 1]")
+        if not 0.0 <= self.world_faint_share <= 1.0:
+            raise UsageError("world_faint_share must be in [0, 1]")
         if self.val_size < 1:
             raise UsageError("val_size must be >= 1: the test set is for reporting only")
 

@@ -159,6 +159,7 @@ def world_mix(config: TrainConfig) -> WorldMix:
         config.world_read_noise_max,
         config.world_framed_share,
         config.world_moderate_share,
+        config.world_faint_share,
     )
 
 

@@ -61,12 +61,17 @@ class WorldMix:
     scanners and codecs leave on users' digits (Gaussian sigma 0.03-0.3, Poisson peak 8-200)
     instead of from barely visible to sigma 0.75: the heavy tail (MNIST's reference is sigma
     0.5) is kept by the rest of the world, the scenes' canvases and the frames.
+    faint_share: the share of images that get faint printed structure behind the ink (notebook
+    rules, graph-paper grids, dotted guides at 5-30% of the ink's contrast); with it, display
+    readings show their unlit segments more often (90%, not 70%) and up to 30% (not 20%) of the
+    ink's level. The default erased both where BM3D kept them.
     """
 
     display_share: float = 0.20
     read_noise_max: float = 0.06
     framed_share: float = 0.0
     moderate_share: float = 0.0
+    faint_share: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.display_share <= 0.95:
@@ -77,6 +82,8 @@ class WorldMix:
             raise ValueError(f"framed_share must be in [0, 1], got {self.framed_share}")
         if not 0.0 <= self.moderate_share <= 1.0:
             raise ValueError(f"moderate_share must be in [0, 1], got {self.moderate_share}")
+        if not 0.0 <= self.faint_share <= 1.0:
+            raise ValueError(f"faint_share must be in [0, 1], got {self.faint_share}")
 
     def ink_kinds(self) -> tuple[float, float, float]:
         """Upper bounds of the handwriting, print and display draws (blank below 0.05, forms
@@ -258,6 +265,24 @@ def form_ink(height: int, width: int, digits: np.ndarray, rng: np.random.Generat
     return canvas
 
 
+def faint_lines(height: int, width: int, rng: np.random.Generator) -> np.ndarray:
+    """Printed guides behind the ink: notebook rules, a graph-paper grid or dotted rules,
+    1-2 px, at any pitch from 6 to 40 px."""
+    canvas = np.zeros((height, width), np.float32)
+    pitch = float(rng.uniform(6.0, 40.0))
+    thick = 1 if rng.random() < 0.7 else 2
+    style = rng.random()
+    for r in np.arange(rng.uniform(0, pitch), height, pitch).astype(int):
+        canvas[r : r + thick, :] = 1.0
+    if style < 0.35:  # a grid: columns too
+        for c in np.arange(rng.uniform(0, pitch), width, pitch).astype(int):
+            canvas[:, c : c + thick] = 1.0
+    elif style < 0.5:  # dotted rules: every other few pixels
+        step = int(rng.integers(2, 5))
+        canvas[:, np.arange(width) % step != 0] = 0.0
+    return canvas
+
+
 # --- light: background, polarity, contrast ------------------------------------------------------
 
 
@@ -335,8 +360,13 @@ def world_image(
     # Ink follows the light: on uneven paper, dark ink is darker where the paper is.
     ink_field = np.clip(ink_level + 0.5 * (background - background.mean()), 0.0, 1.0)
     image = background * (1.0 - ink) + ink_field * ink
-    if ghost is not None and rng.random() < 0.7:  # unlit segments, faintly visible
-        image += float(rng.uniform(0.03, 0.2)) * ghost * (1.0 - ink) * (ink_field - background)
+    faint = mix.faint_share > 0  # drawn only when asked: the stages before keep their stream
+    if ghost is not None and rng.random() < (0.9 if faint else 0.7):  # unlit segments
+        level = float(rng.uniform(0.03, 0.3 if faint else 0.2))
+        image += level * ghost * (1.0 - ink) * (ink_field - background)
+    if faint and ghost is None and rng.random() < mix.faint_share:  # rules, grids behind ink
+        guides = faint_lines(height, width, rng)
+        image += float(rng.uniform(0.05, 0.3)) * guides * (1.0 - ink) * (ink_field - background)
     if rng.random() < 0.15:
         image = image * shadow(height, width, rng)
     if rng.random() < 0.5:  # slight blur: optics, focus, ink spread
