@@ -166,6 +166,45 @@ class Slow:
         return {"transform": "slow identity"}
 
 
+class StuckAfterOne(OneAtATime):
+    """In a worker process: the first file goes through; before the second, a temporary file
+    is left in `out` as if mid-write, and the worker blocks `hold` s outside the model watchdog
+    (a slow read or upload): only a kill ends it."""
+
+    def __init__(self, driver_pid: int, out: str, hold: float) -> None:
+        super().__init__(driver_pid, 0.0)
+        self.out, self.hold, self.calls = out, hold, 0
+
+    def batch_limit(self, height: int, width: int) -> int:
+        if os.getpid() != self.driver_pid:
+            self.calls += 1
+            if self.calls == 2:
+                from denoise_cli.core.atomic import temporary_name
+
+                name = temporary_name(f"in-flight-{os.getpid()}.png")
+                Path(self.out, name).write_bytes(b"half a file")
+                time.sleep(self.hold)
+        return 1
+
+
+@dataclass(frozen=True)
+class BlocksAfterOne:
+    """A Job's transform description: StuckAfterOne in every worker."""
+
+    out: str
+    hold: float = 60.0
+    driver_pid: int = field(default_factory=os.getpid)
+
+    def build(self, threads: int | None) -> StuckAfterOne:
+        return StuckAfterOne(self.driver_pid, self.out, self.hold)
+
+    def placed(self) -> BlocksAfterOne:
+        return self
+
+    def describe_model(self) -> dict:
+        return {"transform": "identity that blocks"}
+
+
 class Boom(BaseException):
     """What no per-file handler catches: the whole call raises."""
 

@@ -208,14 +208,18 @@ def test_a_chunk_that_kills_its_actor_fails_with_a_reason_and_never_hangs(
     assert rerun.written == report.failed and rerun.failed == 0
 
 
-def _stop_when_a_file_appears(out, sig=signal.SIGTERM) -> threading.Thread:
-    """SIGTERM to this process once the first output is on disk: chunks are then in hand."""
+def _stop_when_files_appear(out, count=1, again_after=None) -> threading.Thread:
+    """SIGTERM to this process once `count` outputs are on disk (chunks are then in hand);
+    a second one `again_after` s later when given."""
 
     def watch() -> None:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
-            if out.is_dir() and any(p.suffix == ".png" for p in out.rglob("*")):
-                os.kill(os.getpid(), sig)
+            if out.is_dir() and sum(p.suffix == ".png" for p in out.rglob("*")) >= count:
+                os.kill(os.getpid(), signal.SIGTERM)
+                if again_after is not None:
+                    time.sleep(again_after)
+                    os.kill(os.getpid(), signal.SIGTERM)
                 return
             time.sleep(0.02)
 
@@ -240,7 +244,7 @@ def test_a_stop_lets_actors_finish_the_file_in_hand_and_counts_what_they_wrote(
     for i in range(40):
         save_gray(src / f"{i:03d}.png", noisy_digits[i % 16])
     job = Job(Slow(0.2), workers=2, max_chunk_files=8)  # type: ignore[arg-type]
-    watcher = _stop_when_a_file_appears(out)
+    watcher = _stop_when_files_appear(out)
     with pytest.raises(Interrupted) as stopped:
         run_job(job, src, out, runner=RayRunner())
     watcher.join(5)
@@ -278,3 +282,34 @@ def test_a_chunk_that_raises_counts_what_it_wrote_and_fails_only_the_rest(
         assert error.startswith(LOST_ON_RAY) and "Boom: the decoder blew up" in error
     rerun = run_job(job, src, out)
     assert rerun.written == 2 and rerun.failed == 0
+
+
+@pytest.mark.parametrize("second_signal", [False, True], ids=["grace-runs-out", "second-signal"])
+def test_actors_killed_at_a_stop_leave_no_temporary_file_and_their_files_count(
+    tmp_path, noisy_digits, local_ray, monkeypatch, second_signal
+):
+    """Actors blocked past the grace (a slow upload: no stop check reaches them), or a second
+    signal during it: they are killed, the temporary file each was writing is removed once its
+    process is gone (Ray calls an actor dead before its process has exited), and what they
+    wrote is reported written. Before, both temporaries stayed, and after a second signal
+    nothing was reported."""
+    from denoise_cli.core.errors import Interrupted
+    from denoise_cli.run import ray_runner
+    from denoise_cli.run.job import Job
+    from denoise_cli.run.runners import run_job
+    from tests.helpers import BlocksAfterOne
+
+    monkeypatch.setattr(ray_runner, "STOP_GRACE_S", 1.0)
+    src, out = tmp_path / "in", tmp_path / "out"
+    for i in range(40):
+        save_gray(src / f"{i:03d}.png", noisy_digits[i % 16])
+    out.mkdir()
+    job = Job(BlocksAfterOne(str(out)), workers=2, max_chunk_files=10)  # type: ignore[arg-type]
+    watcher = _stop_when_files_appear(out, count=2, again_after=0.3 if second_signal else None)
+    with pytest.raises(Interrupted) as stopped:
+        run_job(job, src, out, runner=ray_runner.RayRunner())
+    watcher.join(5)
+    report = stopped.value.report
+    on_disk = _files(out)
+    assert all(name.endswith(".png") and not name.startswith(".") for name in on_disk), on_disk
+    assert report.failed == 0 and report.written == len(on_disk) == 2

@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -382,6 +383,34 @@ def test_ray_refuses_uris_of_local_folders(tmp_path, src):
     assert tree_hash(src) == before and not (tmp_path / "out").exists()
 
 
+def test_stores_are_kept_apart_by_the_folders_pyarrow_opens(tmp_path):
+    """Two store URIs naming one folder, or one inside the other, in any spelling (a trailing
+    '/' before the query, the query in another order, '//'): refused. Before, the URIs were
+    compared as text, and 'ray s3://b/in?Q s3://b/in/?Q --overwrite' replaced all 24 inputs of
+    a local S3 server. An in-memory store is refused as OUT (each worker has its own)."""
+    pytest.importorskip("pyarrow")
+    from denoise_cli.core.errors import UsageError
+    from denoise_cli.trees.plan import open_trees
+
+    q = "endpoint_override=127.0.0.1:9&scheme=http"  # never contacted: nothing is listed
+    swapped = "scheme=http&endpoint_override=127.0.0.1:9"
+    for src, out, why in (
+        (f"s3://b/in?{q}", f"s3://b/in/?{q}", "output is the input"),
+        (f"s3://b/in?{q}", f"s3://b/in?{swapped}", "output is the input"),
+        (f"s3://b/in?{q}", f"s3://b//in?{q}", "output is the input"),
+        (f"s3://b/in?{q}", f"s3://b/./in/?{q}", "output is the input"),
+        (f"s3://b/in?{q}", f"s3://b/in/out?{swapped}", "output is inside the input"),
+        (f"s3://b/in/sub/?{q}", f"s3://b//in?{q}", "input is inside the output"),
+    ):
+        with pytest.raises(UsageError, match=why):
+            open_trees(src, out)
+    open_trees(f"s3://b/in?{q}", f"s3://b/input?{q}")  # a sibling whose name starts alike
+    open_trees(f"s3://b/in?{q}", f"s3://c/in?{q}")
+    for src in (f"s3://b/in?{q}", tmp_path):
+        with pytest.raises(UsageError, match="in-memory store"):
+            open_trees(src, "mock:///out")
+
+
 def test_run_refuses_uris_and_points_to_ray(tmp_path, src, monkeypatch):
     """A URI given to `run` or `noisify` (which write local folders) is refused whatever its
     scheme, never taken as a relative folder named 's3:' or 'local:'; file:// is a local path."""
@@ -422,6 +451,27 @@ def test_both_write_paths_refuse_the_same_folders(tmp_path, src, monkeypatch, di
     assert sorted(p.name for p in out.iterdir()) == ["0.png", "1.png", "2.png", "3.png", "a", "sub"]
     again = run(src, tmp_path / "fresh", "--workers", "1")
     assert again.exit_code == 0 and len(files_under(tmp_path / "fresh")) == 8
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
+def test_a_killed_writer_not_yet_reaped_counts_as_gone():
+    """A killed process its parent has not reaped (a zombie: Ray's raylet reaps actors a moment
+    later) writes nothing more: its temporary files are stale. A live one's are not."""
+    from denoise_cli.core.atomic import process_gone
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        assert not process_gone(child.pid)
+        child.kill()
+        deadline = time.monotonic() + 10
+        while not process_gone(child.pid) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert process_gone(child.pid)
+        state = Path(f"/proc/{child.pid}/stat").read_bytes().rpartition(b")")[2].split()[0]
+        assert state == b"Z"  # not reaped yet: os.kill(pid, 0) alone says it exists
+    finally:
+        child.wait()
+    assert process_gone(child.pid)
 
 
 def test_a_killed_runs_temporary_files_are_cleared_by_the_next_run(tmp_path, noisy_digits):

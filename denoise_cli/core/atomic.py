@@ -85,15 +85,23 @@ def stale_temporary(name: str) -> bool:
     if match is None or match.group(1) not in (None, host_tag()) or os.name == "nt":
         return False  # (on Windows os.kill(pid, 0) would end the process, not ask about it)
     pid = int(match.group(2))
-    if pid == os.getpid():
-        return False
+    return pid != os.getpid() and process_gone(pid)
+
+
+def process_gone(pid: int) -> bool:
+    """Whether process `pid` of this host has ended: no such process, or a zombie (killed,
+    not yet reaped by its parent: it writes nothing more). Not for Windows (see above)."""
     try:
         os.kill(pid, 0)  # signal 0: only asks whether the process exists
     except ProcessLookupError:
         return True
     except (OSError, OverflowError, ValueError):  # alive, another user's; or no pid at all
-        pass
-    return False
+        return False
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:  # 'PID (NAME) STATE ...'; NAME may hold ')'
+            return f.read().rpartition(b")")[2].split()[0] == b"Z"
+    except (OSError, IndexError):  # no /proc (macOS): alive as far as we can tell
+        return False
 
 
 def write_atomic(

@@ -3,9 +3,9 @@
 A `Runner` for runners.run_job: the driver plans exactly as a local run does (same planner, same
 recorder), then hands chunks of files to a pool of actors, each building its transform
 (one onnxruntime session) from the same Job and running the same chunk.ChunkWorker with the same
-trees: decode, check, encode, atomic write. IN and OUT are local paths that every worker sees (a
-shared file system) or URIs that pyarrow opens (s3://bucket/prefix, gs://..., file://...), read
-and written by the workers themselves.
+trees: decode, check, encode, atomic write. IN and OUT are local paths (or file:/// URIs) that
+every worker sees (a shared file system) or store URIs that pyarrow opens (s3://bucket/prefix,
+gs://...), read and written by the workers themselves.
 
 Ray is optional: `pip install 'denoise-batch[ray]'`. Nothing here imports it at module level.
 """
@@ -13,12 +13,14 @@ Ray is optional: `pip install 'denoise-batch[ray]'`. Nothing here imports it at 
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 import time
 from collections import deque
 from collections.abc import Iterator
 from typing import Any
 
+from denoise_cli.core.atomic import host_tag, process_gone
 from denoise_cli.core.errors import MissingDependency, first_line
 from denoise_cli.core.report import Outcome
 from denoise_cli.run.chunk import ChunkWorker
@@ -27,14 +29,15 @@ from denoise_cli.run.runners import Run
 from denoise_cli.trees.plan import SourceTree, TargetTree, on_disk
 from denoise_cli.trees.walk import FileJob
 
-#: Actors that die holding one chunk before its files fail (a chunk that kills its actor).
-MAX_DEATHS = 2
+#: Tries of one chunk before its files fail: actors that died holding it (a chunk that kills
+#: its actor), or calls that raised.
+MAX_TRIES = 2
 LOST_ON_RAY = "the Ray cluster could not finish this file's chunk; rerun to retry"
 #: Seconds between looks at the run (a stop request) while chunks are out.
 POLL_S = 0.5
 #: After a stop, how long actors have to finish the file in hand (as pool helpers do).
 STOP_GRACE_S = 5.0
-#: After killing an actor, how long to wait for Ray to confirm it is gone.
+#: After killing an actor, how long to wait for it to be gone.
 KILL_WAIT_S = 10.0
 
 Row = tuple[str, str, str]  # (src, rel, dst): a FileJob as plain strings
@@ -50,8 +53,10 @@ class ChunkActor:
         transform = job.transform.build(threads)
         self.worker = ChunkWorker(transform, job, source, target, self.stopping.is_set)
 
-    def ready(self) -> bool:
-        return True
+    def ready(self) -> tuple[str, int]:
+        """Where it runs (host tag, pid): the driver waits for a killed actor on its own host
+        to be gone before judging the temporary file it was writing."""
+        return host_tag(), os.getpid()
 
     def stop(self) -> None:
         self.stopping.set()
@@ -124,7 +129,8 @@ class _Dispatch:
         self.ray, self.run, self.actor_class = ray, run, actor_class
         self.starting: dict[Any, Any] = {}  # ready() future -> actor
         self.idle: list[Any] = []
-        self.out: dict[Any, tuple[Any, list[Row], int]] = {}  # future -> (actor, rows, deaths)
+        self.out: dict[Any, tuple[Any, list[Row], int]] = {}  # future -> (actor, rows, tries)
+        self.pids: dict[Any, int] = {}  # actor -> pid, for the actors on the driver's host
         self.waiting: deque[tuple[list[Row], int]] = deque()
         self.replacements = 2 * run.workers + 2
         self.reason = LOST_ON_RAY
@@ -143,39 +149,45 @@ class _Dispatch:
                 for rows, _ in self.waiting:
                     self._fail(rows, self.reason)
             else:
-                self._wind_down()
-        finally:
-            for actor in [
-                *self.idle,
-                *self.starting.values(),
-                *(a for a, _, _ in self.out.values()),
-            ]:
+                self._grace()
+        finally:  # also after a second signal, or an error here: nothing out goes unreported
+            self._kill_out()
+            for actor in [*self.idle, *self.starting.values()]:
                 with contextlib.suppress(Exception):
                     self.ray.kill(actor)
 
-    def _wind_down(self) -> None:
-        """A stop: actors finish the file in hand (STOP_GRACE_S at most) and report; those
-        still busy are killed, and once Ray says they are gone the files they wrote count as
-        written and the temporary file each was writing is removed (on this host: another
-        host's are judged by the next run there). The rest is not done, not failed."""
+    def _grace(self) -> None:
+        """A stop: actors stop at their next file or model call and report what they
+        finished; STOP_GRACE_S at most (a slow upload cannot be interrupted)."""
         for actor, _, _ in self.out.values():
             with contextlib.suppress(Exception):
                 actor.stop.remote()
         deadline = time.monotonic() + STOP_GRACE_S
         while self.out and time.monotonic() < deadline:
             self._collect(timeout=min(POLL_S, max(0.01, deadline - time.monotonic())))
+
+    def _kill_out(self) -> None:
+        """Actors still holding a chunk are killed; once they are gone the files they wrote
+        count as written (without --overwrite: with it, a file there may be the old one) and
+        the temporary file each was writing is removed (on this host: another host's waits
+        for the next run there). The rest is not done, not failed."""
         if not self.out:
             return
-        for actor, _, _ in self.out.values():
+        out, self.out = self.out, {}
+        for actor, _, _ in out.values():
             with contextlib.suppress(Exception):
                 self.ray.kill(actor)
+        deadline = time.monotonic() + KILL_WAIT_S
         with contextlib.suppress(Exception):  # their calls end in RayActorError once dead
-            self.ray.wait(list(self.out), num_returns=len(self.out), timeout=KILL_WAIT_S)
-        rows = [row for _, chunk, _ in self.out.values() for row in chunk]
-        self.out = {}
+            self.ray.wait(list(out), num_returns=len(out), timeout=KILL_WAIT_S)
+        # Ray reports an actor dead before its process has exited (or been reaped).
+        pids = [self.pids[a] for a, _, _ in out.values() if a in self.pids]
+        while not all(process_gone(pid) for pid in pids) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        rows = [row for _, chunk, _ in out.values() for row in chunk]
         with contextlib.suppress(Exception):  # best effort: the next run sweeps too
             done = on_disk(self.run.target, [row[2] for row in rows])
-            if not self.run.job.overwrite:  # with --overwrite, a file there may be the old one
+            if not self.run.job.overwrite:
                 for _, rel, dst in rows:
                     if dst in done:
                         self.run.recorder.outcome(Outcome(rel, dst))
@@ -187,9 +199,9 @@ class _Dispatch:
 
     def _hand_out(self) -> None:
         while self.idle and self.waiting:
-            rows, deaths = self.waiting.popleft()
+            rows, tries = self.waiting.popleft()
             actor = self.idle.pop()
-            self.out[actor.run.remote(rows)] = (actor, rows, deaths)
+            self.out[actor.run.remote(rows)] = (actor, rows, tries)
 
     def _collect(self, timeout: float = POLL_S) -> None:
         pending = [*self.out, *self.starting]
@@ -198,29 +210,31 @@ class _Dispatch:
             if future in self.starting:
                 actor = self.starting.pop(future)
                 try:
-                    self.ray.get(future)
+                    host, pid = self.ray.get(future)
+                    if host == host_tag() and os.name != "nt":
+                        self.pids[actor] = pid
                     self.idle.append(actor)
                 except Exception as exc:  # it could not start (its node went, a bad build)
                     self._lost(actor, exc)
                 continue
-            actor, rows, deaths = self.out.pop(future)
+            actor, rows, tries = self.out.pop(future)
             try:
                 outcomes = self.ray.get(future)
-            except self.ray.exceptions.RayActorError as exc:  # the actor (or its node) died
-                self._lost(actor, exc)
-                self._retry(rows, deaths + 1)
-                continue
-            except Exception as exc:  # the call raised (a Ray error), the actor lives: what the
-                # chunk wrote counts, the rest goes again (and fails after MAX_DEATHS tries)
+            except self.ray.exceptions.RayTaskError as exc:  # the call raised, the actor
+                # lives: what the chunk wrote counts, the rest goes again (MAX_TRIES in all)
                 self.idle.append(actor)
-                cause = getattr(exc, "cause", None) or exc  # RayTaskError: the actor's own
+                cause = getattr(exc, "cause", None) or exc
                 self.reason = f"{LOST_ON_RAY} ({type(cause).__name__}: {first_line(cause)})"
-                self._retry(rows, deaths + 1)
+                self._retry(rows, tries + 1)
+                continue
+            except Exception as exc:  # the actor, its worker or its node died (or may have)
+                self._lost(actor, exc)
+                self._retry(rows, tries + 1)
                 continue
             self.idle.append(actor)
             for rel, output, error in outcomes:
                 self.run.recorder.outcome(Outcome(rel, output, error))
-            self._retry_unreported(rows, outcomes, deaths)
+            self._retry_unreported(rows, outcomes, tries)
 
     def _lost(self, actor: Any, exc: Exception) -> None:
         self.reason = f"{LOST_ON_RAY} ({first_line(exc)})"
@@ -230,17 +244,17 @@ class _Dispatch:
             self.replacements -= 1
             self._start_actor()
 
-    def _retry_unreported(self, rows: list[Row], outcomes: list, deaths: int) -> None:
+    def _retry_unreported(self, rows: list[Row], outcomes: list, tries: int) -> None:
         if self.run.stop():
             return
         reported = {rel for rel, _, _ in outcomes}
         rest = [row for row in rows if row[1] not in reported]
         if rest:  # an actor stopped early (cannot happen without a stop): not dropped
-            self._retry(rest, deaths + 1)
+            self._retry(rest, tries + 1)
 
-    def _retry(self, rows: list[Row], deaths: int) -> None:
+    def _retry(self, rows: list[Row], tries: int) -> None:
         """Rows an actor did not report: those on disk are written (whole: atomic renames),
-        the rest go to another actor, or fail after MAX_DEATHS."""
+        the rest go to another actor, or fail after MAX_TRIES."""
         done = set() if self.run.job.overwrite else on_disk(self.run.target, [r[2] for r in rows])
         for row in rows:
             if row[2] in done:
@@ -248,10 +262,10 @@ class _Dispatch:
         rest = [row for row in rows if row[2] not in done]
         if not rest or self.run.stop():  # stopped: the rest is not done, not failed
             return
-        if deaths >= MAX_DEATHS:
+        if tries >= MAX_TRIES:
             self._fail(rest, self.reason)
         else:
-            self.waiting.appendleft((rest, deaths))
+            self.waiting.appendleft((rest, tries))
 
     def _fail(self, rows: list[Row], reason: str) -> None:
         for _, rel, dst in rows:

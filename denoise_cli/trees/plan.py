@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import posixpath
 import re
 import stat
 from collections.abc import Callable, Iterable, Iterator
@@ -409,6 +410,29 @@ def _local_path(location: str | Path) -> str | Path:
     return text if is_uri(text) else Path(location).absolute()
 
 
+def refuse_in_memory(target: Storage) -> None:
+    """pyarrow's mock:// store lives in one process's memory: what workers wrote there would
+    be reported written and be nowhere."""
+    if target.in_memory:
+        raise UsageError(f"{target.uri}: an in-memory store (each worker has its own); not an OUT")
+
+
+def check_stores_apart(source: Storage, target: Storage) -> None:
+    """Refuse OUT at, inside or around IN in a store, judged on the folders pyarrow opens, not
+    on the URIs' text ('s3://b/in?endpoint_override=...' and 's3://b/in/?...', queries in
+    another order, 'b//in'). Two stores of one kind count as one store: the same bucket path
+    on two endpoints is refused too (rename one side), never written over."""
+    if type(source.fs) is not type(target.fs):
+        return
+    src, dst = (posixpath.normpath("/" + s.root).rstrip("/") for s in (source, target))
+    if src == dst:
+        raise UsageError(f"{target.uri}: output is the input; choose another")
+    if src.startswith(dst + "/"):
+        raise UsageError(f"{source.uri}: input is inside the output {target.uri}")
+    if dst.startswith(src + "/"):
+        raise UsageError(f"{target.uri}: output is inside the input {source.uri}")
+
+
 def check_roots_uri_out(out_root: Path) -> None:
     if out_root.exists() and not out_root.is_dir():
         raise UsageError(f"{out_root}: output exists and is not a folder")
@@ -421,18 +445,14 @@ def open_trees(in_location: str | Path, out_location: str | Path) -> tuple[Sourc
     remote_in, remote_out = (is_uri(str(p)) for p in (in_location, out_location))
     if remote_in and remote_out:  # two stores (Storage refuses URIs of local folders)
         source, target = Storage(str(in_location)), Storage(str(out_location))
-        src_uri, dst_uri = source.uri.rstrip("/"), target.uri.rstrip("/")
-        if src_uri == dst_uri:
-            raise UsageError(f"{target.uri}: output is the input; choose another")
-        if src_uri.startswith(dst_uri + "/"):
-            raise UsageError(f"{source.uri}: input is inside the output {target.uri}")
-        if dst_uri.startswith(src_uri + "/"):
-            raise UsageError(f"{target.uri}: output is inside the input {source.uri}")
+        refuse_in_memory(target)
+        check_stores_apart(source, target)
         return StorageSource(source), StorageTarget(target)
     # One side in a store, one local: they cannot overlap, and the local side gets the local
     # rules (no symlinks followed, checked writes).
     if remote_out:
         target = Storage(str(out_location))
+        refuse_in_memory(target)
         return LocalSource(Path(in_location), Path(out_location)), StorageTarget(target)
     if remote_in:
         source = Storage(str(in_location))

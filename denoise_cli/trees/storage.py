@@ -1,4 +1,5 @@
-"""Folders that are URIs (s3://, gs://, file://...), through pyarrow's file systems.
+"""Folders in stores (s3://, gs://...), through pyarrow's file systems; and which local path
+a file: URI names (local folders, however named, are trees.plan's LocalSource and LocalTarget).
 
 Used by the Ray runner, whose workers may not share a disk with the driver. pyarrow is
 optional (it comes with Ray Data) and imported only here, only when a URI is used.
@@ -62,6 +63,7 @@ class Storage:
                 f"{uri}: a local folder; give its path (or file:///...) to get the local rules"
             )
         self.root = root.rstrip("/")
+        self.in_memory = type(self.fs).__name__ == "_MockFileSystem"  # tests' store
         self._made: set[str] = set()
 
     def __reduce__(self):
