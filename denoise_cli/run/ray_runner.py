@@ -74,8 +74,9 @@ class RayRunner:
     The driver hands chunks to the actors itself, one at a time each. An actor that dies (its
     process, or its node with it) costs nothing but time: its chunk goes to another actor
     (files it wrote before dying are on disk, whole, and count written once), and a new
-    actor is started wherever the cluster can place one. A chunk that two actors died holding
-    fails with the reason (a crashing decoder would kill every actor it met). Ray's own actor
+    actor is started wherever the cluster can place one. A chunk tried twice (actors died
+    holding it, or its call raised) fails with the reason (a crashing decoder would kill every
+    actor it met). A stop (SIGINT, SIGTERM) is the local runner's: see `_Dispatch`. Ray's own actor
     restarts and Ray Data's pool were tried first: on a real two-node cluster a lost node's
     chunks ended in ActorUnavailableError, or the run waited for good on an actor that could
     not be placed again."""
