@@ -185,13 +185,20 @@ class _Dispatch:
         pids = [self.pids[a] for a, _, _ in out.values() if a in self.pids]
         while not all(process_gone(pid) for pid in pids) and time.monotonic() < deadline:
             time.sleep(0.02)
-        rows = [row for _, chunk, _ in out.values() for row in chunk]
         with contextlib.suppress(Exception):  # best effort: the next run sweeps too
-            done = on_disk(self.run.target, [row[2] for row in rows])
-            if not self.run.job.overwrite:
-                for _, rel, dst in rows:
-                    if dst in done:
-                        self.run.recorder.outcome(Outcome(rel, dst))
+            self._count_written([row for _, chunk, _ in out.values() for row in chunk])
+
+    def _count_written(self, rows: list[Row]) -> list[Row]:
+        """Rows whose output a lost or stopped actor left on disk (whole: atomic renames) are
+        recorded written; the others come back. Listing also sweeps stale temporary files.
+        With --overwrite a file there may be the old one: nothing counts."""
+        done = on_disk(self.run.target, [row[2] for row in rows])
+        if self.run.job.overwrite:
+            return rows
+        for _, rel, dst in rows:
+            if dst in done:
+                self.run.recorder.outcome(Outcome(rel, dst))
+        return [row for row in rows if row[2] not in done]
 
     def _start_actor(self) -> None:
         run = self.run
@@ -256,11 +263,7 @@ class _Dispatch:
     def _retry(self, rows: list[Row], tries: int) -> None:
         """Rows an actor did not report: those on disk are written (whole: atomic renames),
         the rest go to another actor, or fail after MAX_TRIES."""
-        done = set() if self.run.job.overwrite else on_disk(self.run.target, [r[2] for r in rows])
-        for row in rows:
-            if row[2] in done:
-                self.run.recorder.outcome(Outcome(row[1], row[2]))
-        rest = [row for row in rows if row[2] not in done]
+        rest = self._count_written(rows)
         if not rest or self.run.stop():  # stopped: the rest is not done, not failed
             return
         if tries >= MAX_TRIES:
