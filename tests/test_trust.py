@@ -827,11 +827,12 @@ def _metadata_model(path: Path, **metadata: str) -> Path:
     return path
 
 
-def test_model_metadata_out_of_range_is_refused(tmp_path, src):
-    model = _metadata_model(tmp_path / "m.onnx", size_multiple="6000")
+@pytest.mark.parametrize("key", ["size_multiple", "min_side_as_is"])
+def test_model_metadata_out_of_range_is_refused(tmp_path, src, key):
+    model = _metadata_model(tmp_path / "m.onnx", **{key: "6000"})
     result = run(src, tmp_path / "out", "--model", model)
     assert result.exit_code == 3, result.output
-    assert "metadata size_multiple=6000 is out of range" in result.output
+    assert f"metadata {key}=6000 is out of range" in result.output
 
 
 def test_a_model_with_a_string_output_is_refused_in_one_line(tmp_path, src):

@@ -13,7 +13,7 @@ SUPPORTED_SCHEMA_MAJOR = 1
 
 
 #: The largest values of size metadata a model may bring (a U-Net needs 4, 8 or 16).
-METADATA_LIMITS = {"size_multiple": 256, "receptive_field_radius": 1024}
+METADATA_LIMITS = {"size_multiple": 256, "receptive_field_radius": 1024, "min_side_as_is": 1024}
 
 
 @dataclass(frozen=True)
@@ -71,6 +71,14 @@ class ModelInfo:
             return max(1, min(int(v) for v in self.metadata["native_size"].split("x")))
         except (KeyError, ValueError):
             return 28
+
+    @property
+    def min_side_as_is(self) -> int | None:
+        """The smallest image side the model denoises as it is, for models that say so
+        (metadata `min_side_as_is`: the wide world trains digits from 8 px); None: the
+        runtime's rule for MNIST-scale models (scale.RESAMPLE_BELOW)."""
+        value = self._int("min_side_as_is", 0)
+        return value or None
 
     @property
     def size_multiple(self) -> int:

@@ -157,7 +157,10 @@ class Denoiser:
         self.border = border_width(self.info) if border is None else border
         native = self.info.native_side
         self.leave_below = round(LEAVE_BELOW * native)  # sides in pixels
-        self.resample_below = round(RESAMPLE_BELOW * native)
+        as_is = self.info.min_side_as_is
+        self.resample_below = (
+            round(RESAMPLE_BELOW * native) if as_is is None else max(as_is, self.leave_below)
+        )
         self.max_batch_pixels = max_batch_pixels or self.placement.batch_pixels
         check_runs(self.session, self.info)
 
