@@ -437,7 +437,8 @@ def test_nearest_upsampling_unet_exports_with_dynamic_sizes():
 
 def test_fp16_unet_keeps_its_full_resolution_encoder_in_float32(data_dir):
     """The nodes before the first MaxPool run in float32 (Casts around them); the rest in half.
-    On the bundled default, that is what keeps it within the 0.01 tolerance."""
+    On the bundled default that keeps it within the 0.01 tolerance and closer to the float32
+    output than everything in half (which broke the tolerance on stages 14 and 15)."""
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
     from denoise_cli.model.bundled import DEFAULT_MODEL, bundled_models
@@ -468,5 +469,6 @@ def test_fp16_unet_keeps_its_full_resolution_encoder_in_float32(data_dir):
 
     want = run(fp32)
     kept_error, plain_error = np.abs(run(half) - want).max(), np.abs(run(plain) - want).max()
-    # Measured here: 0.0074 kept, 0.0119 all in half on stage 15 (stage 14: 0.0079, 0.0158).
-    assert kept_error < FP16_MAX_ABS < plain_error, (kept_error, plain_error)
+    # Measured here: 0.0045 kept, 0.0074 all in half on stage 20m (stage 15: 0.0074, 0.0119;
+    # stage 14: 0.0079, 0.0158).
+    assert kept_error < FP16_MAX_ABS and kept_error < plain_error, (kept_error, plain_error)
