@@ -44,17 +44,17 @@ def methods(denoiser: Denoiser) -> dict:
         finally:
             denoiser.leave_below, denoiser.resample_below = policy
 
-    def scaled(size: int):
+    def scaled(size: int):  # bicubic up to size x size, the model, area back to x's side
         def run(x: np.ndarray) -> np.ndarray:
             up = np.clip(resample(x, size, size, "bicubic"), 0, 1)
-            return resample(np.clip(model(up), 0, 1), 8, 8, "area")
+            return resample(np.clip(model(up), 0, 1), *x.shape[1:], "area")
 
         return run
 
     def change(size: int):  # only the model's change, brought down, added to the input
         def run(x: np.ndarray) -> np.ndarray:
             up = np.clip(resample(x, size, size, "bicubic"), 0, 1)
-            return x + resample(model(up) - up, 8, 8, "area")
+            return x + resample(model(up) - up, *x.shape[1:], "area")
 
         return run
 
@@ -129,12 +129,7 @@ def by_size(models: list[str], digits: np.ndarray, sigmas: tuple[float, ...] = (
                     base = psnr(noisy, clean)
                     cells.append(f"{base.mean():.2f}")
                     for method in ("as is", "x28", "runtime (policy)"):
-                        if method == "x28":
-                            up = np.clip(resample(noisy, 28, 28, "bicubic"), 0, 1)
-                            out = resample(np.clip(run["as is"](up), 0, 1), side, side, "area")
-                        else:
-                            out = run[method](noisy)
-                        got = psnr(np.clip(out, 0, 1), clean)
+                        got = psnr(np.clip(run[method](noisy), 0, 1), clean)
                         worse = np.mean(got < base - 0.01) * 100
                         cells.append(f"{got.mean():.2f} ({worse:.0f}%)")
                 print(f"| {model} | {paper} | {side} | " + " | ".join(cells) + " |")
