@@ -835,6 +835,20 @@ def test_model_metadata_out_of_range_is_refused(tmp_path, src, key):
     assert f"metadata {key}=6000 is out of range" in result.output
 
 
+def test_min_side_as_is_never_scales_an_image_down_into_the_model(tmp_path):
+    """A model that says `min_side_as_is` 500 (in range) and is native at 28: a 40x40 image
+    goes through it as it is (identity: unchanged), not shrunk to 28 px and blown back up (it
+    recursed until Python's stack ran out before)."""
+    model = _metadata_model(tmp_path / "m.onnx", min_side_as_is="500", native_size="28x28")
+    rng = np.random.default_rng(0)
+    image = save_gray(tmp_path / "in" / "a.png", rng.random((40, 40)))
+    result = run(tmp_path / "in", tmp_path / "out", "--model", model)
+    assert result.exit_code == 0, result.output
+    assert np.array_equal(
+        np.asarray(Image.open(tmp_path / "out" / "a.png")), np.asarray(Image.open(image))
+    )
+
+
 def test_a_model_with_a_string_output_is_refused_in_one_line(tmp_path, src):
     onnx = pytest.importorskip("onnx")
     from onnx import TensorProto, helper

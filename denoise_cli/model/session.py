@@ -158,8 +158,12 @@ class Denoiser:
         native = self.info.native_side
         self.leave_below = round(LEAVE_BELOW * native)  # sides in pixels
         as_is = self.info.min_side_as_is
+        # A model's own word moves the bound between the small-image rules, never past its
+        # native side: images at least that large are never scaled down into it.
         self.resample_below = (
-            round(RESAMPLE_BELOW * native) if as_is is None else max(as_is, self.leave_below)
+            round(RESAMPLE_BELOW * native)
+            if as_is is None
+            else min(max(as_is, self.leave_below), native)
         )
         self.max_batch_pixels = max_batch_pixels or self.placement.batch_pixels
         check_runs(self.session, self.info)
