@@ -153,6 +153,93 @@ def test_a_colour_palette_comes_back_as_rgb_and_a_gray_one_as_gray(tmp_path):
         assert im.mode == "L"
 
 
+def _transparent(image: Image.Image) -> np.ndarray:
+    return np.asarray(image.convert("RGBA"))[..., 3] == 0
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+def test_a_transparent_colour_comes_back_transparent(tmp_path, monkeypatch, streamed):
+    """PNG's tRNS on gray, RGB and 1-bit images and a GIF's transparent index, grey or coloured
+    palette: the same pixels come back transparent (as an alpha channel in a PNG, as the
+    transparent index in a GIF), whole or banded."""
+    gray = luma(ink_on_paper())
+    gray[:6] = 0  # the transparent colour: black
+    rgb = np.dstack([gray, gray // 2, gray])
+    folder = tmp_path / "in"
+    Image.fromarray(gray).save(folder / "gray.png", transparency=0)
+    Image.fromarray(rgb).save(folder / "rgb.png", transparency=(0, 0, 0))
+    Image.fromarray(gray).convert("1").save(folder / "bits.png", transparency=0)
+    Image.fromarray(gray).convert("P").save(folder / "gray.gif", transparency=0)
+    Image.fromarray(rgb).quantize(64).save(folder / "colour.gif", transparency=0)
+    calls = []
+    if streamed:
+        monkeypatch.setattr(transforms, "STREAM_MIN_PIXELS", 0)
+        for kind in ("png", "held"):
+            original = getattr(chunk, f"denoised_{kind}")
+            monkeypatch.setattr(
+                chunk, f"denoised_{kind}", lambda *a, o=original, **k: calls.append(1) or o(*a, **k)
+            )
+    tile = ("--tile", 32) if streamed else ()
+    run(folder, tmp_path / "out", "--model", IDENTITY, "--workers", 1, *tile)
+    assert len(calls) == (5 if streamed else 0)
+    for name in ("gray.png", "rgb.png", "bits.png", "gray.gif", "colour.gif"):
+        with Image.open(folder / name) as a, Image.open(tmp_path / "out" / name) as b:
+            assert b.format == a.format, name
+            want = _transparent(a)
+            assert want.sum() >= 6 * want.shape[1], name
+            np.testing.assert_array_equal(_transparent(b), want, err_msg=name)
+
+
+@pytest.mark.parametrize(
+    ("mode", "values", "dtype"),
+    [("F", 255, np.float32), ("F", 1, np.float32), ("I", 255, np.int32), ("I", 65535, np.int32)],
+)
+def test_float_and_32_bit_tiffs_keep_their_scale(tmp_path, mode, values, dtype):
+    """Float and 32-bit integer pixels declare no range: 0-1, 0-255 or 0-65535 is read from
+    the values (Pillow's convert("F") gives 0-255) and written back at it, in the same mode
+    (they came back all white, or read as 16-bit and nearly black, before)."""
+    pixels = (luma(ink_on_paper()).astype(np.float64) / 255 * values).astype(dtype)
+    Image.fromarray(pixels, mode).save(tmp_path / "in" / "x.tif")
+    run(tmp_path / "in", tmp_path / "out", "--model", IDENTITY)
+    with Image.open(tmp_path / "out" / "x.tif") as im:
+        assert im.mode == mode
+        got = np.asarray(im, dtype=np.float64)
+    step = 1e-6 * values if mode == "F" else 0.5
+    assert np.abs(got - pixels).max() <= step, (got.min(), got.max())
+
+
+@pytest.mark.parametrize(
+    ("name", "pixels", "mode", "error"),
+    [
+        ("big.tif", np.full((30, 30), 200_000, np.int32), "I", "values from 200000 to 200000"),
+        ("neg.tif", np.full((30, 30), -50.0, np.float32), "F", "values from -50 to -50"),
+        ("nan.tif", np.full((30, 30), np.nan, np.float32), "F", "900 NaN or infinite float"),
+    ],
+)
+def test_float_and_32_bit_pixels_out_of_any_range_are_refused(tmp_path, name, pixels, mode, error):
+    Image.fromarray(pixels, mode).save(tmp_path / "in" / name)
+    Image.fromarray(luma(ink_on_paper())).save(tmp_path / "in" / "ok.png")
+    result = CliRunner().invoke(
+        app, [str(tmp_path / "in"), str(tmp_path / "out"), "--model", str(IDENTITY)]
+    )
+    assert result.exit_code == 1, result.output
+    assert f"{name}: " in result.output and error in result.output
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["ok.png"]
+
+
+@pytest.mark.parametrize("ext", ["tif", "gif", "png", "webp"])
+def test_a_multi_page_or_animated_file_is_refused_not_cut_to_its_first_page(tmp_path, ext):
+    pages = [Image.fromarray(luma(ink_on_paper())), Image.fromarray(255 - luma(ink_on_paper()))]
+    pages[0].save(tmp_path / "in" / f"pages.{ext}", save_all=True, append_images=pages[1:])
+    pages[0].save(tmp_path / "in" / f"one.{ext}")
+    result = CliRunner().invoke(
+        app, [str(tmp_path / "in"), str(tmp_path / "out"), "--model", str(IDENTITY)]
+    )
+    assert result.exit_code == 1, result.output
+    assert f"pages.{ext}: 2 frames" in result.output
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [f"one.{ext}"]
+
+
 def test_cmyk_and_jpeg_colour_come_back_in_their_mode(tmp_path):
     rgb = ink_on_paper()
     Image.fromarray(rgb).convert("CMYK").save(tmp_path / "in" / "x.tif")

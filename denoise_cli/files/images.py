@@ -46,7 +46,15 @@ DEFAULT_MAX_PIXELS = 50_000_000
 DEFAULT_JPEG_QUALITY = 95
 _O_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 _EXIF_FORMATS = ("JPEG", "MPO", "TIFF", "WEBP")
-_SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+_SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N")
+#: Formats that hold several pictures where every one is the user's (pages, animation frames);
+#: a JPEG's extra MPO pictures are previews and depth maps of its first, which is kept alone.
+_MULTI_FRAME_FORMATS = ("TIFF", "GIF", "PNG", "WEBP")
+#: Full-scale values that 32-bit integer and float pixels may have, by the largest present
+#: (they declare none): [0, 1], [0, 255] (Pillow's convert("F") and convert("I") of an 8-bit
+#: image) or [0, 65535]; anything else is refused rather than guessed.
+_FLOAT_SCALES = (1.0, 255.0, 65535.0)
+_INT32_SCALES = (255.0, 65535.0)
 _LOSSLESS_TIFF = ("raw", "tiff_lzw", "tiff_deflate", "tiff_adobe_deflate", "packbits")
 
 
@@ -76,6 +84,7 @@ class SourceInfo:
     color: np.ndarray | None = None  # (H, W, 3) uint8 RGB of a colour input, see chroma.py
     metadata: dict[str, Any] = field(default_factory=dict)  # dpi, icc_profile, exif
     png_chunks: tuple[tuple[bytes, bytes], ...] = ()  # a PNG's text and colour-space chunks
+    scale: float = 0.0  # full-scale value of float / 32-bit pixels (F, I): 1, 255 or 65535
 
 
 _PNG_GRAY8 = SourceInfo("PNG", "L")  # shared by every plain 8-bit gray PNG; never mutated
@@ -86,7 +95,7 @@ def is_image_name(name: str) -> bool:
 
 
 def decode(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[np.ndarray, SourceInfo]:
-    """Read an image file as (H, W) float32 in [0, 1] (first frame, EXIF orientation applied)."""
+    """Read an image file as (H, W) float32 in [0, 1] (one picture, EXIF orientation applied)."""
     try:
         data = read_file(path)
     except FileNotFoundError:
@@ -158,7 +167,14 @@ def decode_bytes(
                 f"{max_pixels:,} (decompression-bomb guard: raise the pixel limit to allow it)"
             )
         fmt = im.format or "PNG"
-        im.seek(0)  # GIF/TIFF/WebP: first frame
+        frames = getattr(im, "n_frames", 1)
+        if frames > 1 and fmt in _MULTI_FRAME_FORMATS:
+            raise ImageError(
+                f"{frames} frames (a multi-page or animated {fmt}): only single images are "
+                "denoised, and writing the first alone would lose the rest; split it into "
+                "one file a page first"
+            )
+        im.seek(0)  # a JPEG's MPO previews: the main picture only
         im.load()
         # Only formats that carry EXIF are asked (parsing it costs as much as a tiny decode).
         if (fmt in _EXIF_FORMATS or "exif" in im.info) and _has_orientation(im):
@@ -168,7 +184,8 @@ def decode_bytes(
             info["exif"] = _tiff_exif(im)
         if fmt == "PNG":
             info["png_chunks"] = fastpng.metadata_chunks(data)
-        if hold is not None and im.mode != "F" and hold(im.height, im.width):
+        # 32-bit pixels are never held: their scale is the whole image's (see _wide_pixels).
+        if hold is not None and im.mode not in ("F", "I") and hold(im.height, im.width):
             # Leaving the `with` only drops the file handle: the pixels stay usable.
             return HeldImage(im, fmt, info)
         gray, source = to_gray(im, fmt, info)
@@ -216,12 +233,13 @@ def to_gray(im: Image.Image, fmt: str, info: dict[str, Any]) -> tuple[np.ndarray
     """Luminance in [0, 1] (float32) and what encoding the result like the input needs."""
     mode = im.mode
     alpha = color = None
-    if mode in _SIXTEEN_BIT:
+    scale = 0.0
+    if mode in _SIXTEEN_BIT or (mode == "I" and fmt == "PPM"):  # Pillow scales PGM to 16 bits
         gray = np.asarray(im, dtype=np.float32) / 65535.0
         out_mode = "I;16"
-    elif mode == "F":
-        gray = np.clip(np.asarray(im, dtype=np.float32), 0.0, 1.0)
-        out_mode = "F"
+    elif mode in ("F", "I"):
+        gray, scale = _wide_pixels(im)
+        out_mode = mode if fmt == "TIFF" else "I;16"
     else:
         luma, color, alpha, out_mode = _planes(im, info)
         gray = np.divide(luma, np.float32(255.0), dtype=np.float32)
@@ -231,7 +249,27 @@ def to_gray(im: Image.Image, fmt: str, info: dict[str, Any]) -> tuple[np.ndarray
         save_args["compression"] = compression if compression in _LOSSLESS_TIFF else "tiff_lzw"
     metadata = {k: info[k] for k in ("dpi", "icc_profile", "exif") if info.get(k)}
     chunks = info.get("png_chunks", ())
-    return gray, SourceInfo(fmt, out_mode, alpha, save_args, color, metadata, chunks)
+    return gray, SourceInfo(fmt, out_mode, alpha, save_args, color, metadata, chunks, scale)
+
+
+def _wide_pixels(im: Image.Image) -> tuple[np.ndarray, float]:
+    """(pixels in [0, 1], their full-scale value) of a float or 32-bit integer image, whose
+    range is read from the values (see _FLOAT_SCALES); NaN, infinities and other ranges are
+    refused in one line, naming what was found."""
+    values = np.asarray(im, dtype=np.float32 if im.mode == "F" else np.float64)
+    kind = "float" if im.mode == "F" else "32-bit integer"
+    bad = values.size - int(np.count_nonzero(np.isfinite(values)))
+    if bad:
+        raise ImageError(f"{bad:,} NaN or infinite {kind} pixel values: no image to denoise")
+    low, high = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
+    scales = _FLOAT_SCALES if im.mode == "F" else _INT32_SCALES
+    scale = next((s for s in scales if high <= s), None)
+    if scale is None or low < -0.01 * scale:  # rounding below 0 is clipped, real data not
+        raise ImageError(
+            f"{kind} pixel values from {low:g} to {high:g}: only the ranges 0-1 (float), "
+            "0-255 and 0-65535 are read; convert it to 8 or 16 bits first"
+        )
+    return np.clip(values / scale, 0.0, 1.0).astype(np.float32), scale
 
 
 def _planes(
@@ -243,7 +281,9 @@ def _planes(
     transparency): its palette cannot hold the denoised shades. A gray palette stays gray.
     """
     mode = im.mode
-    has_alpha = mode in ("RGBA", "LA", "PA", "RGBa") or (mode == "P" and "transparency" in info)
+    # A transparent colour (PNG's tRNS, GIF's index) is alpha too: written back as an alpha
+    # channel (LA, RGBA), or as the transparent index of a GIF.
+    has_alpha = mode in ("RGBA", "LA", "PA", "RGBa") or "transparency" in info
     if mode in _COLOR_MODES or (mode in ("P", "PA") and _colored_palette(im)):
         planes = np.asarray(im.convert("RGBA" if has_alpha else "RGB"))
         color = np.ascontiguousarray(planes[..., :3])
@@ -283,7 +323,7 @@ def encode(
     if not clipped:
         gray = np.clip(gray, 0.0, 1.0)
     if stores_float(source, output_format):  # only TIFF stores float
-        img = Image.fromarray(gray.astype(np.float32))
+        img = Image.fromarray((gray * np.float32(source.scale or 1.0)).astype(np.float32))
         return _save(img, "TIFF", dict(source.save_args), jpeg_quality)
     if pixels is None:
         pixels = quantize(gray, output_depth(source))
@@ -291,7 +331,10 @@ def encode(
 
 
 def output_depth(source: SourceInfo) -> str:
-    """ "I;16" when the output keeps 16 bits (16-bit input, or float outside TIFF), else "L"."""
+    """ "I;16" when the output keeps 16 bits (16-bit input, float outside TIFF, 32-bit integers
+    up to 65535), else "L"."""
+    if source.out_mode == "I":
+        return "I;16" if source.scale > 255 else "L"
     return "I;16" if source.out_mode in ("I;16", "F") else "L"
 
 
@@ -308,7 +351,9 @@ def encode_pixels(
 ) -> bytes:
     """Encode quantized gray (uint8, or uint16 where output_depth says I;16) like the input."""
     fmt = "PNG" if output_format == "png" else source.format
-    mode = "I;16" if source.out_mode == "F" else source.out_mode
+    mode = source.out_mode
+    if mode == "F" or (mode == "I" and fmt != "TIFF"):
+        mode = output_depth(source)  # --output-format png: 16 bits (8 for 0-255 integers)
     args = dict(source.save_args) if fmt == source.format else {}
     args.update((k, v) for k, v in source.metadata.items() if k in _METADATA_KEYS.get(fmt, ()))
     chunks = source.png_chunks if fmt == "PNG" else ()
@@ -330,6 +375,8 @@ def _output_image(pixels: np.ndarray, source: SourceInfo, mode: str) -> Image.Im
             rgb.putalpha(Image.fromarray(source.alpha))
         return rgb.convert("CMYK") if mode == "CMYK" else rgb
     g8 = Image.fromarray(pixels)
+    if mode == "I":  # a 32-bit integer TIFF, at the scale it came with
+        return Image.fromarray(pixels.astype(np.int32), "I")
     if mode == "1":
         return g8.point(lambda v: 255 if v >= 128 else 0).convert("1")
     if mode == "RGB":
@@ -350,6 +397,18 @@ def _png_info(chunks: tuple[tuple[bytes, bytes], ...]) -> Any:
     return info
 
 
+def _transparent_gif(img: Image.Image) -> Image.Image:
+    """A GIF's palette image of an image with alpha: the closest 255 colours, and index 255,
+    transparent, wherever alpha is under half (a GIF pixel is either shown or not)."""
+    quantized = img.convert("RGB").quantize(255)
+    indices = np.asarray(quantized).copy()
+    indices[np.asarray(img.getchannel("A")) < 128] = 255
+    out = Image.fromarray(indices, "P")
+    palette = (quantized.getpalette("RGB") or [])[: 255 * 3]
+    out.putpalette(palette + [0] * (768 - len(palette)))
+    return out
+
+
 def _save(img: Image.Image, fmt: str, args: dict[str, Any], jpeg_quality: int) -> bytes:
     if fmt == "JPEG":
         # Never a worse JPEG by accident: high quality and no chroma subsampling by default.
@@ -358,7 +417,9 @@ def _save(img: Image.Image, fmt: str, args: dict[str, Any], jpeg_quality: int) -
             img = img.convert("RGB" if img.mode in ("RGBA",) else "L")
     elif fmt == "WEBP":
         args.update(lossless=True)
-    elif fmt == "GIF" and img.mode in ("RGB", "RGBA", "CMYK"):
+    elif fmt == "GIF" and img.mode in ("RGBA", "LA"):
+        img, args["transparency"] = _transparent_gif(img), 255
+    elif fmt == "GIF" and img.mode in ("RGB", "CMYK"):
         img = img.convert("RGB").quantize(256)  # GIF holds a palette: the closest 256 colours
     elif fmt == "GIF" and img.mode not in ("L", "P", "1"):
         img = img.convert("L")
