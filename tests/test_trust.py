@@ -223,6 +223,32 @@ def _model(path: Path, nodes, inits=()) -> Path:
     return path
 
 
+@pytest.mark.parametrize(
+    ("node", "error"),
+    [
+        ("ReduceMean", "model returned 1 image(s) for a batch of 4; nothing written"),
+        ("Transpose", "image for a 92x72 model input; nothing written"),  # mirrored out
+    ],
+)
+def test_a_model_output_of_the_wrong_shape_is_never_spread_over_a_batch(tmp_path, node, error):
+    """A model averaging its batch into one image passes the one-image load check; numpy would
+    copy that one result into all four files (exit 0) before. Each file fails instead, in the
+    tool's words (a transposed output used to fail in numpy's)."""
+    pytest.importorskip("onnx")
+    from onnx import helper
+
+    attrs = {"axes": [0], "keepdims": 1} if node == "ReduceMean" else {"perm": [0, 1, 3, 2]}
+    model = _model(tmp_path / "m.onnx", [helper.make_node(node, ["x"], ["y"], **attrs)])
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        save_gray(tmp_path / "in" / f"{i}.png", rng.random((40, 60)))
+    result = run(tmp_path / "in", tmp_path / "out", "--model", model, "--workers", "1")
+    assert result.exit_code == 1, result.output
+    assert "0 written, 4 failed" in result.output
+    assert result.output.count(error) == 4, result.output
+    assert files_under(tmp_path / "out") == []
+
+
 def test_a_model_returning_nan_writes_nothing(tmp_path, src):
     pytest.importorskip("onnx")  # builds the model; the runtime-only install has no onnx
     from onnx import helper, numpy_helper
@@ -258,7 +284,7 @@ def test_a_model_returning_the_wrong_size_writes_nothing_for_that_file(tmp_path,
     Image.fromarray(np.zeros((40, 40), np.uint8)).save(src / "big.png")
     result = run(src, tmp_path / "out", "--model", model)
     assert result.exit_code == 1
-    assert "big.png: model returned a 28x28 image for a 40x40 input" in result.output
+    assert "big.png: model returned a 28x28 image for a 40x40 model input" in result.output
     assert "big.png" not in files_under(tmp_path / "out")
     assert load_gray(tmp_path / "out" / "0.png").shape == (28, 28)
 

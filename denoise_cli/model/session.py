@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from denoise_cli.core.errors import ModelError, ProviderError, UsageError
+from denoise_cli.core.errors import ImageError, ModelError, ProviderError, UsageError
 from denoise_cli.model.bundled import resolve_model
 from denoise_cli.model.info import SUPPORTED_SCHEMA_MAJOR, ModelInfo
 from denoise_cli.model.placement import (
@@ -184,10 +184,26 @@ class Denoiser:
             return self._run_batch(padded)[:, :, :height, :width]
         return self._run_batch(batch)
 
+    def _call(self, batch: np.ndarray) -> np.ndarray:
+        """One session run, whose output must be one image per input at the input's size:
+        numpy would spread one result over a whole batch, or fail in its own words."""
+        out = self.session.run([self.info.output_name], {self.info.input_name: batch})[0]
+        got = np.shape(out)
+        if got == batch.shape:
+            return out
+        n, _, h, w = batch.shape
+        if len(got) == 4 and got[:2] == (n, 1):
+            why = f"a {got[3]}x{got[2]} image for a {w}x{h} model input"
+        elif len(got) == 4 and got[0] != n:
+            why = f"{got[0]} image(s) for a batch of {n}"
+        else:
+            why = f"shape {list(got)} for input {list(batch.shape)}"
+        raise ImageError(f"model returned {why}; nothing written")
+
     def _run_batch(self, batch: np.ndarray) -> np.ndarray:
         n = self.info.fixed_batch
         if n is None or len(batch) == n:
-            return self.session.run([self.info.output_name], {self.info.input_name: batch})[0]
+            return self._call(batch)
         outs = []
         for i in range(0, len(batch), n):
             chunk = batch[i : i + n]
@@ -195,7 +211,7 @@ class Denoiser:
                 chunk = np.concatenate(
                     [chunk, np.zeros((n - len(chunk), *chunk.shape[1:]), np.float32)]
                 )
-            outs.append(self.session.run([self.info.output_name], {self.info.input_name: chunk})[0])
+            outs.append(self._call(chunk))
         return np.concatenate(outs)[: len(batch)]
 
     def accepts_whole(self, height: int, width: int) -> bool:

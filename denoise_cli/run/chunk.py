@@ -205,6 +205,10 @@ class ChunkWorker:
             return
         except Stopped:
             raise
+        except ImageError as exc:  # an output that cannot be right, in the model's own check
+            for file in files:
+                self._record(file, str(exc))
+            return
         except Exception as exc:  # e.g. onnxruntime failing on this size: these files fail
             for file in files:
                 self._record(file, f"model failed: {exc}")
