@@ -81,6 +81,20 @@ def _err(message: str) -> None:
     typer.echo(message, err=True)
 
 
+#: Control characters (C0, DEL, C1) as escapes: a file name holding a newline or a terminal
+#: escape sequence stays one line of text and never recolours or moves the terminal.
+_CONTROL = {c: f"\\x{c:02x}" for c in (*range(32), *range(127, 160))} | {
+    10: "\\n",
+    13: "\\r",
+    9: "\\t",
+}
+
+
+def printable(text: str) -> str:
+    """`text` for one terminal line: control characters shown as escapes (see _CONTROL)."""
+    return text.translate(_CONTROL)
+
+
 class Output:
     """The terminal side of a run's events: header, progress bar, JSON lines."""
 
@@ -184,12 +198,12 @@ def run_and_report(
     if report.failures:
         _err(f"{report.failed} file(s) failed:")
         for f in report.failures[:MAX_LISTED_FAILURES]:
-            _err(f"  {f.file}: {f.error}")
+            _err(printable(f"  {f.file}: {f.error}"))
         if report.failed > MAX_LISTED_FAILURES:
             more = report.failed - MAX_LISTED_FAILURES
             _err(f"  ... and {more} more" + (" (all in --report)" if report_path else ""))
     for warning in report.warnings:
-        _err(f"warning: {warning}")
+        _err(printable(f"warning: {warning}"))
     if report.unfinished:  # never claimed done: every planned file is accounted for
         _err(f"error: {report.unfinished:,} file(s) were not processed; rerun to finish them")
     if report.failures or report.unfinished or not report_ok:

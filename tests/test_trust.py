@@ -249,6 +249,20 @@ def test_a_model_output_of_the_wrong_shape_is_never_spread_over_a_batch(tmp_path
     assert files_under(tmp_path / "out") == []
 
 
+def test_a_failing_name_with_control_characters_stays_one_harmless_line(tmp_path, src):
+    """A newline in a failing file's name split the listing in two; an escape sequence in one
+    recoloured the terminal. Both are shown as escapes; the run goes on."""
+    for name in ("bad\nname.png", "red\x1b[31m.png"):
+        (src / name).write_bytes(b"not an image")
+    result = run(src, tmp_path / "out")
+    assert result.exit_code == 1
+    assert "\x1b" not in result.output
+    lines = result.output.splitlines()
+    assert "  bad\\nname.png: cannot decode: not a recognised image" in "\n".join(lines)
+    assert any(line.startswith("  red\\x1b[31m.png: cannot decode") for line in lines)
+    assert "8 written, 2 failed" in result.output
+
+
 def test_a_model_returning_nan_writes_nothing(tmp_path, src):
     pytest.importorskip("onnx")  # builds the model; the runtime-only install has no onnx
     from onnx import helper, numpy_helper
