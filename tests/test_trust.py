@@ -867,12 +867,20 @@ def _metadata_model(path: Path, **metadata: str) -> Path:
     return path
 
 
-@pytest.mark.parametrize("key", ["size_multiple", "min_side_as_is"])
+@pytest.mark.parametrize("key", ["size_multiple", "min_side_as_is", "native_size"])
 def test_model_metadata_out_of_range_is_refused(tmp_path, src, key):
     model = _metadata_model(tmp_path / "m.onnx", **{key: "6000"})
     result = run(src, tmp_path / "out", "--model", model)
     assert result.exit_code == 3, result.output
     assert f"metadata {key}=6000 is out of range" in result.output
+
+
+@pytest.mark.parametrize(("schema", "error"), [("", "'' is not a version"), ("2", "2 is newer")])
+def test_a_model_schema_that_is_no_version_is_not_called_newer(tmp_path, src, schema, error):
+    model = _metadata_model(tmp_path / "m.onnx", **{"denoise_batch.schema": schema})
+    result = run(src, tmp_path / "out", "--model", model)
+    assert result.exit_code == 3, result.output
+    assert error in result.output
 
 
 def test_min_side_as_is_never_scales_an_image_down_into_the_model(tmp_path):

@@ -14,6 +14,10 @@ SUPPORTED_SCHEMA_MAJOR = 1
 
 #: The largest values of size metadata a model may bring (a U-Net needs 4, 8 or 16).
 METADATA_LIMITS = {"size_multiple": 256, "receptive_field_radius": 1024, "min_side_as_is": 1024}
+#: The largest native side (metadata `native_size`) a model may claim: images under ~0.7 of it
+#: are scaled up to it, so a claim of 1,000,000 left every image unchanged and one of 2000
+#: doubled the memory of 1,000-1,400 px pages. Ours say 28.
+NATIVE_SIDE_LIMIT = 512
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,11 @@ class ModelInfo:
             value = self._int(key, 0)
             if value > limit:
                 return f"metadata {key}={value} is out of range (at most {limit})"
+        if self.native_side > NATIVE_SIDE_LIMIT:
+            size = self.metadata["native_size"]
+            return (
+                f"metadata native_size={size} is out of range (sides at most {NATIVE_SIDE_LIMIT})"
+            )
         return None
 
     @property

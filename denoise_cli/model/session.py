@@ -42,7 +42,10 @@ def inspect_session(session: Any, path: Path) -> ModelInfo:
     inputs, outputs = session.get_inputs(), session.get_outputs()
     meta = dict(session.get_modelmeta().custom_metadata_map)
     schema = meta.get("denoise_batch.schema", str(SUPPORTED_SCHEMA_MAJOR))
-    if not schema.split(".")[0].isdigit() or int(schema.split(".")[0]) > SUPPORTED_SCHEMA_MAJOR:
+    major = schema.split(".")[0]
+    if not major.isdigit():
+        raise ModelError(f"{path}: metadata denoise_batch.schema {schema!r} is not a version")
+    if int(major) > SUPPORTED_SCHEMA_MAJOR:
         raise ModelError(f"{path}: metadata schema {schema} is newer than this denoise-batch")
     if len(inputs) != 1 or not outputs:
         raise ModelError(
