@@ -148,6 +148,29 @@ def test_png_output_option_and_collisions(tmp_path, noisy_digits):
         assert Image.open(out / name).format == "PNG"
 
 
+def test_a_renamed_output_never_takes_a_subfolders_name(tmp_path, noisy_digits):
+    """a.jpg -> a.png under --output-format png, beside a folder a.png/: every file under the
+    folder failed on every rerun ('output folder a.png is a symlink or not a folder') before.
+    Listings from object stores name the same subfolders (plan.StorageSource)."""
+    from denoise_cli.trees.plan import StorageSource
+
+    src, out = tmp_path / "in", tmp_path / "out"
+    save_gray(src / "a.png" / "b.png", noisy_digits[0])
+    save_gray(src / "a.jpg", noisy_digits[1], quality=95)
+    for _ in range(2):  # a rerun finds everything done
+        result = run(src, out, "--output-format", "png")
+        assert result.exit_code == 0, result.output
+    assert files_under(out) == ["a.png/b.png", "a~1.png"]
+    assert "2 already done" in result.output
+
+    class Listing:
+        def list_files(self) -> list[str]:
+            return ["a.jpg", "a.png/b.png", "a.png/c/d.png", "x/y/z.png"]
+
+    folders = {f.prefix: f.subfolders for f in StorageSource(Listing()).folders()}
+    assert folders == {"": ("a.png", "x"), "a.png/": ("c",), "a.png/c/": (), "x/y/": ()}
+
+
 def test_jpeg_stays_high_quality(tmp_path, noisy_digits):
     src, out = tmp_path / "in", tmp_path / "out"
     rgb = np.repeat(noisy_digits[0][..., None], 3, axis=2)

@@ -107,7 +107,7 @@ def plan(
             recorder.skipped(str(skip.path), skip.reason)
         if not folder.images:
             continue
-        names = output_names(folder.images, output_format)
+        names = output_names(folder.images, output_format, folder.subfolders)
         found = target.existing(folder.prefix)  # also clears a killed run's temporary files
         existing = set() if overwrite else found
         for name in folder.images:
@@ -332,9 +332,14 @@ class StorageSource:
     def folders(self) -> Iterator[Folder]:
         by_dir: dict[str, list[str]] = {}
         skips: dict[str, list[Skip]] = {}
+        subfolders: dict[str, set[str]] = {}
         for rel in self.storage.list_files():
             folder, _, name = rel.rpartition("/")
             prefix = f"{folder}/" if folder else ""
+            parts = rel.split("/")
+            for depth in range(1, len(parts)):
+                parent = "".join(f"{p}/" for p in parts[: depth - 1])
+                subfolders.setdefault(parent, set()).add(parts[depth - 1])
             if any(part in ("", ".", "..") for part in rel.split("/")):
                 skips.setdefault(prefix, []).append(Skip(Path(rel), "not a plain relative path"))
             elif is_image_name(name):
@@ -342,7 +347,8 @@ class StorageSource:
             else:
                 skips.setdefault(prefix, []).append(Skip(Path(rel), "not an image file"))
         for prefix in sorted(set(by_dir) | set(skips)):
-            yield Folder(prefix, by_dir.get(prefix, []), skips.get(prefix, []))
+            subs = tuple(sorted(subfolders.get(prefix, ())))
+            yield Folder(prefix, by_dir.get(prefix, []), skips.get(prefix, []), subfolders=subs)
 
     def path(self, rel: str) -> str:
         return rel

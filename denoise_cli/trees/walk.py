@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -73,17 +73,20 @@ def check_roots(in_root: Path, out_root: Path) -> None:
         raise UsageError(f"{out_root}: output exists and is not a folder")
 
 
-def output_names(names: list[str], output_format: str) -> dict[str, str]:
-    """Output file name for each input image name of one folder."""
+def output_names(
+    names: list[str], output_format: str, folders: Collection[str] = ()
+) -> dict[str, str]:
+    """Output file name for each input image name of one folder; never one of its subfolders'
+    names (`folders`), which the output tree holds as folders."""
     if output_format == "keep":
-        return {n: n for n in names}
+        return {n: n for n in names}  # the input's own names: no file shares a folder's
     ext = "." + output_format
     wanted = {n: os.path.splitext(n)[0] + ext for n in names}
     claims: dict[str, list[str]] = {}
     for name, out in wanted.items():
         claims.setdefault(out, []).append(name)
     result: dict[str, str] = {}
-    taken: set[str] = set()
+    taken: set[str] = set(folders)
     for out, sources in claims.items():
         for name in sources:
             if len(sources) == 1 or name == out:
@@ -111,6 +114,7 @@ class Folder:
     images: list[str]
     skips: list[Skip]
     error: str | None = None
+    subfolders: tuple[str, ...] = ()  # names no output file may take (see output_names)
 
 
 def walk_local(in_root: Path, out_root: Path, root_fd: int | None = None) -> Iterator[Folder]:
@@ -134,10 +138,11 @@ def walk_local(in_root: Path, out_root: Path, root_fd: int | None = None) -> Ite
         if isinstance(entries, str):
             yield Folder(prefix, [], [], entries)
             continue
-        images, skips = [], []
+        images, skips, subfolders = [], [], []
         for entry in entries:
             path = os.path.join(base, prefix + entry.name)
             if entry.is_dir(follow_symlinks=False):
+                subfolders.append(entry.name)
                 continue  # walked by walk_fds
             if entry.is_symlink() and _is_dir(entry):
                 skips.append(_skip(prefix, entry, "symlinked folder not followed"))  # loops
@@ -149,7 +154,7 @@ def walk_local(in_root: Path, out_root: Path, root_fd: int | None = None) -> Ite
                 skips.append(_skip(prefix, entry, "not a regular file (a pipe, device...)"))
             else:
                 images.append(entry.name)
-        yield Folder(prefix, images, skips)
+        yield Folder(prefix, images, skips, subfolders=tuple(subfolders))
 
 
 #: Descriptors a walk keeps open at most; deeper folders' are closed and reopened on return.
@@ -281,7 +286,7 @@ def plan_jobs(
     src_dir = os.fspath(in_root.parent if in_root.is_file() else in_root)
     for folder in walk_local(in_root, out_root):
         yield from folder.skips
-        names = output_names(folder.images, output_format)
+        names = output_names(folder.images, output_format, folder.subfolders)
         for name in folder.images:
             rel = folder.prefix + name
             yield FileJob(
