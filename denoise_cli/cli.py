@@ -140,12 +140,25 @@ def _write_report(path: Path | None, data: dict, inputs: tuple[str | Path, ...])
     return True
 
 
-def _check_report_path(path: Path | None, inputs: tuple[str | Path, ...]) -> None:
-    """A report never lands on an input, a device or a link (see denoise_cli.core.safety)."""
-    if path is not None:
-        from denoise_cli.core.safety import check_output_file
+def _check_report_path(
+    path: Path | None, inputs: tuple[str | Path, ...], out_location: str | Path
+) -> None:
+    """A report never lands on an input, a device or a link (see denoise_cli.core.safety), nor
+    on a name inside OUT that an output could have: it overwrote that image, and reruns then
+    counted the JSON as the image, done."""
+    if path is None:
+        return
+    from denoise_cli.core.safety import check_output_file, inside
+    from denoise_cli.files.images import is_image_name
 
-        check_output_file(path, inputs, "the report")
+    check_output_file(path, inputs, "the report")
+    if "://" not in str(out_location) and is_image_name(path.name):
+        real = os.path.join(os.path.realpath(path.parent), path.name)
+        if inside(real, os.path.realpath(out_location)):
+            raise UsageError(
+                f"the report {path}: an image's name inside the output folder {out_location}, "
+                "where it could stand for an output; give it another name (report.json)"
+            )
 
 
 def run_and_report(
@@ -161,7 +174,7 @@ def run_and_report(
     from denoise_cli.run.runners import run_job
     from denoise_cli.trees.walk import FileJob, check_roots, plan_jobs
 
-    _check_report_path(report_path, (in_location,))
+    _check_report_path(report_path, (in_location,), out_location)
     total = None
     local = "://" not in str(in_location) and "://" not in str(out_location)
     if not quiet and not jsonl and sys.stderr.isatty() and local:

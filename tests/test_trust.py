@@ -108,6 +108,19 @@ def test_the_report_never_lands_on_an_input(tmp_path, src):
     assert not (tmp_path / "out").exists()  # refused before any work
 
 
+def test_the_report_never_takes_an_outputs_name(tmp_path, src):
+    """--report OUT/0.png overwrote that output with JSON, and reruns counted it done; a report
+    inside OUT under an image's name is refused before any work, a .json one is fine."""
+    out = tmp_path / "out"
+    for report in (out / "0.png", out / "sub" / "x.TIF"):
+        result = run(src, out, "--report", report)
+        assert result.exit_code == 2, result.output
+        assert "an image's name inside the output folder" in result.output
+    assert not out.exists()
+    assert run(src, out, "--report", out / "report.json").exit_code == 0
+    assert json.loads((out / "report.json").read_text())["written"] == 8
+
+
 def test_an_unwritable_report_is_an_error_not_a_traceback(tmp_path, src):
     (tmp_path / "file").write_text("a file, not a folder")
     result = run(src, tmp_path / "out", "--report", tmp_path / "file" / "r.json")

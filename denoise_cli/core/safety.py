@@ -20,7 +20,8 @@ from denoise_cli.core.atomic import O_CLOEXEC, O_DIRECTORY, write_atomic
 from denoise_cli.core.errors import UsageError
 
 
-def _inside(path: str, root: str) -> bool:
+def inside(path: str, root: str) -> bool:
+    """Whether the path `path` is `root` or below it (both already resolved: realpath)."""
     return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
 
 
@@ -56,7 +57,7 @@ def check_output_file(path: str | Path, inputs: Iterable[str | Path] = (), what:
         if "://" in str(location):
             continue
         real_in = os.path.realpath(location)
-        if _inside(real, real_in):
+        if inside(real, real_in):
             raise UsageError(f"{label}{path}: would be written inside the input {location}")
 
 

@@ -32,6 +32,7 @@ from denoise_cli.core.atomic import (
 )
 from denoise_cli.core.errors import ImageError, UsageError
 from denoise_cli.core.report import Recorder
+from denoise_cli.core.safety import inside
 from denoise_cli.files.images import is_image_name
 from denoise_cli.trees.dirfd import DirId, FolderCursor, dir_id, open_root, read_at
 from denoise_cli.trees.storage import Storage, file_uri_path, is_uri
@@ -184,7 +185,7 @@ class LocalSource:
                 raise
         # A symlink: the walk accepted it only if it pointed inside the tree; check again now.
         real = os.path.realpath(src)
-        if not _inside(real, self.real_root):
+        if not inside(real, self.real_root):
             raise ImageError("cannot read: now a symlink pointing outside the input tree")
         return _read_path(real, max_bytes, follow=False)
 
@@ -197,10 +198,6 @@ def _read_path(path: str, max_bytes: int | None, follow: bool) -> bytes:
         return read_at(fd, name, max_bytes)
     finally:
         os.close(fd)
-
-
-def _inside(path: str, root: str) -> bool:
-    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
 
 
 class LocalTarget:

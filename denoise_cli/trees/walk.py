@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from denoise_cli.core.errors import ImageError, UsageError
+from denoise_cli.core.safety import inside
 from denoise_cli.files.images import is_image_name
 from denoise_cli.trees.dirfd import DirId, dir_id, open_root, open_sub
 
@@ -146,7 +147,7 @@ def walk_local(in_root: Path, out_root: Path, root_fd: int | None = None) -> Ite
                 continue  # walked by walk_fds
             if entry.is_symlink() and _is_dir(entry):
                 skips.append(_skip(prefix, entry, "symlinked folder not followed"))  # loops
-            elif entry.is_symlink() and not _inside_str(os.path.realpath(path), real_in):
+            elif entry.is_symlink() and not inside(os.path.realpath(path), real_in):
                 skips.append(_skip(prefix, entry, "symlink pointing outside the input tree"))
             elif not is_image_name(entry.name):
                 skips.append(_skip(prefix, entry, "not an image file"))
@@ -301,7 +302,3 @@ def _is_dir(entry: os.DirEntry) -> bool:
         return entry.is_dir()
     except OSError:
         return False
-
-
-def _inside_str(path: str, root: str) -> bool:
-    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
