@@ -171,6 +171,26 @@ def test_a_renamed_output_never_takes_a_subfolders_name(tmp_path, noisy_digits):
     assert folders == {"": ("a.png", "x"), "a.png/": ("c",), "a.png/c/": (), "x/y/": ()}
 
 
+def test_an_os_error_under_any_command_is_one_line_not_a_traceback(tmp_path):
+    """What a disk or folder does under a command (a read-only mount found after training, a
+    full disk) is `error: PATH: reason`, exit 1, in every tool built on core.commands."""
+    from denoise_cli.core import commands
+
+    app_ = commands.app("t")
+
+    @app_.command()
+    def save() -> None:
+        raise OSError(30, "Read-only file system", str(tmp_path / "ro" / "x.pt"))
+
+    @app_.command()
+    def other() -> None:
+        pass
+
+    result = CliRunner().invoke(app_, ["save"])
+    assert result.exit_code == 1
+    assert result.output == f"error: {tmp_path / 'ro' / 'x.pt'}: Read-only file system\n"
+
+
 def test_jpeg_stays_high_quality(tmp_path, noisy_digits):
     src, out = tmp_path / "in", tmp_path / "out"
     rgb = np.repeat(noisy_digits[0][..., None], 3, axis=2)

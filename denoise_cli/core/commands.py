@@ -55,6 +55,10 @@ class CommandGroup(TyperGroup):
         except DenoiseError as exc:
             typer.echo(f"error: {exc}", err=True)
             ctx.exit(exc.exit_code)
+        except OSError as exc:  # a disk or folder failing under a command: one line, not a trace
+            where = f"{exc.filename}: " if exc.filename else ""
+            typer.echo(f"error: {where}{exc.strerror or exc}", err=True)
+            ctx.exit(1)
         except KeyboardInterrupt:
             typer.echo("\ninterrupted", err=True)
             ctx.exit(EXIT_INTERRUPTED)

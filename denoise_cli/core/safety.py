@@ -59,6 +59,21 @@ def check_output_file(path: str | Path, inputs: Iterable[str | Path] = (), what:
         real_in = os.path.realpath(location)
         if inside(real, real_in):
             raise UsageError(f"{label}{path}: would be written inside the input {location}")
+    if (why := _unwritable_folder(path)) is not None:
+        raise UsageError(f"{label}{path}: {why}")
+
+
+def _unwritable_folder(path: Path) -> str | None:
+    """Why `path`'s folder (or the nearest one that exists, where it would be made) cannot
+    take a new file, or None: found before the work, not after hours of training."""
+    folder = path.parent.absolute()
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        return f"{folder} is not a folder"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"folder {folder} is not writable here"
+    return None
 
 
 def write_output_file(
