@@ -27,6 +27,7 @@ from denoise_cli.core.atomic import TMP_SUFFIX
 from denoise_cli.core.errors import UsageError
 from denoise_cli.core.metrics import psnr, ssim
 from denoise_cli.core.noise import add_noise
+from denoise_cli.core.safety import check_output_file
 from denoise_cli.core.timing import best_rate
 from denoise_export.metadata import build_metadata, get_metadata, set_metadata
 from denoise_export.onnx_export import (
@@ -169,6 +170,8 @@ def run_export(
             f"{request.out}: two files of this export would be named {', '.join(clashes)}; "
             "give the output an .onnx name"
         )
+    for name in names:  # each file, before the work: a folder in one's place broke the publish
+        check_output_file(request.out.with_name(name), [request.checkpoint], "-o")
     ckpt = deployed(load_checkpoint(request.checkpoint))
     arch = get_arch(ckpt["arch"])
     try:

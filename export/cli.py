@@ -14,7 +14,7 @@ import typer
 
 from denoise_cli.core import commands
 from denoise_cli.core.errors import EXIT_CODES_HELP
-from denoise_cli.core.safety import check_output_file
+from denoise_cli.core.safety import check_output_file, write_output_file
 from denoise_export import runtimes as engines
 from denoise_export.onnx_export import DEFAULT_OPSET, MIN_OPSET
 from denoise_export.variants import PROFILES
@@ -48,6 +48,26 @@ def _parse_runtimes(text: str) -> tuple[str, ...] | None:
             f"unknown runtime(s) {', '.join(unknown)}; know {', '.join(engines.RUNTIMES)}"
         )
     return names
+
+
+#: What a --report must not be named: it would stand for, or replace, a model or checkpoint.
+MODEL_SUFFIXES = (".onnx", ".ort", ".pt", ".pth")
+
+
+def _check_report(report: Path | None, reads: list[Path]) -> None:
+    """A --report (JSON) is checked with the outputs, before any work: it once replaced the
+    checkpoint it was exported from, and the fresh export itself, with JSON."""
+    if report is None:
+        return
+    if report.suffix.lower() in MODEL_SUFFIXES:
+        commands.fail(f"--report {report}: a model file's name; the report is JSON (.json)", 2)
+    check_output_file(report, reads, "--report")
+
+
+def _write_report(report: Path | None, data: object, reads: list[Path]) -> None:
+    if report is not None:
+        text = json.dumps(data, indent=2) + "\n"
+        write_output_file(report, text.encode(), reads, "--report")
 
 
 def _parse_shape(text: str | None) -> tuple[int, int, int, int] | None:
@@ -111,7 +131,9 @@ def export(
 
     shape = _parse_shape("1x1x28x28" if all_variants and fixed_shape is None else fixed_shape)
     out = out or checkpoint.with_suffix(".onnx")
-    check_output_file(out, [checkpoint, *([data_dir] if data_dir else [])], "-o")
+    reads = [checkpoint, *([data_dir] if data_dir else [])]
+    check_output_file(out, reads, "-o")
+    _check_report(report, reads)
     test_images, _ = load_split("test", data_dir)
     train_images, _ = load_split("train", data_dir) if (int8 or all_variants) else (None, None)
     calib = (
@@ -138,8 +160,7 @@ def export(
         from denoise_export.runtimes import markdown_table as runtimes_table
 
         typer.echo("\n" + runtimes_table(result.runtimes), nl=False)
-    if report is not None:
-        report.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+    _write_report(report, result.to_dict(), reads)
 
 
 @app.command()
@@ -223,12 +244,12 @@ def runtimes(
     for path in files:
         if not path.is_file():
             commands.fail(f"{path}: no such file", 2)
+    _check_report(report, files)
     clean = load_split("test", data_dir)[0][:images]
     noisy = add_noise(clean, REFERENCE_KIND, REFERENCE_LEVEL, EVAL_NOISE_SEED)
     rows = check_runtimes(files, baseline(files[0], clean, noisy), _parse_runtimes(runtime))
     typer.echo(runtimes_table(rows), nl=False)
-    if report is not None:
-        report.write_text(json.dumps(as_dicts(rows), indent=2) + "\n")
+    _write_report(report, as_dicts(rows), files)
     if bad := failures(rows):
         for row in bad:
             typer.echo(

@@ -261,6 +261,36 @@ def test_output_named_like_a_variant_is_a_usage_error(tmp_path, conv_ckpt, data_
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_folder_in_a_variants_place_is_refused_before_anything_is_published(
+    tmp_path, conv_ckpt, data_dir
+):
+    """x.int8.onnx a folder: the fp32 file replaced the old x.onnx, then the publish broke
+    with a traceback. Now refused before any work, the old file as it was."""
+    (tmp_path / "x.int8.onnx").mkdir()
+    (tmp_path / "x.onnx").write_bytes(b"OLD")
+    result = _export([conv_ckpt, "-o", tmp_path / "x.onnx", "--int8", "--data-dir", data_dir])
+    assert result.exit_code == 2, result.output
+    assert "x.int8.onnx" in result.output and "Traceback" not in result.output
+    assert (tmp_path / "x.onnx").read_bytes() == b"OLD"
+
+
+def test_the_report_never_replaces_the_checkpoint_or_a_model(tmp_path, conv_ckpt, data_dir):
+    """--report CHECKPOINT replaced the checkpoint with JSON; --report NEW.onnx the fresh
+    export. Both refused before any work; an unwritable folder too; `runtimes` likewise."""
+    ckpt = tmp_path / "c.pt"
+    ckpt.write_bytes(conv_ckpt.read_bytes())
+    out = tmp_path / "m.onnx"
+    for report in (ckpt, out, tmp_path / "c.pt" / "r.json"):
+        result = _export([ckpt, "-o", out, "--data-dir", data_dir, "--report", report])
+        assert result.exit_code == 2, (report, result.output)
+        assert "Traceback" not in result.output
+    assert ckpt.read_bytes() == conv_ckpt.read_bytes() and not out.exists()
+    assert _export([ckpt, "-o", out, "--data-dir", data_dir, "--runtimes", "none"]).exit_code == 0
+    result = _export(["runtimes", out, "--runtime", "onnxruntime", "--report", out])
+    assert result.exit_code == 2, result.output
+    assert onnx.load(str(out))  # still the model
+
+
 def test_broken_checkpoint_is_a_clear_error(tmp_path, data_dir):
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"\x00" * 100)
