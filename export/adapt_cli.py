@@ -4,6 +4,7 @@ the runtime's decoders: training code (train/) may use neither (tests/test_bound
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import typer
@@ -47,12 +48,14 @@ def adapt_command(
     device: Device = typer.Option("auto"),
     threads: int | None = typer.Option(None, min=1, help="torch CPU threads (default: torch's)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT's .adapt.pt."),
-    seed: int = typer.Option(0),
+    seed: int = typer.Option(0, min=0),
 ) -> None:
     """Fine-tune a model on your own folder of noisy digit images, in minutes."""
     from denoise_export.adaptation import AdaptSettings
     from denoise_export.adaptation import adapt as run_adapt
 
+    if not math.isfinite(minutes):
+        commands.fail(f"--minutes {minutes}: needs a number of minutes", 2)
     settings = AdaptSettings(
         method=method.value,
         minutes=minutes,

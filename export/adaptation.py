@@ -30,6 +30,9 @@ from torch import nn
 from denoise_cli.core.atomic import write_atomic
 from denoise_cli.core.errors import UsageError
 from denoise_cli.core.progress import Progress
+from denoise_cli.core.safety import check_output_file
+from denoise_cli.model.bundled import resolve_model
+from denoise_cli.model.placement import int8_file
 from denoise_export.adapt_base import BaseModel, resolve_base
 from denoise_export.adapt_data import AdaptData, prepare_data
 from denoise_export.adapt_eval import Validation, make_validation, run_model
@@ -104,6 +107,20 @@ def contact_sheet_path(out: Path) -> Path:
     return out.with_name(out.with_suffix("").name + ".contact.png")
 
 
+def check_outputs(
+    out: Path, noisy_dir: str | Path, clean_dir: str | Path | None, base: str | Path | None
+) -> None:
+    """Every file adapt writes (the model, its INT8 twin, MODEL.adapt.pt, the contact sheet)
+    checked before any training: none may replace the base model or land in the folders it
+    learns from (it overwrote its own --from model, and trained on its own contact sheet)."""
+    reads = [Path(noisy_dir), *([Path(clean_dir)] if clean_dir else [])]
+    base_file = resolve_model(base)
+    if base_file.exists():
+        reads.append(base_file)
+    for path in (out, int8_file(out), checkpoint_path(out), contact_sheet_path(out)):
+        check_output_file(path, reads, "--out")
+
+
 def adapt(
     noisy_dir: str | Path,
     out: str | Path,
@@ -124,6 +141,7 @@ def adapt(
         raise UsageError(f"unknown method {settings.method!r}; use auto, supervised or {METHODS}")
     if settings.noise not in NOISE_CHOICES:
         raise UsageError(f"unknown noise {settings.noise!r}; use one of {NOISE_CHOICES}")
+    check_outputs(out, noisy_dir, clean_dir, base)
     if settings.threads:
         torch.set_num_threads(settings.threads)
     saved = _load_resume(out) if resume else None
@@ -456,4 +474,8 @@ def export_adapted(
     except ExportError as exc:
         log(f"INT8 did not verify ({exc}); exporting fp32 only")
         result = export_checkpoint(checkpoint, out, digits, digits, log, **options)
+        stale = int8_file(out)
+        if stale.is_file():  # an earlier run's: the runtime would pair it with this model
+            stale.unlink()
+            log(f"removed {stale}: an earlier run's INT8 model, not this one's")
     return [Path(row.path) for row in result.rows]

@@ -220,6 +220,54 @@ def test_bad_folders_get_one_line_errors(domain, tmp_path):
         assert "Traceback" not in result.output and len(result.output.strip().splitlines()) <= 3
 
 
+def test_outputs_never_replace_the_base_model_or_land_in_the_folders_read(domain, tmp_path):
+    """adapt overwrote its own --from model (directly, or through OUT.adapt.pt), and wrote its
+    model and contact sheet into the folder it learns from; all refused before training, each
+    file left as it was."""
+    base = tmp_path / "base.onnx"
+    base.write_bytes(default_model_path().read_bytes())
+    checkpoint = tmp_path / "g.adapt.pt"
+    checkpoint.write_bytes(b"a user's checkpoint")
+    before = {p: p.read_bytes() for p in (base, checkpoint, *(domain / "noisy").iterdir())}
+    cases = [
+        ("--from", str(base), "--out", str(base)),
+        ("--from", str(checkpoint), "--out", str(tmp_path / "g.onnx")),
+        ("--out", str(domain / "noisy" / "model.onnx")),
+        ("--clean", str(domain / "clean"), "--out", str(domain / "clean" / "m.onnx")),
+    ]
+    for options in cases:
+        result = _invoke(str(domain / "noisy"), *options, "--max-steps", "1")
+        assert result.exit_code == EXIT_USAGE, (options, result.output)
+        assert "--out " in result.output and "inside the input" in result.output
+    assert {p: p.read_bytes() for p in before} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["base.onnx", "g.adapt.pt"]
+
+
+def test_a_stale_int8_twin_is_removed_when_this_runs_int8_fails(tmp_path, monkeypatch):
+    """A run whose INT8 fails to verify exports fp32 only; an earlier run's OUT.int8.onnx beside
+    it would be paired with the new model by `--precision int8`, so it goes."""
+    from denoise_export import adaptation
+    from denoise_export.onnx_export import ExportError
+
+    out = tmp_path / "m.onnx"
+    stale = tmp_path / "m.int8.onnx"
+    stale.write_bytes(b"an earlier run's INT8 model")
+    calls = []
+
+    def export(checkpoint, out, digits, calib, log, int8=False, **options):
+        calls.append(int8)
+        if int8:
+            raise ExportError("INT8 off by 0.2")
+        out.write_bytes(b"fp32")
+        return type("Result", (), {"rows": []})()
+
+    monkeypatch.setattr(adaptation, "export_checkpoint", export)
+    lines: list[str] = []
+    adaptation.export_adapted(tmp_path / "c.pt", out, np.zeros((1, 1, 28, 28)), {}, lines.append)
+    assert calls == [True, False] and out.exists() and not stale.exists()
+    assert any("an earlier run's INT8 model" in line for line in lines)
+
+
 def test_clean_folder_of_another_domain_is_warned_about(domain, tmp_path):
     from denoise_export.adapt_data import domain_warnings
     from denoise_export.adapt_folder import read_folder
