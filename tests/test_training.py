@@ -58,6 +58,47 @@ def test_checkpoint_round_trip(tmp_path, train_images):
         torch.testing.assert_close(model(x), result.model(x))
 
 
+def test_a_resume_that_would_change_the_run_or_write_nothing_is_refused(tmp_path, train_images):
+    """Resumed with another noise or batch size, the checkpoint's config described a run that
+    never happened; resumed past its last epoch into another --out, 'checkpoint: NEW' named a
+    file never written. Both are usage errors; more epochs, threads or a new lr are fine."""
+    from denoise_cli.core.errors import UsageError
+
+    config = TrainConfig(arch="conv_denoiser", epochs=1, **TINY)
+    done = tmp_path / "r.pt"
+    fit(config, train_images, done, log=lambda m: None, progress=False)
+    quiet = {"log": lambda m: None, "progress": False, "resume_from": done}
+    for other in (config.with_(noise="salt-pepper"), config.with_(epochs=2, batch_size=7)):
+        with pytest.raises(UsageError, match="resumed with other settings"):
+            fit(other, train_images, done, **quiet)
+    with pytest.raises(UsageError, match="already trained 1 of --epochs 1"):
+        fit(config, train_images, tmp_path / "new.pt", **quiet)
+    assert not (tmp_path / "new.pt").exists()
+    fit(config.with_(epochs=2, lr=5e-4, threads=1), train_images, tmp_path / "new.pt", **quiet)
+    assert load_checkpoint(tmp_path / "new.pt")["epoch"] == 2
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        ["--lr", "nan"],
+        ["--lr", "inf"],
+        ["--lr", "1e12"],
+        ["--seed", "-1"],
+        ["--train-limit", "-10"],
+        ["--data", "scenes", "--scene-max-scale", "inf"],
+        ["--data", "scenes", "--scene-size", "100000"],
+        ["--init-from", "missing.pt"],
+    ],
+)
+def test_fit_options_that_cannot_train_are_one_line_usage_errors(tmp_path, tiny_mnist, options):
+    args = ["fit", "--dry-run", "--data-dir", str(tiny_mnist), "--out", str(tmp_path / "m.pt")]
+    result = CliRunner().invoke(app, [*args, *options])
+    assert result.exit_code == EXIT_USAGE, result.output
+    assert result.output.startswith("error: ") and "Traceback" not in result.output
+    assert not (tmp_path / "m.pt").exists()
+
+
 def test_resume_continues_exactly(tmp_path, train_images):
     """Two epochs straight, or one then resume for the second: the same weights."""
     config = TrainConfig(arch="conv_denoiser", epochs=2, **TINY)

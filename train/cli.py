@@ -133,6 +133,8 @@ def fit(
     from denoise_train.loop import fit as run_fit
     from denoise_train.mnist import load_split
 
+    if init_from is not None and not init_from.is_file():
+        commands.fail(f"--init-from {init_from}: no such checkpoint file", 2)
     config = TrainConfig(
         arch=arch.value,
         epochs=epochs,

@@ -11,6 +11,11 @@ from denoise_cli.core.noise import MIXES, REFERENCE_KIND, REFERENCE_LEVEL
 LOSSES = ("mse", "bce", "psnr")
 LR_SCHEDULES = ("constant", "cosine")
 PRECISIONS = ("fp32", "bf16")
+#: Bounds that keep a typo from training into NaN or allocating terabytes (NaN and inf fail
+#: them too): Adam at 10 only diverges; a 1,024-pixel canvas is already a page a step.
+MAX_LR = 10.0
+MAX_SCENE_SIZE = 1024
+MAX_SCENE_SCALE = 64.0
 DATA_KINDS = ("mnist", "scenes", "world")
 
 
@@ -87,8 +92,10 @@ class TrainConfig:
     world_faint_share: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
-            raise UsageError("epochs and batch_size must be >= 1 and lr > 0")
+        if self.epochs < 1 or self.batch_size < 1 or not 0 < self.lr <= MAX_LR:
+            raise UsageError(f"epochs and batch_size must be >= 1 and lr in (0, {MAX_LR:g}]")
+        if self.seed < 0 or (self.train_limit is not None and self.train_limit < 1):
+            raise UsageError("seed must be >= 0 and train_limit >= 1")
         if self.loss is not None and self.loss not in LOSSES:
             raise UsageError(f"loss must be 'mse', 'bce' or 'psnr', got {self.loss!r}")
         if self.lr_schedule not in LR_SCHEDULES:
@@ -99,10 +106,14 @@ class TrainConfig:
             raise UsageError(f"precision must be 'fp32' or 'bf16', got {self.precision!r}")
         if self.data not in DATA_KINDS:
             raise UsageError(f"data must be one of {', '.join(DATA_KINDS)}, got {self.data!r}")
-        if not self.scene_max_scale >= 0.7:
-            raise UsageError(f"scene_max_scale must be >= 0.7, got {self.scene_max_scale}")
-        if self.scene_size < 8 or self.scene_size % 4 or self.steps_per_epoch < 1:
-            raise UsageError("scene_size must be a multiple of 4, >= 8; steps_per_epoch >= 1")
+        if not 0.7 <= self.scene_max_scale <= MAX_SCENE_SCALE:
+            raise UsageError(
+                f"scene_max_scale must be in [0.7, {MAX_SCENE_SCALE:g}], got {self.scene_max_scale}"
+            )
+        if not 8 <= self.scene_size <= MAX_SCENE_SIZE or self.scene_size % 4:
+            raise UsageError(f"scene_size must be a multiple of 4 in [8, {MAX_SCENE_SIZE}]")
+        if self.steps_per_epoch < 1:
+            raise UsageError("steps_per_epoch must be >= 1")
         if not 0.0 <= self.frames_inverted_share <= 1.0:
             raise UsageError("frames_inverted_share must be in [0, 1]")
         if not 0.0 <= self.world_scenes_share <= 1.0:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -259,8 +260,8 @@ def fit(
     device = pick_device(config.device)
     arch = get_arch(config.arch)
     ckpt = load_checkpoint(resume_from) if resume_from is not None else None
-    if ckpt is not None and ckpt["arch"] != config.arch:
-        raise UsageError(f"{resume_from}: checkpoint is {ckpt['arch']}, not {config.arch}")
+    if ckpt is not None:
+        check_resume(ckpt, config, resume_from, out_path)
     arch_args = ckpt["arch_args"] if ckpt is not None else dict(arch.args)
     model = arch.build(**arch_args).to(device)
     if arch.fully_convolutional:
@@ -303,6 +304,43 @@ def fit(
                 out_path, model, config, arch_args, epoch + 1, metrics, history, optimizer
             )
     return FitResult(model.eval(), history, metrics, out_path)
+
+
+#: What a resumed run may change: how long, how fast and where, and how it optimises (a
+#: second cosine cycle, a PSNR fine-tune: scripts/train_strong_models.sh). Everything else
+#: decides which images, batches and noise the next epochs see, so a change would leave a
+#: checkpoint whose config describes a run that never happened.
+RESUME_MAY_CHANGE = frozenset(
+    {"epochs", "lr", "lr_schedule", "loss", "freeze_bn", "threads", "device", "precision"}
+    | {"max_steps_per_epoch", "init_from", "init_sha256"}
+)
+
+
+def check_resume(
+    ckpt: dict[str, Any], config: TrainConfig, resume_from: Path | None, out_path: Path | None
+) -> None:
+    """UsageError unless `config` continues the run `ckpt` was saved from, and there is an
+    epoch left to train into `out_path` (else the run would claim a file it never wrote)."""
+    if ckpt["arch"] != config.arch:
+        raise UsageError(f"{resume_from}: checkpoint is {ckpt['arch']}, not {config.arch}")
+    saved, now = ckpt.get("config", {}), config.to_dict()
+    changed = sorted(
+        k for k in saved.keys() & now.keys() if k not in RESUME_MAY_CHANGE and saved[k] != now[k]
+    )
+    if changed:
+        what = ", ".join(f"{k} {saved[k]!r} -> {now[k]!r}" for k in changed)
+        raise UsageError(f"{resume_from}: resumed with other settings ({what}); give its own")
+    done = int(ckpt.get("epoch", 0))
+    same_file = (
+        out_path is not None
+        and resume_from is not None
+        and (os.path.realpath(out_path) == os.path.realpath(resume_from))
+    )
+    if done >= config.epochs and out_path is not None and not same_file:
+        raise UsageError(
+            f"{resume_from}: already trained {done} of --epochs {config.epochs}; nothing would "
+            f"be written to {out_path} (raise --epochs to train on)"
+        )
 
 
 def _bf16_wanted(config: TrainConfig, device: torch.device, log: Callable[[str], Any]) -> bool:
