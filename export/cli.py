@@ -24,6 +24,7 @@ app = commands.app(
     "Export trained checkpoints to verified ONNX files, and score models side by side. "
     "`denoise-export CHECKPOINT` runs `export`. " + EXIT_CODES_HELP,
     default_command="export",
+    sigterm_interrupts=True,
 )
 
 DATA_DIR_HELP = "MNIST folder (default: $DENOISE_MNIST_DIR, then ~/.cache/denoise-batch/mnist)."
@@ -296,7 +297,7 @@ def report(
     out_dir: Path = typer.Option(Path("docs/report"), help="Where figures and tables go."),
     data_dir: Path | None = typer.Option(None, help=DATA_DIR_HELP),
     noise_level: float = typer.Option(0.5, help="Gaussian sigma for the test-set table."),
-    limit: int | None = typer.Option(None, help="Score only the first N test digits."),
+    limit: int | None = typer.Option(None, min=1, help="Score only the first N test digits."),
     seed: int = typer.Option(0, help="Chooses the 5 random digits of the figures."),
 ) -> None:
     """Reproduce the seed chapter's figures and its PSNR/SSIM table on the MNIST test set."""
@@ -318,7 +319,7 @@ def compare(
     ),
     out_dir: Path = typer.Option(Path("docs/compare"), help="Where the tables and figure go."),
     data_dir: Path | None = typer.Option(None, help=DATA_DIR_HELP),
-    limit: int | None = typer.Option(None, help="Score only the first N test digits."),
+    limit: int | None = typer.Option(None, min=1, help="Score only the first N test digits."),
     classical_limit: int = typer.Option(
         2000,
         help="28x28 images per cell for the (slow) classical filters; bigger images fewer, "

@@ -254,6 +254,45 @@ def test_interrupted_export_leaves_nothing_behind(tmp_path, conv_ckpt, data_dir,
     assert list(tmp_path.iterdir()) == []
 
 
+def test_sigterm_cleans_up_as_ctrl_c_does_in_export_and_train(tmp_path):
+    """SIGTERM killed an export mid-run and left its hidden staging folder (1.6 MB of checked
+    files) behind, and adapt died without the checkpoint Ctrl-C saves. denoise-export and
+    denoise-train now stop on SIGTERM as on Ctrl-C, through the same clean-up, exit 143."""
+    import os
+    import signal
+    import time
+
+    import typer
+
+    from denoise_cli.core import commands
+    from denoise_export.build import staging_folder
+    from denoise_train.cli import app as train_app
+
+    for tool in (app, train_app):
+        assert typer.main.get_command(tool).sigterm_interrupts
+    tool = commands.app("t", sigterm_interrupts=True)
+
+    @tool.command()
+    def work() -> None:
+        with staging_folder(tmp_path / "out", "m.onnx") as staging:
+            (staging / "m.onnx").write_bytes(b"verified, not yet published")
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(10)
+
+    @tool.command()
+    def other() -> None:
+        pass
+
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        result = CliRunner().invoke(tool, ["work"])
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert result.exit_code == 143, result.output
+    assert "terminated" in result.output
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_output_named_like_a_variant_is_a_usage_error(tmp_path, conv_ckpt, data_dir):
     result = _export([conv_ckpt, "-o", tmp_path / "m.ort", "--ort", "--data-dir", data_dir])
     assert result.exit_code == 2, result.output

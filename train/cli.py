@@ -23,7 +23,8 @@ Data = commands.choices("Data", DATA_KINDS)
 Device = commands.choices("Device", ["auto", "cpu", "cuda"])
 
 app = commands.app(
-    f"Train the digit denoisers and autoencoders on MNIST (PyTorch). {EXIT_CODES_HELP}"
+    f"Train the digit denoisers and autoencoders on MNIST (PyTorch). {EXIT_CODES_HELP}",
+    sigterm_interrupts=True,
 )
 
 DATA_DIR_HELP = "MNIST folder (default: $DENOISE_MNIST_DIR, then ~/.cache/denoise-batch/mnist)."

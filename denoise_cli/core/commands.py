@@ -8,8 +8,10 @@ command while `denoise-batch score ...` runs a subcommand, and `--help` lists th
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
+import signal
 import sys
 from collections.abc import Iterable
 from enum import Enum
@@ -19,7 +21,21 @@ import typer
 from typer.core import TyperGroup
 
 from denoise_cli.core import __version__
-from denoise_cli.core.errors import EXIT_INTERRUPTED, DenoiseError, MissingDependency
+from denoise_cli.core.errors import (
+    EXIT_INTERRUPTED,
+    EXIT_TERMINATED,
+    DenoiseError,
+    MissingDependency,
+)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, in the tools whose clean-up is Ctrl-C's (an export's staging folder, adapt's
+    checkpoint): the same clean-up runs, and the exit code is 143."""
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise Terminated
 
 
 def choices(name: str, values: Iterable[object]) -> Any:
@@ -38,6 +54,9 @@ class CommandGroup(TyperGroup):
 
     #: The command that arguments not naming a subcommand go to (None: no default).
     default_command: str | None = None
+    #: Whether SIGTERM stops a command as Ctrl-C does (see Terminated); denoise-batch's run
+    #: handles its own signals between files instead.
+    sigterm_interrupts: bool = False
 
     def list_commands(self, ctx: typer.Context) -> list[str]:
         return list(self.commands)  # the order they were defined in, the main one first
@@ -50,6 +69,10 @@ class CommandGroup(TyperGroup):
         return super().parse_args(ctx, args)
 
     def invoke(self, ctx: typer.Context) -> Any:
+        if self.sigterm_interrupts:
+            # Not the main thread (ValueError): signals are left to whoever owns them.
+            with contextlib.suppress(ValueError):
+                signal.signal(signal.SIGTERM, _terminated)
         try:
             return super().invoke(ctx)
         except DenoiseError as exc:
@@ -59,6 +82,9 @@ class CommandGroup(TyperGroup):
             where = f"{exc.filename}: " if exc.filename else ""
             typer.echo(f"error: {where}{exc.strerror or exc}", err=True)
             ctx.exit(1)
+        except Terminated:
+            typer.echo("\nterminated", err=True)
+            ctx.exit(EXIT_TERMINATED)
         except KeyboardInterrupt:
             typer.echo("\ninterrupted", err=True)
             ctx.exit(EXIT_INTERRUPTED)
@@ -83,9 +109,12 @@ def _version_option(
     """The app's own options, before any command: only --version."""
 
 
-def app(help: str, default_command: str | None = None) -> typer.Typer:
+def app(
+    help: str, default_command: str | None = None, sigterm_interrupts: bool = False
+) -> typer.Typer:
     """A Typer app of several commands under the shared error policy, with --version."""
-    group = type("Group", (CommandGroup,), {"default_command": default_command})
+    fields = {"default_command": default_command, "sigterm_interrupts": sigterm_interrupts}
+    group = type("Group", (CommandGroup,), fields)
     return typer.Typer(
         cls=group,
         help=help,
