@@ -118,6 +118,21 @@ def test_bundled_default_is_rebuilt_exactly_in_torch():
     assert check_against_onnxruntime(model, default_model_path(), size=48) < 1e-4
 
 
+def test_a_fixed_shape_export_is_rebuilt_and_checked_at_its_shape(tmp_path):
+    """adapt --from NAME.fixed-2x1x32x40.onnx failed in onnxruntime (fed 2x1x32x32)."""
+    onnx = pytest.importorskip("onnx")
+    from denoise_train.onnx_import import check_against_onnxruntime, model_from_onnx
+
+    proto = onnx.load(str(default_model_path()))
+    for tensor in (proto.graph.input[0], proto.graph.output[0]):
+        for dim, value in zip(tensor.type.tensor_type.shape.dim, (2, 1, 32, 40), strict=True):
+            dim.dim_value = value
+    fixed = tmp_path / "m.fixed-2x1x32x40.onnx"
+    onnx.save(proto, str(fixed))
+    model, _, _ = model_from_onnx(fixed)
+    assert check_against_onnxruntime(model, fixed) < 1e-4
+
+
 def test_noisy_only_adaptation_improves_psnr(noisy_only, domain):
     result, out = noisy_only
     before, after = test_psnr(bundled_models()[BASE], domain), test_psnr(out, domain)
