@@ -335,7 +335,7 @@ def test_broken_checkpoint_is_a_clear_error(tmp_path, data_dir):
     bad.write_bytes(b"\x00" * 100)
     result = _export([bad, "-o", tmp_path / "m.onnx", "--data-dir", data_dir])
     assert result.exit_code == 3  # refused before any work (denoise_cli.core.errors)
-    assert "bad.pt: not a readable checkpoint" in result.output
+    assert "bad.pt: not a PyTorch checkpoint" in result.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.pt"]
 
 

@@ -24,6 +24,7 @@ from denoise_train.loop import cpu_has_native_bf16, fit  # noqa: E402
 from denoise_train.mnist import load_split  # noqa: E402
 
 TINY = {"batch_size": 16, "val_size": 100, "threads": 1}
+RESUME_TINY = ["--val-size", "100", "--batch-size", "16"]  # TINY's, as a resume must repeat
 
 
 @pytest.fixture(scope="module")
@@ -122,14 +123,49 @@ def test_resume_continues_exactly(tmp_path, train_images):
 def test_broken_and_foreign_checkpoints_are_refused(tmp_path):
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"garbage")
+    with pytest.raises(CheckpointError, match="not a PyTorch checkpoint"):
+        load_checkpoint(bad)
+    bad.write_bytes(b"PK\x03\x04 and then nothing")
     with pytest.raises(CheckpointError, match="not a readable checkpoint"):
         load_checkpoint(bad)
+    with pytest.raises(CheckpointError, match="a folder, not a checkpoint file"):
+        load_checkpoint(tmp_path)
     foreign = tmp_path / "foreign.pt"
     torch.save({"weights": torch.zeros(1)}, foreign)
     with pytest.raises(CheckpointError, match="not a denoise-batch checkpoint"):
         load_checkpoint(foreign)
     with pytest.raises(CheckpointError, match="not found"):
         load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_damaged_checkpoints_are_one_line_errors_in_resume_and_export(
+    tmp_path, train_images, tiny_mnist
+):
+    """A checkpoint without its history was a KeyError deep in a resume; one whose weights do
+    not fit its architecture, a 68-line traceback; one whose arguments do not build it, a
+    TypeError in export."""
+    config = TrainConfig(arch="conv_denoiser", epochs=1, **TINY)
+    good = tmp_path / "good.pt"
+    fit(config, train_images, good, log=lambda m: None, progress=False)
+    ckpt = torch.load(good, weights_only=True)
+    state = {k: torch.zeros(3, 3) for k in ckpt["model_state"]}
+    damaged = {
+        "history": ({k: v for k, v in ckpt.items() if k != "history"}, "'history' is missing"),
+        "shapes": ({**ckpt, "model_state": state}, "weights do not fit architecture"),
+        "args": ({**ckpt, "arch_args": {"width": -5, "nonsense": 1}}, "do not build"),
+    }
+    for name, (data, error) in damaged.items():
+        path = tmp_path / f"{name}.pt"
+        torch.save(data, path)
+        for args in (
+            ["fit", "--resume", path, "--out", path, "--epochs", "2", *RESUME_TINY],
+            ["export", path, "-o", tmp_path / f"{name}.onnx"],
+        ):
+            tool = app if args[0] == "fit" else export_app
+            result = CliRunner().invoke(tool, [str(a) for a in [*args, "--data-dir", tiny_mnist]])
+            assert result.exit_code == EXIT_REFUSED, (name, args[0], result.output)
+            assert error in result.output, (name, args[0], result.output)
+            assert len(result.output.strip().splitlines()) == 1, result.output
 
 
 def test_validation_split_is_disjoint_and_seeded():

@@ -17,7 +17,7 @@ from torch import nn
 from denoise_cli.core.atomic import write_atomic
 from denoise_cli.core.errors import RefusedError
 from denoise_train.config import TrainConfig
-from denoise_train.models import get_arch
+from denoise_train.models import Arch, get_arch
 
 FORMAT = "denoise-batch-checkpoint/1"
 
@@ -57,16 +57,36 @@ def save_checkpoint(
     return path
 
 
+#: What every checkpoint of ours holds, and of what type: checked on load, so a damaged or
+#: hand-made file is one line here, not a KeyError deep in a resume or an export.
+CHECKPOINT_FIELDS = {
+    "arch": str,
+    "arch_args": dict,
+    "model_state": dict,
+    "config": dict,
+    "epoch": int,
+    "history": list,
+}
+
+
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path}: a folder, not a checkpoint file")
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
+    with open(path, "rb") as f:
+        if f.read(4) != b"PK\x03\x04":  # torch.save writes a zip archive
+            raise CheckpointError(f"{path}: not a PyTorch checkpoint (torch.save writes a zip)")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for a damaged file
         raise CheckpointError(f"{path}: not a readable checkpoint ({_reason(exc)})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a denoise-batch checkpoint (format {FORMAT} expected)")
+    for field, kind in CHECKPOINT_FIELDS.items():
+        if not isinstance(ckpt.get(field), kind):
+            raise CheckpointError(f"{path}: damaged checkpoint: its {field!r} is missing or wrong")
     return ckpt
 
 
@@ -85,12 +105,28 @@ def model_from_checkpoint(ckpt: dict[str, Any]) -> nn.Module:
         arch = get_arch(ckpt["arch"])
     except KeyError as exc:
         raise CheckpointError(str(exc.args[0])) from None
-    model = arch.build(**ckpt["arch_args"])
-    try:
-        model.load_state_dict(ckpt["model_state"])
-    except RuntimeError as exc:
-        raise CheckpointError(f"weights do not fit architecture {arch.name}: {exc}") from None
+    model = build_model(arch, ckpt["arch_args"])
+    load_weights(model, ckpt["model_state"], arch.name)
     return model.eval()
+
+
+def build_model(arch: Arch, args: dict[str, Any]) -> nn.Module:
+    """`arch` built with a checkpoint's arguments, or CheckpointError saying they do not fit."""
+    try:
+        return arch.build(**args)
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"arguments do not build architecture {arch.name}: {exc}") from None
+
+
+def load_weights(model: nn.Module, state: dict[str, Any], arch: str) -> None:
+    """`state` into `model`, or CheckpointError in one line (torch's is one per tensor)."""
+    try:
+        model.load_state_dict(state)
+    except (RuntimeError, TypeError, ValueError) as exc:
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        detail = f"{lines[1] if len(lines) > 1 else lines[0] if lines else exc}"
+        more = f" (and {len(lines) - 2} more)" if len(lines) > 2 else ""
+        raise CheckpointError(f"weights do not fit architecture {arch}: {detail}{more}") from None
 
 
 def deployed(ckpt: dict[str, Any]) -> dict[str, Any]:

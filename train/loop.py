@@ -19,7 +19,7 @@ from denoise_cli.core.errors import UsageError
 from denoise_cli.core.metrics import psnr, ssim
 from denoise_cli.core.noise import add_noise
 from denoise_cli.core.progress import Progress
-from denoise_train.checkpoint import load_checkpoint, save_checkpoint
+from denoise_train.checkpoint import build_model, load_checkpoint, load_weights, save_checkpoint
 from denoise_train.config import EVAL_NOISE_SEED, TrainConfig, eval_noise
 from denoise_train.models import get_arch
 from denoise_train.scenes import training_scenes
@@ -263,7 +263,7 @@ def fit(
     if ckpt is not None:
         check_resume(ckpt, config, resume_from, out_path)
     arch_args = ckpt["arch_args"] if ckpt is not None else dict(arch.args)
-    model = arch.build(**arch_args).to(device)
+    model = build_model(arch, arch_args).to(device)
     if arch.fully_convolutional:
         model = model.to(memory_format=torch.channels_last)
     use_bf16 = _bf16_wanted(config, device, log)
@@ -377,7 +377,7 @@ def _start_from(
         if config.init_from is not None:
             log(init_weights(model, Path(config.init_from)))
         return [], 0
-    model.load_state_dict(ckpt["model_state"])
+    load_weights(model, ckpt["model_state"], config.arch)
     if ckpt.get("optimizer_state"):
         optimizer.load_state_dict(ckpt["optimizer_state"])
         for group in optimizer.param_groups:  # this run's --lr, not the saved one
