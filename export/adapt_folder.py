@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from denoise_cli.core.errors import ImageError, UsageError
+from denoise_cli.core.safety import inside
 from denoise_cli.files.images import decode, is_image_name
 from denoise_cli.model.polarity import needs_inversion
 
@@ -41,13 +42,21 @@ class ImageFolder:
 
 
 def image_paths(root: Path) -> list[Path]:
-    """Every image file under `root` (recursively, hidden files left out), sorted."""
+    """Every image file under `root` (recursively, hidden files left out), sorted. Symlinks
+    are followed only to files inside the tree, as denoise-batch does: a folder's link to a
+    file elsewhere is not one of its images."""
     if not root.is_dir():
         raise FolderError(f"{root}: not a folder")
-    paths = []
+    real_root, paths = os.path.realpath(root), []
     for folder, dirs, files in os.walk(root):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        paths += [Path(folder) / f for f in files if is_image_name(f) and not f.startswith(".")]
+        for name in files:
+            path = Path(folder) / name
+            if not is_image_name(name) or name.startswith("."):
+                continue
+            if path.is_symlink() and not inside(os.path.realpath(path), real_root):
+                continue
+            paths.append(path)
     return sorted(paths)
 
 

@@ -283,6 +283,17 @@ def test_a_stale_int8_twin_is_removed_when_this_runs_int8_fails(tmp_path, monkey
     assert any("an earlier run's INT8 model" in line for line in lines)
 
 
+def test_a_link_out_of_the_folder_is_not_one_of_its_images(domain, tmp_path):
+    from denoise_export.adapt_folder import image_paths
+
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "a.png").write_bytes((domain / "noisy" / "000.png").read_bytes())
+    (folder / "inside.png").symlink_to(folder / "a.png")
+    (folder / "outside.png").symlink_to(domain / "noisy" / "001.png")
+    assert [p.name for p in image_paths(folder)] == ["a.png", "inside.png"]
+
+
 def test_clean_folder_of_another_domain_is_warned_about(domain, tmp_path):
     from denoise_export.adapt_data import domain_warnings
     from denoise_export.adapt_folder import read_folder
