@@ -121,12 +121,14 @@ def test_the_report_never_takes_an_outputs_name(tmp_path, src):
     assert json.loads((out / "report.json").read_text())["written"] == 8
 
 
-def test_an_unwritable_report_is_an_error_not_a_traceback(tmp_path, src):
+def test_an_unwritable_report_is_refused_before_the_work(tmp_path, src):
+    """A report under a file (no folder can be made there) was an error after the whole run;
+    it is found with the other output checks now, before any image is read."""
     (tmp_path / "file").write_text("a file, not a folder")
     result = run(src, tmp_path / "out", "--report", tmp_path / "file" / "r.json")
-    assert result.exit_code == 1
-    assert "error: cannot write the report" in result.output
-    assert len(files_under(tmp_path / "out")) == 8  # the work itself was done
+    assert result.exit_code == 2, result.output
+    assert "file is not a folder" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "out").exists()
 
 
 def test_the_same_file_as_input_and_output_is_a_usage_error(tmp_path, src):
