@@ -148,17 +148,20 @@ def _check_report_path(
     counted the JSON as the image, done."""
     if path is None:
         return
-    from denoise_cli.core.safety import check_output_file, inside
+    from denoise_cli.core.safety import check_output_file, inside, resolved
     from denoise_cli.files.images import is_image_name
 
     check_output_file(path, inputs, "the report")
-    if "://" not in str(out_location) and is_image_name(path.name):
-        real = os.path.join(os.path.realpath(path.parent), path.name)
-        if inside(real, os.path.realpath(out_location)):
-            raise UsageError(
-                f"the report {path}: an image's name inside the output folder {out_location}, "
-                "where it could stand for an output; give it another name (report.json)"
-            )
+    local = "://" not in str(out_location)
+    if (
+        local
+        and is_image_name(path.name)
+        and inside(resolved(path), os.path.realpath(out_location))
+    ):
+        raise UsageError(
+            f"the report {path}: an image's name inside the output folder {out_location}, "
+            "where it could stand for an output; give it another name (report.json)"
+        )
 
 
 def run_and_report(

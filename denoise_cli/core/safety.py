@@ -52,7 +52,7 @@ def check_output_file(path: str | Path, inputs: Iterable[str | Path] = (), what:
     why = _refusal(path, _lstat(path))
     if why is not None:
         raise UsageError(f"{label}{why}".strip())
-    real = os.path.join(os.path.realpath(path.parent), path.name)
+    real = resolved(path)
     for location in inputs:
         if "://" in str(location):
             continue
@@ -61,6 +61,13 @@ def check_output_file(path: str | Path, inputs: Iterable[str | Path] = (), what:
             raise UsageError(f"{label}{path}: would be written inside the input {location}")
     if (why := _unwritable_folder(path)) is not None:
         raise UsageError(f"{label}{path}: {why}")
+
+
+def resolved(path: str | Path) -> str:
+    """Where writing `path` lands: its folder resolved (links and all), its own name kept (a
+    link there is refused, never followed)."""
+    path = Path(path)
+    return os.path.join(os.path.realpath(path.parent), path.name)
 
 
 def _unwritable_folder(path: Path) -> str | None:
