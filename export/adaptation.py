@@ -42,7 +42,7 @@ from denoise_export.onnx_export import ExportError
 from denoise_train.adapt_objectives import METHODS, objective
 from denoise_train.checkpoint import FORMAT, load_checkpoint
 from denoise_train.contact_sheet import contact_sheet
-from denoise_train.loop import pick_device
+from denoise_train.loop import Diverged, checked_loss, pick_device
 from denoise_train.noise_estimate import NoiseModel
 
 NOISE_CHOICES = ("auto", "gaussian", "poisson-gaussian")
@@ -262,6 +262,7 @@ def train(
     log(f"adapting {base.name} ({method}) on {len(images)} images, crops {data.crop}px")
     began, offset = time.perf_counter(), trained.elapsed
     last_eval = last_save = began
+    diverged = ""
     try:
         while _fraction(trained, settings) < 1.0:
             batch = random_crops(images, settings.batch_size, data.crop, rng)
@@ -269,12 +270,17 @@ def train(
                 group["lr"] = _lr(settings, _fraction(trained, settings))
             inputs = torch.from_numpy(batch).to(device)
             loss = objective(method, trained.model, teacher, inputs, data.model_noise)
+            try:
+                value = checked_loss(loss)
+            except Diverged as exc:  # the weights are still this step's: the best stay kept
+                diverged = f"stopped after {trained.step} steps: {exc}; the best weights are kept"
+                break
             trained.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             trained.optimizer.step()
             trained.step += 1
             trained.elapsed = offset + time.perf_counter() - began
-            bar.update(1 if limit else int(trained.elapsed) - bar.done, loss=loss.item())
+            bar.update(1 if limit else int(trained.elapsed) - bar.done, loss=value)
             if time.perf_counter() - last_eval > settings.evaluate_minutes * 60:
                 # Self-training: pseudo-clean targets come from the best weights so far.
                 if _evaluate(trained, validation) and teacher is not None:
@@ -289,6 +295,8 @@ def train(
         log(f"interrupted after {trained.step} steps: saved {path}; --resume continues")
         raise
     bar.close()
+    if diverged:
+        log(diverged)
     _evaluate(trained, validation)
     return trained
 

@@ -341,3 +341,24 @@ def test_noisy_only_adaptation_never_keeps_weights_that_leave_more_noise():
     plain = SimpleNamespace(clean=None, noise=NoiseModel(0.009, 0.0013, 0.0001))
     assert auto_method(impulses) == "r2r+pseudo" and auto_method(plain) == "r2r"
     assert auto_method(SimpleNamespace(clean=object(), noise=impulses.noise)) == "supervised"
+
+
+def test_a_non_finite_loss_stops_adapting_and_keeps_the_best_weights(domain, tmp_path, monkeypatch):
+    """A NaN loss used to be stepped on (every weight NaN) until the budget ran out."""
+    import denoise_export.adaptation as adaptation
+
+    out = tmp_path / "mine.onnx"
+    real, calls = adaptation.objective, []
+
+    def breaks_at_step_five(*args, **kwargs):
+        calls.append(1)
+        loss = real(*args, **kwargs)
+        return loss * float("nan") if len(calls) >= 5 else loss
+
+    monkeypatch.setattr(adaptation, "objective", breaks_at_step_five)
+    lines: list[str] = []
+    adapt(domain / "noisy", out, settings=AdaptSettings(max_steps=40, **FAST), log=lines.append)
+    assert len(calls) == 5
+    assert any("stopped after 4 steps: the loss became nan" in line for line in lines), lines
+    x = [np.random.default_rng(1).random((SIDE, SIDE), dtype=np.float32)]
+    assert np.isfinite(Denoiser(out).denoise(x)[0]).all()

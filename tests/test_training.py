@@ -20,7 +20,7 @@ from denoise_train.checkpoint import (  # noqa: E402
 )
 from denoise_train.cli import app  # noqa: E402
 from denoise_train.config import TrainConfig  # noqa: E402
-from denoise_train.loop import cpu_has_native_bf16, fit  # noqa: E402
+from denoise_train.loop import Diverged, cpu_has_native_bf16, fit  # noqa: E402
 from denoise_train.mnist import load_split  # noqa: E402
 
 TINY = {"batch_size": 16, "val_size": 100, "threads": 1}
@@ -118,6 +118,33 @@ def test_resume_continues_exactly(tmp_path, train_images):
         straight.model.state_dict().values(), resumed.model.state_dict().values(), strict=True
     ):
         torch.testing.assert_close(a, b)
+
+
+def test_a_diverging_run_stops_before_a_nan_reaches_the_saved_weights(tmp_path, train_images):
+    """NaN in the data (or a rate that blows up) used to train on, saving NaN weights every
+    epoch; the run stops at the first non-finite loss and the last good checkpoint stays."""
+    config = TrainConfig(arch="conv_denoiser", epochs=1, **TINY)
+    out = tmp_path / "m.pt"
+    fit(config, train_images, out, log=lambda m: None, progress=False)
+    before = out.read_bytes()
+    spoiled = train_images.copy()
+    spoiled[:, :, 10:14, 10:14] = np.nan
+    with pytest.raises(
+        Diverged, match=r"epoch 2: the model's output became NaN .*m\.pt \(epoch 1\) is kept"
+    ):
+        fit(
+            config.with_(epochs=2),
+            spoiled,
+            out,
+            resume_from=out,
+            log=lambda m: None,
+            progress=False,
+        )
+    assert out.read_bytes() == before
+    fresh = tmp_path / "fresh.pt"
+    with pytest.raises(Diverged, match=r"epoch 1: the loss became nan .* nothing was saved; try a"):
+        fit(config.with_(loss="mse"), spoiled, fresh, log=lambda m: None, progress=False)
+    assert not fresh.exists()
 
 
 def test_broken_and_foreign_checkpoints_are_refused(tmp_path):

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from denoise_cli.core.errors import UsageError
+from denoise_cli.core.errors import UsageError, WorkFailed
 from denoise_cli.core.metrics import psnr, ssim
 from denoise_cli.core.noise import add_noise
 from denoise_cli.core.progress import Progress
@@ -288,7 +288,16 @@ def fit(
         )
         t0 = time.perf_counter()
         step = _Step(model, optimizer, loss_fn, device, arch.fully_convolutional, use_bf16)
-        loss_sum, seen = train_epoch(step, config, epoch, steps, batches, bar)
+        try:
+            loss_sum, seen = train_epoch(step, config, epoch, steps, batches, bar)
+        except Diverged as exc:
+            bar.close()
+            last = out_path if epoch > start_epoch else resume_from
+            kept = f"{last} (epoch {epoch}) is kept" if last is not None else "nothing was saved"
+            raise Diverged(
+                f"training diverged in epoch {epoch + 1}: {exc}; {kept}; try a lower learning "
+                f"rate than {config.lr:g}"
+            ) from None
         seconds = time.perf_counter() - t0
         metrics = {
             "epoch": epoch + 1,
@@ -387,6 +396,29 @@ def _start_from(
     return list(ckpt["history"]), start_epoch
 
 
+class Diverged(WorkFailed):
+    """The loss became NaN or infinite: a step on it would turn every weight into NaN."""
+
+
+def checked_loss(loss: torch.Tensor) -> float:
+    """The loss as a float (the sync point a step has anyway), or Diverged before its
+    gradients can reach the weights."""
+    value = loss.item()
+    if not math.isfinite(value):
+        raise Diverged(f"the loss became {value} (data with NaN, or too high a learning rate)")
+    return value
+
+
+def _loss(loss_fn: nn.Module, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """The loss, or Diverged where the output is NaN (BCE raises on it, a traceback)."""
+    try:
+        return loss_fn(pred, target)
+    except RuntimeError:
+        if bool(torch.isfinite(pred).all()):
+            raise
+        raise Diverged("the model's output became NaN or infinite") from None
+
+
 @dataclass(frozen=True)
 class _Step:
     """What one optimisation step needs, gathered once per epoch."""
@@ -421,10 +453,11 @@ def train_epoch(
         step.optimizer.zero_grad(set_to_none=True)
         with torch.autocast(step.device.type, dtype=torch.bfloat16, enabled=step.use_bf16):
             pred = step.model(x)
-        loss = step.loss_fn(pred.float(), y)
+        loss = _loss(step.loss_fn, pred.float(), y)
+        value = checked_loss(loss)
         loss.backward()
         step.optimizer.step()
-        running += loss.item() * len(targets)
+        running += value * len(targets)
         seen += len(targets)
         bar.update(1, loss=running / seen)
     bar.close()
