@@ -116,6 +116,10 @@ def test_offline_error_is_clear(tmp_path, synthetic_release):
     text = str(err.value)
     assert "could not download" in text and "offline?" in text and "--data-dir" in text
     assert _leftovers(tmp_path) == []
+    # A mistyped folder is not left behind (it was created for the download).
+    with pytest.raises(MnistError):
+        ensure_files(tmp_path / "mnsit" / "raw", mirrors=(f"http://127.0.0.1:{port}/",))
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_download_command_reports_failure(tmp_path, synthetic_release, monkeypatch):

@@ -13,6 +13,7 @@ decompressed payload whenever a file claims the full MNIST size.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import tempfile
@@ -134,15 +135,23 @@ def download_file(
 def ensure_files(
     data_dir: Path, mirrors: Sequence[str] = MIRRORS, download: bool = True
 ) -> dict[tuple[str, str], Path]:
-    """Locate the four MNIST files, downloading any that are missing."""
+    """Locate the four MNIST files, downloading any that are missing. A failed download
+    removes the folders it created (a mistyped folder name is not left behind)."""
+    created = [p for p in (data_dir, *data_dir.parents) if not p.exists()]
     found: dict[tuple[str, str], Path] = {}
-    for key, spec in FILES.items():
-        path = _find(data_dir, spec)
-        if path is None:
-            if not download:
-                raise MnistError(f"{data_dir / spec.name}: missing and downloading is disabled")
-            path = _download_from_mirrors(data_dir / spec.name, spec, mirrors)
-        found[key] = path
+    try:
+        for key, spec in FILES.items():
+            path = _find(data_dir, spec)
+            if path is None:
+                if not download:
+                    raise MnistError(f"{data_dir / spec.name}: missing and downloading is disabled")
+                path = _download_from_mirrors(data_dir / spec.name, spec, mirrors)
+            found[key] = path
+    except MnistError:
+        for folder in created:  # innermost first; one holding a file stays
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
     return found
 
 
