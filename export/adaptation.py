@@ -145,7 +145,7 @@ def adapt(
     if settings.threads:
         torch.set_num_threads(settings.threads)
     saved = _load_resume(out) if resume else None
-    base_model = resolve_base(base if saved is None else saved["adapt"]["base_source"])
+    base_model = resolve_base(base) if saved is None else _resumed_base(saved, base, out)
     data = prepare_data(Path(noisy_dir), clean_dir, base_model, settings.noise, log)
     if saved is not None and saved["adapt"]["folder_sha256"] != data.noisy.digest:
         raise UsageError(f"{noisy_dir}: not the folder {checkpoint_path(out)} was trained on")
@@ -182,6 +182,21 @@ def _load_resume(out: Path) -> dict[str, Any]:
     if "adapt" not in saved:
         raise UsageError(f"{path}: not an adaptation checkpoint")
     return saved
+
+
+def _resumed_base(saved: dict[str, Any], base: str | Path | None, out: Path) -> BaseModel:
+    """The base model the saved run started from, unchanged since; a different `base` asked
+    for is refused (it used to be ignored without a word)."""
+    began, digest = saved["adapt"]["base_source"], saved["adapt"]["base_sha256"]
+    if base is not None and resolve_base(base).sha256 != digest:
+        raise UsageError(
+            f"{base}: not the base model {checkpoint_path(out)} started from ({began}); "
+            "resume without naming one, or start a new run"
+        )
+    base_model = resolve_base(began)
+    if base_model.sha256 != digest:
+        raise UsageError(f"{began}: changed since {checkpoint_path(out)} started from it")
+    return base_model
 
 
 def _lr(settings: AdaptSettings, fraction: float) -> float:

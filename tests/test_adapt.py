@@ -188,6 +188,9 @@ def test_resume_continues_and_ctrl_c_saves(domain, tmp_path, monkeypatch):
     saved = torch.load(checkpoint_path(out), weights_only=True)
     assert saved["adapt"]["step"] == 7 and not out.exists()
     monkeypatch.setattr(adaptation, "objective", real)
+    other = _invoke(str(domain / "noisy"), "--out", str(out), "--resume", "--from", "unet_scenes")
+    assert other.exit_code == EXIT_USAGE  # another base model used to be ignored silently
+    assert "unet_scenes: not the base model" in other.output and "started from" in other.output
     result = CliRunner().invoke(
         app,
         ["adapt", str(domain / "noisy"), "--out", str(out), "--resume", "--max-steps", "12"],
