@@ -131,6 +131,7 @@ def export(
     from denoise_train.mnist import load_split
 
     shape = _parse_shape("1x1x28x28" if all_variants and fixed_shape is None else fixed_shape)
+    _need_files(checkpoint)  # before MNIST is looked for (or downloaded) for its checks
     out = out or checkpoint.with_suffix(".onnx")
     reads = [checkpoint, *([data_dir] if data_dir else [])]
     check_output_file(out, reads, "-o")
@@ -184,6 +185,7 @@ def optimize(
     from denoise_train.idx import IdxError
     from denoise_train.mnist import MnistError, load_split
 
+    _need_files(source)
     check_output_file(out, [source], "-o")
     if out.resolve() == source.resolve():
         typer.echo(
@@ -242,9 +244,7 @@ def runtimes(
     from denoise_train.config import EVAL_NOISE_SEED
     from denoise_train.mnist import load_split
 
-    for path in files:
-        if not path.is_file():
-            commands.fail(f"{path}: no such file", 2)
+    _need_files(*files)
     _check_report(report, files)
     clean = load_split("test", data_dir)[0][:images]
     noisy = add_noise(clean, REFERENCE_KIND, REFERENCE_LEVEL, EVAL_NOISE_SEED)
@@ -257,6 +257,13 @@ def runtimes(
                 f"error: {row.runtime} runs {row.file} {row.verdict}: {row.reason}", err=True
             )
         raise typer.Exit(1)
+
+
+def _need_files(*paths: Path) -> None:
+    """Exit 2 naming the first input that is not a file, before any work or download."""
+    for path in paths:
+        if not path.is_file():
+            commands.fail(f"{path}: no such file", 2)
 
 
 @app.command()
@@ -279,8 +286,7 @@ def tflite(
     from denoise_train.config import EVAL_NOISE_SEED
     from denoise_train.mnist import load_split
 
-    if not source.is_file():
-        commands.fail(f"{source}: no such file", 2)
+    _need_files(source)
     check_output_file(out, [source], "-o")
     clean = load_split("test", data_dir)[0][:images]
     noisy = add_noise(clean, REFERENCE_KIND, REFERENCE_LEVEL, EVAL_NOISE_SEED)
