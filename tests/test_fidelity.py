@@ -16,6 +16,7 @@ from PIL import Image, ImageCms, PngImagePlugin
 from typer.testing import CliRunner
 
 from denoise_cli.cli import app
+from denoise_cli.core.metrics import psnr
 from denoise_cli.files.images import decode, luma
 from denoise_cli.run import chunk, transforms
 from tests.helpers import synthetic_digits
@@ -227,8 +228,69 @@ def test_float_and_32_bit_pixels_out_of_any_range_are_refused(tmp_path, name, pi
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["ok.png"]
 
 
-@pytest.mark.parametrize("ext", ["tif", "gif", "png", "webp"])
-def test_a_multi_page_or_animated_file_is_refused_not_cut_to_its_first_page(tmp_path, ext):
+def _pages() -> list[Image.Image]:
+    """Three pages as scans come: colour, gray at another size, 16-bit."""
+    gray = luma(ink_on_paper())
+    return [
+        Image.fromarray(ink_on_paper()),
+        Image.fromarray(255 - gray[:40, :60]),
+        Image.fromarray(gray.astype(np.uint16) * 257),
+    ]
+
+
+def test_a_multi_page_tiff_comes_back_with_every_page(tmp_path):
+    """Scanned forms and faxes come as multi-page TIFFs: each page is denoised in its own
+    mode and size, the file keeps its page count, compression, DPI and EXIF."""
+    pages, exif = _pages(), Image.Exif()
+    exif[271] = "ScanCo"
+    pages[0].save(
+        tmp_path / "in" / "form.tif", save_all=True, append_images=pages[1:],
+        compression="tiff_lzw", dpi=(300, 300), exif=exif,
+    )  # fmt: skip
+    run(tmp_path / "in", tmp_path / "out", "--model", IDENTITY)
+    with Image.open(tmp_path / "out" / "form.tif") as im:
+        assert im.n_frames == 3 and im.info["compression"] == "tiff_lzw"
+        assert im.getexif()[271] == "ScanCo" and tuple(im.info["dpi"]) == (300, 300)
+        for index, page in enumerate(pages):
+            im.seek(index)
+            assert (im.mode, im.size) == (page.mode, page.size)
+            got, want = np.asarray(im, np.int64), np.asarray(page, np.int64)
+            assert np.abs(got - want).max() <= (1 if index == 0 else 0), index  # chroma: 1
+
+
+def test_every_page_of_a_noisy_tiff_is_denoised(tmp_path):
+    rng = np.random.default_rng(3)
+    clean = [luma(ink_on_paper()), 255 - luma(ink_on_paper())[:40, :60]]
+    noisy = [np.clip(c + rng.normal(0, 40, c.shape), 0, 255).astype(np.uint8) for c in clean]
+    images = [Image.fromarray(n) for n in noisy]
+    images[0].save(tmp_path / "in" / "pages.tif", save_all=True, append_images=images[1:])
+    run(tmp_path / "in", tmp_path / "out")
+    with Image.open(tmp_path / "out" / "pages.tif") as im:
+        for index, (c, n) in enumerate(zip(clean, noisy, strict=True)):
+            im.seek(index)
+            assert psnr(c / 255, np.asarray(im) / 255) > psnr(c / 255, n / 255) + 5, index
+
+
+def test_a_multi_page_tiff_fails_whole_when_a_page_cannot_be_had(tmp_path):
+    pages = _pages()
+    pages[0].save(tmp_path / "in" / "form.tif", save_all=True, append_images=pages[1:])
+    result = CliRunner().invoke(
+        app,
+        [str(tmp_path / "in"), str(tmp_path / "out"), "--model", str(IDENTITY),
+         "--output-format", "png"],
+    )  # fmt: skip
+    assert result.exit_code == 1 and "form.tif: 3 pages: one PNG cannot hold" in result.output
+    result = CliRunner().invoke(
+        app,
+        [str(tmp_path / "in"), str(tmp_path / "big"), "--model", str(IDENTITY),
+         "--max-pixels", str(56 * 84 + 40 * 60 + 100)],
+    )  # fmt: skip
+    assert result.exit_code == 1 and "form.tif: 3 pages: over the limit" in result.output
+    assert not list((tmp_path / "out").glob("*")) and not list((tmp_path / "big").glob("*"))
+
+
+@pytest.mark.parametrize("ext", ["gif", "png", "webp"])
+def test_an_animated_file_is_refused_not_cut_to_its_first_frame(tmp_path, ext):
     pages = [Image.fromarray(luma(ink_on_paper())), Image.fromarray(255 - luma(ink_on_paper()))]
     pages[0].save(tmp_path / "in" / f"pages.{ext}", save_all=True, append_images=pages[1:])
     pages[0].save(tmp_path / "in" / f"one.{ext}")

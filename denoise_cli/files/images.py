@@ -50,6 +50,9 @@ _SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N")
 #: Formats that hold several pictures where every one is the user's (pages, animation frames);
 #: a JPEG's extra MPO pictures are previews and depth maps of its first, which is kept alone.
 _MULTI_FRAME_FORMATS = ("TIFF", "GIF", "PNG", "WEBP")
+#: Of those, the ones whose pages are denoised and written back as one file (scanned forms and
+#: faxes come as multi-page TIFFs); animations are refused.
+_PAGED_FORMATS = ("TIFF",)
 #: Full-scale values that 32-bit integer and float pixels may have, by the largest present
 #: (they declare none): [0, 1], [0, 255] (Pillow's convert("F") and convert("I") of an 8-bit
 #: image) or [0, 65535]; anything else is refused rather than guessed.
@@ -131,6 +134,14 @@ def read_file(path: str | Path, follow: bool = True) -> bytes:
 
 
 @dataclass
+class Pages:
+    """A multi-page TIFF: every page as decode_bytes gives one image, denoised page by page and
+    written back as one file by encode_pages."""
+
+    pages: list[tuple[np.ndarray, SourceInfo]]
+
+
+@dataclass
 class HeldImage:
     """A large image kept as Pillow decoded it (1-4 bytes a pixel), for streamed.HeldBands to
     convert a band at a time, instead of float copies of the whole image."""
@@ -145,11 +156,13 @@ def decode_bytes(
     suffix: str = "",
     max_pixels: int = DEFAULT_MAX_PIXELS,
     hold: Callable[[int, int], bool] | None = None,
-) -> tuple[np.ndarray, SourceInfo] | HeldImage:
+    pages: bool = False,
+) -> tuple[np.ndarray, SourceInfo] | HeldImage | Pages:
     """Decode an image held in memory (from a file or an object store); see `decode`.
 
     `hold(height, width)`: whether an image of that size should come back as a HeldImage
-    (any mode but 32-bit float) rather than as float pixels.
+    (any mode but 32-bit float) rather than as float pixels. `pages`: a multi-page TIFF comes
+    back as Pages (its pages together within `max_pixels`) rather than refused.
     """
     if not data:
         raise ImageError("empty file")
@@ -168,11 +181,13 @@ def decode_bytes(
             )
         fmt = im.format or "PNG"
         frames = getattr(im, "n_frames", 1)
+        if frames > 1 and pages and fmt in _PAGED_FORMATS:
+            return _decode_pages(im, fmt, frames, max_pixels)
         if frames > 1 and fmt in _MULTI_FRAME_FORMATS:
+            kind = "a multi-page TIFF" if fmt == "TIFF" else f"an animated {fmt}"
             raise ImageError(
-                f"{frames} frames (a multi-page or animated {fmt}): only single images are "
-                "denoised, and writing the first alone would lose the rest; split it into "
-                "one file a page first"
+                f"{frames} frames ({kind}): only single images are denoised here, and writing "
+                "the first alone would lose the rest; split it into one file a frame first"
             )
         im.seek(0)  # a JPEG's MPO previews: the main picture only
         im.load()
@@ -190,6 +205,24 @@ def decode_bytes(
             return HeldImage(im, fmt, info)
         gray, source = to_gray(im, fmt, info)
     return gray, source
+
+
+def _decode_pages(im: Image.Image, fmt: str, frames: int, max_pixels: int) -> Pages:
+    """Every page of a multi-page file, each with its own mode, size and metadata."""
+    decoded, total = [], 0
+    for index in range(frames):
+        im.seek(index)
+        total += im.width * im.height
+        if total > max_pixels:
+            raise ImageError(
+                f"{frames} pages: over the limit of {max_pixels:,} pixels in all by page "
+                f"{index + 1} (decompression-bomb guard: raise the pixel limit to allow it)"
+            )
+        im.load()
+        page = ImageOps.exif_transpose(im) if _has_orientation(im) else im
+        info = {**im.info, "exif": _tiff_exif(im)} if fmt == "TIFF" else dict(im.info)
+        decoded.append(to_gray(page, fmt, info))
+    return Pages(decoded)
 
 
 @contextlib.contextmanager
@@ -328,6 +361,31 @@ def encode(
     if pixels is None:
         pixels = quantize(gray, output_depth(source))
     return encode_pixels(pixels, source, output_format, jpeg_quality)
+
+
+def encode_pages(results: list[np.ndarray], pages: Pages, output_format: str = "keep") -> bytes:
+    """A multi-page TIFF again: each page's result (H, W) in its own page's mode, the first
+    page's compression and metadata for all (Pillow writes one set for every page)."""
+    first = pages.pages[0][1]
+    if output_format == "png":
+        raise ImageError(
+            f"{len(results)} pages: one PNG cannot hold them; keep the TIFF format for this file"
+        )
+    images = [
+        _page_image(gray, source) for gray, (_, source) in zip(results, pages.pages, strict=True)
+    ]
+    args = dict(first.save_args)
+    args.update((k, v) for k, v in first.metadata.items() if k in _METADATA_KEYS[first.format])
+    args.update(save_all=True, append_images=images[1:])
+    return _save(images[0], first.format, args, DEFAULT_JPEG_QUALITY)
+
+
+def _page_image(gray: np.ndarray, source: SourceInfo) -> Image.Image:
+    gray = np.clip(gray, 0.0, 1.0)
+    if stores_float(source):
+        return Image.fromarray((gray * np.float32(source.scale or 1.0)).astype(np.float32))
+    mode = output_depth(source) if source.out_mode == "F" else source.out_mode
+    return _output_image(quantize(gray, output_depth(source)), source, mode)
 
 
 def output_depth(source: SourceInfo) -> str:

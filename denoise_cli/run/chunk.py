@@ -23,9 +23,11 @@ from denoise_cli.core.errors import NOT_FINITE, ImageError
 from denoise_cli.core.report import Outcome
 from denoise_cli.files.images import (
     HeldImage,
+    Pages,
     SourceInfo,
     decode_bytes,
     encode,
+    encode_pages,
     output_depth,
     quantize,
     stores_float,
@@ -168,13 +170,15 @@ class ChunkWorker:
             streams = self.transform.streams
             decoded = streamable(data, suffix, self.job.max_pixels, streams)
             if decoded is None:
-                decoded = decode_bytes(data, suffix, self.job.max_pixels, streams)
+                decoded = decode_bytes(data, suffix, self.job.max_pixels, streams, pages=True)
         except FileNotFoundError:
             return self._record(file, "cannot read: file vanished")
         except OSError as exc:
             return self._record(file, f"cannot read: {exc.strerror or exc}")
         except ImageError as exc:
             return self._record(file, str(exc))
+        if isinstance(decoded, Pages):
+            return self._paged(decoded, file)
         if isinstance(decoded, PngBands | HeldImage):
             band_source = decoded if isinstance(decoded, PngBands) else HeldBands(decoded)
             del data, decoded  # a PNG's bytes live on in band_source; a held image's not
@@ -195,25 +199,55 @@ class ChunkWorker:
         self._held -= len(items) * shape[0] * shape[1]
         images = np.stack([img for _, img, _ in items])
         files = [f for f, _, _ in items]
+        results = self._denoised(images, files)
+        if isinstance(results, str):
+            for file in files:
+                self._record(file, results)
+            return
+        self._write_group(items, results, check_results(results, len(items), shape))
+
+    def _denoised(self, images: np.ndarray, files: list[FileJob]) -> np.ndarray | str:
+        """The transform's results for `images`, or why there are none (for every file)."""
         try:
-            results = self._model(lambda: self.transform(images, files))
+            return self._model(lambda: self.transform(images, files))
         except ModelTimeout:
             self.stuck = True
-            reason = f"model call took over {self.job.model_timeout:g} s (the model timeout)"
-            for file in files:
-                self._record(file, f"{reason}; nothing written")
-            return
+            timeout = self.job.model_timeout
+            return f"model call took over {timeout:g} s (the model timeout); nothing written"
         except Stopped:
             raise
         except ImageError as exc:  # an output that cannot be right, in the model's own check
-            for file in files:
-                self._record(file, str(exc))
-            return
+            return str(exc)
         except Exception as exc:  # e.g. onnxruntime failing on this size: these files fail
-            for file in files:
-                self._record(file, f"model failed: {exc}")
-            return
-        self._write_group(items, results, check_results(results, len(items), shape))
+            return f"model failed: {exc}"
+
+    def _paged(self, pages: Pages, file: FileJob) -> None:
+        """A multi-page TIFF: pages of a size denoised together, the file written once every
+        page is (one page failing fails the file: nothing half-denoised is written)."""
+        results: list[np.ndarray] = [np.empty(0)] * len(pages.pages)
+        by_shape: dict[tuple[int, int], list[int]] = {}
+        for index, (gray, _) in enumerate(pages.pages):
+            by_shape.setdefault(gray.shape, []).append(index)
+        for shape, indices in by_shape.items():
+            limit = max(1, self.transform.batch_limit(*shape))
+            for start in range(0, len(indices), limit):
+                part = indices[start : start + limit]
+                images = np.stack([pages.pages[i][0] for i in part])
+                out = self._denoised(images, [file] * len(part))
+                if isinstance(out, str):
+                    return self._record(file, out)
+                for i, problem in zip(part, check_results(out, len(part), shape), strict=True):
+                    if problem is not None:
+                        return self._record(file, f"page {i + 1}: {problem}")
+                for i, result in zip(part, out, strict=True):
+                    results[i] = result
+        try:
+            self.target.write(file.dst, encode_pages(results, pages, self.job.output_format))
+        except ImageError as exc:
+            return self._record(file, str(exc))
+        except Exception as exc:  # an encoder bug must cost one file, not the batch
+            return self._record(file, f"{type(exc).__name__}: {exc}")
+        return self._record(file)
 
     def _write_group(self, items: list[Item], results: np.ndarray, problems: list) -> None:
         quantized: dict[str, np.ndarray] = {}
