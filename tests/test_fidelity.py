@@ -271,6 +271,16 @@ def test_every_page_of_a_noisy_tiff_is_denoised(tmp_path):
             assert psnr(c / 255, np.asarray(im) / 255) > psnr(c / 255, n / 255) + 5, index
 
 
+def test_noisify_draws_each_page_its_own_noise(tmp_path):
+    page = Image.fromarray(luma(ink_on_paper()))
+    page.save(tmp_path / "in" / "pages.tif", save_all=True, append_images=[page])
+    run("noisify", tmp_path / "in", tmp_path / "out", "--level", "0.2", "--output-format", "keep")
+    with Image.open(tmp_path / "out" / "pages.tif") as im:
+        first = np.asarray(im, np.int64)
+        im.seek(1)
+        assert np.abs(np.asarray(im, np.int64) - first).mean() > 10
+
+
 def test_a_multi_page_tiff_fails_whole_when_a_page_cannot_be_had(tmp_path):
     pages = _pages()
     pages[0].save(tmp_path / "in" / "form.tif", save_all=True, append_images=pages[1:])

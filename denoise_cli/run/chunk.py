@@ -233,7 +233,9 @@ class ChunkWorker:
             for start in range(0, len(indices), limit):
                 part = indices[start : start + limit]
                 images = np.stack([pages.pages[i][0] for i in part])
-                out = self._denoised(images, [file] * len(part))
+                # Each page its own name ("a.tif#2"): per-file noise differs page to page.
+                named = [file._replace(rel=f"{file.rel}#{i + 1}") for i in part]
+                out = self._denoised(images, named)
                 if isinstance(out, str):
                     return self._record(file, out)
                 for i, problem in zip(part, check_results(out, len(part), shape), strict=True):
