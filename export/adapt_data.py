@@ -17,6 +17,8 @@ from denoise_train.noise_estimate import NoiseModel, estimate_noise
 
 #: A crop of this side shows a digit with context; smaller images train at their own size.
 CROP = 64
+#: Images under this side are skipped (listed): the crop is the smallest image's side.
+MIN_CROP = 16
 #: The share of a folder held out for the before/after figure (at most MAX_HELD_OUT images).
 HELD_OUT_SHARE = 0.1
 MAX_HELD_OUT = 128
@@ -75,7 +77,7 @@ def prepare_data(
     log: Callable[[str], Any],
 ) -> AdaptData:
     """Read, check and split the folders; estimate the noise. Raises FolderError on bad input."""
-    noisy = read_folder(noisy_dir, base.polarity, MAX_IMAGES)
+    noisy = read_folder(noisy_dir, base.polarity, MAX_IMAGES, MIN_CROP)
     _log_folder(noisy, log)
     estimated = estimate_noise(noisy.originals())
     if estimated.clean:
@@ -89,14 +91,14 @@ def prepare_data(
     clean = clean_train = clean_held = None
     warnings: list[str] = []
     if clean_dir is not None:
-        clean = read_folder(Path(clean_dir), base.polarity, MAX_IMAGES)
+        clean = read_folder(Path(clean_dir), base.polarity, MAX_IMAGES, MIN_CROP)
         _log_folder(clean, log)
         clean_train, clean_held = split_held_out(clean.images)
         warnings = domain_warnings(noisy, clean)
         for warning in warnings:
             log(f"warning: {warning}")
     sources = noisy.images + (clean.images if clean is not None else [])
-    crop = crop_side(sources, CROP, base.size_multiple)
+    crop = crop_side(sources, CROP, base.size_multiple, MIN_CROP)
     return AdaptData(
         noisy, noisy_train, noisy_held, clean, clean_train, clean_held, noise, crop, warnings
     )
@@ -108,7 +110,7 @@ def _log_folder(folder: ImageFolder, log: Callable[[str], Any]) -> None:
     for line in folder.skipped[:5]:
         log(f"  skipped {line}")
     if len(folder.skipped) > 5:
-        log(f"  ... and {len(folder.skipped) - 5} more unreadable files")
+        log(f"  ... and {len(folder.skipped) - 5} more skipped files")
 
 
 def _statistics(images: list[np.ndarray]) -> dict[str, float]:

@@ -61,11 +61,13 @@ def image_paths(root: Path) -> list[Path]:
 
 
 def read_folder(
-    root: Path, polarity: str = "unknown", max_images: int | None = None
+    root: Path, polarity: str = "unknown", max_images: int | None = None, min_side: int = 1
 ) -> ImageFolder:
     """Read up to `max_images` images (evenly spread over the sorted names) from `root`.
 
-    Raises FolderError when no image could be read; undecodable files are listed in `skipped`.
+    Raises FolderError when no image could be read; undecodable files and images under
+    `min_side` pixels on a side (an 8x8 scan among pages would shrink every training crop to
+    nothing) are listed in `skipped`.
     """
     root = Path(root)
     paths = image_paths(root)
@@ -83,6 +85,10 @@ def read_folder(
         except (ImageError, OSError) as exc:
             skipped.append(f"{name}: {exc}")
             continue
+        if min(gray.shape) < min_side:
+            height, width = gray.shape
+            skipped.append(f"{name}: {width}x{height}, under {min_side} px on a side to train on")
+            continue
         flipped.append(needs_inversion(gray, "auto", polarity))
         if flipped[-1]:
             gray = 1.0 - gray
@@ -90,7 +96,7 @@ def read_folder(
         images.append(np.ascontiguousarray(gray, dtype=np.float32))
     if not images:
         raise FolderError(
-            f"{root}: none of its {len(paths)} image files could be read ({skipped[0]})"
+            f"{root}: none of its {len(paths)} image files could be used ({skipped[0]})"
         )
     return ImageFolder(root, names, images, flipped, skipped, digest.hexdigest())
 

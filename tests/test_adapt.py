@@ -226,16 +226,28 @@ def test_bad_folders_get_one_line_errors(domain, tmp_path):
     broken.mkdir()
     (broken / "a.png").write_bytes(b"not a png")
     result = _invoke(str(broken), "--out", out)
-    assert result.exit_code == EXIT_USAGE and "could be read" in result.output
+    assert result.exit_code == EXIT_USAGE and "could be used (a.png: cannot decode" in result.output
     small = tmp_path / "small"
     for i in range(3):
         _save(np.random.default_rng(i).random((9, 30)), small / f"{i}.png")
     result = _invoke(str(small), "--out", out)
-    assert result.exit_code == EXIT_USAGE and "too small" in result.output
+    assert result.exit_code == EXIT_USAGE and "(0.png: 30x9, under 16 px on a side" in result.output
     result = _invoke(str(domain / "clean"), "--out", out)
     assert result.exit_code == EXIT_USAGE and "look clean" in result.output
     for result in (_invoke(str(broken), "--out", out),):
         assert "Traceback" not in result.output and len(result.output.strip().splitlines()) <= 3
+
+
+def test_a_tiny_scan_among_the_images_is_skipped_not_fatal(domain, tmp_path):
+    """One 8x8 image used to refuse the whole folder (the crop is the smallest side)."""
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    for path in sorted((domain / "noisy").iterdir())[:12]:
+        (mixed / path.name).write_bytes(path.read_bytes())
+    _save(np.random.default_rng(0).random((8, 8)), mixed / "uci.png")
+    result = _invoke(str(mixed), "--out", str(tmp_path / "m.onnx"), "--max-steps", "2")
+    assert result.exit_code == 0, result.output
+    assert "skipped uci.png: 8x8, under 16 px on a side to train on" in result.output
 
 
 def test_outputs_never_replace_the_base_model_or_land_in_the_folders_read(domain, tmp_path):
