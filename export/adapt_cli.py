@@ -35,7 +35,11 @@ def adapt_command(
         help="Start from a bundled model's name, a checkpoint (.pt) or an ONNX "
         "file of ours (default: denoise-batch's default model).",
     ),
-    minutes: float = typer.Option(15.0, min=0.0, help="Training time (export comes after)."),
+    minutes: float = typer.Option(
+        15.0,
+        min=0.0,
+        help="Training time (export comes after); with --resume, the time already spent counts.",
+    ),
     max_steps: int | None = typer.Option(None, min=1, help="Stop after this many steps too."),
     noise: AdaptNoise = typer.Option(
         "auto",
@@ -48,6 +52,9 @@ def adapt_command(
     device: Device = typer.Option("auto"),
     threads: int | None = typer.Option(None, min=1, help="torch CPU threads (default: torch's)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT's .adapt.pt."),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Replace an earlier run's OUT and .adapt.pt (else refused)."
+    ),
     seed: int = typer.Option(0, min=0),
 ) -> None:
     """Fine-tune a model on your own folder of noisy digit images, in minutes."""
@@ -65,7 +72,7 @@ def adapt_command(
         threads=threads,
         device=device.value,
     )
-    result = run_adapt(noisy_dir, out, clean, from_, settings, resume=resume)
+    result = run_adapt(noisy_dir, out, clean, from_, settings, resume=resume, overwrite=overwrite)
     verdict = "kept the starting weights (no improvement)" if result.kept_base else "adapted"
     typer.echo(
         f"{verdict}: {result.steps} steps in {result.minutes:.1f} min ({result.method}); "

@@ -130,9 +130,12 @@ def adapt(
     resume: bool = False,
     log: Callable[[str], Any] = lambda msg: print(msg, file=sys.stderr),
     progress: bool | None = None,
+    overwrite: bool = False,
 ) -> AdaptResult:
     """Adapt `base` (default: the bundled default model) to the images of `noisy_dir`; write
-    `out` (ONNX, verified) and its companions. See the module docstring for the steps."""
+    `out` (ONNX, verified) and its companions. See the module docstring for the steps.
+    An earlier run's model or checkpoint at `out` is continued (`resume`) or replaced only
+    when asked (`overwrite`): a second run used to replace minutes of training unasked."""
     settings = settings or AdaptSettings()
     out = Path(out)
     if out.suffix != ".onnx":
@@ -142,6 +145,11 @@ def adapt(
     if settings.noise not in NOISE_CHOICES:
         raise UsageError(f"unknown noise {settings.noise!r}; use one of {NOISE_CHOICES}")
     check_outputs(out, noisy_dir, clean_dir, base)
+    earlier = [p for p in (out, checkpoint_path(out)) if p.exists()]
+    if earlier and not (resume or overwrite):
+        raise UsageError(
+            f"{earlier[-1]}: an earlier run's; continue it (resume) or replace it (overwrite)"
+        )
     if settings.threads:
         torch.set_num_threads(settings.threads)
     saved = _load_resume(out) if resume else None

@@ -248,6 +248,16 @@ def test_a_tiny_scan_among_the_images_is_skipped_not_fatal(domain, tmp_path):
     result = _invoke(str(mixed), "--out", str(tmp_path / "m.onnx"), "--max-steps", "2")
     assert result.exit_code == 0, result.output
     assert "skipped uci.png: 8x8, under 16 px on a side to train on" in result.output
+    # A second run into the same --out used to replace the first without a word.
+    before = (tmp_path / "m.onnx").read_bytes()
+    again = _invoke(str(mixed), "--out", str(tmp_path / "m.onnx"), "--max-steps", "2")
+    assert again.exit_code == EXIT_USAGE
+    assert "m.adapt.pt: an earlier run's; continue it (resume) or replace it" in again.output
+    assert (tmp_path / "m.onnx").read_bytes() == before
+    replaced = _invoke(
+        str(mixed), "--out", str(tmp_path / "m.onnx"), "--max-steps", "1", "--overwrite"
+    )
+    assert replaced.exit_code == 0, replaced.output
 
 
 def test_outputs_never_replace_the_base_model_or_land_in_the_folders_read(domain, tmp_path):
