@@ -175,6 +175,13 @@ def test_all_variants_are_written_verified_and_tabled(tmp_path, conv_ckpt, data_
     assert fixed.get_inputs()[0].shape == [1, 1, 28, 28]
     meta = fixed.get_modelmeta().custom_metadata_map
     assert meta["variant"] == "fixed-1x1x28x28"
+    # Each file carries its own test PSNR, the one its row says (an INT8 file said fp32's).
+    rows = {line.split(" | ")[0][2:]: line.split(" | ") for line in result.stdout.splitlines()}
+    fp32 = _session(out).get_modelmeta().custom_metadata_map["test_psnr_db"]
+    for name, file in (("int8", "m.int8.onnx"), ("fp16", "m.fp16.onnx")):
+        own = _session(tmp_path / file).get_modelmeta().custom_metadata_map
+        assert f"{float(own['test_psnr_db']):.2f}" == rows[name][3], name
+        assert own["fp32_test_psnr_db"] == fp32 and "test_ssim" not in own
 
 
 def test_dense_model_exports_with_dynamic_batch(tmp_path, dense_ckpt, data_dir):
