@@ -300,7 +300,9 @@ def report(
     checkpoints: list[Path] = typer.Argument(
         ..., help="Trained checkpoints (.pt) or exported models (.onnx)."
     ),
-    out_dir: Path = typer.Option(Path("docs/report"), help="Where figures and tables go."),
+    out_dir: Path = typer.Option(
+        Path("denoise-report"), help="Where figures and tables go (a project's docs/report)."
+    ),
     data_dir: Path | None = typer.Option(None, help=DATA_DIR_HELP),
     noise_level: float = typer.Option(0.5, help="Gaussian sigma for the test-set table."),
     limit: int | None = typer.Option(None, min=1, help="Score only the first N test digits."),
@@ -323,13 +325,22 @@ def compare(
     checkpoints: list[Path] = typer.Argument(
         ..., help="Trained denoisers: checkpoints (.pt) or exported models (.onnx)."
     ),
-    out_dir: Path = typer.Option(Path("docs/compare"), help="Where the tables and figure go."),
+    out_dir: Path = typer.Option(
+        Path("denoise-compare"), help="Where the tables and figure go (a project's docs/compare)."
+    ),
     data_dir: Path | None = typer.Option(None, help=DATA_DIR_HELP),
     limit: int | None = typer.Option(None, min=1, help="Score only the first N test digits."),
     classical_limit: int = typer.Option(
         2000,
+        min=1,
         help="28x28 images per cell for the (slow) classical filters; bigger images fewer, "
         "the same pixels.",
+    ),
+    bm3d_limit: int = typer.Option(
+        100,
+        min=0,
+        help="28x28 images per cell for BM3D, where installed (~0.35 s each; bigger images "
+        "fewer, the same pixels); 0: none.",
     ),
     layout: list[str] | None = typer.Option(
         None,
@@ -378,6 +389,7 @@ def compare(
         classical_limit,
         log=lambda m: typer.echo(m, err=True),
         layouts=layout_counts(layout or None, count),
+        bm3d_limit=bm3d_limit,
         scene=scene,
         baseline=seed_model,
     )
@@ -404,7 +416,8 @@ def foreign(
         None, help="Exported models (.onnx, .ort); default: the bundled ones."
     ),
     out_dir: Path = typer.Option(
-        Path("docs/compare/foreign"), help="Where foreign.md, foreign.json and the sheets go."
+        Path("denoise-compare/foreign"),
+        help="Where foreign.md, foreign.json and the sheets go.",
     ),
     bundled: bool = typer.Option(False, "--bundled", help="Add the bundled models to MODELS."),
     data_dir: Path | None = typer.Option(None, help=DATA_DIR_HELP),

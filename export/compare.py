@@ -227,15 +227,16 @@ def _methods(
     baseline: Path | None,
     classical_limit: int | None,
     log: Callable[[str], Any],
+    bm3d_limit: int = BM3D_LIMIT,
 ) -> tuple[list[Method], int | None]:
     """Noisy input, the classical filters, BM3D where installed, then the models; and the
     index of the seed model among them."""
     methods: list[Method] = [Method("noisy input", "none", list)]
     methods += [classical(name, fn, classical_limit) for name, fn in CLASSICAL.items()]
-    bm3d = _bm3d()
+    bm3d = _bm3d() if bm3d_limit > 0 else None
     if bm3d is not None:
         # ~0.35 s per 28x28 digit on this CPU: a small sample keeps the run in minutes.
-        methods.append(classical("BM3D", bm3d, min(classical_limit or BM3D_LIMIT, BM3D_LIMIT)))
+        methods.append(classical("BM3D", bm3d, bm3d_limit))
     model_methods, seed = _models(models, baseline, log)
     seed_index = None if seed is None else len(methods) + seed
     return methods + model_methods, seed_index
@@ -268,6 +269,7 @@ def compare(
     layouts: Mapping[str, int | None] | None = None,
     scene: str = SCENE,
     baseline: Path | None = None,
+    bm3d_limit: int = BM3D_LIMIT,
 ) -> dict[str, Any]:
     """Scores of every method in every cell, margins over the seed model, model facts.
 
@@ -275,14 +277,15 @@ def compare(
     or exported ONNX files (see candidates.py). `layouts`: images per layout (see
     suite.layout_counts; None counts are one per digit); None: single digits only, under
     every condition (the table before the suite). `classical_limit`: 28x28 images per cell
-    for the slow classical filters, fewer for bigger images (the same pixels).
+    for the slow classical filters, fewer for bigger images (the same pixels); `bm3d_limit`
+    the same for BM3D where installed (0: none).
     """
     clean = np.asarray(clean, np.float32)
     if clean.ndim not in (3, 4) or clean.shape[-2:] != (28, 28) or len(clean) == 0:
         raise UsageError(f"expected (N, 1, 28, 28) test digits, got shape {clean.shape}")
     digits = clean.reshape(-1, 28, 28)
     counts, plan = _plan(layouts, conditions, scene)
-    methods, seed_index = _methods(models, baseline, classical_limit, log)
+    methods, seed_index = _methods(models, baseline, classical_limit, log, bm3d_limit)
     rows: list[dict[str, Any]] = [
         {"method": m.name, "kind": m.kind, **m.facts, "layouts": {}} for m in methods
     ]
@@ -319,6 +322,7 @@ def compare(
         "scene": scene if layouts is not None else None,
         "images": single["images"],
         "classical_images": min(classical_limit or single["images"], single["images"]),
+        "bm3d_images": min(bm3d_limit, single["images"]) if _bm3d() is not None else 0,
         "noise_seed": EVAL_NOISE_SEED,
         "layouts": info,
         "seed_model": None if seed_index is None else rows[seed_index]["method"],
@@ -469,7 +473,8 @@ def markdown(result: dict[str, Any]) -> str:
         f"Mean PSNR (dB) / SSIM; noise seed {result['noise_seed']}, the same noisy images for "
         "every method. Levels: Gaussian and speckle sigma, salt-and-pepper fraction, Poisson "
         f"peak. Classical filters: at most {classical:,} images per cell at 28x28 (fewer for "
-        f"bigger images, the same pixels); BM3D, when installed: {BM3D_LIMIT}. Models run as "
+        f"bigger images, the same pixels); BM3D: {result.get('bm3d_images', BM3D_LIMIT)} "
+        "(0: not installed or not asked for). Models run as "
         "`denoise-batch` runs them: grouped by size, padded to their size multiple, through "
         "the automatic polarity decision (the filters run as they are).",
         "",

@@ -88,6 +88,25 @@ def test_every_layout_and_condition_for_every_method(tmp_path, clean_digits, mon
         assert png.format == "PNG" and png.height > 9 * 28 and png.width > 4 * 28
 
 
+def test_bm3d_runs_on_as_many_images_as_asked_and_not_at_all_for_zero(
+    tmp_path, clean_digits, monkeypatch
+):
+    """`--classical-limit 0` ran BM3D on 100 images, and the table always said 100."""
+    _fast(monkeypatch)
+    seen: list[int] = []
+    monkeypatch.setattr(compare_mod, "_bm3d", lambda: lambda x: seen.append(len(x)) or x)
+    identity = identity_model(tmp_path / "identity.onnx")
+    for limit in (0, 3):
+        seen.clear()
+        result = compare_mod.compare(
+            [identity], clean_digits[:, None], classical_limit=2, bm3d_limit=limit,
+            conditions=[("gaussian", 0.5)], baseline=identity,
+        )  # fmt: skip
+        methods = [r["method"] for r in result["rows"]]
+        assert ("BM3D" in methods) == (limit > 0) and seen == ([3] if limit else [])
+        assert f"BM3D: {limit} (0: not installed" in compare_mod.markdown(result)
+
+
 def test_models_keep_sizes_and_polarity(clean_digits):
     """Odd sizes, mixed in one call, come back at their sizes; dark-on-light images go through
     the same inversion in the checkpoint path as in the runtime."""
