@@ -118,7 +118,7 @@ def export(
     ),
     calibration_images: int = typer.Option(1000, min=16, help="Training digits for INT8."),
     profile: Profile = typer.Option("portable", help=PROFILE_HELP),
-    runtimes: str = typer.Option("all", help=RUNTIMES_HELP),
+    runtimes: str = typer.Option("all", "--runtimes", "--runtime", help=RUNTIMES_HELP),
     report: Path | None = typer.Option(None, help="Write the verification results as JSON."),
 ) -> None:
     """Export a trained checkpoint to one self-contained ONNX file, verified against PyTorch.
@@ -176,8 +176,8 @@ def optimize(
     A convolution with one output channel (the conv denoiser's last layer) becomes a depthwise
     convolution plus a sum over channels: the same arithmetic, which onnxruntime's blocked CPU
     kernels no longer pad 16-fold (measured: the seed model 1.3-1.4x faster). The result must
-    match the source file within 1e-5 on real test digits before it is written. New exports
-    get this rewrite by default.
+    match the source file within 1e-5 on real test digits before it is written. Exports with
+    `--profile onnxruntime` get this rewrite; the default portable profile does not.
     """
     from denoise_cli.core.noise import REFERENCE_KIND, REFERENCE_LEVEL, add_noise
     from denoise_export.build import rewrite_file
@@ -224,7 +224,7 @@ def runtimes(
         "normally the fp32 file.",
     ),
     data_dir: Path | None = typer.Option(None, help=DATA_DIR_HELP),
-    runtime: str = typer.Option("all", "--runtime", help=RUNTIMES_HELP),
+    runtime: str = typer.Option("all", "--runtime", "--runtimes", help=RUNTIMES_HELP),
     images: int = typer.Option(256, min=8, help="Noisy test digits per check."),
     report: Path | None = typer.Option(None, help="Write the table as JSON."),
 ) -> None:

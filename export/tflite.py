@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from denoise_cli.core.errors import MissingDependency
 from denoise_export import runtimes
 from denoise_export.build import staging_folder
 from denoise_export.onnx_export import ExportError
@@ -57,7 +58,7 @@ def convert(
         )
     python = runtimes.tflite_python()
     if python is None:
-        raise ExportError(runtimes.RUNTIMES["tflite"].missing() or "onnx2tf is not installed")
+        raise MissingDependency(runtimes.RUNTIMES["tflite"].missing() or "onnx2tf is not installed")
     with staging_folder(destination.parent, destination.name) as staging:
         staged = staging / destination.name
         facts = _run_converter(python, source, staged)

@@ -211,10 +211,17 @@ def test_a_small_shift_on_a_fp32_file_is_wrong(tmp_path, conv_ckpt, data_dir, mo
     )
 
 
-def test_tflite_is_listed_with_how_to_install_it(monkeypatch, tmp_path):
+def test_tflite_is_listed_with_how_to_install_it(monkeypatch, tmp_path, data_dir):
     monkeypatch.setenv(runtimes.TFLITE_PYTHON_ENV, str(tmp_path / "no-such-python"))
     reason = runtimes.RUNTIMES["tflite"].missing()
     assert reason is not None and "pip install onnx2tf" in reason
+    if importlib.util.find_spec("onnx2tf") is None:  # the command: a missing package, exit 2
+        models = Path(__file__).resolve().parents[1] / "denoise_cli" / "models"
+        out = tmp_path / "m.tflite"
+        args = ["tflite", str(models / "unet_world.onnx"), "-o", str(out), "--images", "8"]
+        result = CliRunner().invoke(app, [*args, "--data-dir", str(data_dir)])
+        assert result.exit_code == 2 and "pip install onnx2tf" in result.output
+        assert not out.exists()
 
 
 @pytest.mark.slow
@@ -345,3 +352,15 @@ def test_each_opencv_engine_is_the_one_named(monkeypatch, tmp_path, version, fla
             assert runtime.unusable() is None
             runtime.load(tmp_path / "m.onnx")
             assert read == [want]
+
+
+def test_runtimes_takes_the_option_spelled_as_export_spells_it(data_dir):
+    """`export --runtimes` but `runtimes --runtime`: both spellings work in both places."""
+    models = Path(__file__).resolve().parents[1] / "denoise_cli" / "models"
+    args = ["runtimes", str(models / "unet_world.onnx"), "--images", "8"]
+    for spelling in ("--runtime", "--runtimes"):
+        result = CliRunner().invoke(
+            app, [*args, spelling, "onnxruntime", "--data-dir", str(data_dir)]
+        )
+        assert result.exit_code == 0, result.output
+        assert "| onnxruntime | unet_world.onnx | ok |" in result.output

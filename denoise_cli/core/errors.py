@@ -17,7 +17,8 @@ EXIT_TERMINATED = 143  # SIGTERM: the same, asked for by a process manager
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 ok; 1 some work failed (the rest was done); 2 usage error or missing "
-    "package; 3 model, checkpoint, device or data refused; 130 interrupted; 143 terminated."
+    "package; 3 model, checkpoint, device or data refused; 130 interrupted; 143 terminated; "
+    "129 hung up (denoise-batch)."
 )
 
 
