@@ -723,6 +723,7 @@ def test_jsonl_starts_with_start_and_names_files_as_written_does(tree):
     `start` all the same, and every event names a file relative to IN."""
     src, out = tree
     (src / "a" / "notes.txt").write_text("not an image")
+    (src / "a" / "scan").write_bytes((src / "d0.png").read_bytes())  # a PNG without its name
     first = run(src, out, "--jsonl")
     assert first.exit_code == 0, first.output
     (out / "a" / "d1.png").unlink()
@@ -730,14 +731,15 @@ def test_jsonl_starts_with_start_and_names_files_as_written_does(tree):
     events = [json.loads(line) for line in again.stdout.splitlines()]
     assert [e["event"] for e in events][:1] + [e["event"] for e in events][-1:] == ["start", "done"]
     by_kind = {k: [e["file"] for e in events if e["event"] == k] for k in ("skipped", "written")}
-    assert by_kind == {"skipped": ["a/notes.txt"], "written": ["a/d1.png"]}
+    assert by_kind == {"skipped": ["a/notes.txt", "a/scan"], "written": ["a/d1.png"]}
     assert sorted(e["file"] for e in events if e["event"] == "exists") == [
         "a/b/d2.png", "a/b/d5.png", "a/d4.png", "d0.png", "d3.png"
     ]  # fmt: skip
     report = tree[1].parent / "r.json"
     run(src, out, "--quiet", "--report", report)
     assert json.loads(report.read_text())["skipped"] == [
-        {"file": "a/notes.txt", "reason": "not an image file"}
+        {"file": "a/notes.txt", "reason": "not an image file"},
+        {"file": "a/scan", "reason": "no file extension: not read as an image"},
     ]
 
 

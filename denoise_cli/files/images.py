@@ -97,6 +97,13 @@ def is_image_name(name: str) -> bool:
     return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
 
 
+def not_image_reason(name: str) -> str:
+    """Why a file is skipped by its name (images are known by their extension only)."""
+    if not os.path.splitext(name)[1]:
+        return "no file extension: not read as an image"
+    return "not an image file"
+
+
 def decode(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[np.ndarray, SourceInfo]:
     """Read an image file as (H, W) float32 in [0, 1] (one picture, EXIF orientation applied)."""
     try:

@@ -33,7 +33,7 @@ from denoise_cli.core.atomic import (
 from denoise_cli.core.errors import ImageError, UsageError
 from denoise_cli.core.report import Recorder
 from denoise_cli.core.safety import inside
-from denoise_cli.files.images import is_image_name
+from denoise_cli.files.images import is_image_name, not_image_reason
 from denoise_cli.trees.dirfd import DirId, FolderCursor, dir_id, open_root, read_at
 from denoise_cli.trees.storage import Storage, file_uri_path, is_uri
 from denoise_cli.trees.walk import (
@@ -342,7 +342,7 @@ class StorageSource:
             elif is_image_name(name):
                 by_dir.setdefault(prefix, []).append(name)
             else:
-                skips.setdefault(prefix, []).append(Skip(Path(rel), "not an image file"))
+                skips.setdefault(prefix, []).append(Skip(Path(rel), not_image_reason(name)))
         for prefix in sorted(set(by_dir) | set(skips)):
             subs = tuple(sorted(subfolders.get(prefix, ())))
             yield Folder(prefix, by_dir.get(prefix, []), skips.get(prefix, []), subfolders=subs)

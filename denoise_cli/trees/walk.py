@@ -17,7 +17,7 @@ from typing import NamedTuple
 
 from denoise_cli.core.errors import ImageError, UsageError
 from denoise_cli.core.safety import inside
-from denoise_cli.files.images import is_image_name
+from denoise_cli.files.images import is_image_name, not_image_reason
 from denoise_cli.trees.dirfd import DirId, dir_id, open_root, open_sub
 
 
@@ -128,7 +128,7 @@ def walk_local(in_root: Path, out_root: Path, root_fd: int | None = None) -> Ite
         if is_image_name(in_root.name):
             yield Folder("", [in_root.name], [])
         else:
-            yield Folder("", [], [Skip(Path(in_root.name), "not an image file")])
+            yield Folder("", [], [Skip(Path(in_root.name), not_image_reason(in_root.name))])
         return
     real_in, base = str(_real(in_root)), os.fspath(in_root)
     try:
@@ -150,7 +150,7 @@ def walk_local(in_root: Path, out_root: Path, root_fd: int | None = None) -> Ite
             elif entry.is_symlink() and not inside(os.path.realpath(path), real_in):
                 skips.append(_skip(prefix, entry, "symlink pointing outside the input tree"))
             elif not is_image_name(entry.name):
-                skips.append(_skip(prefix, entry, "not an image file"))
+                skips.append(_skip(prefix, entry, not_image_reason(entry.name)))
             elif not _is_regular(entry):
                 skips.append(_skip(prefix, entry, "not a regular file (a pipe, device...)"))
             else:
