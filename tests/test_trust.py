@@ -138,6 +138,18 @@ def test_the_same_file_as_input_and_output_is_a_usage_error(tmp_path, src):
     assert tree_hash(src) == before
 
 
+def test_one_file_into_a_new_name_like_an_image_is_refused_not_made_a_folder(tmp_path, src):
+    """`denoise-batch 0.png clean.png` made a folder clean.png holding clean.png/0.png."""
+    result = run(src / "0.png", tmp_path / "clean.png")
+    assert (
+        result.exit_code == 2 and "OUT is a folder (the result goes to OUT/0.png)" in result.output
+    )
+    assert not (tmp_path / "clean.png").exists()
+    (tmp_path / "shots.png").mkdir()  # a folder the user did make is theirs to use
+    assert run(src / "0.png", tmp_path / "shots.png").exit_code == 0
+    assert (tmp_path / "shots.png" / "0.png").is_file()
+
+
 def test_an_input_swapped_for_a_symlink_after_the_walk_is_not_followed(tmp_path, src):
     from denoise_cli.core.errors import ImageError
     from denoise_cli.trees.plan import open_trees

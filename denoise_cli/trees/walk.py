@@ -55,6 +55,12 @@ def check_roots(in_root: Path, out_root: Path) -> None:
     if in_root.is_file():
         if real_out == real_in:
             raise UsageError(f"{out_root}: output is the input file itself; name a folder")
+        if not out_root.exists() and is_image_name(out_root.name):
+            # `denoise-batch a.png b.png` made a folder b.png holding b.png/a.png.
+            raise UsageError(
+                f"{out_root}: OUT is a folder (the result goes to OUT/{in_root.name}), and this "
+                "name looks like an image file; name a folder"
+            )
         if real_in.parent == real_out:
             raise UsageError(f"{out_root}: output folder is the input file's own folder")
         return
