@@ -1,5 +1,5 @@
-"""Issue 26's table on two foreign digit domains of our own: the default model as shipped, BM3D,
-`denoise-export adapt` on the noisy folder alone, and with 300 clean images.
+"""Adaptation measured on two foreign digit domains of our own: the default model as shipped,
+BM3D, `denoise-train adapt` on the noisy folder alone, and with 300 clean images.
 
     python -m benchmarks.adapt --out DIR [--minutes 15] [--domains display,serif] [--threads 1]
     python -m benchmarks.adapt --out DIR --make-only     # write the folders and stop
@@ -199,14 +199,17 @@ def adapt_psnr(root: Path, out: Path, clean: bool, minutes: float, threads: int,
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--domains", default="display,serif")
-    parser.add_argument("--minutes", type=float, default=15.0)
-    parser.add_argument("--threads", type=int, default=1)
+    parser = argparse.ArgumentParser(
+        description=" ".join(__doc__.split("\n\n")[0].split()),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--out", type=Path, required=True, help="folder for data and results")
+    parser.add_argument("--domains", default="display,serif", help="comma list of domains")
+    parser.add_argument("--minutes", type=float, default=15.0, help="adapt's training time")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--method", default="auto", help="noisy-only method (adapt_objectives)")
     parser.add_argument("--skip", default="", help="comma list of: default,bm3d,noisy,clean")
-    parser.add_argument("--make-only", action="store_true")
+    parser.add_argument("--make-only", action="store_true", help="write the folders and stop")
     args = parser.parse_args()
     import torch
 

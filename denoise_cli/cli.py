@@ -285,7 +285,9 @@ def run(
     tile: int = typer.Option(1024, min=32, help=TILE_HELP),
     precision: Precision = typer.Option("auto", help=PRECISION_HELP),
     max_pixels: int = typer.Option(DEFAULT_MAX_PIXELS, min=1, help="Refuse larger images."),
-    jpeg_quality: int = typer.Option(DEFAULT_JPEG_QUALITY, min=1, max=100),
+    jpeg_quality: int = typer.Option(
+        DEFAULT_JPEG_QUALITY, min=1, max=100, help="JPEG outputs' quality (no chroma subsampling)."
+    ),
     model_timeout: float = typer.Option(
         600.0, help="Seconds one model call may take; its files fail after that."
     ),
@@ -313,8 +315,8 @@ def noisify(
     level: float = typer.Option(0.5, help="Sigma (gaussian, speckle), amount or peak."),
     seed: int = typer.Option(0, min=0, help="Same seed, same noise, per file, in any order."),
     output_format: OutputFormat = typer.Option("png", help="png (default) or keep."),
-    overwrite: bool = typer.Option(False, "--overwrite"),
-    quiet: bool = typer.Option(False, "--quiet", "-q"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Redo outputs that already exist."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only errors."),
 ) -> None:
     """Make a noisy copy of a folder of clean images (the training toolkit's noise, seeded)."""
     job = Job(
@@ -368,7 +370,7 @@ def ray_command(
     device: str = typer.Option("auto", help="Execution provider inside each actor."),
     invert: Invert = typer.Option("auto"),
     output_format: OutputFormat = typer.Option("keep"),
-    overwrite: bool = typer.Option(False, "--overwrite"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Redo outputs that already exist."),
     batch_size: int = typer.Option(256, min=1, help=BATCH_SIZE_HELP),
     threads: int | None = typer.Option(
         None, min=1, help="onnxruntime threads per actor (default: its reserved CPUs)."
@@ -376,11 +378,13 @@ def ray_command(
     tile: int = typer.Option(1024, min=32, help=TILE_HELP),
     precision: Precision = typer.Option("auto", help=PRECISION_HELP),
     max_pixels: int = typer.Option(DEFAULT_MAX_PIXELS, min=1, help="Refuse larger images."),
-    jpeg_quality: int = typer.Option(DEFAULT_JPEG_QUALITY, min=1, max=100),
+    jpeg_quality: int = typer.Option(
+        DEFAULT_JPEG_QUALITY, min=1, max=100, help="JPEG outputs' quality (no chroma subsampling)."
+    ),
     model_timeout: float = typer.Option(
         600.0, help="Seconds one model call may take; its files fail after that."
     ),
-    quiet: bool = typer.Option(False, "--quiet", "-q"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only errors."),
     jsonl: bool = typer.Option(False, "--jsonl", help="JSON lines on stdout, one per event."),
     report: Path | None = typer.Option(None, help="Write a JSON report."),
 ) -> None:

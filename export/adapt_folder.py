@@ -13,7 +13,7 @@ import numpy as np
 
 from denoise_cli.core.errors import ImageError, UsageError
 from denoise_cli.core.safety import inside
-from denoise_cli.files.images import decode, is_image_name
+from denoise_cli.files.images import IMAGE_EXTENSIONS, decode, is_image_name
 from denoise_cli.model.polarity import needs_inversion
 
 
@@ -72,7 +72,10 @@ def read_folder(
     root = Path(root)
     paths = image_paths(root)
     if not paths:
-        raise FolderError(f"{root}: no images in this folder (denoise-batch's formats: PNG, ...)")
+        raise FolderError(
+            f"{root}: no images in this folder (read by extension: "
+            f"{', '.join(sorted(IMAGE_EXTENSIONS))})"
+        )
     if max_images is not None and len(paths) > max_images:
         paths = [paths[i] for i in np.linspace(0, len(paths) - 1, max_images).round().astype(int)]
     digest = hashlib.sha256()

@@ -423,7 +423,9 @@ def foreign(
     data_dir: Path | None = typer.Option(None, help=DATA_DIR_HELP),
     limit: int = typer.Option(300, "--limit", min=1, help="Images per set."),
     bm3d_limit: int = typer.Option(
-        50, min=0, help="Images per set for BM3D, where installed (~1-7 s each); 0: none."
+        50,
+        min=0,
+        help="Images per set for BM3D, where installed (3-14 s each on a 2-core VM); 0: none.",
     ),
     sets: list[str] | None = typer.Option(
         None, "--set", help="Score only this set (repeatable; default: all)."

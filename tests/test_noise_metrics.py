@@ -63,6 +63,8 @@ def test_bad_kind_and_level():
         add_noise(FLAT, "gaussian", -1.0, 0)
     with pytest.raises(ValueError, match="must be >= 0"):  # NaN would make every image black
         add_noise(FLAT, "gaussian", float("nan"), 0)
+    with pytest.raises(ValueError, match="fraction of pixels, 0-1; got 5"):  # was accepted
+        add_noise(FLAT, "salt-pepper", 5.0, 0)
 
 
 def test_mixed_noise_draws_every_kind_and_matches_the_kind_functions():

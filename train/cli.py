@@ -94,8 +94,8 @@ def fit(
     ),
     noise: Noise = typer.Option(
         "gaussian",
-        help="One kind at --noise-level, or a per-image mix: blind (unet_small_blind's), "
-        "mixed (all four kinds, Gaussian up to 0.75).",
+        help="One kind at --noise-level, or a per-image mix: blind (Gaussian 0.05-0.7, "
+        "salt-and-pepper, speckle), mixed (all four kinds, Gaussian up to 0.75).",
     ),
     noise_level: float = typer.Option(0.5, help="Sigma, amount or peak, by noise kind."),
     data: Data = typer.Option("mnist", help=DATA_HELP),

@@ -133,6 +133,8 @@ def add_noise(
         ) from None
     if not level >= 0:  # also refuses NaN, which would turn every image black
         raise UsageError(f"noise level must be >= 0 (a number), got {level}")
+    if kind == "salt-pepper" and level > 1:
+        raise UsageError(f"salt-pepper level is a fraction of pixels, 0-1; got {level:g}")
     if not isinstance(rng, np.random.Generator):
         rng = np.random.default_rng(rng)
     return fn(images, level, rng)
