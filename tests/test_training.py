@@ -203,8 +203,17 @@ def test_validation_split_is_disjoint_and_seeded():
     _, b_val = split_train_val(images, TrainConfig(val_size=10, seed=1))
     np.testing.assert_array_equal(a_val, b_val)
     assert len(a_train) == 40 and not set(a_train.ravel()) & set(a_val.ravel())
-    with pytest.raises(ValueError, match="leaves no training images"):
+    with pytest.raises(ValueError, match="50 validation images leave none to train on out of"):
         split_train_val(images, TrainConfig(val_size=50))
+
+
+def test_a_small_train_limit_holds_out_a_tenth(tmp_path, tiny_mnist):
+    """`--train-limit 500` failed: the 5,000 validation images left nothing to train on."""
+    args = ["fit", "--arch", "conv_denoiser", "--epochs", "1", "--train-limit", "200"]
+    args += ["--batch-size", "16", "--data-dir", str(tiny_mnist), "--out", str(tmp_path / "m.pt")]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "on 180 images, validating on 20" in result.output
 
 
 def test_dry_run_and_report_via_cli(tmp_path, tiny_mnist):

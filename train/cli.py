@@ -11,7 +11,14 @@ from denoise_cli.core import commands
 from denoise_cli.core.errors import EXIT_CODES_HELP
 from denoise_cli.core.noise import MIXES, NOISE_KINDS
 from denoise_cli.core.safety import check_output_file
-from denoise_train.config import DATA_KINDS, LOSSES, LR_SCHEDULES, PRECISIONS, TrainConfig
+from denoise_train.config import (
+    DATA_KINDS,
+    LOSSES,
+    LR_SCHEDULES,
+    PRECISIONS,
+    TrainConfig,
+    default_val_size,
+)
 from denoise_train.models import REGISTRY
 
 Arch = commands.choices("Arch", REGISTRY)
@@ -104,7 +111,12 @@ def fit(
     scene_max_scale: float = typer.Option(
         4.0, help="Largest digit scale in training scenes (drawn log-uniformly from 0.7x)."
     ),
-    val_size: int = typer.Option(5000, min=1, help="Validation images carved from training."),
+    val_size: int | None = typer.Option(
+        None,
+        min=1,
+        help="Validation images carved from training (default: 5,000, or a tenth of "
+        "--train-limit when that is smaller).",
+    ),
     train_limit: int | None = typer.Option(None, help="Use only the first N training images."),
     seed: int = typer.Option(0),
     device: Device = typer.Option("auto"),
@@ -126,7 +138,9 @@ def fit(
         None, help="Continue from this checkpoint (give the same settings and --epochs total)."
     ),
     dry_run: bool = typer.Option(
-        False, "--dry-run", help="One epoch of 2 batches on 256 images: a smoke test."
+        False,
+        "--dry-run",
+        help="One epoch of 2 batches (192 images to train on, 64 to validate): a smoke test.",
     ),
 ) -> None:
     """Train one architecture; writes a checkpoint after every epoch."""
@@ -145,7 +159,7 @@ def fit(
         loss=loss.value if loss else None,
         noise=noise.value,
         noise_level=noise_level,
-        val_size=val_size,
+        val_size=val_size or default_val_size(train_limit),
         train_limit=train_limit,
         seed=seed,
         device=device.value,

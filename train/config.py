@@ -31,6 +31,13 @@ def eval_noise(config: dict[str, Any]) -> tuple[str, float]:
 EVAL_NOISE_SEED = 20_240_501
 
 
+def default_val_size(train_limit: int | None) -> int:
+    """5,000 validation images, or a tenth of a smaller training limit (a quick run on 500
+    images had none left to train on)."""
+    full = TrainConfig.val_size
+    return full if train_limit is None else max(1, min(full, train_limit // 10))
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Defaults reproduce the seed recipe: Adam 1e-3, 10 epochs, batch 32, Gaussian sigma 0.5."""

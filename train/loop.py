@@ -88,7 +88,8 @@ def split_train_val(images: np.ndarray, config: TrainConfig) -> tuple[np.ndarray
         images = images[: config.train_limit]
     if config.val_size >= len(images):
         raise UsageError(
-            f"val_size {config.val_size} leaves no training images out of {len(images)}"
+            f"{config.val_size} validation images leave none to train on out of "
+            f"{len(images)}: hold out fewer"
         )
     order = np.random.default_rng(config.seed).permutation(len(images))
     return images[order[config.val_size :]], images[order[: config.val_size]]
