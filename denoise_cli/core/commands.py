@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import importlib.util
+import os
 import signal
 import sys
 from collections.abc import Iterable
@@ -24,6 +25,7 @@ from denoise_cli.core import __version__
 from denoise_cli.core.errors import (
     EXIT_INTERRUPTED,
     EXIT_TERMINATED,
+    EXIT_USAGE,
     DenoiseError,
     MissingDependency,
 )
@@ -65,6 +67,11 @@ class CommandGroup(TyperGroup):
         default, first = self.default_command, args[0] if args else None
         named = [*self.commands, *self.get_help_option_names(ctx), "--version"]
         if default and first and first not in named:
+            if guess := _mistyped_command(first, list(self.commands)):
+                typer.echo(
+                    f"error: {first}: no such command or input (did you mean {guess}?)", err=True
+                )
+                ctx.exit(EXIT_USAGE)
             args = [default, *args]
         return super().parse_args(ctx, args)
 
@@ -88,6 +95,17 @@ class CommandGroup(TyperGroup):
         except KeyboardInterrupt:
             typer.echo("\ninterrupted", err=True)
             ctx.exit(EXIT_INTERRUPTED)
+
+
+def _mistyped_command(first: str, commands: list[str]) -> str | None:
+    """A command `first` looks like a typo of, when no file or URI by that name exists
+    (`denoise-batch scroe OUT CLEAN` was read as IN 'scroe' with too many arguments)."""
+    if first.startswith("-") or "://" in first or os.path.lexists(first):
+        return None
+    import difflib  # only here: start-up time counts for small runs
+
+    close = difflib.get_close_matches(first, commands, n=1, cutoff=0.75)
+    return f"'{close[0]}'" if close else None
 
 
 def _show_version(ctx: typer.Context, value: bool) -> None:
