@@ -31,7 +31,7 @@ from denoise_cli.core.atomic import write_atomic
 from denoise_cli.core.errors import UsageError
 from denoise_cli.core.progress import Progress
 from denoise_cli.core.safety import check_output_file
-from denoise_cli.model.bundled import resolve_model
+from denoise_cli.model.bundled import bundled_models, resolve_model
 from denoise_cli.model.placement import int8_file
 from denoise_export.adapt_base import BaseModel, resolve_base
 from denoise_export.adapt_data import AdaptData, prepare_data
@@ -196,12 +196,21 @@ def _resumed_base(saved: dict[str, Any], base: str | Path | None, out: Path) -> 
     """The base model the saved run started from, unchanged since; a different `base` asked
     for is refused (it used to be ignored without a word)."""
     began, digest = saved["adapt"]["base_source"], saved["adapt"]["base_sha256"]
-    if base is not None and resolve_base(base).sha256 != digest:
+    if base is not None:  # the same file, wherever it is now (the run may have begun elsewhere)
+        named = resolve_base(base)
+        if named.sha256 != digest:
+            raise UsageError(
+                f"{base}: not the base model {checkpoint_path(out)} started from ({began}); "
+                "resume without naming one, or start a new run"
+            )
+        return named
+    try:
+        base_model = resolve_base(began)
+    except UsageError:
         raise UsageError(
-            f"{base}: not the base model {checkpoint_path(out)} started from ({began}); "
-            "resume without naming one, or start a new run"
-        )
-    base_model = resolve_base(began)
+            f"{began}: the base model {checkpoint_path(out)} started from is not there (moved, "
+            "or named from another folder); name it to resume"
+        ) from None
     if base_model.sha256 != digest:
         raise UsageError(f"{began}: changed since {checkpoint_path(out)} started from it")
     return base_model
@@ -372,7 +381,10 @@ def save_adapt_checkpoint(
         "optimizer_state": trained.optimizer.state_dict(),
         "torch_version": str(torch.__version__),
         "adapt": {
-            "base_source": base.source,
+            # A file as an absolute path: a resume from another folder finds it.
+            "base_source": base.source
+            if base.source in bundled_models()
+            else str(base.path.resolve()),
             "base_sha256": base.sha256,
             "polarity": base.polarity,
             "trained_on": f"{base.trained_on}; adapted to {data.noisy.root.name}",

@@ -387,3 +387,24 @@ def test_a_non_finite_loss_stops_adapting_and_keeps_the_best_weights(domain, tmp
     assert any("stopped after 4 steps: the loss became nan" in line for line in lines), lines
     x = [np.random.default_rng(1).random((SIDE, SIDE), dtype=np.float32)]
     assert np.isfinite(Denoiser(out).denoise(x)[0]).all()
+
+
+def test_resume_finds_the_base_file_from_another_folder_or_asks_for_it(
+    domain, tmp_path, monkeypatch
+):
+    """The base's path was saved as given ("../base.onnx"): a resume from another folder
+    failed even when the same file was named again."""
+    base = tmp_path / "base.onnx"
+    base.write_bytes(default_model_path().read_bytes())
+    out, noisy = str(tmp_path / "m.onnx"), str(domain / "noisy")
+    (tmp_path / "sub").mkdir()
+    monkeypatch.chdir(tmp_path / "sub")
+    assert _invoke(noisy, "--out", out, "--from", "../base.onnx", "--max-steps", "1").exit_code == 0
+    monkeypatch.chdir(tmp_path)
+    resumed = _invoke(noisy, "--out", out, "--resume", "--max-steps", "2")
+    assert resumed.exit_code == 0, resumed.output
+    base.rename(tmp_path / "moved.onnx")
+    lost = _invoke(noisy, "--out", out, "--resume", "--max-steps", "3")
+    assert lost.exit_code == EXIT_USAGE and "is not there (moved" in lost.output
+    named = _invoke(noisy, "--out", out, "--resume", "--from", "moved.onnx", "--max-steps", "3")
+    assert named.exit_code == 0, named.output

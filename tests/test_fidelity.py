@@ -264,7 +264,13 @@ def test_every_page_of_a_noisy_tiff_is_denoised(tmp_path):
     noisy = [np.clip(c + rng.normal(0, 40, c.shape), 0, 255).astype(np.uint8) for c in clean]
     images = [Image.fromarray(n) for n in noisy]
     images[0].save(tmp_path / "in" / "pages.tif", save_all=True, append_images=images[1:])
+    (tmp_path / "clean").mkdir()
+    refs = [Image.fromarray(c) for c in clean]
+    refs[0].save(tmp_path / "clean" / "pages.tif", save_all=True, append_images=refs[1:])
     run(tmp_path / "in", tmp_path / "out")
+    scored = CliRunner().invoke(app, ["score", str(tmp_path / "out"), str(tmp_path / "clean")])
+    assert scored.exit_code == 0, scored.output
+    assert "| (all) | 2 |" in scored.output  # each page scored as an image
     with Image.open(tmp_path / "out" / "pages.tif") as im:
         for index, (c, n) in enumerate(zip(clean, noisy, strict=True)):
             im.seek(index)
@@ -297,6 +303,65 @@ def test_a_multi_page_tiff_fails_whole_when_a_page_cannot_be_had(tmp_path):
     )  # fmt: skip
     assert result.exit_code == 1 and "form.tif: 3 pages: over the limit" in result.output
     assert not list((tmp_path / "out").glob("*")) and not list((tmp_path / "big").glob("*"))
+
+
+def test_a_cut_short_or_damaged_multi_page_tiff_fails_alone_never_loses_pages(tmp_path):
+    """A TIFF cut short crashed the whole batch (TypeError from Pillow), or came back with
+    fewer pages and exit 0 (Pillow only warns and ends the page chain)."""
+    buffer = io.BytesIO()
+    pages = [Image.fromarray(np.roll(luma(ink_on_paper()), k, axis=1)) for k in range(3)]
+    pages[0].save(buffer, "TIFF", save_all=True, append_images=pages[1:], compression="tiff_lzw")
+    whole = buffer.getvalue()
+    cuts = sorted({len(whole) * k // 12 for k in range(3, 12)} | {len(whole) - 3})
+    for cut in cuts:
+        (tmp_path / "in" / f"cut{cut:06d}.tif").write_bytes(whole[:cut])
+    (tmp_path / "in" / "whole.tif").write_bytes(whole)
+    result = CliRunner().invoke(
+        app, [str(tmp_path / "in"), str(tmp_path / "out"), "--model", str(IDENTITY)]
+    )
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    for path in (tmp_path / "out").iterdir():
+        with Image.open(path) as im:
+            assert im.n_frames == 3, path.name  # whole, or not written at all
+    assert (tmp_path / "out" / "whole.tif").is_file()
+    failed = [line for line in result.output.splitlines() if line.strip().startswith("cut")]
+    assert len(failed) >= len(cuts) - 1, result.output
+
+
+def test_each_page_keeps_its_own_icc_profile_and_a_bad_page_is_named(tmp_path):
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    colour, gray = Image.fromarray(ink_on_paper()), Image.fromarray(luma(ink_on_paper()))
+    colour.info["icc_profile"] = srgb  # this page's own: a save option would go on every page
+    colour.save(tmp_path / "in" / "a.tif", save_all=True, append_images=[gray])
+    gray.save(tmp_path / "in" / "b.tif", save_all=True, append_images=[colour])
+    nan = np.full((20, 20), 0.5, np.float32)
+    nan[3, 3] = np.nan
+    floats = [Image.fromarray(np.full((20, 20), 0.5, np.float32)), Image.fromarray(nan)]
+    floats[0].save(tmp_path / "in" / "c.tif", save_all=True, append_images=floats[1:])
+    result = CliRunner().invoke(
+        app, [str(tmp_path / "in"), str(tmp_path / "out"), "--model", str(IDENTITY)]
+    )
+    assert result.exit_code == 1 and "c.tif: page 2: 1 NaN or infinite" in result.output
+    with Image.open(tmp_path / "out" / "a.tif") as im:
+        assert im.info.get("icc_profile") == srgb  # the colour page's own
+        im.seek(1)
+        assert im.tag_v2.get(34675) is None  # the grey page had none, and gets none
+    with Image.open(tmp_path / "out" / "b.tif") as im:
+        assert im.tag_v2.get(34675) is None
+        im.seek(1)
+        assert im.tag_v2.get(34675) == srgb
+
+
+def test_a_file_of_too_many_pages_is_refused(tmp_path, monkeypatch):
+    from denoise_cli.files import images
+
+    monkeypatch.setattr(images, "MAX_PAGES", 3)
+    page = Image.fromarray(luma(ink_on_paper()))
+    page.save(tmp_path / "in" / "many.tif", save_all=True, append_images=[page] * 3)
+    result = CliRunner().invoke(
+        app, [str(tmp_path / "in"), str(tmp_path / "out"), "--model", str(IDENTITY)]
+    )
+    assert result.exit_code == 1 and "many.tif: 4 pages: over the limit of 3 pages" in result.output
 
 
 @pytest.mark.parametrize("ext", ["gif", "png", "webp"])

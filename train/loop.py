@@ -406,7 +406,9 @@ def checked_loss(loss: torch.Tensor) -> float:
     gradients can reach the weights."""
     value = loss.item()
     if not math.isfinite(value):
-        raise Diverged(f"the loss became {value} (data with NaN, or too high a learning rate)")
+        raise Diverged(
+            f"the loss became {value} (data or start weights with NaN, or too high a learning rate)"
+        )
     return value
 
 

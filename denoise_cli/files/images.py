@@ -12,10 +12,12 @@ import contextlib
 import io
 import os
 import stat
+import struct
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -53,6 +55,10 @@ _MULTI_FRAME_FORMATS = ("TIFF", "GIF", "PNG", "WEBP")
 #: Of those, the ones whose pages are denoised and written back as one file (scanned forms and
 #: faxes come as multi-page TIFFs); animations are refused.
 _PAGED_FORMATS = ("TIFF",)
+#: Pages in one file: Pillow's multi-page writer slows with the square of the count (4,000
+#: one-pixel pages took 12 s), and a file of 20,000 tiny pages is a bomb, not a document.
+MAX_PAGES = 1000
+_ICC_TAG, _X_RESOLUTION_TAG = 34675, 282
 #: Full-scale values that 32-bit integer and float pixels may have, by the largest present
 #: (they declare none): [0, 1], [0, 255] (Pillow's convert("F") and convert("I") of an 8-bit
 #: image) or [0, 65535]; anything else is refused rather than guessed.
@@ -113,6 +119,20 @@ def decode(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[np.n
     except OSError as exc:
         raise ImageError(f"cannot read: {exc.strerror or exc}") from None
     return decode_bytes(data, os.path.splitext(path)[1], max_pixels)
+
+
+def decode_pictures(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> list[np.ndarray]:
+    """Every picture of a file as `decode` reads one: a multi-page TIFF's pages, else one."""
+    try:
+        data = read_file(path)
+    except FileNotFoundError:
+        raise ImageError("cannot read: file vanished") from None
+    except OSError as exc:
+        raise ImageError(f"cannot read: {exc.strerror or exc}") from None
+    decoded = decode_bytes(data, os.path.splitext(path)[1], max_pixels, pages=True)
+    if isinstance(decoded, Pages):
+        return [gray for gray, _ in decoded.pages]
+    return [cast(tuple[np.ndarray, SourceInfo], decoded)[0]]
 
 
 def read_file(path: str | Path, follow: bool = True) -> bytes:
@@ -179,7 +199,7 @@ def decode_bytes(
             pixels, chunks = decoded
             info = SourceInfo("PNG", "L", png_chunks=chunks) if chunks else _PNG_GRAY8
             return np.divide(pixels, np.float32(255.0), dtype=np.float32), info
-    with decode_errors(), Image.open(io.BytesIO(data)) as im:
+    with decode_errors(), _opened(data) as (im, frames):
         width, height = im.size
         if width * height > max_pixels:
             raise ImageError(
@@ -187,14 +207,17 @@ def decode_bytes(
                 f"{max_pixels:,} (decompression-bomb guard: raise the pixel limit to allow it)"
             )
         fmt = im.format or "PNG"
-        frames = getattr(im, "n_frames", 1)
         if frames > 1 and pages and fmt in _PAGED_FORMATS:
             return _decode_pages(im, fmt, frames, max_pixels)
-        if frames > 1 and fmt in _MULTI_FRAME_FORMATS:
-            kind = "a multi-page TIFF" if fmt == "TIFF" else f"an animated {fmt}"
+        if frames > 1 and fmt in _PAGED_FORMATS:
             raise ImageError(
-                f"{frames} frames ({kind}): only single images are denoised here, and writing "
-                "the first alone would lose the rest; split it into one file a frame first"
+                f"{frames} pages (a multi-page TIFF): this step reads single images; split it "
+                "into one file a page to use it here"
+            )
+        if frames > 1 and fmt in _MULTI_FRAME_FORMATS:
+            raise ImageError(
+                f"{frames} frames (an animated {fmt}): only single images are denoised, and "
+                "writing the first alone would lose the rest; split it into one file a frame"
             )
         im.seek(0)  # a JPEG's MPO previews: the main picture only
         im.load()
@@ -214,8 +237,34 @@ def decode_bytes(
     return gray, source
 
 
+@contextlib.contextmanager
+def _opened(data: bytes) -> Iterator[tuple[Image.Image, int]]:
+    """The opened image and how many pictures it holds. Opening and counting walk a TIFF's
+    chain of page directories: a cut-short or damaged chain only warns and ends early (pages
+    lost without a word), so a TIFF read with warnings is refused."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        im = Image.open(io.BytesIO(data))
+        try:
+            frames = getattr(im, "n_frames", 1)
+        except BaseException:
+            im.close()
+            raise
+    with im:
+        damage = [w for w in caught if w.filename.endswith("TiffImagePlugin.py")]
+        if im.format == "TIFF" and damage:
+            raise ImageError(
+                f"damaged or cut-short TIFF ({str(damage[0].message).strip()}): pages or "
+                "pixels may be missing"
+            )
+        yield im, frames
+
+
 def _decode_pages(im: Image.Image, fmt: str, frames: int, max_pixels: int) -> Pages:
-    """Every page of a multi-page file, each with its own mode, size and metadata."""
+    """Every page of a multi-page file, each with its own mode, size and metadata; a page that
+    cannot be read is named."""
+    if frames > MAX_PAGES:
+        raise ImageError(f"{frames:,} pages: over the limit of {MAX_PAGES:,} pages a file")
     decoded, total = [], 0
     for index in range(frames):
         im.seek(index)
@@ -225,11 +274,26 @@ def _decode_pages(im: Image.Image, fmt: str, frames: int, max_pixels: int) -> Pa
                 f"{frames} pages: over the limit of {max_pixels:,} pixels in all by page "
                 f"{index + 1} (decompression-bomb guard: raise the pixel limit to allow it)"
             )
-        im.load()
-        page = ImageOps.exif_transpose(im) if _has_orientation(im) else im
-        info = {**im.info, "exif": _tiff_exif(im)} if fmt == "TIFF" else dict(im.info)
-        decoded.append(to_gray(page, fmt, info))
+        try:
+            with decode_errors():
+                im.load()
+                page = ImageOps.exif_transpose(im) if _has_orientation(im) else im
+                decoded.append(to_gray(page, fmt, _page_info(im)))
+        except ImageError as exc:
+            raise ImageError(f"page {index + 1}: {exc}") from None
     return Pages(decoded)
+
+
+def _page_info(im: Image.Image) -> dict[str, Any]:
+    """This page's info: Pillow leaves an earlier page's ICC profile and DPI in `info` when a
+    page has none, so those two are read from this page's own tags."""
+    info = {**im.info, "exif": _tiff_exif(im)}
+    info.pop("icc_profile", None)
+    if icc := im.tag_v2.get(_ICC_TAG):
+        info["icc_profile"] = bytes(icc)
+    if _X_RESOLUTION_TAG not in im.tag_v2:
+        info.pop("dpi", None)
+    return info
 
 
 @contextlib.contextmanager
@@ -247,6 +311,10 @@ def decode_errors() -> Iterator[None]:
         ) from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise ImageError(f"cannot decode: {exc or type(exc).__name__}") from None
+    except (TypeError, KeyError, IndexError, AttributeError, struct.error) as exc:
+        # Pillow's parsers fail this way on damaged files (a TIFF cut short: "Missing
+        # dimensions"; an unknown compression number: KeyError).
+        raise ImageError(f"cannot decode: damaged file ({type(exc).__name__}: {exc})") from None
 
 
 def _has_orientation(im: Image.Image) -> bool:
@@ -371,20 +439,25 @@ def encode(
 
 
 def encode_pages(results: list[np.ndarray], pages: Pages, output_format: str = "keep") -> bytes:
-    """A multi-page TIFF again: each page's result (H, W) in its own page's mode, the first
-    page's compression and metadata for all (Pillow writes one set for every page)."""
-    first = pages.pages[0][1]
+    """A multi-page TIFF again: each page's result (H, W) in its own page's mode, with its own
+    compression, DPI, EXIF and ICC profile."""
     if output_format == "png":
         raise ImageError(
             f"{len(results)} pages: one PNG cannot hold them; keep the TIFF format for this file"
         )
-    images = [
-        _page_image(gray, source) for gray, (_, source) in zip(results, pages.pages, strict=True)
-    ]
-    args = dict(first.save_args)
-    args.update((k, v) for k, v in first.metadata.items() if k in _METADATA_KEYS[first.format])
-    args.update(save_all=True, append_images=images[1:])
-    return _save(images[0], first.format, args, DEFAULT_JPEG_QUALITY)
+    images = []
+    for gray, (_, source) in zip(results, pages.pages, strict=True):
+        img = _page_image(gray, source)
+        # Each page's own settings: Pillow lays the first page's save options under every
+        # page's own `encoderinfo`, and takes an ICC profile from the page's info when the
+        # options have none (so a grey page never gets a colour page's profile).
+        img.encoderinfo = dict(source.save_args)
+        img.encoderinfo.update((k, v) for k, v in source.metadata.items() if k in ("dpi", "exif"))
+        if icc := source.metadata.get("icc_profile"):
+            img.info["icc_profile"] = icc
+        images.append(img)
+    args = {**images[0].encoderinfo, "save_all": True, "append_images": images[1:]}
+    return _save(images[0], pages.pages[0][1].format, args, DEFAULT_JPEG_QUALITY)
 
 
 def _page_image(gray: np.ndarray, source: SourceInfo) -> Image.Image:

@@ -177,6 +177,8 @@ class ChunkWorker:
             return self._record(file, f"cannot read: {exc.strerror or exc}")
         except ImageError as exc:
             return self._record(file, str(exc))
+        except Exception as exc:  # a decoder bug on a damaged file costs that file, not the run
+            return self._record(file, f"cannot decode: {type(exc).__name__}: {exc}")
         if isinstance(decoded, Pages):
             return self._paged(decoded, file)
         if isinstance(decoded, PngBands | HeldImage):
@@ -231,6 +233,8 @@ class ChunkWorker:
         for shape, indices in by_shape.items():
             limit = max(1, self.transform.batch_limit(*shape))
             for start in range(0, len(indices), limit):
+                if self.should_stop():  # between model calls: nothing written, a rerun does it
+                    return None
                 part = indices[start : start + limit]
                 images = np.stack([pages.pages[i][0] for i in part])
                 # Each page its own name ("a.tif#2"): per-file noise differs page to page.
@@ -243,6 +247,8 @@ class ChunkWorker:
                         return self._record(file, f"page {i + 1}: {problem}")
                 for i, result in zip(part, out, strict=True):
                     results[i] = result
+        if self.should_stop():
+            return None
         try:
             self.target.write(file.dst, encode_pages(results, pages, self.job.output_format))
         except ImageError as exc:

@@ -10,7 +10,7 @@ import numpy as np
 
 from denoise_cli.core.errors import ImageError, UsageError
 from denoise_cli.core.metrics import psnr, ssim
-from denoise_cli.files.images import decode
+from denoise_cli.files.images import decode_pictures
 from denoise_cli.trees.walk import FileJob, plan_jobs
 
 PSNR_CAP = 100.0  # dB; identical images have infinite PSNR, which would swamp any mean
@@ -72,17 +72,12 @@ def score_tree(results: Path, references: Path) -> ScoreReport:
             report.missing.append(job.rel)
             continue
         try:
-            ref, _ = decode(job.src)
-            got, _ = decode(other)
-            if ref.shape != got.shape:
-                raise ImageError(f"size {got.shape[::-1]} differs from reference {ref.shape[::-1]}")
-            p = float(psnr(ref, got)[0])
-            s = float(ssim(ref, got)[0]) if min(ref.shape) >= 7 else float("nan")
+            scores = _page_scores(decode_pictures(job.src), decode_pictures(other))
         except ImageError as exc:
             report.failures.append({"file": job.rel, "error": str(exc)})
             continue
         folder = os.path.dirname(job.rel) or "."
-        per_folder.setdefault(folder, []).append((p, s))
+        per_folder.setdefault(folder, []).extend(scores)
     everything: list[tuple[float, float]] = []
     for folder in sorted(per_folder):
         values = np.array(per_folder[folder])
@@ -91,6 +86,23 @@ def score_tree(results: Path, references: Path) -> ScoreReport:
     if everything:
         report.overall = _summary("(all)", np.array(everything))
     return report
+
+
+def _page_scores(refs: list[np.ndarray], gots: list[np.ndarray]) -> list[tuple[float, float]]:
+    """(PSNR, SSIM) of each picture: a multi-page TIFF's pages count as images."""
+    if len(refs) != len(gots):
+        raise ImageError(f"{len(gots)} pages, the reference {len(refs)}")
+    scores = []
+    for page, (ref, got) in enumerate(zip(refs, gots, strict=True), 1):
+        if ref.shape != got.shape:
+            where = f"page {page}: " if len(refs) > 1 else ""
+            raise ImageError(
+                f"{where}size {got.shape[::-1]} differs from reference {ref.shape[::-1]}"
+            )
+        p = float(psnr(ref, got)[0])
+        s = float(ssim(ref, got)[0]) if min(ref.shape) >= 7 else float("nan")
+        scores.append((p, s))
+    return scores
 
 
 def _summary(name: str, values: np.ndarray) -> FolderScore:
