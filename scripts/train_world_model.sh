@@ -111,12 +111,19 @@ stage runs/world/unet_world20m.pt runs/world/unet_world19m.pt --epochs 12 "${use
 # Stages 21m-25m: 20m's recipe, 12 epochs each from the one before: display 28.11, 28.15,
 # 28.18, 28.20, 28.23; print 27.64-27.70; colour 31.73-31.66. Stage 24m ran in bfloat16
 # (--precision bf16, 1.7x faster on this AMX VM) and lost 0.12 dB on colour; 25m, back in
-# fp32, won 0.08 of it back. Stage 25m is the bundled one.
+# fp32, won 0.08 of it back.
 for n in 21 22 23 24 25; do
   precision=()
   [ "$n" = 24 ] && precision=(--precision bf16)
   stage "runs/world/unet_world${n}m.pt" "runs/world/unet_world$((n - 1))m.pt" --epochs 12 \
     "${users[@]}" "${usual[@]}" ${precision[@]+"${precision[@]}"}
 done
-denoise-export runs/world/unet_world25m.pt -o denoise_cli/models/unet_world.onnx --int8 \
+# Stage 26m: 25m's recipe, 12 more epochs (two threads): display 28.26, print 27.71, colour
+# 31.64. Stage 27m: the same recipe for 24 epochs (one cosine cycle, twice as long): display
+# 28.31, print 27.76, colour 31.67, every suite layout level or up. Stage 27m is bundled.
+stage runs/world/unet_world26m.pt runs/world/unet_world25m.pt --epochs 12 "${users[@]}" \
+  "${usual[@]}"
+stage runs/world/unet_world27m.pt runs/world/unet_world26m.pt --epochs 24 "${users[@]}" \
+  "${usual[@]}"
+denoise-export runs/world/unet_world27m.pt -o denoise_cli/models/unet_world.onnx --int8 \
   --data-dir "$data_dir" --runtimes none
