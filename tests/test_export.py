@@ -566,3 +566,12 @@ def test_fp16_unet_keeps_its_full_resolution_encoder_in_float32(data_dir):
     # 0.0064 on these synthetic strokes, but 0.0038 / 0.0056 on 2,000 real noisy MNIST digits:
     # which is closer depends on the images now; the tolerance is what must hold.
     assert kept_error < FP16_MAX_ABS, (kept_error, plain_error)
+
+
+def test_a_mistyped_command_is_named_as_one(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = _export(["exprot", "x.pt"])
+    assert result.exit_code == 2
+    assert (
+        result.output.strip() == "error: exprot: no such command or input (did you mean 'export'?)"
+    )
