@@ -184,7 +184,8 @@ def adapt_psnr(root: Path, out: Path, clean: bool, minutes: float, threads: int,
 
     settings = AdaptSettings(minutes=minutes, threads=threads, **kw)
     t0 = time.perf_counter()
-    result = adapt(root / "noisy", out, root / "clean" if clean else None, settings=settings)
+    clean_dir = root / "clean" if clean else None
+    result = adapt(root / "noisy", out, clean_dir, settings=settings, overwrite=True)  # a rerun
     wall = time.perf_counter() - t0
     c, y = load_pairs(root)
     return {

@@ -237,11 +237,23 @@ def decode_bytes(
     return gray, source
 
 
+#: How a TIFF starts (little/big endian, classic/BigTIFF): only those pay for warnings' capture.
+_TIFF_MAGIC = (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+")
+#: Pillow's words when a TIFF's data runs past the end of the file (cut short, or a damaged
+#: directory): it warns, skips the rest, and a page chain ends early. Other TIFF warnings
+#: ("Metadata Warning, tag 296 had too many entries", common in real scans) are harmless.
+_TRUNCATION_WARNINGS = ("Expecting to read", "larger than file")
+
+
 @contextlib.contextmanager
 def _opened(data: bytes) -> Iterator[tuple[Image.Image, int]]:
     """The opened image and how many pictures it holds. Opening and counting walk a TIFF's
-    chain of page directories: a cut-short or damaged chain only warns and ends early (pages
-    lost without a word), so a TIFF read with warnings is refused."""
+    chain of page directories: one cut short only warns and ends early (pages lost without a
+    word), so a TIFF whose data runs past its end is refused."""
+    if data[:4] not in _TIFF_MAGIC:
+        with Image.open(io.BytesIO(data)) as im:
+            yield im, getattr(im, "n_frames", 1)
+        return
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         im = Image.open(io.BytesIO(data))
@@ -251,11 +263,14 @@ def _opened(data: bytes) -> Iterator[tuple[Image.Image, int]]:
             im.close()
             raise
     with im:
-        damage = [w for w in caught if w.filename.endswith("TiffImagePlugin.py")]
-        if im.format == "TIFF" and damage:
+        damage = [
+            str(w.message).strip()
+            for w in caught
+            if any(words in str(w.message) for words in _TRUNCATION_WARNINGS)
+        ]
+        if damage:
             raise ImageError(
-                f"damaged or cut-short TIFF ({str(damage[0].message).strip()}): pages or "
-                "pixels may be missing"
+                f"damaged or cut-short TIFF ({damage[0]}): pages or pixels may be missing"
             )
         yield im, frames
 

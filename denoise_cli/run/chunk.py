@@ -226,6 +226,11 @@ class ChunkWorker:
     def _paged(self, pages: Pages, file: FileJob) -> None:
         """A multi-page TIFF: pages of a size denoised together, the file written once every
         page is (one page failing fails the file: nothing half-denoised is written)."""
+        if self.job.output_format == "png":  # before any model call, not after them all
+            count = len(pages.pages)
+            return self._record(
+                file, f"{count} pages: one PNG cannot hold them; keep the TIFF format"
+            )
         results: list[np.ndarray] = [np.empty(0)] * len(pages.pages)
         by_shape: dict[tuple[int, int], list[int]] = {}
         for index, (gray, _) in enumerate(pages.pages):
