@@ -112,23 +112,23 @@ def not_image_reason(name: str) -> str:
 
 def decode(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[np.ndarray, SourceInfo]:
     """Read an image file as (H, W) float32 in [0, 1] (one picture, EXIF orientation applied)."""
+    return decode_bytes(_read_image_file(path), os.path.splitext(path)[1], max_pixels)
+
+
+def _read_image_file(path: str | Path) -> bytes:
+    """The file's bytes, or ImageError saying why they cannot be had."""
     try:
         data = read_file(path)
     except FileNotFoundError:
         raise ImageError("cannot read: file vanished") from None
     except OSError as exc:
         raise ImageError(f"cannot read: {exc.strerror or exc}") from None
-    return decode_bytes(data, os.path.splitext(path)[1], max_pixels)
+    return data
 
 
 def decode_pictures(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> list[np.ndarray]:
     """Every picture of a file as `decode` reads one: a multi-page TIFF's pages, else one."""
-    try:
-        data = read_file(path)
-    except FileNotFoundError:
-        raise ImageError("cannot read: file vanished") from None
-    except OSError as exc:
-        raise ImageError(f"cannot read: {exc.strerror or exc}") from None
+    data = _read_image_file(path)
     decoded = decode_bytes(data, os.path.splitext(path)[1], max_pixels, pages=True)
     if isinstance(decoded, Pages):
         return [gray for gray, _ in decoded.pages]
