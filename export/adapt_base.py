@@ -13,7 +13,7 @@ from pathlib import Path
 
 from torch import nn
 
-from denoise_cli.core.errors import UsageError
+from denoise_cli.core.errors import ModelError
 from denoise_train.checkpoint import file_sha256, load_checkpoint, model_from_checkpoint
 from denoise_train.models import get_arch
 from denoise_train.onnx_import import model_from_onnx, read_onnx
@@ -42,7 +42,8 @@ def default_base() -> str:
 
 def resolve_base(source: str | Path | None) -> BaseModel:
     """A bundled name (default: denoise-batch's default model), an .onnx file or a .pt
-    checkpoint. Raises UsageError naming what was not found."""
+    checkpoint. Raises ModelError (exit 3, as for
+    `denoise-batch --model`) naming what was not found."""
     from denoise_cli.model.bundled import bundled_models
 
     source = str(source) if source is not None else default_base()
@@ -51,7 +52,7 @@ def resolve_base(source: str | Path | None) -> BaseModel:
         return _from_onnx(bundled[source], source, f"{source} (bundled)")
     path = Path(source)
     if not path.is_file():
-        raise UsageError(
+        raise ModelError(
             f"{source}: not a bundled model ({', '.join(bundled)}), nor a checkpoint or ONNX file"
         )
     if path.suffix == ".onnx":

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from denoise_cli.core.atomic import write_atomic
-from denoise_cli.core.errors import UsageError
+from denoise_cli.core.errors import ModelError, UsageError
 from denoise_cli.core.progress import Progress
 from denoise_cli.core.safety import check_output_file
 from denoise_cli.model.bundled import bundled_models, resolve_model
@@ -206,13 +206,13 @@ def _resumed_base(saved: dict[str, Any], base: str | Path | None, out: Path) -> 
         return named
     try:
         base_model = resolve_base(began)
-    except UsageError:
-        raise UsageError(
+    except ModelError:
+        raise ModelError(
             f"{began}: the base model {checkpoint_path(out)} started from is not there (moved, "
             "or named from another folder); name it to resume"
         ) from None
     if base_model.sha256 != digest:
-        raise UsageError(f"{began}: changed since {checkpoint_path(out)} started from it")
+        raise ModelError(f"{began}: changed since {checkpoint_path(out)} started from it")
     return base_model
 
 

@@ -13,7 +13,7 @@ import numpy as np
 import typer
 
 from denoise_cli.core import commands
-from denoise_cli.core.errors import EXIT_CODES_HELP
+from denoise_cli.core.errors import EXIT_CODES_HELP, EXIT_REFUSED
 from denoise_cli.core.safety import check_output_file, write_output_file
 from denoise_export import runtimes as engines
 from denoise_export.onnx_export import DEFAULT_OPSET, MIN_OPSET
@@ -260,10 +260,11 @@ def runtimes(
 
 
 def _need_files(*paths: Path) -> None:
-    """Exit 2 naming the first input that is not a file, before any work or download."""
+    """Exit 3 (refused, as `denoise-batch --model` does) naming the first input that is
+    not a file, before any work or download."""
     for path in paths:
         if not path.is_file():
-            commands.fail(f"{path}: no such file", 2)
+            commands.fail(f"{path}: no such file", EXIT_REFUSED)
 
 
 @app.command()

@@ -17,7 +17,7 @@ torch = pytest.importorskip("torch")
 
 from typer.testing import CliRunner  # noqa: E402
 
-from denoise_cli.core.errors import EXIT_INTERRUPTED, EXIT_USAGE  # noqa: E402
+from denoise_cli.core.errors import EXIT_INTERRUPTED, EXIT_REFUSED, EXIT_USAGE  # noqa: E402
 from denoise_cli.core.metrics import psnr  # noqa: E402
 from denoise_cli.model.bundled import bundled_models, default_model_path  # noqa: E402
 from denoise_cli.model.session import Denoiser  # noqa: E402
@@ -238,6 +238,14 @@ def test_bad_folders_get_one_line_errors(domain, tmp_path):
         assert "Traceback" not in result.output and len(result.output.strip().splitlines()) <= 3
 
 
+def test_a_missing_base_model_is_refused_as_denoise_batch_refuses_it(domain, tmp_path):
+    """One policy for a model that is not there: exit 3, as `denoise-batch --model` (was 2)."""
+    out = tmp_path / "m.onnx"
+    result = _invoke(str(domain / "noisy"), "--out", str(out), "--from", str(tmp_path / "no.pt"))
+    assert result.exit_code == EXIT_REFUSED, result.output
+    assert "no.pt: not a bundled model" in result.output and not out.exists()
+
+
 def test_a_tiny_scan_among_the_images_is_skipped_not_fatal(domain, tmp_path):
     """One 8x8 image used to refuse the whole folder (the crop is the smallest side)."""
     mixed = tmp_path / "mixed"
@@ -405,6 +413,6 @@ def test_resume_finds_the_base_file_from_another_folder_or_asks_for_it(
     assert resumed.exit_code == 0, resumed.output
     base.rename(tmp_path / "moved.onnx")
     lost = _invoke(noisy, "--out", out, "--resume", "--max-steps", "3")
-    assert lost.exit_code == EXIT_USAGE and "is not there (moved" in lost.output
+    assert lost.exit_code == EXIT_REFUSED and "is not there (moved" in lost.output
     named = _invoke(noisy, "--out", out, "--resume", "--from", "moved.onnx", "--max-steps", "3")
     assert named.exit_code == 0, named.output

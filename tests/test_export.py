@@ -351,13 +351,14 @@ def test_broken_checkpoint_is_a_clear_error(tmp_path, data_dir):
 )
 def test_a_missing_input_is_named_before_any_work(tmp_path, command, monkeypatch):
     """`export` used to look for (and download) MNIST first, `optimize` said only
-    "[Errno 2] ..." with exit 1: every command names the missing file, exit 2."""
+    "[Errno 2] ..." with exit 1: every command names the missing file, exit 3 (refused,
+    as `denoise-batch --model` and `denoise-train fit --init-from`)."""
     monkeypatch.setenv("DENOISE_MNIST_DIR", str(tmp_path / "no-mnist"))
     suffix = ".pt" if command in (["export"], []) else ".onnx"
     missing = tmp_path / f"gone{suffix}"
     out = [] if command == ["runtimes"] else ["-o", tmp_path / "out.onnx"]
     result = _export([*command, missing, *out])
-    assert result.exit_code == 2, result.output
+    assert result.exit_code == 3, result.output
     assert result.output.strip().splitlines() == [f"error: {missing}: no such file"]
     assert sorted(p.name for p in tmp_path.iterdir()) == []
 

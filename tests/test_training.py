@@ -89,7 +89,6 @@ def test_a_resume_that_would_change_the_run_or_write_nothing_is_refused(tmp_path
         ["--train-limit", "-10"],
         ["--data", "scenes", "--scene-max-scale", "inf"],
         ["--data", "scenes", "--scene-size", "100000"],
-        ["--init-from", "missing.pt"],
     ],
 )
 def test_fit_options_that_cannot_train_are_one_line_usage_errors(tmp_path, tiny_mnist, options):
@@ -97,6 +96,16 @@ def test_fit_options_that_cannot_train_are_one_line_usage_errors(tmp_path, tiny_
     result = CliRunner().invoke(app, [*args, *options])
     assert result.exit_code == EXIT_USAGE, result.output
     assert result.output.startswith("error: ") and "Traceback" not in result.output
+    assert not (tmp_path / "m.pt").exists()
+
+
+def test_a_missing_init_checkpoint_is_refused(tmp_path, tiny_mnist):
+    """Exit 3, as for every model or checkpoint that is not there (was 2, a usage error)."""
+    args = ["fit", "--dry-run", "--data-dir", str(tiny_mnist), "--out", str(tmp_path / "m.pt")]
+    missing = tmp_path / "missing.pt"
+    result = CliRunner().invoke(app, [*args, "--init-from", str(missing)])
+    assert result.exit_code == EXIT_REFUSED, result.output
+    assert result.output == f"error: --init-from {missing}: no such checkpoint file\n"
     assert not (tmp_path / "m.pt").exists()
 
 

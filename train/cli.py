@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from denoise_cli.core import commands
-from denoise_cli.core.errors import EXIT_CODES_HELP
+from denoise_cli.core.errors import EXIT_CODES_HELP, EXIT_REFUSED
 from denoise_cli.core.noise import MIXES, NOISE_KINDS
 from denoise_cli.core.safety import check_output_file
 from denoise_train.config import (
@@ -149,7 +149,7 @@ def fit(
     from denoise_train.mnist import load_split
 
     if init_from is not None and not init_from.is_file():
-        commands.fail(f"--init-from {init_from}: no such checkpoint file", 2)
+        commands.fail(f"--init-from {init_from}: no such checkpoint file", EXIT_REFUSED)
     config = TrainConfig(
         arch=arch.value,
         epochs=epochs,

@@ -11,14 +11,14 @@ from __future__ import annotations
 EXIT_OK = 0  # everything asked for was done
 EXIT_FAILED = 1  # the work ran, and some of it failed (files, checks); the rest was done
 EXIT_USAGE = 2  # the arguments cannot work, or a needed package is not installed
-EXIT_REFUSED = 3  # a model, checkpoint, device or data set was refused before any work began
+EXIT_REFUSED = 3  # a model, checkpoint, device or data set was missing or refused before work began
 EXIT_INTERRUPTED = 130  # Ctrl-C (SIGINT): work stopped cleanly; a rerun continues
 EXIT_TERMINATED = 143  # SIGTERM: the same, asked for by a process manager
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 ok; 1 some work failed (the rest was done); 2 usage error or missing "
-    "package; 3 model, checkpoint, device or data refused; 130 interrupted; 143 terminated; "
-    "129 hung up (denoise-batch)."
+    "package; 3 model, checkpoint, device or data missing or refused; 130 interrupted; "
+    "143 terminated; 129 hung up (denoise-batch)."
 )
 
 
