@@ -120,10 +120,16 @@ for n in 21 22 23 24 25; do
 done
 # Stage 26m: 25m's recipe, 12 more epochs (two threads): display 28.26, print 27.71, colour
 # 31.64. Stage 27m: the same recipe for 24 epochs (one cosine cycle, twice as long): display
-# 28.31, print 27.76, colour 31.67, every suite layout level or up. Stage 27m is bundled.
+# 28.31, print 27.76, colour 31.67, every suite layout level or up. Stage 28m: 20 more
+# epochs (28.33, 27.77, 31.69). Stage 29m: 24 more (28.40, 27.82, 31.69; the suite level with
+# 27m or up). Stage 29m is bundled.
 stage runs/world/unet_world26m.pt runs/world/unet_world25m.pt --epochs 12 "${users[@]}" \
   "${usual[@]}"
 stage runs/world/unet_world27m.pt runs/world/unet_world26m.pt --epochs 24 "${users[@]}" \
   "${usual[@]}"
-denoise-export runs/world/unet_world27m.pt -o denoise_cli/models/unet_world.onnx --int8 \
+stage runs/world/unet_world28m.pt runs/world/unet_world27m.pt --epochs 20 "${users[@]}" \
+  "${usual[@]}"
+stage runs/world/unet_world29m.pt runs/world/unet_world28m.pt --epochs 24 "${users[@]}" \
+  "${usual[@]}"
+denoise-export runs/world/unet_world29m.pt -o denoise_cli/models/unet_world.onnx --int8 \
   --data-dir "$data_dir" --runtimes none
