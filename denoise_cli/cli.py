@@ -209,7 +209,7 @@ def run_and_report(
             f"{report.written:,} written, {report.failed:,} failed, "
             f"{report.skipped_existing:,} already done, {report.skipped_other:,} skipped "
             f"(non-images, links) in {report.seconds:.2f} s "
-            f"({report.images_per_s:,.0f} images/s)"
+            f"({report.images_per_s:,.{1 if report.images_per_s < 10 else 0}f} images/s)"
         )
     if report.failures:
         _err(f"{report.failed} file(s) failed:")

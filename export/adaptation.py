@@ -184,11 +184,11 @@ class Trained:
 
 def _load_resume(out: Path) -> dict[str, Any]:
     path = checkpoint_path(out)
-    if not path.is_file():
-        raise UsageError(f"{path}: nothing to resume (no checkpoint of an earlier run)")
+    if not path.is_file():  # missing or refused checkpoints are exit 3, as in fit --resume
+        raise ModelError(f"{path}: nothing to resume (no checkpoint of an earlier run)")
     saved = load_checkpoint(path)
     if "adapt" not in saved:
-        raise UsageError(f"{path}: not an adaptation checkpoint")
+        raise ModelError(f"{path}: not an adaptation checkpoint")
     return saved
 
 

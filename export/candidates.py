@@ -8,8 +8,6 @@ the ONNX file as deployed: a checkpoint is exported (with the CPU rewrites) to m
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-_ARG = re.compile(r"(\w+)=(\[[^\]]*\]|[^,]*)")
+from denoise_cli.model.info import parse_architecture_args
 
 
 @dataclass
@@ -85,13 +83,9 @@ def _from_checkpoint(path: Path) -> Candidate:
 
 
 def _from_onnx(path: Path) -> Candidate:
-    from denoise_cli.core.errors import DenoiseError
     from denoise_cli.model.session import Denoiser
 
-    try:
-        denoiser = Denoiser(path, device="cpu")
-    except DenoiseError as exc:
-        raise ValueError(str(exc)) from None
+    denoiser = Denoiser(path, device="cpu")  # ModelError (exit 3) names a file it refuses
     meta = denoiser.info.metadata
     arch = meta.get("architecture", path.stem)
 
@@ -108,19 +102,5 @@ def _from_onnx(path: Path) -> Candidate:
         source=str(path),
         predict=predict,
         onnx=path.read_bytes,
-        arch_args=_parse_args(meta.get("architecture_args", "")),
+        arch_args=parse_architecture_args(meta.get("architecture_args", "")),
     )
-
-
-def _parse_args(text: str) -> dict[str, Any]:
-    """metadata 'architecture_args' back into values: JSON, or in files exported before it
-    was JSON, "filters=[16,8,8,16],upsample=nearest"."""
-    if text.startswith("{"):
-        return json.loads(text)
-    args: dict[str, Any] = {}
-    for key, value in _ARG.findall(text):
-        try:
-            args[key] = json.loads(value)
-        except ValueError:
-            args[key] = value
-    return args

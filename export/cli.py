@@ -13,7 +13,7 @@ import numpy as np
 import typer
 
 from denoise_cli.core import commands
-from denoise_cli.core.errors import EXIT_CODES_HELP, EXIT_REFUSED
+from denoise_cli.core.errors import EXIT_CODES_HELP, EXIT_REFUSED, EXIT_USAGE
 from denoise_cli.core.safety import check_output_file, write_output_file
 from denoise_export import runtimes as engines
 from denoise_export.onnx_export import DEFAULT_OPSET, MIN_OPSET
@@ -197,6 +197,8 @@ def optimize(
         # random images check it as well where it is not (nothing is downloaded for this).
         digits = load_split("test", data_dir, download=False)[0][:256]
     except (MnistError, IdxError):
+        if data_dir is not None:  # a folder the user named: its broken files are news
+            raise
         typer.echo("  (no MNIST test files found: checking on random images)", err=True)
         digits = np.random.default_rng(0).random((256, 1, 28, 28), dtype=np.float32)
     try:
@@ -245,6 +247,9 @@ def runtimes(
     from denoise_train.mnist import load_split
 
     _need_files(*files)
+    for path in files:
+        if path.suffix not in (".onnx", ".ort", ".tflite"):
+            commands.fail(f"{path}: not an exported model (.onnx, .ort, .tflite)", EXIT_REFUSED)
     _check_report(report, files)
     clean = load_split("test", data_dir)[0][:images]
     noisy = add_noise(clean, REFERENCE_KIND, REFERENCE_LEVEL, EVAL_NOISE_SEED)
@@ -261,10 +266,15 @@ def runtimes(
 
 def _need_files(*paths: Path) -> None:
     """Exit 3 (refused, as `denoise-batch --model` does) naming the first input that is
-    not a file, before any work or download."""
+    not a file, or an .onnx file that the runtime would refuse (unreadable, not ONNX, not
+    image-to-image), before any work or download."""
+    from denoise_cli.model.session import check_model_here
+
     for path in paths:
         if not path.is_file():
             commands.fail(f"{path}: no such file", EXIT_REFUSED)
+        if path.suffix in (".onnx", ".ort"):
+            check_model_here(path)  # ModelError: one line, exit 3
 
 
 @app.command()
@@ -436,11 +446,20 @@ def foreign(
     """Every model beside median 3x3, non-local means and BM3D on foreign digit sets that no
     training world draws (displays, print on paper, colour ink, 8x8 scans, and clean copies
     for the do-no-harm check), with time per image. See export/foreign.py."""
-    from denoise_cli.model.bundled import bundled_models
+    from denoise_cli.model.bundled import bundled_models, resolve_model
+    from denoise_cli.model.session import check_model_here
     from denoise_export.foreign_eval import markdown, run_foreign
     from denoise_train.mnist import load_split
 
-    chosen = list(models or [])
+    chosen = [resolve_model(m) for m in models or []]  # bundled names as elsewhere
+    for path in chosen:  # refused before minutes of sets are built
+        if path.suffix.lower() not in (".onnx", ".ort") and path.is_file():
+            commands.fail(
+                f"{path}: foreign sets score exported models (.onnx, .ort) as the runtime runs "
+                "them; export the checkpoint first (denoise-export CHECKPOINT)",
+                EXIT_USAGE,
+            )
+        check_model_here(path)
     if bundled or not chosen:
         chosen += [p for p in bundled_models().values() if p not in chosen]
     digits, _ = load_split("test", data_dir)

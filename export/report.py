@@ -60,6 +60,7 @@ def build_report(
 ) -> list[Path]:
     """Evaluate every model (checkpoints or exported ONNX files), write figures and tables
     into `out_dir`; returns the paths."""
+    models = [load_candidate(path) for path in model_paths]  # refused before out_dir exists
     out_dir.mkdir(parents=True, exist_ok=True)
     noisy = add_noise(test_images, "gaussian", noise_level, EVAL_NOISE_SEED)
     pick = np.random.default_rng(seed).choice(len(test_images), size=5, replace=False)
@@ -75,7 +76,6 @@ def build_report(
     ]
     ae_rows: list[tuple[int, str, np.ndarray]] = []
     dn_rows: list[tuple[str, np.ndarray]] = []
-    models = [load_candidate(path) for path in model_paths]
     order = {name: i for i, name in enumerate(REGISTRY)}
     models.sort(key=lambda m: order.get(m.arch, len(order)))  # stable: files keep their order
     for model in models:

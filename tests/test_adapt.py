@@ -238,6 +238,22 @@ def test_bad_folders_get_one_line_errors(domain, tmp_path):
         assert "Traceback" not in result.output and len(result.output.strip().splitlines()) <= 3
 
 
+def test_the_bundled_seed_model_can_be_adapted(domain, tmp_path):
+    """Its last layer was rewritten for speed (depthwise + channel sum) and its arguments
+    written before they were JSON: `--from conv_denoiser` was refused on both counts."""
+    out = tmp_path / "m.onnx"
+    result = _invoke(str(domain / "noisy"), "--out", str(out), "--from", "conv_denoiser",
+                     "--max-steps", "1")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert out.is_file()
+
+
+def test_nothing_to_resume_is_refused_like_a_missing_checkpoint(domain, tmp_path):
+    out = tmp_path / "m.onnx"
+    result = _invoke(str(domain / "noisy"), "--out", str(out), "--resume", "--max-steps", "1")
+    assert result.exit_code == EXIT_REFUSED and "nothing to resume" in result.output
+
+
 def test_a_missing_base_model_is_refused_as_denoise_batch_refuses_it(domain, tmp_path):
     """One policy for a model that is not there: exit 3, as `denoise-batch --model` (was 2)."""
     out = tmp_path / "m.onnx"

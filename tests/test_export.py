@@ -517,7 +517,7 @@ def test_optimize_rewrites_an_existing_file_verified(tmp_path, conv_ckpt, data_d
     broken = tmp_path / "broken.onnx"
     broken.write_bytes(b"not onnx")
     bad = runner.invoke(app, ["optimize", str(broken), "-o", str(tmp_path / "y.onnx")])
-    assert bad.exit_code == 1 and "broken.onnx" in bad.output
+    assert bad.exit_code == 3 and "broken.onnx: not a loadable ONNX/ORT model" in bad.output
 
 
 def test_nearest_upsampling_unet_exports_with_dynamic_sizes():

@@ -1023,6 +1023,37 @@ def test_a_model_call_that_overruns_fails_its_files_and_the_rest_are_written(
     assert "model call took over 2 s" in data["failures"][0]["error"]
 
 
+def test_running_out_of_memory_on_a_batch_fails_its_files_and_the_rest_are_written(
+    tmp_path, src, monkeypatch
+):
+    """Stacking a batch (a whole 9 MP image at --tile 3000, say) ran outside the per-file
+    handling: a MemoryError stopped the run with a traceback, no summary and no report."""
+    from denoise_cli.run import chunk
+
+    class ShortOfMemory:
+        def __getattr__(self, name):
+            return getattr(np, name)
+
+        def stack(self, arrays, *args, **kwargs):
+            if arrays[0].shape == (40, 52):
+                raise MemoryError("Unable to allocate 34.3 MiB for an array")
+            return np.stack(arrays, *args, **kwargs)
+
+    monkeypatch.setattr(chunk, "np", ShortOfMemory())
+    save_gray(src / "big.png", np.zeros((40, 52), np.float32))
+    report = tmp_path / "r.json"
+    result = CliRunner().invoke(
+        app, [str(src), str(tmp_path / "out"), "--workers", "1", "--report", str(report)]
+    )
+    assert result.exit_code == 1, result.output
+    data = json.loads(report.read_text())
+    assert (data["written"], data["failed"]) == (8, 1)
+    error = data["failures"][0]["error"]
+    assert data["failures"][0]["file"] == "big.png" and "\n" not in error
+    assert error.startswith("out of memory (Unable to allocate") and "lower --tile" in error
+    assert not (tmp_path / "out" / "big.png").exists()
+
+
 def test_a_model_call_that_never_returns_fails_its_files_at_the_timeout(tmp_path, src):
     import time
 

@@ -75,9 +75,15 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{path}: a folder, not a checkpoint file")
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
-    with open(path, "rb") as f:
-        if f.read(4) != b"PK\x03\x04":  # torch.save writes a zip archive
-            raise CheckpointError(f"{path}: not a PyTorch checkpoint (torch.save writes a zip)")
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(4)
+    except OSError as exc:  # permissions, a file that vanished: refused, as a model is
+        raise CheckpointError(
+            f"{path}: cannot read the checkpoint ({exc.strerror or exc})"
+        ) from None
+    if magic != b"PK\x03\x04":  # torch.save writes a zip archive
+        raise CheckpointError(f"{path}: not a PyTorch checkpoint (torch.save writes a zip)")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for a damaged file

@@ -50,10 +50,15 @@ def list_command() -> None:
 
 @app.command()
 def download(data_dir: Path | None = typer.Option(None, help=DATA_DIR_HELP)) -> None:
-    """Download the four MNIST files (checked against upstream SHA-256) if missing."""
-    from denoise_train.mnist import ensure_files, resolve_data_dir
+    """Download the four MNIST files (checked against upstream SHA-256) if missing, then
+    read all four: files already there that are cut short or altered are refused (exit 3)."""
+    from denoise_train.mnist import ensure_files, load_split, resolve_data_dir
 
-    for path in ensure_files(resolve_data_dir(data_dir)).values():
+    root = resolve_data_dir(data_dir)
+    paths = ensure_files(root)
+    for split in ("train", "test"):
+        load_split(split, root, download=False)  # gzip, IDX header, shape, content digest
+    for path in paths.values():
         typer.echo(str(path))
 
 
@@ -144,12 +149,14 @@ def fit(
     ),
 ) -> None:
     """Train one architecture; writes a checkpoint after every epoch."""
-    from denoise_train.checkpoint import file_sha256
+    from denoise_train.checkpoint import file_sha256, load_checkpoint
     from denoise_train.loop import fit as run_fit
     from denoise_train.mnist import load_split
 
     if init_from is not None and not init_from.is_file():
         commands.fail(f"--init-from {init_from}: no such checkpoint file", EXIT_REFUSED)
+    if init_from is not None:
+        load_checkpoint(init_from)  # unreadable or damaged: refused (exit 3) before any work
     config = TrainConfig(
         arch=arch.value,
         epochs=epochs,

@@ -30,7 +30,12 @@ class IdxError(RefusedError, ValueError):
 
 
 def _read_bytes(path: Path) -> bytes:
-    raw = path.read_bytes()
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise  # the callers say which file was expected, and why
+    except OSError as exc:  # permissions, a folder in the file's place: refused, one line
+        raise IdxError(f"{path}: cannot read ({exc.strerror or exc})") from None
     if raw[:2] != b"\x1f\x8b":
         return raw
     try:

@@ -11,7 +11,6 @@ onnxruntime before it is returned.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +18,7 @@ import torch
 from torch import nn
 
 from denoise_cli.core.errors import RefusedError
+from denoise_cli.model.info import parse_architecture_args
 from denoise_train.models import get_arch
 
 #: Largest difference allowed between the rebuilt model and onnxruntime on random input.
@@ -72,6 +72,7 @@ def load_onnx_weights(model: nn.Module, weights: dict[str, np.ndarray], path: Pa
             # var + eps = 1: the normalisation divides by exactly one.
             state[f"{bn}.running_var"] = torch.full_like(tensor, 1.0 - eps)
             assigned |= {f"{bn}.{k}" for k in ("weight", "bias", "running_mean", "running_var")}
+    _undo_depthwise_split(state, weights, assigned)
     missing = [k for k in state if k not in assigned and not k.endswith("num_batches_tracked")]
     if missing:
         raise OnnxImportError(
@@ -79,6 +80,34 @@ def load_onnx_weights(model: nn.Module, weights: dict[str, np.ndarray], path: Pa
             f"({', '.join(missing[:3])}); is it one of ours?"
         )
     model.load_state_dict(state)
+
+
+def _undo_depthwise_split(
+    state: dict[str, torch.Tensor], weights: dict[str, np.ndarray], assigned: set[str]
+) -> None:
+    """Put back the single-output convolutions that export/rewrite.py split into a depthwise
+    convolution and a channel sum (the bundled conv_denoiser's last layer): its `OUT__dw_weight`
+    (C, 1, k, k) is the (1, C, k, k) weight, `OUT__bias` the bias. Matched in graph order;
+    the check against onnxruntime that follows catches any mismatch."""
+    split = [name for name in weights if name.endswith("__dw_weight")]
+    convs = [
+        k.removesuffix(".weight")
+        for k, v in state.items()
+        if k not in assigned and k.endswith(".weight") and v.ndim == 4 and v.shape[0] == 1
+    ]
+    if not split or len(split) != len(convs):
+        return
+    for dw_name, conv in zip(split, convs, strict=True):
+        weight = np.asarray(weights[dw_name], np.float32)
+        target = state[f"{conv}.weight"]
+        if weight.shape != (target.shape[1], 1, *target.shape[2:]):
+            return
+        state[f"{conv}.weight"] = torch.from_numpy(weight.reshape(target.shape).copy())
+        assigned.add(f"{conv}.weight")
+        bias = weights.get(dw_name.removesuffix("__dw_weight") + "__bias")
+        if bias is not None and f"{conv}.bias" in state:
+            state[f"{conv}.bias"] = torch.from_numpy(np.asarray(bias, np.float32).reshape(1))
+            assigned.add(f"{conv}.bias")
 
 
 def check_against_onnxruntime(model: nn.Module, path: Path, size: int = 32) -> float:
@@ -110,13 +139,12 @@ def model_from_onnx(path: Path) -> tuple[nn.Module, str, dict]:
         )
     try:
         arch = get_arch(metadata["architecture"])
-        args = json.loads(metadata["architecture_args"])
+        args = parse_architecture_args(metadata["architecture_args"])
     except KeyError as exc:
         raise OnnxImportError(f"{path}: {exc}") from None
-    except ValueError:
+    except ValueError as exc:
         raise OnnxImportError(
-            f"{path}: its architecture_args are not JSON (an older export); re-export its "
-            "checkpoint, or give the checkpoint itself"
+            f"{path}: {exc}; re-export its checkpoint, or give the checkpoint itself"
         ) from None
     model = arch.build(**args).eval()
     load_onnx_weights(model, weights, path)

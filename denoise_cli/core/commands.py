@@ -63,6 +63,15 @@ class CommandGroup(TyperGroup):
     def list_commands(self, ctx: typer.Context) -> list[str]:
         return list(self.commands)  # the order they were defined in, the main one first
 
+    def get_command(self, ctx: typer.Context, name: str) -> Any:
+        command = super().get_command(ctx, name)
+        for param in command.params if command is not None else ():
+            # The parser's own "Path ... is not readable" is three lines of usage text and exit
+            # 2; the loaders say it in one line, with the exit code of what the file is for.
+            if getattr(param.type, "readable", False):
+                param.type.readable = False
+        return command
+
     def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
         default, first = self.default_command, args[0] if args else None
         named = [*self.commands, *self.get_help_option_names(ctx), "--version"]

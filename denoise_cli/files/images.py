@@ -204,7 +204,7 @@ def decode_bytes(
         if width * height > max_pixels:
             raise ImageError(
                 f"{width}x{height} = {width * height:,} pixels is over the limit of "
-                f"{max_pixels:,} (decompression-bomb guard: raise the pixel limit to allow it)"
+                f"{max_pixels:,} (decompression-bomb guard: raise --max-pixels to allow it)"
             )
         fmt = im.format or "PNG"
         if frames > 1 and pages and fmt in _PAGED_FORMATS:
@@ -287,7 +287,7 @@ def _decode_pages(im: Image.Image, fmt: str, frames: int, max_pixels: int) -> Pa
         if total > max_pixels:
             raise ImageError(
                 f"{frames} pages: over the limit of {max_pixels:,} pixels in all by page "
-                f"{index + 1} (decompression-bomb guard: raise the pixel limit to allow it)"
+                f"{index + 1} (decompression-bomb guard: raise --max-pixels to allow it)"
             )
         try:
             with decode_errors():

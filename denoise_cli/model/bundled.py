@@ -37,3 +37,23 @@ def resolve_model(model: str | Path | None) -> Path:
         if str(model) in bundled_models():
             return bundled_models()[str(model)]
     return path
+
+
+def model_file_problem(path: Path, given: str | Path | None) -> str | None:
+    """Why `path` (resolved from `given`) cannot be a model file, said for a user, or None.
+    A bare word that is no file is most likely a misspelled bundled name: they are listed."""
+    if given is not None and not str(given).strip():
+        return "an empty model name: give a model file or a bundled name"
+    if path.is_dir():
+        return f"{path}: a folder, not a model file"
+    if not path.exists():
+        if path.suffix == "" and given is not None and "/" not in str(given):
+            names = ", ".join(bundled_models())
+            return f"{given}: no such model file or bundled model (bundled: {names})"
+        return f"{path}: model file not found"
+    try:
+        with path.open("rb"):
+            pass
+    except OSError as exc:
+        return f"{path}: cannot read the model file ({exc.strerror or exc})"
+    return None

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from denoise_cli.core.errors import MissingDependency, ModelError, ProviderError, UsageError
-from denoise_cli.model.bundled import resolve_model
+from denoise_cli.model.bundled import model_file_problem, resolve_model
 
 #: Short names accepted by --device, mapped to onnxruntime's provider names. Any full provider
 #: name that the installed onnxruntime lists is accepted too.
@@ -227,8 +227,8 @@ def place(
     checked against what the installed onnxruntime offers: a device it lacks is refused here
     (ProviderError), before any file is read or any helper starts."""
     path = resolve_model(model)
-    if not path.is_file():
-        raise ModelError(f"{path}: model file not found")
+    if problem := model_file_problem(path, model):
+        raise ModelError(problem)
     providers = resolve_providers(device, import_onnxruntime().get_available_providers())
     chosen = precision_file(path, precision, providers[0])
     return Placement(str(chosen), device, tuple(providers), precision)

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from denoise_cli.core.errors import ImageError, ModelError, ProviderError, UsageError
-from denoise_cli.model.bundled import resolve_model
+from denoise_cli.model.bundled import model_file_problem, resolve_model
 from denoise_cli.model.info import SUPPORTED_SCHEMA_MAJOR, ModelInfo
 from denoise_cli.model.placement import (
     Placement,
@@ -106,8 +106,8 @@ def check_model_here(
     one tiny run. For a driver whose work runs elsewhere (Ray actors place on their own node):
     a bad model or setting is refused here, before any actor starts."""
     path = resolve_model(model)
-    if not path.is_file():
-        raise ModelError(f"{path}: model file not found")
+    if problem := model_file_problem(path, model):
+        raise ModelError(problem)
     check_device_name(device)
     chosen = precision_file(path, precision, "")  # auto: the file itself; int8: must exist
     session = load_session(chosen, ["CPUExecutionProvider"], threads=None)

@@ -199,19 +199,19 @@ class ChunkWorker:
     def _run_group(self, shape: tuple[int, int]) -> None:
         items = self._groups.pop(shape)
         self._held -= len(items) * shape[0] * shape[1]
-        images = np.stack([img for _, img, _ in items])
         files = [f for f, _, _ in items]
-        results = self._denoised(images, files)
+        results = self._denoised([img for _, img, _ in items], files)
         if isinstance(results, str):
             for file in files:
                 self._record(file, results)
             return
         self._write_group(items, results, check_results(results, len(items), shape))
 
-    def _denoised(self, images: np.ndarray, files: list[FileJob]) -> np.ndarray | str:
-        """The transform's results for `images`, or why there are none (for every file)."""
+    def _denoised(self, frames: list[np.ndarray], files: list[FileJob]) -> np.ndarray | str:
+        """The transform's results for `frames` (same-sized), or why there are none (for every
+        file). Their batch is stacked here, where running out of memory costs these files."""
         try:
-            return self._model(lambda: self.transform(images, files))
+            return self._model(lambda: self.transform(np.stack(frames), files))
         except ModelTimeout:
             self.stuck = True
             timeout = self.job.model_timeout
@@ -221,7 +221,7 @@ class ChunkWorker:
         except ImageError as exc:  # an output that cannot be right, in the model's own check
             return str(exc)
         except Exception as exc:  # e.g. onnxruntime failing on this size: these files fail
-            return f"model failed: {exc}"
+            return model_failure(exc)
 
     def _paged(self, pages: Pages, file: FileJob) -> None:
         """A multi-page TIFF: pages of a size denoised together, the file written once every
@@ -241,10 +241,9 @@ class ChunkWorker:
                 if self.should_stop():  # between model calls: nothing written, a rerun does it
                     return None
                 part = indices[start : start + limit]
-                images = np.stack([pages.pages[i][0] for i in part])
                 # Each page its own name ("a.tif#2"): per-file noise differs page to page.
                 named = [file._replace(rel=f"{file.rel}#{i + 1}") for i in part]
-                out = self._denoised(images, named)
+                out = self._denoised([pages.pages[i][0] for i in part], named)
                 if isinstance(out, str):
                     return self._record(file, out)
                 for i, problem in zip(part, check_results(out, len(part), shape), strict=True):
@@ -334,7 +333,16 @@ class ChunkWorker:
                     f"model call took over {self.job.model_timeout:g} s (the model timeout)"
                 ) from None
             except Exception as exc:  # onnxruntime failing on this tile size, say
-                raise ImageError(f"model failed: {exc}") from None
+                raise ImageError(model_failure(exc)) from None
             if band is end:
                 return
             yield cast(np.ndarray, band)
+
+
+def model_failure(exc: BaseException) -> str:
+    """One line for a failed model call; running out of memory says what to lower (numpy's
+    MemoryError, onnxruntime's "Failed to allocate" from its arena)."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if isinstance(exc, MemoryError) or "Failed to allocate" in text:
+        return f"out of memory ({text[:200]}): lower --tile or --workers"
+    return f"model failed: {text[:400]}"
