@@ -15,8 +15,6 @@ from typing import Any
 
 import numpy as np
 
-from denoise_cli.model.info import parse_architecture_args
-
 
 @dataclass
 class Candidate:
@@ -102,5 +100,15 @@ def _from_onnx(path: Path) -> Candidate:
         source=str(path),
         predict=predict,
         onnx=path.read_bytes,
-        arch_args=parse_architecture_args(meta.get("architecture_args", "")),
+        arch_args=_architecture_args(path, meta.get("architecture_args", "")),
     )
+
+
+def _architecture_args(path: Path, text: str) -> dict[str, Any]:
+    from denoise_cli.core.errors import ModelError
+    from denoise_train.onnx_import import parse_architecture_args
+
+    try:
+        return parse_architecture_args(text)
+    except ValueError as exc:
+        raise ModelError(f"{path}: {exc}") from None

@@ -6,6 +6,7 @@ Errors become messages and exit codes in denoise_cli.core.commands, not here.
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -183,7 +184,7 @@ def optimize(
     from denoise_export.build import rewrite_file
     from denoise_export.onnx_export import ExportError
     from denoise_train.idx import IdxError
-    from denoise_train.mnist import MnistError, load_split
+    from denoise_train.mnist import ENV_VAR, MnistError, load_split
 
     _need_files(source)
     check_output_file(out, [source], "-o")
@@ -197,7 +198,7 @@ def optimize(
         # random images check it as well where it is not (nothing is downloaded for this).
         digits = load_split("test", data_dir, download=False)[0][:256]
     except (MnistError, IdxError):
-        if data_dir is not None:  # a folder the user named: its broken files are news
+        if data_dir is not None or os.environ.get(ENV_VAR):  # named: broken files are news
             raise
         typer.echo("  (no MNIST test files found: checking on random images)", err=True)
         digits = np.random.default_rng(0).random((256, 1, 28, 28), dtype=np.float32)
@@ -248,8 +249,9 @@ def runtimes(
 
     _need_files(*files)
     for path in files:
-        if path.suffix not in (".onnx", ".ort", ".tflite"):
-            commands.fail(f"{path}: not an exported model (.onnx, .ort, .tflite)", EXIT_REFUSED)
+        if path.suffix.lower() not in (".onnx", ".ort", ".tflite"):
+            # A checkpoint where an exported file belongs: the wrong argument, as in foreign.
+            commands.fail(f"{path}: not an exported model (.onnx, .ort, .tflite)", EXIT_USAGE)
     _check_report(report, files)
     clean = load_split("test", data_dir)[0][:images]
     noisy = add_noise(clean, REFERENCE_KIND, REFERENCE_LEVEL, EVAL_NOISE_SEED)
@@ -273,7 +275,7 @@ def _need_files(*paths: Path) -> None:
     for path in paths:
         if not path.is_file():
             commands.fail(f"{path}: no such file", EXIT_REFUSED)
-        if path.suffix in (".onnx", ".ort"):
+        if path.suffix.lower() in (".onnx", ".ort"):
             check_model_here(path)  # ModelError: one line, exit 3
 
 

@@ -346,7 +346,7 @@ def to_int8(
     with unet_ctx (2,000 test digits): full range lost 0.27 dB against fp32, 7-bit 0.06 dB, at
     the same speed (~1.3x fp32); uint8 weights lost 0.005 dB but ran at 0.89x fp32.
     The convolution that reads the image stays float32 unless `float_input_conv` is False:
-    on unet_world stage 29m quantizing it cost 0.28 dB against fp32 (10,000 test digits),
+    on unet_world stage 29m quantizing it cost 0.28-0.29 dB against fp32 (10,000 test digits),
     keeping it 0.10 dB, at no loss of speed (`python -m benchmarks.int8`).
     The portable profile raises the file to opset 19 at least (PORTABLE_QDQ_OPSET).
     """

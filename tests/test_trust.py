@@ -1023,10 +1023,11 @@ def test_a_model_call_that_overruns_fails_its_files_and_the_rest_are_written(
     assert "model call took over 2 s" in data["failures"][0]["error"]
 
 
+@pytest.mark.parametrize("short_in", ["stack", "clip"])
 def test_running_out_of_memory_on_a_batch_fails_its_files_and_the_rest_are_written(
-    tmp_path, src, monkeypatch
+    tmp_path, src, monkeypatch, short_in
 ):
-    """Stacking a batch (a whole 9 MP image at --tile 3000, say) ran outside the per-file
+    """Stacking a batch before the model, and clipping it after, ran outside the per-file
     handling: a MemoryError stopped the run with a traceback, no summary and no report."""
     from denoise_cli.run import chunk
 
@@ -1035,23 +1036,50 @@ def test_running_out_of_memory_on_a_batch_fails_its_files_and_the_rest_are_writt
             return getattr(np, name)
 
         def stack(self, arrays, *args, **kwargs):
-            if arrays[0].shape == (40, 52):
+            if short_in == "stack" and arrays[0].shape == (40, 52):
                 raise MemoryError("Unable to allocate 34.3 MiB for an array")
             return np.stack(arrays, *args, **kwargs)
 
+        def clip(self, a, *args, **kwargs):
+            if short_in == "clip" and a.shape[1:] == (40, 52):
+                raise MemoryError("Unable to allocate 34.3 MiB for an array")
+            return np.clip(a, *args, **kwargs)
+
     monkeypatch.setattr(chunk, "np", ShortOfMemory())
-    save_gray(src / "big.png", np.zeros((40, 52), np.float32))
+    for name in ("big.png", "big2.png"):
+        save_gray(src / name, np.zeros((40, 52), np.float32))
     report = tmp_path / "r.json"
     result = CliRunner().invoke(
         app, [str(src), str(tmp_path / "out"), "--workers", "1", "--report", str(report)]
     )
     assert result.exit_code == 1, result.output
     data = json.loads(report.read_text())
-    assert (data["written"], data["failed"]) == (8, 1)
-    error = data["failures"][0]["error"]
-    assert data["failures"][0]["file"] == "big.png" and "\n" not in error
-    assert error.startswith("out of memory (Unable to allocate") and "lower --tile" in error
+    assert (data["written"], data["failed"]) == (8, 2)
+    for failure in data["failures"]:
+        assert failure["file"] in ("big.png", "big2.png") and "\n" not in failure["error"]
+        assert failure["error"].startswith("out of memory (Unable to allocate 34.3 MiB")
+        assert failure["error"].endswith(": lower --tile or --workers")
     assert not (tmp_path / "out" / "big.png").exists()
+
+
+def test_model_failures_are_one_line_that_keeps_the_reason():
+    from denoise_cli.run.chunk import model_failure
+
+    arena = RuntimeError(
+        "[ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION : Non-zero status code returned while "
+        "running Conv node. Name:'node_Conv_183' Status Message: /onnxruntime/core/framework/"
+        "bfc_arena.cc:376 void* onnxruntime::BFCArena::AllocateRawInternal(size_t, bool, "
+        "onnxruntime::Stream*, bool, onnxruntime::WaitNotificationFn) Failed to allocate "
+        "memory for requested buffer of size 603979776\n"
+    )
+    said = model_failure(arena)
+    assert said.startswith("out of memory (Failed to allocate memory for requested buffer")
+    assert "603979776" in said and said.endswith(": lower --tile or --workers")
+    cuda = model_failure(RuntimeError("CUDA failure 2: out of memory ; GPU=0"), "lower --tile")
+    assert cuda.startswith("out of memory (out of memory") and cuda.endswith(": lower --tile")
+    long = model_failure(RuntimeError("x" * 600 + "\n Invalid input shape: {1,1,3}"))
+    assert long.startswith("model failed: xxx") and long.endswith("Invalid input shape: {1,1,3}")
+    assert "\n" not in long and len(long) < 420
 
 
 def test_a_model_call_that_never_returns_fails_its_files_at_the_timeout(tmp_path, src):

@@ -153,10 +153,10 @@ def fit(
     from denoise_train.loop import fit as run_fit
     from denoise_train.mnist import load_split
 
-    if init_from is not None and not init_from.is_file():
+    if init_from is not None and not init_from.exists():
         commands.fail(f"--init-from {init_from}: no such checkpoint file", EXIT_REFUSED)
     if init_from is not None:
-        load_checkpoint(init_from)  # unreadable or damaged: refused (exit 3) before any work
+        load_checkpoint(init_from)  # a folder, unreadable, damaged: refused (exit 3) up front
     config = TrainConfig(
         arch=arch.value,
         epochs=epochs,

@@ -11,14 +11,17 @@ onnxruntime before it is returned.
 
 from __future__ import annotations
 
+import ast
+import json
+import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from denoise_cli.core.errors import RefusedError
-from denoise_cli.model.info import parse_architecture_args
 from denoise_train.models import get_arch
 
 #: Largest difference allowed between the rebuilt model and onnxruntime on random input.
@@ -87,24 +90,26 @@ def _undo_depthwise_split(
 ) -> None:
     """Put back the single-output convolutions that export/rewrite.py split into a depthwise
     convolution and a channel sum (the bundled conv_denoiser's last layer): its `OUT__dw_weight`
-    (C, 1, k, k) is the (1, C, k, k) weight, `OUT__bias` the bias. Matched in graph order;
-    the check against onnxruntime that follows catches any mismatch."""
-    split = [name for name in weights if name.endswith("__dw_weight")]
-    convs = [
-        k.removesuffix(".weight")
+    (C, 1, k, k) is the (1, C, k, k) weight, `OUT__bias` the bias. The file names them after
+    the output tensor, not the layer, so they are matched by shape, and only where each shape
+    is one layer's: anything else is left missing (and refused, naming the weights)."""
+    split = {name: np.asarray(weights[name], np.float32) for name in weights
+             if name.endswith("__dw_weight")}  # fmt: skip
+    convs = {
+        k.removesuffix(".weight"): tuple(v.shape)
         for k, v in state.items()
         if k not in assigned and k.endswith(".weight") and v.ndim == 4 and v.shape[0] == 1
-    ]
-    if not split or len(split) != len(convs):
-        return
-    for dw_name, conv in zip(split, convs, strict=True):
-        weight = np.asarray(weights[dw_name], np.float32)
-        target = state[f"{conv}.weight"]
-        if weight.shape != (target.shape[1], 1, *target.shape[2:]):
-            return
-        state[f"{conv}.weight"] = torch.from_numpy(weight.reshape(target.shape).copy())
+    }
+    by_shape = {(1, w.shape[0], *w.shape[2:]): name for name, w in split.items()}
+    if len(by_shape) != len(split) or len(set(convs.values())) != len(convs):
+        return  # two of one shape: which is which is not known
+    for conv, shape in convs.items():
+        name = by_shape.get(shape)
+        if name is None:
+            continue
+        state[f"{conv}.weight"] = torch.from_numpy(split[name].reshape(shape).copy())
         assigned.add(f"{conv}.weight")
-        bias = weights.get(dw_name.removesuffix("__dw_weight") + "__bias")
+        bias = weights.get(name.removesuffix("__dw_weight") + "__bias")
         if bias is not None and f"{conv}.bias" in state:
             state[f"{conv}.bias"] = torch.from_numpy(np.asarray(bias, np.float32).reshape(1))
             assigned.add(f"{conv}.bias")
@@ -127,6 +132,32 @@ def check_against_onnxruntime(model: nn.Module, path: Path, size: int = 32) -> f
     with torch.no_grad():
         got = model(torch.from_numpy(x)).numpy()
     return float(np.max(np.abs(got - expected)))
+
+
+_OLD_ARGS = re.compile(r"\w+=(\[[^\]]*\]|\([^)]*\)|[^,]*)(,\w+=(\[[^\]]*\]|\([^)]*\)|[^,]*))*")
+_OLD_ARG = re.compile(r"(\w+)=(\[[^\]]*\]|\([^)]*\)|[^,]*)")
+
+
+def parse_architecture_args(text: str) -> dict[str, Any]:
+    """Metadata `architecture_args` back into values: JSON, or as files exported before it
+    was JSON wrote it, Python values as `k=v,...` (the bundled conv_denoiser:
+    "filters=[16,8,8,16]"). ValueError when it is neither."""
+    if text.startswith("{"):
+        args = json.loads(text)
+        if not isinstance(args, dict):
+            raise ValueError(f"architecture_args {text[:80]!r}: not a JSON object")
+        return args
+    if not text:
+        return {}
+    if not _OLD_ARGS.fullmatch(text):
+        raise ValueError(f"architecture_args {text[:80]!r}: neither JSON nor name=value pairs")
+    args: dict[str, Any] = {}
+    for key, value in _OLD_ARG.findall(text):
+        try:
+            args[key] = ast.literal_eval(value)  # str() of lists, tuples, bools, numbers
+        except (ValueError, SyntaxError):
+            args[key] = value
+    return args
 
 
 def model_from_onnx(path: Path) -> tuple[nn.Module, str, dict]:

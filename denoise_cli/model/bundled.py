@@ -31,7 +31,7 @@ def resolve_model(model: str | Path | None) -> Path:
     if model is None:
         return default_model_path()
     path = Path(model)
-    if not path.exists() and path.suffix == "":
+    if not path.is_file() and path.suffix == "":  # a folder named like one does not hide it
         if str(model) == "default":
             return default_model_path()
         if str(model) in bundled_models():
@@ -47,10 +47,12 @@ def model_file_problem(path: Path, given: str | Path | None) -> str | None:
     if path.is_dir():
         return f"{path}: a folder, not a model file"
     if not path.exists():
-        if path.suffix == "" and given is not None and "/" not in str(given):
+        if path.suffix == "" and given is not None and len(Path(str(given)).parts) == 1:
             names = ", ".join(bundled_models())
             return f"{given}: no such model file or bundled model (bundled: {names})"
-        return f"{path}: model file not found"
+        return f"{given if given is not None else path}: model file not found"
+    if not path.is_file():  # a FIFO would block the open below; a device is no model
+        return f"{path}: not a regular file"
     try:
         with path.open("rb"):
             pass

@@ -6,36 +6,10 @@ with the conservative defaults below.
 
 from __future__ import annotations
 
-import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 SUPPORTED_SCHEMA_MAJOR = 1
-
-_OLD_ARG = re.compile(r"(\w+)=(\[[^\]]*\]|[^,]*)")
-
-
-def parse_architecture_args(text: str) -> dict[str, Any]:
-    """Metadata `architecture_args` back into values: JSON, or as files exported before it
-    was JSON say it (the bundled conv_denoiser: "filters=[16,8,8,16]"). ValueError when it is
-    neither."""
-    if text.startswith("{"):
-        args = json.loads(text)
-        if not isinstance(args, dict):
-            raise ValueError(f"architecture_args {text[:80]!r}: not a JSON object")
-        return args
-    pairs = _OLD_ARG.findall(text)
-    if text and not pairs:
-        raise ValueError(f"architecture_args {text[:80]!r}: neither JSON nor name=value pairs")
-    args: dict[str, Any] = {}
-    for key, value in pairs:
-        try:
-            args[key] = json.loads(value)
-        except ValueError:
-            args[key] = value
-    return args
 
 
 #: The largest values of size metadata a model may bring (a U-Net needs 4, 8 or 16).

@@ -11,6 +11,7 @@ the worker stops waiting for (a model that never returns no longer holds the run
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
 import warnings
@@ -201,17 +202,24 @@ class ChunkWorker:
         self._held -= len(items) * shape[0] * shape[1]
         files = [f for f, _, _ in items]
         results = self._denoised([img for _, img, _ in items], files)
+        if not isinstance(results, str):
+            try:  # the group-wide checks and rounding copy the whole batch once more
+                problems = check_results(results, len(items), shape)
+                results, quantized = self._rounded(items, results, problems)
+            except MemoryError as exc:
+                results = model_failure(exc)
         if isinstance(results, str):
             for file in files:
                 self._record(file, results)
             return
-        self._write_group(items, results, check_results(results, len(items), shape))
+        self._write_group(items, results, problems, quantized)
 
     def _denoised(self, frames: list[np.ndarray], files: list[FileJob]) -> np.ndarray | str:
         """The transform's results for `frames` (same-sized), or why there are none (for every
         file). Their batch is stacked here, where running out of memory costs these files."""
         try:
-            return self._model(lambda: self.transform(np.stack(frames), files))
+            batch = frames[0][None] if len(frames) == 1 else np.stack(frames)  # one: a view
+            return self._model(lambda: self.transform(batch, files))
         except ModelTimeout:
             self.stuck = True
             timeout = self.job.model_timeout
@@ -261,15 +269,26 @@ class ChunkWorker:
             return self._record(file, f"{type(exc).__name__}: {exc}")
         return self._record(file)
 
-    def _write_group(self, items: list[Item], results: np.ndarray, problems: list) -> None:
-        quantized: dict[str, np.ndarray] = {}
-        if any(p is None for p in problems):
-            # Clipped and rounded once for the group, not per image in encode (~13 us a digit).
-            results = np.clip(results, 0.0, 1.0)
-            fmt = self.job.output_format
-            depths = {output_depth(i) for _, _, i in items if not stores_float(i, fmt)}
-            with np.errstate(invalid="ignore"):  # a NaN image among them fails, unwritten
-                quantized = {depth: quantize(results, depth) for depth in depths}
+    def _rounded(
+        self, items: list[Item], results: np.ndarray, problems: list
+    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """The group's results clipped, and rounded to each output depth, once for the group
+        rather than per image in encode (~13 us a digit)."""
+        if all(p is not None for p in problems):
+            return results, {}
+        results = np.clip(results, 0.0, 1.0)
+        fmt = self.job.output_format
+        depths = {output_depth(i) for _, _, i in items if not stores_float(i, fmt)}
+        with np.errstate(invalid="ignore"):  # a NaN image among them fails, unwritten
+            return results, {depth: quantize(results, depth) for depth in depths}
+
+    def _write_group(
+        self,
+        items: list[Item],
+        results: np.ndarray,
+        problems: list,
+        quantized: dict[str, np.ndarray],
+    ) -> None:
         for i, ((file, _, info), problem) in enumerate(zip(items, problems, strict=True)):
             if self.should_stop():
                 return
@@ -339,10 +358,15 @@ class ChunkWorker:
             yield cast(np.ndarray, band)
 
 
-def model_failure(exc: BaseException) -> str:
-    """One line for a failed model call; running out of memory says what to lower (numpy's
-    MemoryError, onnxruntime's "Failed to allocate" from its arena)."""
+def model_failure(exc: BaseException, advice: str = "lower --tile or --workers") -> str:
+    """One line for a failed model call. Running out of memory (numpy's MemoryError,
+    onnxruntime's arena "Failed to allocate ... of size N", CUDA's "out of memory") says so
+    and what to lower; other failures keep their start and their end, where onnxruntime
+    puts the reason."""
     text = " ".join(str(exc).split()) or type(exc).__name__
-    if isinstance(exc, MemoryError) or "Failed to allocate" in text:
-        return f"out of memory ({text[:200]}): lower --tile or --workers"
-    return f"model failed: {text[:400]}"
+    if isinstance(exc, MemoryError) or re.search(r"failed to allocate|out of memory", text, re.I):
+        found = re.search(r"(failed to allocate|out of memory).{0,120}", text, re.I)
+        return f"out of memory ({found.group(0) if found else text[:120]}): {advice}"
+    if len(text) > 400:
+        text = f"{text[:150]} ... {text[-240:]}"
+    return f"model failed: {text}"

@@ -73,7 +73,7 @@ def read_at(fd: int, name: str, max_bytes: int | None = None) -> bytes:
         if max_bytes is not None and st.st_size > max_bytes:
             raise ImageError(
                 f"file is {st.st_size:,} bytes, more than any image within the pixel limit "
-                f"can take ({max_bytes:,}); not read (raise the pixel limit to allow it)"
+                f"can take ({max_bytes:,}); not read (raise --max-pixels to allow it)"
             )
         chunks, size = [], st.st_size
         data = os.read(file, size + 1)  # one byte more: notice a file that grew since fstat

@@ -99,7 +99,7 @@ class Storage:
             if size is not None and size > max_bytes:
                 raise ImageError(
                     f"file is {size:,} bytes, more than any image within the pixel limit can "
-                    f"take ({max_bytes:,}); not read (raise the pixel limit to allow it)"
+                    f"take ({max_bytes:,}); not read (raise --max-pixels to allow it)"
                 )
         with self.fs.open_input_stream(self.path(rel)) as f:
             return f.read()
