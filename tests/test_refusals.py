@@ -133,6 +133,27 @@ def test_denoise_batch_says_what_is_wrong_with_a_model_name(tmp_path, model, sai
     assert said.format(tmp=tmp_path) in _one_error_line(result)
 
 
+def test_a_fifo_as_model_is_refused_not_waited_on(tmp_path):
+    """Opening a FIFO to read blocks until a writer comes: the run hung before any work."""
+    import os
+
+    if not hasattr(os, "mkfifo"):
+        pytest.skip("no FIFOs here")
+    os.mkfifo(tmp_path / "pipe.onnx")
+    result = _run(batch_app, "info", "--model", tmp_path / "pipe.onnx")
+    assert result.exit_code == 3
+    assert "pipe.onnx: not a regular file" in _one_error_line(result)
+
+
+def test_a_folder_named_like_a_bundled_model_does_not_hide_it(tmp_path, monkeypatch):
+    """`denoise-batch scans unet_world --model unet_world`, run twice, found its own OUT."""
+    (tmp_path / "unet_world").mkdir()
+    monkeypatch.chdir(tmp_path)
+    result = _run(batch_app, "info", "--model", "unet_world")
+    assert result.exit_code == 0, result.output
+    assert "models/unet_world.onnx" in result.output
+
+
 def test_download_refuses_files_that_are_there_but_cut_short(mnist, tmp_path):
     """`download` approved any file of the right name: training then failed on it later."""
     cut = tmp_path / "mnist"
