@@ -37,6 +37,9 @@ class AdaptData:
     noise: NoiseModel  # in the files' own polarity: what is reported
     crop: int
     warnings: list[str] = field(default_factory=list)
+    #: The --clean images carry noise of their own: PSNR against them rewards keeping noise,
+    #: so the residual-noise guard applies to supervised training too.
+    clean_looks_noisy: bool = False
 
     @property
     def mostly_inverted(self) -> bool:
@@ -94,14 +97,16 @@ def prepare_data(
         clean = read_folder(Path(clean_dir), base.polarity, MAX_IMAGES, MIN_CROP)
         _log_folder(clean, log)
         clean_train, clean_held = split_held_out(clean.images)
-        warnings = domain_warnings(noisy, clean)
+        own = estimate_noise(clean.originals())
+        warnings = domain_warnings(noisy, clean, own)
         for warning in warnings:
             log(f"warning: {warning}")
     sources = noisy.images + (clean.images if clean is not None else [])
     crop = crop_side(sources, CROP, base.size_multiple, MIN_CROP)
     return AdaptData(
-        noisy, noisy_train, noisy_held, clean, clean_train, clean_held, noise, crop, warnings
-    )
+        noisy, noisy_train, noisy_held, clean, clean_train, clean_held, noise, crop, warnings,
+        clean_looks_noisy=clean is not None and not own.clean,
+    )  # fmt: skip
 
 
 def _log_folder(folder: ImageFolder, log: Callable[[str], Any]) -> None:
@@ -123,8 +128,12 @@ def _statistics(images: list[np.ndarray]) -> dict[str, float]:
     }
 
 
-def domain_warnings(noisy: ImageFolder, clean: ImageFolder) -> list[str]:
-    """Why the clean folder may show another domain than the noisy one (empty: none seen)."""
+def domain_warnings(
+    noisy: ImageFolder, clean: ImageFolder, own: NoiseModel | None = None
+) -> list[str]:
+    """Why the clean folder may show another domain than the noisy one (empty: none seen);
+    `own` is the noise estimated in the clean images themselves (None: estimated here)."""
+    own = estimate_noise(clean.originals()) if own is None else own
     a, b = _statistics(noisy.images), _statistics(clean.images)
     out = []
     if abs(a["mean"] - b["mean"]) > 0.2:
@@ -142,7 +151,6 @@ def domain_warnings(noisy: ImageFolder, clean: ImageFolder) -> list[str]:
             f"{clean.root}: images of about {b['side']:.0f} px against {a['side']:.0f} px "
             f"in {noisy.root}: the digits may be drawn at another scale"
         )
-    own = estimate_noise(clean.originals())
     if not own.clean:
         out.append(f"{clean.root}: these 'clean' images look noisy ({own.describe()})")
     return out

@@ -248,6 +248,16 @@ def test_the_bundled_seed_model_can_be_adapted(domain, tmp_path):
     assert out.is_file()
 
 
+def test_noisy_clean_images_cannot_make_it_keep_a_noisier_model(domain, tmp_path):
+    """--clean pointing at noisy images: PSNR against them rewarded learning to keep the
+    noise, and a model 10 dB worse than the base was kept as "adapted" (a warning only)."""
+    out = tmp_path / "m.onnx"
+    noisy = str(domain / "noisy")
+    result = _invoke(noisy, "--clean", noisy, "--out", str(out), "--max-steps", "20")
+    assert result.exit_code == 0, result.output
+    assert "look noisy" in result.output and "kept the starting weights" in result.output
+
+
 def test_nothing_to_resume_is_refused_like_a_missing_checkpoint(domain, tmp_path):
     out = tmp_path / "m.onnx"
     result = _invoke(str(domain / "noisy"), "--out", str(out), "--resume", "--max-steps", "1")

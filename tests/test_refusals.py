@@ -11,6 +11,7 @@ conv_denoiser refused by `adapt --from`. Each test here fails on that code.
 from __future__ import annotations
 
 import gzip
+import re
 import shutil
 
 import pytest
@@ -227,3 +228,47 @@ def test_architecture_args_of_old_and_new_exports_parse():
     for text in ("[1, 2]", "garbage", "filters=[16,8] junk"):
         with pytest.raises(ValueError):
             parse_architecture_args(text)
+
+
+def _api_cases():
+    import numpy as np
+
+    img = np.random.default_rng(0).random((40, 50)).astype(np.float32)
+    nan = img.copy()
+    nan[3, 4] = np.nan
+    return [
+        ("denoise", img, "one 40x50 image: give a list of images"),
+        ("denoise", [(img * 255).astype(np.uint8)], "uint8 values up to 254"),  # 0-255 as 0-1
+        ("denoise", [nan], "image 0: 1 values are NaN or infinite"),  # spread to 1,764 pixels
+        ("run", img, "run takes (N, 1, H, W) float32 images, got shape (40, 50)"),
+    ]
+
+
+@pytest.mark.parametrize(("method", "images", "said"), _api_cases(), ids=lambda c: str(c)[:20])
+def test_the_api_names_what_is_wrong_with_images(method, images, said):
+    """uint8 pixels were read as 0-255 "floats" (8 dB out), one NaN came back as a blotch."""
+    from denoise_cli.api import Denoiser
+    from denoise_cli.core.errors import UsageError
+
+    with pytest.raises(UsageError, match=re.escape(said)):
+        getattr(Denoiser(threads=1), method)(images)
+
+
+@pytest.mark.parametrize(
+    ("settings", "said"),
+    [
+        ({"threads": "2"}, "threads must be None or a whole number 1-1024, got '2'"),
+        ({"threads": 10**6}, "threads must be None"),  # reserved ~41 GB of stacks and hung
+        ({"device": None}, "device must be a name"),  # AttributeError on None.lower()
+        ({"tile": 0}, "tile must be a whole number of pixels >= 32, got 0"),
+        ({"overlap": -10}, "overlap must be a whole number of pixels >= 0"),
+        ({"max_batch_pixels": -1}, "max_batch_pixels must be None or >= 1"),
+    ],
+    ids=lambda c: str(c)[:24],
+)
+def test_denoiser_settings_are_refused_by_name(settings, said):
+    from denoise_cli.api import Denoiser
+    from denoise_cli.core.errors import UsageError
+
+    with pytest.raises(UsageError, match=re.escape(said)):
+        Denoiser(**settings)

@@ -116,6 +116,52 @@ def check_model_here(
     return info
 
 
+#: More onnxruntime threads than any machine has cores: 10**6 reserved ~41 GB of stacks.
+MAX_THREADS = 1024
+
+
+def check_settings(
+    device: object, threads: object, tile: object, overlap: object, max_batch_pixels: object
+) -> None:
+    """A Denoiser's settings, each refused by name (a string thread count used to surface
+    as "not a loadable model", a million threads hung, tile 0 ran)."""
+
+    def whole(value: object) -> bool:
+        return isinstance(value, int | np.integer) and not isinstance(value, bool)
+
+    if not isinstance(device, str):
+        raise UsageError(f"device must be a name ('auto', 'cpu', 'cuda'...), got {device!r}")
+    if threads is not None and not (whole(threads) and 1 <= threads <= MAX_THREADS):  # type: ignore[operator]
+        raise UsageError(f"threads must be None or a whole number 1-{MAX_THREADS}, got {threads!r}")
+    if not (whole(tile) and tile >= 32):  # type: ignore[operator]
+        raise UsageError(f"tile must be a whole number of pixels >= 32, got {tile!r}")
+    if not (whole(overlap) and overlap >= 0):  # type: ignore[operator]
+        raise UsageError(f"overlap must be a whole number of pixels >= 0, got {overlap!r}")
+    if max_batch_pixels is not None and not (whole(max_batch_pixels) and max_batch_pixels >= 1):  # type: ignore[operator]
+        raise UsageError(f"max_batch_pixels must be None or >= 1, got {max_batch_pixels!r}")
+
+
+def _checked_image(index: int, image: object) -> np.ndarray:
+    """One image for `Denoiser.denoise` as float32, or a UsageError saying what is wrong:
+    uint8 pixels (0-255) read as 0-1 values, NaN spreading through the model's window."""
+    raw = np.asarray(image)
+    if raw.ndim != 2:
+        raise UsageError(f"image {index}: expected a 2-D grayscale image, got shape {raw.shape}")
+    if raw.size == 0:
+        raise UsageError(f"image {index}: shape {raw.shape} has no pixels to denoise")
+    if raw.dtype.kind in "ui" and raw.max() > 1:
+        top = np.iinfo(raw.dtype).max
+        raise UsageError(
+            f"image {index}: {raw.dtype} values up to {raw.max()}; images are floats in "
+            f"[0, 1] (divide by {top})"
+        )
+    img = raw.astype(np.float32, copy=False)
+    if not np.isfinite(img).all():
+        bad = int(np.size(img) - np.count_nonzero(np.isfinite(img)))
+        raise UsageError(f"image {index}: {bad} values are NaN or infinite")
+    return img
+
+
 class Denoiser:
     """An onnxruntime session over a denoising model, checked before first use.
 
@@ -135,6 +181,7 @@ class Denoiser:
         border: int | None = None,
         placement: Placement | None = None,
     ) -> None:
+        check_settings(device, threads, tile, overlap, max_batch_pixels)
         if placement is None:
             placement = place(model, device, precision)
         elif not placement.agrees(model, device, precision):
@@ -179,6 +226,8 @@ class Denoiser:
         as tiling does, so an image's edge is not a line of zeros).
         """
         batch = np.ascontiguousarray(batch, dtype=np.float32)
+        if batch.ndim != 4 or batch.shape[1] != 1 or 0 in batch.shape:
+            raise UsageError(f"run takes (N, 1, H, W) float32 images, got shape {batch.shape}")
         m = self.info.size_multiple
         height, width = batch.shape[2:]
         pad_h, pad_w = -height % m, -width % m
@@ -334,12 +383,12 @@ class Denoiser:
         """
         if invert not in INVERT_CHOICES:
             raise UsageError(f"invert must be one of {INVERT_CHOICES}, got {invert!r}")
-        items = [np.asarray(img, dtype=np.float32) for img in images]
-        for img in items:
-            if img.ndim != 2:
-                raise UsageError(f"expected 2-D grayscale images, got shape {img.shape}")
-            if img.size == 0:
-                raise UsageError(f"an image of shape {img.shape} has no pixels to denoise")
+        if isinstance(images, np.ndarray) and images.ndim == 2:
+            raise UsageError(
+                f"one {images.shape[0]}x{images.shape[1]} image: give a list of images "
+                "(denoise([image])[0]) or an (N, H, W) stack"
+            )
+        items = [_checked_image(i, img) for i, img in enumerate(images)]
         results: list[np.ndarray | None] = [None] * len(items)
         by_shape: dict[tuple[int, int], list[int]] = {}
         for i, img in enumerate(items):
