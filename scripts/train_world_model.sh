@@ -122,8 +122,8 @@ done
 # 31.64. Stage 27m: the same recipe for 24 epochs (one cosine cycle, twice as long): display
 # 28.31, print 27.76, colour 31.67, every suite layout level or up. Stage 28m: 20 more
 # epochs (28.33, 27.77, 31.69). Stage 29m: 24 more (28.40, 27.82, 31.69; the suite level with
-# 27m or up). Stage 30m: 24 more (28.43, 27.84, 31.69; the suite level with 29m). Stage 30m
-# is bundled.
+# 27m or up). Stage 30m: 24 more (28.43, 27.84, 31.69; the suite level with 29m). Stage 31m:
+# 30 more (28.46, 27.85, 31.69; the suite level or up). Stage 31m is bundled.
 stage runs/world/unet_world26m.pt runs/world/unet_world25m.pt --epochs 12 "${users[@]}" \
   "${usual[@]}"
 stage runs/world/unet_world27m.pt runs/world/unet_world26m.pt --epochs 24 "${users[@]}" \
@@ -134,5 +134,7 @@ stage runs/world/unet_world29m.pt runs/world/unet_world28m.pt --epochs 24 "${use
   "${usual[@]}"
 stage runs/world/unet_world30m.pt runs/world/unet_world29m.pt --epochs 24 "${users[@]}" \
   "${usual[@]}"
-denoise-export runs/world/unet_world30m.pt -o denoise_cli/models/unet_world.onnx --int8 \
+stage runs/world/unet_world31m.pt runs/world/unet_world30m.pt --epochs 30 "${users[@]}" \
+  "${usual[@]}"
+denoise-export runs/world/unet_world31m.pt -o denoise_cli/models/unet_world.onnx --int8 \
   --data-dir "$data_dir" --runtimes none
