@@ -80,7 +80,7 @@ def prepare_data(
     log: Callable[[str], Any],
 ) -> AdaptData:
     """Read, check and split the folders; estimate the noise. Raises FolderError on bad input."""
-    noisy = read_folder(noisy_dir, base.polarity, MAX_IMAGES, MIN_CROP)
+    noisy = read_folder(noisy_dir, base.polarity, MAX_IMAGES, MIN_CROP, bilevel=False)
     _log_folder(noisy, log)
     estimated = estimate_noise(noisy.originals())
     if estimated.clean:

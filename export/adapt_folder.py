@@ -61,13 +61,18 @@ def image_paths(root: Path) -> list[Path]:
 
 
 def read_folder(
-    root: Path, polarity: str = "unknown", max_images: int | None = None, min_side: int = 1
+    root: Path,
+    polarity: str = "unknown",
+    max_images: int | None = None,
+    min_side: int = 1,
+    bilevel: bool = True,
 ) -> ImageFolder:
     """Read up to `max_images` images (evenly spread over the sorted names) from `root`.
 
     Raises FolderError when no image could be read; undecodable files and images under
     `min_side` pixels on a side (an 8x8 scan among pages would shrink every training crop to
-    nothing) are listed in `skipped`.
+    nothing) are listed in `skipped`, and 1-bit images unless `bilevel` (noisy folders: black
+    and white pixels hold no grey noise, and a few of them skew its estimate).
     """
     root = Path(root)
     paths = image_paths(root)
@@ -83,10 +88,13 @@ def read_folder(
     for path in paths:
         name = path.relative_to(root).as_posix()
         try:
-            gray, _ = decode(path)
+            gray, info = decode(path)
             digest.update(name.encode() + b"\0" + path.read_bytes())
         except (ImageError, OSError) as exc:
             skipped.append(f"{name}: {exc}")
+            continue
+        if not bilevel and info.out_mode == "1":  # 3 of 43 skewed the noise estimate: -1.3 dB
+            skipped.append(f"{name}: 1-bit (black and white): no grey levels to learn noise from")
             continue
         if min(gray.shape) < min_side:
             height, width = gray.shape

@@ -163,6 +163,11 @@ def parse_architecture_args(text: str) -> dict[str, Any]:
 def model_from_onnx(path: Path) -> tuple[nn.Module, str, dict]:
     """(model in eval mode, architecture name, its arguments), verified against the file."""
     metadata, weights = read_onnx(path)
+    if (variant := metadata.get("variant", "fp32")) != "fp32":
+        raise OnnxImportError(
+            f"{path}: a {variant} variant: only fp32 files can be fine-tuned (give the "
+            "fp32 .onnx it was made from)"
+        )
     if "architecture" not in metadata or "architecture_args" not in metadata:
         raise OnnxImportError(
             f"{path}: no architecture in its metadata: only files exported by denoise-export "
