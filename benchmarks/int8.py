@@ -20,6 +20,7 @@ import os
 import numpy as np
 
 from benchmarks.run import ROOT, clean_digits, machine, noisy_digits, rate
+from denoise_cli.core.metrics import psnr
 
 
 def _session(data: bytes):
@@ -36,11 +37,6 @@ def _denoise(session, noisy: np.ndarray) -> np.ndarray:
     return np.concatenate(
         [session.run(None, {name: noisy[i : i + 256]})[0] for i in range(0, len(noisy), 256)]
     )
-
-
-def _psnr(out: np.ndarray, clean: np.ndarray) -> float:
-    mse = ((out.astype(np.float64) - clean) ** 2).reshape(len(out), -1).mean(axis=1)
-    return float(np.mean(10 * np.log10(1.0 / np.maximum(mse, 1e-10))))
 
 
 def variants(model: str, calibration: np.ndarray) -> dict[str, bytes]:
@@ -75,13 +71,14 @@ def measure(model: str, count: int, calibration: np.ndarray, seconds: float) -> 
             pages = rate(lambda s=sess, n=name: s.run(None, {n: page}), 1, seconds)
             speeds[kind].append((digits, pages))
     best = {k: tuple(max(v[i] for v in s) for i in range(2)) for k, s in speeds.items()}
+    scores = {k: float(np.mean(psnr(clean, out))) for k, out in outputs.items()}
     for kind in sessions:
         rows.append(
             {
                 "model": model,
                 "variant": kind,
-                "psnr_db": _psnr(outputs[kind], clean),
-                "vs_fp32_db": _psnr(outputs[kind], clean) - _psnr(outputs["fp32"], clean),
+                "psnr_db": scores[kind],
+                "vs_fp32_db": scores[kind] - scores["fp32"],
                 "max_abs_vs_fp32": float(np.abs(outputs[kind] - outputs["fp32"]).max()),
                 "digits_per_s": best[kind][0],
                 "digits_vs_fp32": best[kind][0] / best["fp32"][0],

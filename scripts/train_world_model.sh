@@ -124,17 +124,10 @@ done
 # epochs (28.33, 27.77, 31.69). Stage 29m: 24 more (28.40, 27.82, 31.69; the suite level with
 # 27m or up). Stage 30m: 24 more (28.43, 27.84, 31.69; the suite level with 29m). Stage 31m:
 # 30 more (28.46, 27.85, 31.69; the suite level or up). Stage 31m is bundled.
-stage runs/world/unet_world26m.pt runs/world/unet_world25m.pt --epochs 12 "${users[@]}" \
-  "${usual[@]}"
-stage runs/world/unet_world27m.pt runs/world/unet_world26m.pt --epochs 24 "${users[@]}" \
-  "${usual[@]}"
-stage runs/world/unet_world28m.pt runs/world/unet_world27m.pt --epochs 20 "${users[@]}" \
-  "${usual[@]}"
-stage runs/world/unet_world29m.pt runs/world/unet_world28m.pt --epochs 24 "${users[@]}" \
-  "${usual[@]}"
-stage runs/world/unet_world30m.pt runs/world/unet_world29m.pt --epochs 24 "${users[@]}" \
-  "${usual[@]}"
-stage runs/world/unet_world31m.pt runs/world/unet_world30m.pt --epochs 30 "${users[@]}" \
-  "${usual[@]}"
+for n_epochs in 26:12 27:24 28:20 29:24 30:24 31:30; do
+  n=${n_epochs%:*}
+  stage "runs/world/unet_world${n}m.pt" "runs/world/unet_world$((n - 1))m.pt" \
+    --epochs "${n_epochs#*:}" "${users[@]}" "${usual[@]}"
+done
 denoise-export runs/world/unet_world31m.pt -o denoise_cli/models/unet_world.onnx --int8 \
   --data-dir "$data_dir" --runtimes none

@@ -134,8 +134,9 @@ def check_against_onnxruntime(model: nn.Module, path: Path, size: int = 32) -> f
     return float(np.max(np.abs(got - expected)))
 
 
-_OLD_ARGS = re.compile(r"\w+=(\[[^\]]*\]|\([^)]*\)|[^,]*)(,\w+=(\[[^\]]*\]|\([^)]*\)|[^,]*))*")
-_OLD_ARG = re.compile(r"(\w+)=(\[[^\]]*\]|\([^)]*\)|[^,]*)")
+_OLD_VALUE = r"(?:\[[^\]]*\]|\([^)]*\)|[^,]*)"  # a list, a tuple, or up to the next comma
+_OLD_ARGS = re.compile(rf"\w+={_OLD_VALUE}(?:,\w+={_OLD_VALUE})*")
+_OLD_ARG = re.compile(rf"(\w+)=({_OLD_VALUE})")
 
 
 def parse_architecture_args(text: str) -> dict[str, Any]:

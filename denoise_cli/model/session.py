@@ -149,15 +149,13 @@ def _checked_image(index: int, image: object) -> np.ndarray:
         raise UsageError(f"image {index}: expected a 2-D grayscale image, got shape {raw.shape}")
     if raw.size == 0:
         raise UsageError(f"image {index}: shape {raw.shape} has no pixels to denoise")
-    if raw.dtype.kind in "ui" and raw.max() > 1:
-        top = np.iinfo(raw.dtype).max
+    if raw.dtype.kind in "ui" and (top := raw.max()) > 1:
         raise UsageError(
-            f"image {index}: {raw.dtype} values up to {raw.max()}; images are floats in "
-            f"[0, 1] (divide by {top})"
+            f"image {index}: {raw.dtype} values up to {top}; images are floats in "
+            f"[0, 1] (divide by {np.iinfo(raw.dtype).max})"
         )
     img = raw.astype(np.float32, copy=False)
-    if not np.isfinite(img).all():
-        bad = int(np.size(img) - np.count_nonzero(np.isfinite(img)))
+    if (bad := img.size - np.count_nonzero(np.isfinite(img))) > 0:
         raise UsageError(f"image {index}: {bad} values are NaN or infinite")
     return img
 

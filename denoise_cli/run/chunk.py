@@ -205,14 +205,13 @@ class ChunkWorker:
         if not isinstance(results, str):
             try:  # the group-wide checks and rounding copy the whole batch once more
                 problems = check_results(results, len(items), shape)
-                results, quantized = self._rounded(items, results, problems)
+                rounded, quantized = self._rounded(items, results, problems)
             except MemoryError as exc:
                 results = model_failure(exc)
-        if isinstance(results, str):
-            for file in files:
-                self._record(file, results)
-            return
-        self._write_group(items, results, problems, quantized)
+            else:
+                return self._write_group(items, rounded, problems, quantized)
+        for file in files:
+            self._record(file, results)
 
     def _denoised(self, frames: list[np.ndarray], files: list[FileJob]) -> np.ndarray | str:
         """The transform's results for `frames` (same-sized), or why there are none (for every
@@ -364,8 +363,8 @@ def model_failure(exc: BaseException, advice: str = "lower --tile or --workers")
     and what to lower; other failures keep their start and their end, where onnxruntime
     puts the reason."""
     text = " ".join(str(exc).split()) or type(exc).__name__
-    if isinstance(exc, MemoryError) or re.search(r"failed to allocate|out of memory", text, re.I):
-        found = re.search(r"(failed to allocate|out of memory).{0,120}", text, re.I)
+    found = re.search(r"(failed to allocate|out of memory).{0,120}", text, re.I)
+    if found or isinstance(exc, MemoryError):
         return f"out of memory ({found.group(0) if found else text[:120]}): {advice}"
     if len(text) > 400:
         text = f"{text[:150]} ... {text[-240:]}"
