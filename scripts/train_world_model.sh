@@ -123,11 +123,12 @@ done
 # 28.31, print 27.76, colour 31.67, every suite layout level or up. Stage 28m: 20 more
 # epochs (28.33, 27.77, 31.69). Stage 29m: 24 more (28.40, 27.82, 31.69; the suite level with
 # 27m or up). Stage 30m: 24 more (28.43, 27.84, 31.69; the suite level with 29m). Stage 31m:
-# 30 more (28.46, 27.85, 31.69; the suite level or up). Stage 31m is bundled.
-for n_epochs in 26:12 27:24 28:20 29:24 30:24 31:30; do
+# 30 more (28.46, 27.85, 31.69; the suite level or up). Stage 32m: 24 more (28.50, 27.85,
+# 31.70; the suite level with 31m or up). Stage 32m is bundled.
+for n_epochs in 26:12 27:24 28:20 29:24 30:24 31:30 32:24; do
   n=${n_epochs%:*}
   stage "runs/world/unet_world${n}m.pt" "runs/world/unet_world$((n - 1))m.pt" \
     --epochs "${n_epochs#*:}" "${users[@]}" "${usual[@]}"
 done
-denoise-export runs/world/unet_world31m.pt -o denoise_cli/models/unet_world.onnx --int8 \
+denoise-export runs/world/unet_world32m.pt -o denoise_cli/models/unet_world.onnx --int8 \
   --data-dir "$data_dir" --runtimes none
