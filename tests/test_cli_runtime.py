@@ -191,20 +191,31 @@ def test_an_os_error_under_any_command_is_one_line_not_a_traceback(tmp_path):
     assert result.output == f"error: {tmp_path / 'ro' / 'x.pt'}: Read-only file system\n"
 
 
-def test_jpeg_stays_high_quality(tmp_path, noisy_digits):
+@pytest.mark.parametrize(
+    "name, save",
+    [
+        ("x.jpg", {"quality": 95}),
+        ("web.jpg", {"quality": 95, "progressive": True}),
+        # A phone camera's JPEG: Pillow reads it as MPO (a preview picture appended).
+        ("phone.jpg", {"format": "MPO", "quality": 95, "save_all": True}),
+    ],
+)
+def test_jpeg_stays_high_quality(tmp_path, noisy_digits, name, save):
     src, out = tmp_path / "in", tmp_path / "out"
     rgb = np.repeat(noisy_digits[0][..., None], 3, axis=2)
-    Image.fromarray(np.round(rgb * 255).astype(np.uint8)).resize((112, 112)).save(
-        src.mkdir() or src / "x.jpg", quality=95
-    )
+    img = Image.fromarray(np.round(rgb * 255).astype(np.uint8)).resize((112, 112))
+    if save.get("save_all"):
+        save = {**save, "append_images": [img.resize((28, 28))]}
+    img.save(src.mkdir() or src / name, **save)
     assert run(src, out).exit_code == 0
     from PIL import JpegImagePlugin
 
-    with Image.open(out / "x.jpg") as im:
+    with Image.open(out / name) as im:
         assert im.format == "JPEG" and im.mode == "RGB"
         assert JpegImagePlugin.get_sampling(im) == 0  # 4:4:4, no chroma subsampling
         # Quality 95 quantisation steps are at most 12; Pillow's default (75) goes to 50+.
         assert max(max(t) for t in im.quantization.values()) <= 12
+        assert bool(im.info.get("progressive")) == bool(save.get("progressive"))
 
 
 def test_exif_orientation_is_honoured(tmp_path, noisy_digits):

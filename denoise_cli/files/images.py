@@ -47,7 +47,7 @@ IMAGE_EXTENSIONS = frozenset(
 DEFAULT_MAX_PIXELS = 50_000_000
 DEFAULT_JPEG_QUALITY = 95
 _O_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
-_EXIF_FORMATS = ("JPEG", "MPO", "TIFF", "WEBP")
+_EXIF_FORMATS = ("JPEG", "TIFF", "WEBP")
 _SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N")
 #: Formats that hold several pictures where every one is the user's (pages, animation frames);
 #: a JPEG's extra MPO pictures are previews and depth maps of its first, which is kept alone.
@@ -71,7 +71,6 @@ _LOSSLESS_TIFF = ("raw", "tiff_lzw", "tiff_deflate", "tiff_adobe_deflate", "pack
 _METADATA_KEYS = {
     "PNG": ("dpi", "icc_profile", "exif"),
     "JPEG": ("dpi", "icc_profile", "exif"),
-    "MPO": ("dpi", "icc_profile", "exif"),
     "TIFF": ("dpi", "icc_profile", "exif"),
     "WEBP": ("icc_profile", "exif"),
     "BMP": ("dpi",),
@@ -206,7 +205,8 @@ def decode_bytes(
                 f"{width}x{height} = {width * height:,} pixels is over the limit of "
                 f"{max_pixels:,} (decompression-bomb guard: raise --max-pixels to allow it)"
             )
-        fmt = im.format or "PNG"
+        # A camera's MPO is a JPEG with previews appended; written back, it is a JPEG.
+        fmt = "JPEG" if im.format == "MPO" else im.format or "PNG"
         if frames > 1 and pages and fmt in _PAGED_FORMATS:
             return _decode_pages(im, fmt, frames, max_pixels)
         if frames > 1 and fmt in _PAGED_FORMATS:
@@ -370,6 +370,8 @@ def to_gray(im: Image.Image, fmt: str, info: dict[str, Any]) -> tuple[np.ndarray
     if fmt == "TIFF":
         compression = info.get("compression", "raw")
         save_args["compression"] = compression if compression in _LOSSLESS_TIFF else "tiff_lzw"
+    if fmt == "JPEG" and info.get("progressive"):
+        save_args["progressive"] = True  # a web JPEG stays one that shows while it loads
     metadata = {k: info[k] for k in ("dpi", "icc_profile", "exif") if info.get(k)}
     chunks = info.get("png_chunks", ())
     return gray, SourceInfo(fmt, out_mode, alpha, save_args, color, metadata, chunks, scale)
