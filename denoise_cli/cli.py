@@ -31,6 +31,7 @@ from denoise_cli.files.images import DEFAULT_JPEG_QUALITY, DEFAULT_MAX_PIXELS
 from denoise_cli.model.bundled import DEFAULT_MODEL, bundled_models
 from denoise_cli.model.placement import DEVICE_ALIASES, PRECISIONS
 from denoise_cli.model.polarity import INVERT_CHOICES
+from denoise_cli.model.session import MAX_TILE, MIN_TILE
 from denoise_cli.run.job import OUTPUT_FORMATS, Job
 from denoise_cli.run.transforms import Denoise, Noisify
 
@@ -49,7 +50,7 @@ MODEL_HELP = (
 TILE_HELP = (
     "Images larger than this run in overlapping tiles of at most this size, raised where "
     "needed to fit twice the model's receptive radius (large PNGs stream a row of tiles at a "
-    "time: memory follows this)."
+    "time: memory follows this, about 250 bytes a pixel of tile for the default model)."
 )
 PRECISION_HELP = (
     "fp32, int8 (the model's verified NAME.int8.onnx beside it), or auto: INT8 where it "
@@ -282,7 +283,7 @@ def run(
         help="Worker processes, each decoding, denoising and writing whole chunks "
         "(default: one per CPU, fewer for small runs; 1: all in this process).",
     ),
-    tile: int = typer.Option(1024, min=32, help=TILE_HELP),
+    tile: int = typer.Option(1024, min=MIN_TILE, max=MAX_TILE, help=TILE_HELP),
     precision: Precision = typer.Option("auto", help=PRECISION_HELP),
     max_pixels: int = typer.Option(DEFAULT_MAX_PIXELS, min=1, help="Refuse larger images."),
     jpeg_quality: int = typer.Option(
@@ -375,7 +376,7 @@ def ray_command(
     threads: int | None = typer.Option(
         None, min=1, help="onnxruntime threads per actor (default: its reserved CPUs)."
     ),
-    tile: int = typer.Option(1024, min=32, help=TILE_HELP),
+    tile: int = typer.Option(1024, min=MIN_TILE, max=MAX_TILE, help=TILE_HELP),
     precision: Precision = typer.Option("auto", help=PRECISION_HELP),
     max_pixels: int = typer.Option(DEFAULT_MAX_PIXELS, min=1, help="Refuse larger images."),
     jpeg_quality: int = typer.Option(

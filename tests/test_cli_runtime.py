@@ -1038,3 +1038,13 @@ def test_a_mistyped_command_is_named_as_one(tmp_path, monkeypatch):
     assert result.output.strip() == "error: scroe: no such command or input (did you mean 'score'?)"
     (tmp_path / "scroe").mkdir()  # a folder by that name is an input like any other
     assert "did you mean" not in run("scroe", "out").output
+
+
+def test_a_tile_past_4096_is_refused_before_any_work(tmp_path, noisy_digits):
+    # --tile 100000 ran a 9-megapixel image as one 2 GB tile, slower than 2048's tiles.
+    src = tmp_path / "in"
+    src.mkdir()
+    save_gray(src / "a.png", noisy_digits[0])
+    result = run(src, tmp_path / "out", "--tile", "100000")
+    assert result.exit_code == 2 and "100000 is not in the range 32<=x<=4096" in result.output
+    assert not (tmp_path / "out").exists()

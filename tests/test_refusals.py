@@ -260,7 +260,8 @@ def test_the_api_names_what_is_wrong_with_images(method, images, said):
         ({"threads": "2"}, "threads must be None or a whole number 1-1024, got '2'"),
         ({"threads": 10**6}, "threads must be None"),  # reserved ~41 GB of stacks and hung
         ({"device": None}, "device must be a name"),  # AttributeError on None.lower()
-        ({"tile": 0}, "tile must be a whole number of pixels >= 32, got 0"),
+        ({"tile": 0}, "tile must be a whole number 32-4096 pixels, got 0"),
+        ({"tile": 100_000}, "tile must be a whole number 32-4096 pixels, got 100000"),
         ({"overlap": -10}, "overlap must be a whole number of pixels >= 0"),
         ({"max_batch_pixels": -1}, "max_batch_pixels must be None or >= 1"),
     ],
