@@ -1048,3 +1048,23 @@ def test_a_tile_past_4096_is_refused_before_any_work(tmp_path, noisy_digits):
     result = run(src, tmp_path / "out", "--tile", "100000")
     assert result.exit_code == 2 and "100000 is not in the range 32<=x<=4096" in result.output
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["IN"], "error: Missing argument 'OUT' (usage: denoise-batch run [OPTIONS] {IN} {OUT};"),
+        (["IN", "OUT", "--tiel", "3"], "error: No such option: --tiel (Possible options:"),
+        (["IN", "OUT", "--invert", "maybe"], "error: Invalid value for '--invert': 'maybe'"),
+        (["info", "--model"], "error: Option '--model' requires an argument (usage: denoise-ba"),
+    ],
+    ids=lambda a: " ".join(a) if isinstance(a, list) else None,
+)
+def test_a_usage_error_is_one_line_naming_the_command(tmp_path, args, said):
+    # click printed three lines (usage, a hint, the error) where every other refusal is one.
+    (tmp_path / "IN").mkdir()
+    args = [str(tmp_path / a) if a in ("IN", "OUT") else a for a in args]
+    result = CliRunner().invoke(app, args, prog_name="denoise-batch")
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == 2 and len(lines) == 1, result.output
+    assert lines[0].startswith(said) and lines[0].endswith("; -h for help)"), lines[0]

@@ -30,6 +30,9 @@ from denoise_cli.core.errors import (
     MissingDependency,
 )
 
+#: The parser's usage errors: click's, or the copy of click that typer 0.20+ carries inside.
+_UsageError = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
+
 
 class Terminated(KeyboardInterrupt):
     """SIGTERM, in the tools whose clean-up is Ctrl-C's (an export's staging folder, adapt's
@@ -82,7 +85,11 @@ class CommandGroup(TyperGroup):
                 )
                 ctx.exit(EXIT_USAGE)
             args = [default, *args]
-        return super().parse_args(ctx, args)
+        try:
+            return super().parse_args(ctx, args)
+        except _UsageError as exc:
+            _usage_error(ctx, exc)
+            raise  # unreachable: _usage_error exits or re-raises
 
     def invoke(self, ctx: typer.Context) -> Any:
         if self.sigterm_interrupts:
@@ -91,6 +98,8 @@ class CommandGroup(TyperGroup):
                 signal.signal(signal.SIGTERM, _terminated)
         try:
             return super().invoke(ctx)
+        except _UsageError as exc:  # a command's options or arguments, as parsed
+            _usage_error(ctx, exc)
         except DenoiseError as exc:
             typer.echo(f"error: {exc}", err=True)
             ctx.exit(exc.exit_code)
@@ -104,6 +113,22 @@ class CommandGroup(TyperGroup):
         except KeyboardInterrupt:
             typer.echo("\ninterrupted", err=True)
             ctx.exit(EXIT_INTERRUPTED)
+
+
+def _usage_error(ctx: typer.Context, exc: Any) -> None:
+    """A parser's error in one line, like every other refusal (click prints the usage, a hint
+    and the error on three): `error: <what> (usage: <command line>; -h for help)`, exit 2.
+    No arguments at all still prints the help, as click does."""
+    if type(exc).__name__ == "NoArgsIsHelpError":
+        raise exc
+    where = exc.ctx
+    if where is None and ctx.invoked_subcommand:  # a command's option, before its context
+        sub = ctx.command.get_command(ctx, ctx.invoked_subcommand)  # type: ignore[attr-defined]
+        where = type(ctx)(sub, info_name=ctx.invoked_subcommand, parent=ctx)
+    usage = " ".join((where or ctx).get_usage().removeprefix("Usage:").split())
+    message = " ".join(exc.format_message().split()).rstrip(".")
+    typer.echo(f"error: {message} (usage: {usage}; -h for help)", err=True)
+    ctx.exit(exc.exit_code)
 
 
 def _mistyped_command(first: str, commands: list[str]) -> str | None:
