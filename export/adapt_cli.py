@@ -51,9 +51,14 @@ def adapt_command(
     ),
     device: Device = typer.Option("auto"),
     threads: int | None = typer.Option(None, min=1, help="torch CPU threads (default: torch's)."),
-    resume: bool = typer.Option(False, "--resume", help="Continue from OUT's .adapt.pt."),
+    resume: bool = typer.Option(
+        False, "--resume", help="Continue from OUT's .adapt.pt (not with --overwrite)."
+    ),
     overwrite: bool = typer.Option(
-        False, "--overwrite", help="Replace an earlier run's OUT and .adapt.pt (else refused)."
+        False,
+        "--overwrite",
+        help="Replace an earlier run's OUT and .adapt.pt (else refused); a file adapt did not "
+        "write is never replaced.",
     ),
     seed: int = typer.Option(0, min=0),
 ) -> None:

@@ -22,6 +22,10 @@ MIN_CROP = 16
 #: The share of a folder held out for the before/after figure (at most MAX_HELD_OUT images).
 HELD_OUT_SHARE = 0.1
 MAX_HELD_OUT = 128
+#: Clean images needed at least: the held-out figure of supervised training is PSNR on clean
+#: images it never trained on, so one image cannot be both (it was, and the figure flattered).
+#: Training noisy-only instead would quietly drop the clean images asked for: refused.
+MIN_CLEAN = 2
 #: Images read from a folder (evenly spread over it): more adds little in minutes of training.
 MAX_IMAGES = 4000
 
@@ -63,7 +67,8 @@ class AdaptData:
 
 def split_held_out(images: list[np.ndarray]) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """(train, held out): every k-th image held out, so the split is spread over the folder.
-    A folder of one image trains and validates on it (nothing better is possible)."""
+    A noisy folder of one image trains and validates on it (nothing better is possible); a
+    clean folder needs two (see MIN_CLEAN)."""
     if len(images) < 2:
         return images, images
     count = min(MAX_HELD_OUT, max(1, round(len(images) * HELD_OUT_SHARE)))
@@ -96,6 +101,11 @@ def prepare_data(
     if clean_dir is not None:
         clean = read_folder(Path(clean_dir), base.polarity, MAX_IMAGES, MIN_CROP)
         _log_folder(clean, log)
+        if len(clean.images) < MIN_CLEAN:
+            raise FolderError(
+                f"{clean_dir}: {len(clean.images)} clean image could be used; at least "
+                f"{MIN_CLEAN} are needed: one is held out to judge the training, never trained on"
+            )
         clean_train, clean_held = split_held_out(clean.images)
         own = estimate_noise(clean.originals())
         warnings = domain_warnings(noisy, clean, own)

@@ -41,12 +41,18 @@ class ImageFolder:
         return [1.0 - im if f else im for im, f in zip(self.images, self.flipped, strict=True)]
 
 
+def check_folder(root: Path) -> None:
+    """Raise FolderError unless `root` is a folder: before any work, not after the base model
+    was loaded and the noisy folder read (a mistyped clean folder was found only then)."""
+    if not root.is_dir():
+        raise FolderError(f"{root}: not a folder")
+
+
 def image_paths(root: Path) -> list[Path]:
     """Every image file under `root` (recursively, hidden files left out), sorted. Symlinks
     are followed only to files inside the tree, as denoise-batch does: a folder's link to a
     file elsewhere is not one of its images."""
-    if not root.is_dir():
-        raise FolderError(f"{root}: not a folder")
+    check_folder(root)
     real_root, paths = os.path.realpath(root), []
     for folder, dirs, files in os.walk(root):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
@@ -69,10 +75,10 @@ def read_folder(
 ) -> ImageFolder:
     """Read up to `max_images` images (evenly spread over the sorted names) from `root`.
 
-    Raises FolderError when no image could be read; undecodable files and images under
-    `min_side` pixels on a side (an 8x8 scan among pages would shrink every training crop to
-    nothing) are listed in `skipped`, and 1-bit images unless `bilevel` (noisy folders: black
-    and white pixels hold no grey noise, and a few of them skew its estimate).
+    Raises FolderError when no image could be read; undecodable files, broken links and
+    images under `min_side` pixels on a side (an 8x8 scan among pages would shrink every
+    training crop to nothing) are listed in `skipped`, and 1-bit images unless `bilevel` (noisy
+    folders: black and white pixels hold no grey noise, and a few of them skew its estimate).
     """
     root = Path(root)
     paths = image_paths(root)
@@ -87,6 +93,9 @@ def read_folder(
     names, images, skipped, flipped = [], [], [], []
     for path in paths:
         name = path.relative_to(root).as_posix()
+        if path.is_symlink() and not path.exists():  # else read as "file vanished"
+            skipped.append(f"{name}: broken link (dangling symlink to {os.readlink(path)})")
+            continue
         try:
             gray, info = decode(path)
             digest.update(name.encode() + b"\0" + path.read_bytes())

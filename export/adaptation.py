@@ -36,11 +36,10 @@ from denoise_cli.model.placement import int8_file
 from denoise_export.adapt_base import BaseModel, resolve_base
 from denoise_export.adapt_data import AdaptData, prepare_data
 from denoise_export.adapt_eval import Validation, make_validation, run_model
-from denoise_export.adapt_folder import random_crops
+from denoise_export.adapt_folder import check_folder, random_crops
 from denoise_export.build import export_checkpoint
-from denoise_export.onnx_export import ExportError
 from denoise_train.adapt_objectives import METHODS, objective
-from denoise_train.checkpoint import FORMAT, load_checkpoint
+from denoise_train.checkpoint import FORMAT, CheckpointError, load_checkpoint
 from denoise_train.contact_sheet import contact_sheet
 from denoise_train.loop import Diverged, checked_loss, pick_device
 from denoise_train.noise_estimate import NoiseModel
@@ -107,18 +106,90 @@ def contact_sheet_path(out: Path) -> Path:
     return out.with_name(out.with_suffix("").name + ".contact.png")
 
 
+def output_files(out: Path) -> tuple[Path, Path, Path, Path]:
+    """Every file adapt writes: the model, its INT8 twin, MODEL.adapt.pt, the contact sheet."""
+    return out, int8_file(out), checkpoint_path(out), contact_sheet_path(out)
+
+
 def check_outputs(
     out: Path, noisy_dir: str | Path, clean_dir: str | Path | None, base: str | Path | None
 ) -> None:
-    """Every file adapt writes (the model, its INT8 twin, MODEL.adapt.pt, the contact sheet)
-    checked before any training: none may replace the base model or land in the folders it
-    learns from (it overwrote its own --from model, and trained on its own contact sheet)."""
+    """Every file adapt writes checked before any training: none may replace the base model or
+    land in the folders it learns from (it overwrote its own --from model, and trained on its
+    own contact sheet)."""
     reads = [Path(noisy_dir), *([Path(clean_dir)] if clean_dir else [])]
     base_file = resolve_model(base)
     if base_file.exists():
         reads.append(base_file)
-    for path in (out, int8_file(out), checkpoint_path(out), contact_sheet_path(out)):
+    for path in output_files(out):
         check_output_file(path, reads, "--out")
+
+
+def written_by_adapt(path: Path) -> bool:
+    """Whether the model or checkpoint `path` is an adaptation's: an ONNX file carrying the
+    adapt_* metadata (_metadata), a checkpoint carrying the run's state (what resume reads)."""
+    if path.suffix == ".onnx":
+        import onnx
+
+        try:
+            proto = onnx.load(str(path), load_external_data=False)
+        except Exception:  # onnx raises DecodeError, OSError...: not a model of ours
+            return False
+        return any(p.key == "adapt_source_sha256" for p in proto.metadata_props)
+    try:
+        return "adapt" in load_checkpoint(path)
+    except CheckpointError:
+        return False
+
+
+def check_earlier(out: Path, resume: bool, overwrite: bool) -> None:
+    """Before any work: a file there that adapt did not write is refused whatever is asked
+    (overwrite replaces an earlier run's files only; any file used to be called one); an
+    earlier run's model or checkpoint is continued (resume) or replaced (overwrite) only when
+    asked. The contact sheet, a plain PNG, is an earlier run's when its model or checkpoint is."""
+    model, int8, checkpoint, sheet = output_files(out)
+    present = [p for p in (model, int8, checkpoint) if p.exists()]
+    ours = [p for p in present if written_by_adapt(p)]
+    others = [p for p in present if p not in ours]
+    if sheet.exists() and not ours:
+        others.append(sheet)
+    if others:
+        raise UsageError(
+            f"{others[0]}: a file that is not an adaptation's output is there; it is left as "
+            "it is: move it, or choose another output"
+        )
+    earlier = [p for p in (model, checkpoint) if p in ours]
+    if earlier and not (resume or overwrite):
+        raise UsageError(
+            f"{earlier[-1]}: an earlier run's; continue it (resume) or replace it (overwrite)"
+        )
+
+
+def check_request(
+    out: Path,
+    noisy_dir: str | Path,
+    clean_dir: str | Path | None,
+    base: str | Path | None,
+    settings: AdaptSettings,
+    resume: bool,
+    overwrite: bool,
+) -> None:
+    """Everything that can be refused before the base model is loaded or a file is read."""
+    if out.suffix != ".onnx":
+        raise UsageError(f"{out}: the output must be an .onnx file")
+    if settings.method not in ("auto", "supervised", *METHODS):
+        raise UsageError(f"unknown method {settings.method!r}; use auto, supervised or {METHODS}")
+    if settings.noise not in NOISE_CHOICES:
+        raise UsageError(f"unknown noise {settings.noise!r}; use one of {NOISE_CHOICES}")
+    if resume and overwrite:  # the first continues the earlier run, the second discards it
+        raise UsageError(
+            "resume and overwrite contradict each other: resume continues the earlier run, "
+            "overwrite replaces it; choose one"
+        )
+    for folder in (noisy_dir, *([clean_dir] if clean_dir is not None else [])):
+        check_folder(Path(folder))
+    check_outputs(out, noisy_dir, clean_dir, base)
+    check_earlier(out, resume, overwrite)
 
 
 def adapt(
@@ -135,21 +206,11 @@ def adapt(
     """Adapt `base` (default: the bundled default model) to the images of `noisy_dir`; write
     `out` (ONNX, verified) and its companions. See the module docstring for the steps.
     An earlier run's model or checkpoint at `out` is continued (`resume`) or replaced only
-    when asked (`overwrite`): a second run used to replace minutes of training unasked."""
+    when asked (`overwrite`, not both): a second run used to replace minutes of training
+    unasked. Another file there is never replaced (see check_earlier)."""
     settings = settings or AdaptSettings()
     out = Path(out)
-    if out.suffix != ".onnx":
-        raise UsageError(f"{out}: the output must be an .onnx file")
-    if settings.method not in ("auto", "supervised", *METHODS):
-        raise UsageError(f"unknown method {settings.method!r}; use auto, supervised or {METHODS}")
-    if settings.noise not in NOISE_CHOICES:
-        raise UsageError(f"unknown noise {settings.noise!r}; use one of {NOISE_CHOICES}")
-    check_outputs(out, noisy_dir, clean_dir, base)
-    earlier = [p for p in (out, checkpoint_path(out)) if p.exists()]
-    if earlier and not (resume or overwrite):
-        raise UsageError(
-            f"{earlier[-1]}: an earlier run's; continue it (resume) or replace it (overwrite)"
-        )
+    check_request(out, noisy_dir, clean_dir, base, settings, resume, overwrite)
     if settings.threads:
         torch.set_num_threads(settings.threads)
     saved = _load_resume(out) if resume else None
@@ -510,15 +571,22 @@ def export_adapted(
     metadata: dict[str, str],
     log: Callable[[str], Any],
 ) -> list[Path]:
-    """The project's verified export: fp32 and, where it passes its accuracy check, INT8."""
-    options = {"runtimes": (), "metadata": metadata}
-    try:
-        result = export_checkpoint(checkpoint, out, digits, digits, log, int8=True, **options)
-    except ExportError as exc:
-        log(f"INT8 did not verify ({exc}); exporting fp32 only")
-        result = export_checkpoint(checkpoint, out, digits, digits, log, **options)
-        stale = int8_file(out)
-        if stale.is_file():  # an earlier run's: the runtime would pair it with this model
-            stale.unlink()
-            log(f"removed {stale}: an earlier run's INT8 model, not this one's")
-    return [Path(row.path) for row in result.rows]
+    """The project's verified export: fp32 and, where it passes its accuracy check, INT8 (one
+    export: a failed INT8 used to mean exporting and verifying fp32 a second time)."""
+    result = export_checkpoint(
+        checkpoint,
+        out,
+        digits,
+        digits,
+        log,
+        int8=True,
+        int8_optional=True,
+        runtimes=(),
+        metadata=metadata,
+    )
+    files = [Path(row.path) for row in result.rows]
+    stale = int8_file(out)
+    if stale not in files and stale.is_file():  # an earlier run's: --precision int8 would pair it
+        stale.unlink()
+        log(f"removed {stale}: an earlier run's INT8 model, not this one's")
+    return files

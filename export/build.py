@@ -86,6 +86,9 @@ class ExportRequest:
     opset: int = DEFAULT_OPSET
     fp16: bool = False
     int8: bool = False
+    #: An INT8 file that misses its check is left out (logged) and the rest published, instead
+    #: of failing the export: adapt's fine-tunes, where fp32 alone is still the result.
+    int8_optional: bool = False
     ort_format: bool = False
     fixed_shape: tuple[int, int, int, int] | None = None
     bench_batch: int = 256  # images/s are measured at this batch (a fixed shape: its own)
@@ -186,7 +189,11 @@ def run_export(
         ref, parity = reference(request, ckpt, arch, log)
         destination = request.out.parent
         with staging_folder(destination, request.out.name) as folder:
-            staged = [_stage(v, ref, folder / f"{stem}{v.suffix}", log) for v in variants]
+            staged = [
+                s
+                for v in variants
+                if (s := _stage_or_skip(v, ref, folder / f"{stem}{v.suffix}", request, log))
+            ]
             rows = [row for s in staged if (row := _row(s, destination, request.bench_batch))]
             runtimes = _check_runtimes(staged, ref, request.runtimes, log)
             _publish(staged, destination, log)
@@ -266,6 +273,24 @@ class _Staged:
     files: list[Path]
     session: Any
     scores: Scores | None
+
+
+def _stage_or_skip(
+    variant: Variant,
+    ref: Reference,
+    path: Path,
+    request: ExportRequest,
+    log: Callable[[str], Any],
+) -> _Staged | None:
+    """`_stage`, or None for an INT8 file that missed its check where it is optional."""
+    try:
+        return _stage(variant, ref, path, log)
+    except ExportError as exc:
+        if not (request.int8_optional and variant.name == "int8"):
+            raise
+        log(f"  {variant.name} left out: {exc}")
+        path.unlink(missing_ok=True)
+        return None
 
 
 def _stage(variant: Variant, ref: Reference, path: Path, log: Callable[[str], Any]) -> _Staged:

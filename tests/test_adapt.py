@@ -343,24 +343,21 @@ def test_a_stale_int8_twin_is_removed_when_this_runs_int8_fails(tmp_path, monkey
     """A run whose INT8 fails to verify exports fp32 only; an earlier run's OUT.int8.onnx beside
     it would be paired with the new model by `--precision int8`, so it goes."""
     from denoise_export import adaptation
-    from denoise_export.onnx_export import ExportError
 
     out = tmp_path / "m.onnx"
     stale = tmp_path / "m.int8.onnx"
     stale.write_bytes(b"an earlier run's INT8 model")
     calls = []
 
-    def export(checkpoint, out, digits, calib, log, int8=False, **options):
-        calls.append(int8)
-        if int8:
-            raise ExportError("INT8 off by 0.2")
+    def export(checkpoint, out, digits, calib, log, int8=False, int8_optional=False, **options):
+        calls.append((int8, int8_optional))  # INT8 missed its check: fp32 published alone
         out.write_bytes(b"fp32")
-        return type("Result", (), {"rows": []})()
+        return type("Result", (), {"rows": [type("Row", (), {"path": str(out)})()]})()
 
     monkeypatch.setattr(adaptation, "export_checkpoint", export)
     lines: list[str] = []
     adaptation.export_adapted(tmp_path / "c.pt", out, np.zeros((1, 1, 28, 28)), {}, lines.append)
-    assert calls == [True, False] and out.exists() and not stale.exists()
+    assert calls == [(True, True)] and out.exists() and not stale.exists()
     assert any("an earlier run's INT8 model" in line for line in lines)
 
 
@@ -464,3 +461,105 @@ def test_resume_finds_the_base_file_from_another_folder_or_asks_for_it(
     assert lost.exit_code == EXIT_REFUSED and "is not there (moved" in lost.output
     named = _invoke(noisy, "--out", out, "--resume", "--from", "moved.onnx", "--max-steps", "3")
     assert named.exit_code == 0, named.output
+
+
+def test_a_file_adapt_did_not_write_is_refused_and_left_as_it_is(domain, tmp_path):
+    """A model of another kind at OUT (or any file where a companion goes) was called "an
+    earlier run's", and --overwrite replaced it; it is refused whatever is asked."""
+    noisy, out = str(domain / "noisy"), tmp_path / "m.onnx"
+    cases = {
+        out: default_model_path().read_bytes(),  # a real model, not an adaptation's
+        tmp_path / "m.adapt.pt": b"a user's notes",
+        tmp_path / "m.int8.onnx": b"someone's INT8 model",
+        tmp_path / "m.contact.png": b"a picture",
+    }
+    for path, content in cases.items():
+        path.write_bytes(content)
+        for flags in ((), ("--overwrite",), ("--resume",)):
+            result = _invoke(noisy, "--out", str(out), "--max-steps", "1", *flags)
+            assert result.exit_code == EXIT_USAGE, (path, flags, result.output)
+            assert f"{path}: a file that is not an adaptation's output is there" in result.output
+            assert "an earlier run's" not in result.output
+        assert path.read_bytes() == content
+        assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]
+        path.unlink()
+
+
+def test_a_broken_link_in_a_folder_is_named_as_one(domain, tmp_path):
+    """A dangling symlink was skipped as "cannot read: file vanished"."""
+    from denoise_export.adapt_folder import read_folder
+
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    for path in sorted((domain / "noisy").iterdir())[:3]:
+        (mixed / path.name).write_bytes(path.read_bytes())
+    (mixed / "gone.png").symlink_to("deleted.png")
+    folder = read_folder(mixed)
+    assert "gone.png" not in folder.names and len(folder.names) == 3
+    assert folder.skipped == ["gone.png: broken link (dangling symlink to deleted.png)"]
+    links = tmp_path / "links"
+    links.mkdir()
+    (links / "gone.png").symlink_to("deleted.png")
+    out = str(tmp_path / "m.onnx")
+    for args in ((str(links),), (str(domain / "noisy"), "--clean", str(links))):
+        result = _invoke(*args, "--out", out)
+        assert result.exit_code == EXIT_USAGE, result.output
+        assert "(gone.png: broken link (dangling symlink to deleted.png))" in result.output
+        assert "vanished" not in result.output
+
+
+def test_a_missing_clean_folder_is_refused_before_any_work(domain, tmp_path, monkeypatch):
+    """`--clean nope` was found only after the base model was loaded and NOISY_DIR read."""
+    from denoise_export import adaptation
+
+    real, loaded = adaptation.resolve_base, []
+    monkeypatch.setattr(adaptation, "resolve_base", lambda *a: loaded.append(a) or real(*a))
+    monkeypatch.chdir(tmp_path)
+    result = _invoke(str(domain / "noisy"), "--clean", "nope", "--out", "m.onnx")
+    assert result.exit_code == EXIT_USAGE, result.output
+    assert result.output.strip().splitlines() == ["error: nope: not a folder"]
+    assert loaded == [] and list(tmp_path.iterdir()) == []
+
+
+def test_resume_and_overwrite_together_are_refused(domain, tmp_path):
+    """They contradict (continue the earlier run, or discard it); resume used to win unsaid."""
+    out, noisy = tmp_path / "m.onnx", domain / "noisy"
+    result = _invoke(str(noisy), "--out", str(out), "--resume", "--overwrite")
+    assert result.exit_code == EXIT_USAGE, result.output
+    assert "resume and overwrite contradict each other" in result.output
+    with pytest.raises(ValueError, match="choose one"):
+        adapt(noisy, out, resume=True, overwrite=True, log=lambda m: None)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_one_clean_image_is_refused_not_trained_on_and_held_out(domain, tmp_path):
+    """One clean image was both the training set and the held-out one (the figure that picks
+    the weights kept); two split into one of each."""
+    from denoise_export.adapt_data import split_held_out
+
+    one = tmp_path / "one"
+    one.mkdir()
+    (one / "000.png").write_bytes((domain / "clean" / "000.png").read_bytes())
+    out = tmp_path / "m.onnx"
+    result = _invoke(str(domain / "noisy"), "--clean", str(one), "--out", str(out),
+                     "--max-steps", "1")  # fmt: skip
+    assert result.exit_code == EXIT_USAGE, result.output
+    assert f"{one}: 1 clean image could be used; at least 2 are needed" in result.output
+    assert not out.exists() and not checkpoint_path(out).exists()
+    a, b = np.zeros((4, 4), np.float32), np.ones((4, 4), np.float32)
+    train, held = split_held_out([a, b])
+    assert len(train) == len(held) == 1 and train[0] is not held[0]
+
+
+def test_a_failed_int8_exports_the_fp32_model_once(noisy_only, tmp_path, monkeypatch):
+    from denoise_export import build, variants
+    from denoise_export.adaptation import export_adapted
+
+    monkeypatch.setattr(variants, "INT8_MAX_PSNR_DROP", -1.0)  # no INT8 file can pass
+    real, exported = build.reference, []
+    monkeypatch.setattr(build, "reference", lambda *a: exported.append(1) or real(*a))
+    digits = np.random.default_rng(0).random((16, 1, 28, 28), dtype=np.float32)
+    out = tmp_path / "m.onnx"
+    files = export_adapted(checkpoint_path(noisy_only[1]), out, digits, {}, lambda m: None)
+    assert files == [out] and not (tmp_path / "m.int8.onnx").exists()
+    assert len(exported) == 1
