@@ -216,6 +216,21 @@ def test_a_fifo_named_like_an_image_is_skipped_not_read(tmp_path, src):
     assert score.returncode == 0, score.stderr
 
 
+def test_a_broken_link_is_skipped_and_named_as_one(tmp_path, src):
+    # Was "not a regular file (a pipe, device...)" inside the tree, "pointing outside" for an
+    # absolute target: neither says the link's target is gone.
+    (src / "gone.png").symlink_to(src / "deleted.png")
+    (src / "sub" / "far.png").symlink_to("/nonexistent/scan.png")
+    report = tmp_path / "report.json"
+    assert run(src, tmp_path / "out", "--report", report).exit_code == 0
+    skipped = json.loads(report.read_text())["skipped"]
+    assert sorted((s["file"], s["reason"]) for s in skipped) == [
+        ("gone.png", "broken link: its target does not exist"),
+        ("sub/far.png", "broken link: its target does not exist"),
+    ]
+    assert len(files_under(tmp_path / "out")) == 8
+
+
 def test_jsonl_into_a_closed_pipe_still_finishes_the_run(tmp_path, src):
     out = tmp_path / "out"
     command = (

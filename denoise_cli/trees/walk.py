@@ -151,7 +151,9 @@ def walk_local(in_root: Path, out_root: Path, root_fd: int | None = None) -> Ite
             if entry.is_dir(follow_symlinks=False):
                 subfolders.append(entry.name)
                 continue  # walked by walk_fds
-            if entry.is_symlink() and _is_dir(entry):
+            if entry.is_symlink() and not os.path.exists(path):
+                skips.append(_skip(prefix, entry, "broken link: its target does not exist"))
+            elif entry.is_symlink() and _is_dir(entry):
                 skips.append(_skip(prefix, entry, "symlinked folder not followed"))  # loops
             elif entry.is_symlink() and not inside(os.path.realpath(path), real_in):
                 skips.append(_skip(prefix, entry, "symlink pointing outside the input tree"))
