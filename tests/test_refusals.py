@@ -240,6 +240,9 @@ def _api_cases():
         ("denoise", img, "one 40x50 image: give a list of images"),
         ("denoise", [(img * 255).astype(np.uint8)], "uint8 values up to 254"),  # 0-255 as 0-1
         ("denoise", [nan], "image 0: 1 values are NaN or infinite"),  # spread to 1,764 pixels
+        # 0-255 floats came back as a white page
+        ("denoise", [img, img * 255], "image 1: values from 0.0484504 to 254.873;"),
+        ("denoise", [img * 255], "images are floats in [0, 1] (0-255 floats: divide by 255"),
         ("run", img, "run takes (N, 1, H, W) float32 images, got shape (40, 50)"),
     ]
 

@@ -144,6 +144,11 @@ def check_settings(
         raise UsageError(f"max_batch_pixels must be None or >= 1, got {max_batch_pixels!r}")
 
 
+#: Float pixels taken: [0, 1] and the overshoot of unclipped noise around it (4 sigma at 0.75);
+#: 0-255 floats came back as a white page, silently.
+FLOAT_RANGE = (-3.0, 4.0)
+
+
 def _checked_image(index: int, image: object) -> np.ndarray:
     """One image for `Denoiser.denoise` as float32, or a UsageError saying what is wrong:
     uint8 pixels (0-255) read as 0-1 values, NaN spreading through the model's window."""
@@ -160,6 +165,12 @@ def _checked_image(index: int, image: object) -> np.ndarray:
     img = raw.astype(np.float32, copy=False)
     if (bad := img.size - np.count_nonzero(np.isfinite(img))) > 0:
         raise UsageError(f"image {index}: {bad} values are NaN or infinite")
+    low, top = float(img.min()), float(img.max())
+    if not FLOAT_RANGE[0] <= low <= top <= FLOAT_RANGE[1]:
+        raise UsageError(
+            f"image {index}: values from {low:g} to {top:g}; images are floats in [0, 1] "
+            "(0-255 floats: divide by 255; 16-bit: by 65535)"
+        )
     return img
 
 
