@@ -15,6 +15,7 @@ from denoise_cli.core.errors import ImageError, UsageError
 from denoise_cli.core.safety import inside
 from denoise_cli.files.images import IMAGE_EXTENSIONS, decode, is_image_name
 from denoise_cli.model.polarity import needs_inversion
+from denoise_cli.trees.walk import broken_link
 
 
 class FolderError(UsageError):
@@ -60,8 +61,8 @@ def image_paths(root: Path) -> list[Path]:
             path = Path(folder) / name
             if not is_image_name(name) or name.startswith("."):
                 continue
-            if path.is_symlink() and not inside(os.path.realpath(path), real_root):
-                continue
+            if broken_link(path) is None and not inside(os.path.realpath(path), real_root):
+                continue  # a broken link is listed (read_folder says why), wherever it points
             paths.append(path)
     return sorted(paths)
 
@@ -93,8 +94,8 @@ def read_folder(
     names, images, skipped, flipped = [], [], [], []
     for path in paths:
         name = path.relative_to(root).as_posix()
-        if path.is_symlink() and not path.exists():  # else read as "file vanished"
-            skipped.append(f"{name}: broken link (dangling symlink to {os.readlink(path)})")
+        if broken := broken_link(path):  # else read as "file vanished"
+            skipped.append(f"{name}: {broken}")
             continue
         try:
             gray, info = decode(path)

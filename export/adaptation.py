@@ -125,9 +125,22 @@ def check_outputs(
         check_output_file(path, reads, "--out")
 
 
+#: The contact sheet's PNG text key (its value: the model's name), so a rerun knows it.
+SHEET_KEY = "denoise_adapt_contact_sheet"
+
+
 def written_by_adapt(path: Path) -> bool:
-    """Whether the model or checkpoint `path` is an adaptation's: an ONNX file carrying the
-    adapt_* metadata (_metadata), a checkpoint carrying the run's state (what resume reads)."""
+    """Whether `path` is an adaptation's: an ONNX file carrying the adapt_* metadata
+    (_metadata), a checkpoint carrying the run's state (what resume reads), a contact sheet
+    carrying SHEET_KEY."""
+    if path.suffix == ".png":
+        from PIL import Image
+
+        try:
+            with Image.open(path) as im:
+                return SHEET_KEY in getattr(im, "text", {})
+        except (OSError, ValueError, SyntaxError):  # not an image Pillow reads: not ours
+            return False
     if path.suffix == ".onnx":
         import onnx
 
@@ -146,22 +159,21 @@ def check_earlier(out: Path, resume: bool, overwrite: bool) -> None:
     """Before any work: a file there that adapt did not write is refused whatever is asked
     (overwrite replaces an earlier run's files only; any file used to be called one); an
     earlier run's model or checkpoint is continued (resume) or replaced (overwrite) only when
-    asked. The contact sheet, a plain PNG, is an earlier run's when its model or checkpoint is."""
+    asked, and so is any one of its files left alone (an INT8 twin was replaced unasked). A
+    contact sheet from before sheets were marked (SHEET_KEY) is an earlier run's beside one."""
     model, int8, checkpoint, sheet = output_files(out)
-    present = [p for p in (model, int8, checkpoint) if p.exists()]
+    present = [p for p in (checkpoint, model, int8, sheet) if p.exists()]
     ours = [p for p in present if written_by_adapt(p)]
-    others = [p for p in present if p not in ours]
-    if sheet.exists() and not ours:
-        others.append(sheet)
-    if others:
+    if sheet in present and sheet not in ours and ours:
+        ours.append(sheet)
+    if others := [p for p in present if p not in ours]:
         raise UsageError(
             f"{others[0]}: a file that is not an adaptation's output is there; it is left as "
             "it is: move it, or choose another output"
         )
-    earlier = [p for p in (model, checkpoint) if p in ours]
-    if earlier and not (resume or overwrite):
+    if ours and not (resume or overwrite):
         raise UsageError(
-            f"{earlier[-1]}: an earlier run's; continue it (resume) or replace it (overwrite)"
+            f"{ours[0]}: an earlier run's; continue it (resume) or replace it (overwrite)"
         )
 
 
@@ -501,7 +513,7 @@ def finish(
     columns = [real, run_model(base.model.cpu(), real, cpu), run_model(model, real, cpu)]
     if data.mostly_inverted:  # shown as in the files, not in the model's polarity
         columns = [1.0 - c for c in columns]
-    sheet = contact_sheet(columns, contact_sheet_path(out))
+    sheet = contact_sheet(columns, contact_sheet_path(out), text={SHEET_KEY: out.name})
     log(f"contact sheet (noisy | {base.name} | adapted): {sheet}")
     return AdaptResult(
         model=out,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -18,9 +19,15 @@ torch = pytest.importorskip("torch")
 
 from typer.testing import CliRunner  # noqa: E402
 
-from denoise_cli.core.errors import EXIT_INTERRUPTED, EXIT_REFUSED, EXIT_USAGE  # noqa: E402
+from denoise_cli.core.errors import (  # noqa: E402
+    EXIT_INTERRUPTED,
+    EXIT_REFUSED,
+    EXIT_USAGE,
+    UsageError,
+)
 from denoise_cli.core.metrics import psnr  # noqa: E402
 from denoise_cli.model.bundled import bundled_models, default_model_path  # noqa: E402
+from denoise_cli.model.placement import int8_file  # noqa: E402
 from denoise_cli.model.session import Denoiser  # noqa: E402
 from denoise_export.adaptation import AdaptSettings, adapt, checkpoint_path  # noqa: E402
 from denoise_export.cli import app  # noqa: E402
@@ -485,6 +492,24 @@ def test_a_file_adapt_did_not_write_is_refused_and_left_as_it_is(domain, tmp_pat
         path.unlink()
 
 
+def test_an_earlier_runs_file_left_alone_is_still_its_own(noisy_only, tmp_path):
+    """An earlier run's contact sheet alone was refused as another's file even with
+    --overwrite, and its INT8 twin alone was replaced unasked."""
+    from denoise_export.adaptation import check_earlier, contact_sheet_path, written_by_adapt
+
+    earlier = noisy_only[1]
+    assert written_by_adapt(contact_sheet_path(earlier))  # the sheet carries its mark
+    for source in (contact_sheet_path(earlier), int8_file(earlier)):
+        out = tmp_path / source.parent.name / "m.onnx"
+        left = out.with_name(source.name.replace("mine", "m"))
+        left.parent.mkdir(exist_ok=True)
+        left.write_bytes(source.read_bytes())
+        with pytest.raises(UsageError, match=re.escape(f"{left}: an earlier run's; continue")):
+            check_earlier(out, resume=False, overwrite=False)
+        check_earlier(out, resume=False, overwrite=True)  # replaced when asked
+        left.unlink()
+
+
 def test_a_broken_link_in_a_folder_is_named_as_one(domain, tmp_path):
     """A dangling symlink was skipped as "cannot read: file vanished"."""
     from denoise_export.adapt_folder import read_folder
@@ -494,9 +519,15 @@ def test_a_broken_link_in_a_folder_is_named_as_one(domain, tmp_path):
     for path in sorted((domain / "noisy").iterdir())[:3]:
         (mixed / path.name).write_bytes(path.read_bytes())
     (mixed / "gone.png").symlink_to("deleted.png")
+    (mixed / "far.png").symlink_to("/nonexistent/scan.png")  # was dropped without a word
+    (mixed / "loop.png").symlink_to("loop.png")
     folder = read_folder(mixed)
     assert "gone.png" not in folder.names and len(folder.names) == 3
-    assert folder.skipped == ["gone.png: broken link (dangling symlink to deleted.png)"]
+    assert folder.skipped == [
+        "far.png: broken link: its target does not exist",
+        "gone.png: broken link: its target does not exist",
+        "loop.png: broken link: a loop of symlinks",
+    ]
     links = tmp_path / "links"
     links.mkdir()
     (links / "gone.png").symlink_to("deleted.png")
@@ -504,7 +535,7 @@ def test_a_broken_link_in_a_folder_is_named_as_one(domain, tmp_path):
     for args in ((str(links),), (str(domain / "noisy"), "--clean", str(links))):
         result = _invoke(*args, "--out", out)
         assert result.exit_code == EXIT_USAGE, result.output
-        assert "(gone.png: broken link (dangling symlink to deleted.png))" in result.output
+        assert "(gone.png: broken link: its target does not exist)" in result.output
         assert "vanished" not in result.output
 
 

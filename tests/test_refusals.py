@@ -276,3 +276,15 @@ def test_denoiser_settings_are_refused_by_name(settings, said):
 
     with pytest.raises(UsageError, match=re.escape(said)):
         Denoiser(**settings)
+
+
+def test_a_mistyped_command_is_one_line_in_every_tool():
+    """denoise-train said "No such command 'fi'. Did you mean 'fit'?" after a usage line."""
+    cases = [
+        (train_app, "fi", "error: fi: no such command (did you mean 'fit'?)"),
+        (train_app, "xyz", "error: xyz: no such command (commands: list, download, fit"),
+        (export_app, "exprot", "error: exprot: no such command or input (did you mean 'export'?)"),
+    ]
+    for app, typed, said in cases:
+        result = _run(app, typed)
+        assert result.exit_code == 2 and _one_error_line(result).startswith(said)

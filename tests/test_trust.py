@@ -221,11 +221,13 @@ def test_a_broken_link_is_skipped_and_named_as_one(tmp_path, src):
     # absolute target: neither says the link's target is gone.
     (src / "gone.png").symlink_to(src / "deleted.png")
     (src / "sub" / "far.png").symlink_to("/nonexistent/scan.png")
+    (src / "loop.png").symlink_to("loop.png")
     report = tmp_path / "report.json"
     assert run(src, tmp_path / "out", "--report", report).exit_code == 0
     skipped = json.loads(report.read_text())["skipped"]
     assert sorted((s["file"], s["reason"]) for s in skipped) == [
         ("gone.png", "broken link: its target does not exist"),
+        ("loop.png", "broken link: a loop of symlinks"),
         ("sub/far.png", "broken link: its target does not exist"),
     ]
     assert len(files_under(tmp_path / "out")) == 8

@@ -85,6 +85,11 @@ class CommandGroup(TyperGroup):
                 )
                 ctx.exit(EXIT_USAGE)
             args = [default, *args]
+        elif first and not first.startswith("-") and first not in named:
+            guess = _close_command(first, list(self.commands))
+            hint = f"did you mean {guess}?" if guess else f"commands: {', '.join(self.commands)}"
+            typer.echo(f"error: {first}: no such command ({hint})", err=True)
+            ctx.exit(EXIT_USAGE)
         try:
             return super().parse_args(ctx, args)
         except _UsageError as exc:
@@ -136,6 +141,11 @@ def _mistyped_command(first: str, commands: list[str]) -> str | None:
     (`denoise-batch scroe OUT CLEAN` was read as IN 'scroe' with too many arguments)."""
     if first.startswith("-") or "://" in first or os.path.lexists(first):
         return None
+    return _close_command(first, commands)
+
+
+def _close_command(first: str, commands: list[str]) -> str | None:
+    """The command `first` is closest to, quoted, or None."""
     import difflib  # only here: start-up time counts for small runs
 
     close = difflib.get_close_matches(first, commands, n=1, cutoff=0.75)

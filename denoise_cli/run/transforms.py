@@ -18,7 +18,7 @@ from denoise_cli.core.errors import UsageError
 from denoise_cli.core.noise import add_noise
 from denoise_cli.model.placement import PRECISIONS, Placement, place
 from denoise_cli.model.polarity import DECIDED, INVERT_CHOICES, inversion_from_samples
-from denoise_cli.model.session import MAX_TILE, MIN_TILE, Denoiser, check_model_here
+from denoise_cli.model.session import Denoiser, check_model_here, check_tile
 from denoise_cli.model.tiling import bordered
 from denoise_cli.trees.walk import FileJob
 
@@ -84,8 +84,9 @@ class Denoise:
             raise UsageError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.invert not in INVERT_CHOICES:
             raise UsageError(f"invert must be one of {INVERT_CHOICES}, got {self.invert!r}")
-        if self.batch_size < 1 or not MIN_TILE <= self.tile <= MAX_TILE:
-            raise UsageError(f"batch size must be >= 1 and tile {MIN_TILE}-{MAX_TILE} pixels")
+        if self.batch_size < 1:
+            raise UsageError(f"batch size must be >= 1, got {self.batch_size!r}")
+        check_tile(self.tile)
 
     def build(self, threads: int | None) -> DenoiseTransform:
         return DenoiseTransform(self, threads)

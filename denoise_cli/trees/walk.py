@@ -9,6 +9,7 @@ their full name plus the new extension (a.jpg.png). Nothing is ever overwritten 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass
@@ -124,6 +125,22 @@ class Folder:
     subfolders: tuple[str, ...] = ()  # names no output file may take (see output_names)
 
 
+def broken_link(path: str | os.PathLike[str]) -> str | None:
+    """Why the symlink `path` leads nowhere (gone, a loop, not reachable), or None when it is
+    not a symlink or its target is there: skipped images say this, not "not a regular file"."""
+    if not os.path.islink(path):
+        return None
+    try:
+        os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "broken link: a loop of symlinks"
+        if exc.errno == errno.ENOENT:
+            return "broken link: its target does not exist"
+        return f"broken link: {exc.strerror}"
+    return None
+
+
 def walk_local(in_root: Path, out_root: Path, root_fd: int | None = None) -> Iterator[Folder]:
     """The folders under `in_root` in sorted, reproducible order: a folder's files, then its
     subfolders, depth first. Only regular files are images (a FIFO named a.png would block the
@@ -151,8 +168,8 @@ def walk_local(in_root: Path, out_root: Path, root_fd: int | None = None) -> Ite
             if entry.is_dir(follow_symlinks=False):
                 subfolders.append(entry.name)
                 continue  # walked by walk_fds
-            if entry.is_symlink() and not os.path.exists(path):
-                skips.append(_skip(prefix, entry, "broken link: its target does not exist"))
+            if entry.is_symlink() and (broken := broken_link(path)):
+                skips.append(_skip(prefix, entry, broken))
             elif entry.is_symlink() and _is_dir(entry):
                 skips.append(_skip(prefix, entry, "symlinked folder not followed"))  # loops
             elif entry.is_symlink() and not inside(os.path.realpath(path), real_in):
