@@ -172,9 +172,14 @@ def check_earlier(out: Path, resume: bool, overwrite: bool) -> None:
             "it is: move it, or choose another output"
         )
     if ours and not (resume or overwrite):
-        raise UsageError(
-            f"{ours[0]}: an earlier run's; continue it (resume) or replace it (overwrite)"
-        )
+        raise UsageError(f"{ours[0]}: an earlier run's; {_what_to_do(checkpoint in ours)}")
+
+
+def _what_to_do(resumable: bool) -> str:
+    """The way on from an earlier run's files: --resume only where its checkpoint is there."""
+    if resumable:
+        return "continue it (--resume) or replace it (--overwrite)"
+    return "replace it (--overwrite; it left no checkpoint to --resume)"
 
 
 def check_request(
@@ -228,11 +233,11 @@ def adapt(
     saved = _load_resume(out) if resume else None
     base_model = resolve_base(base) if saved is None else _resumed_base(saved, base, out)
     data = prepare_data(Path(noisy_dir), clean_dir, base_model, settings.noise, log)
-    if saved is not None and saved["adapt"]["folder_sha256"] != data.noisy.digest:
-        raise UsageError(f"{noisy_dir}: not the folder {checkpoint_path(out)} was trained on")
     method = settings.method
     if method == "auto":
         method = auto_method(data)
+    if saved is not None:
+        _check_same_run(saved["adapt"], data, method, checkpoint_path(out))
     device = pick_device(settings.device)
     validation = make_validation(data, method, base_model.model, device)
     log(f"held out {validation.count} images")
@@ -240,6 +245,20 @@ def adapt(
         base_model, data, method, validation, settings, out, saved, device, log, progress
     )
     return finish(base_model, data, method, validation, trained, settings, out, log)
+
+
+def _check_same_run(state: dict, data: AdaptData, method: str, checkpoint: Path) -> None:
+    """A resume goes on with the saved run as it was: another folder, method or noise model
+    trained one way and recorded another (--method pseudo relabelled an r2r+pseudo run)."""
+    if state["folder_sha256"] != data.noisy.digest:
+        raise UsageError(f"{data.noisy.root}: not the folder {checkpoint} was trained on")
+    again = "resume with the settings it had, or start over with --overwrite"
+    if state["method"] != method:
+        raise UsageError(f"method {method}: {checkpoint} trained with {state['method']}; {again}")
+    if state["noise"] != data.noise.to_dict():
+        raise UsageError(
+            f"noise {data.noise.describe()}: {checkpoint} trained with another; {again}"
+        )
 
 
 @dataclass

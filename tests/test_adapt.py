@@ -199,6 +199,15 @@ def test_resume_continues_and_ctrl_c_saves(domain, tmp_path, monkeypatch):
     other = _invoke(str(domain / "noisy"), "--out", str(out), "--resume", "--from", "unet_scenes")
     assert other.exit_code == EXIT_USAGE  # another base model used to be ignored silently
     assert "unet_scenes: not the base model" in other.output and "started from" in other.output
+    # Another method or noise model trained one way and recorded the other in the metadata.
+    ckpt, was = checkpoint_path(out), saved["adapt"]["method"]
+    for flags, said in (
+        (("--method", "pseudo"), f"method pseudo: {ckpt} trained with {was}; resume with"),
+        (("--noise", "gaussian"), f"{ckpt} trained with another; resume with"),
+    ):
+        changed = _invoke(str(domain / "noisy"), "--out", str(out), "--resume", *flags,
+                          "--max-steps", "7")  # fmt: skip
+        assert changed.exit_code == EXIT_USAGE and said in changed.output, changed.output
     result = CliRunner().invoke(
         app,
         ["adapt", str(domain / "noisy"), "--out", str(out), "--resume", "--max-steps", "12"],
@@ -315,7 +324,7 @@ def test_a_tiny_scan_among_the_images_is_skipped_not_fatal(domain, tmp_path):
     before = (tmp_path / "m.onnx").read_bytes()
     again = _invoke(str(mixed), "--out", str(tmp_path / "m.onnx"), "--max-steps", "2")
     assert again.exit_code == EXIT_USAGE
-    assert "m.adapt.pt: an earlier run's; continue it (resume) or replace it" in again.output
+    assert "m.adapt.pt: an earlier run's; continue it (--resume) or replace it" in again.output
     assert (tmp_path / "m.onnx").read_bytes() == before
     replaced = _invoke(
         str(mixed), "--out", str(tmp_path / "m.onnx"), "--max-steps", "1", "--overwrite"
@@ -504,7 +513,8 @@ def test_an_earlier_runs_file_left_alone_is_still_its_own(noisy_only, tmp_path):
         left = out.with_name(source.name.replace("mine", "m"))
         left.parent.mkdir(exist_ok=True)
         left.write_bytes(source.read_bytes())
-        with pytest.raises(UsageError, match=re.escape(f"{left}: an earlier run's; continue")):
+        said = f"{left}: an earlier run's; replace it (--overwrite; it left no checkpoint"
+        with pytest.raises(UsageError, match=re.escape(said)):
             check_earlier(out, resume=False, overwrite=False)
         check_earlier(out, resume=False, overwrite=True)  # replaced when asked
         left.unlink()
@@ -580,6 +590,24 @@ def test_one_clean_image_is_refused_not_trained_on_and_held_out(domain, tmp_path
     a, b = np.zeros((4, 4), np.float32), np.ones((4, 4), np.float32)
     train, held = split_held_out([a, b])
     assert len(train) == len(held) == 1 and train[0] is not held[0]
+
+
+def test_one_noisy_image_is_refused_and_clean_strokes_do_not_look_noisy(domain, tmp_path):
+    """One noisy image was trained on and held out at once; its noise estimate (sigma 0,
+    impulses only) made a model 10 dB worse than the base, kept as "adapted". Clean MNIST
+    strokes' edges read as 0.38% impulses and were called noisy "clean" images."""
+    from denoise_export.adapt_data import looks_noisy
+
+    one = tmp_path / "one"
+    one.mkdir()
+    (one / "000.png").write_bytes((domain / "noisy" / "000.png").read_bytes())
+    out = tmp_path / "m.onnx"
+    result = _invoke(str(one), "--out", str(out), "--max-steps", "1")
+    assert result.exit_code == EXIT_USAGE, result.output
+    assert f"{one}: 1 image could be used; at least 2 are needed" in result.output
+    assert not out.exists() and not checkpoint_path(out).exists()
+    assert not looks_noisy(NoiseModel(0.0, 0.0, 0.0038))
+    assert looks_noisy(NoiseModel(0.0, 0.02**2, 0.0)) and looks_noisy(NoiseModel(0.0, 0.0, 0.03))
 
 
 def test_a_failed_int8_exports_the_fp32_model_once(noisy_only, tmp_path, monkeypatch):
