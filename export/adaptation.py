@@ -517,7 +517,18 @@ def finish(
     model = model.to(validation.device)
     after = validation.evaluate(model) if not kept_base else dict(validation.base)
     log(f"held-out split, starting model: {validation.describe(validation.base)}")
-    if kept_base:
+    start = validation.score(validation.base)
+    noisier = [
+        h for h in trained.history if validation.score(h) > start and not validation.acceptable(h)
+    ]
+    if kept_base and noisier:
+        log(
+            "warning: weights that bettered the held-out figure left more noise in the outputs "
+            f"(residual sigma up to {max(h['residual_sigma'] for h in noisier):.4f}, the start "
+            f"{validation.base['residual_sigma']:.4f}): keeping the starting model's weights "
+            "(give --clean images)"
+        )
+    elif kept_base:
         log(
             "warning: adaptation did not improve the held-out figure: keeping the starting "
             "model's weights (try more --minutes, or --clean images)"

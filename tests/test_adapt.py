@@ -640,3 +640,29 @@ def test_noise_cut_off_at_black_is_warned_about_without_clean_images(tmp_path):
     result = _invoke(str(samples / "noisy"), "--out", str(out), "--max-steps", "1")
     assert result.exit_code == 0, result.output
     assert "of pixels are noise cut off at black or white" in result.output
+
+
+def test_the_residual_guard_sees_noise_on_a_small_folder():
+    """The guard read 2 held-out 28 px crops (24 images): too few samples for the estimator,
+    which said 0 for every model, so weights 2.7 dB worse than the base were kept. It reads
+    training images too now: a model keeping a tenth of the noise is refused."""
+    from denoise_export.adapt_base import resolve_base
+    from denoise_export.adapt_data import prepare_data
+    from denoise_export.adapt_eval import make_validation
+
+    class KeepsNoise(torch.nn.Module):
+        def __init__(self, model: torch.nn.Module, share: float) -> None:
+            super().__init__()
+            self.model, self.share = model, share
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y = self.model(x)
+            return y + self.share * (x - y)
+
+    samples = Path(__file__).resolve().parents[1] / "denoise_cli" / "samples" / "noisy"
+    base = resolve_base(None)
+    data = prepare_data(samples, None, base, "auto", lambda m: None)
+    assert len(data.noisy_held_out) <= 3  # the small folder the guard was blind on
+    validation = make_validation(data, "r2r", base.model, torch.device("cpu"))
+    noisier = validation.evaluate(KeepsNoise(base.model, 0.1).eval())
+    assert noisier["residual_sigma"] > 0.03 and not validation.acceptable(noisier)
