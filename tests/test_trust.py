@@ -231,6 +231,10 @@ def test_a_broken_link_is_skipped_and_named_as_one(tmp_path, src):
         ("sub/far.png", "broken link: its target does not exist"),
     ]
     assert len(files_under(tmp_path / "out")) == 8
+    (tmp_path / "link").symlink_to(tmp_path / "moved")  # IN itself: was "input does not exist"
+    result = run(tmp_path / "link", tmp_path / "out2")
+    assert result.exit_code == 2
+    assert f"{tmp_path / 'link'}: broken link: its target does not exist" in result.output
 
 
 def test_jsonl_into_a_closed_pipe_still_finishes_the_run(tmp_path, src):

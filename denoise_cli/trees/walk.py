@@ -49,7 +49,7 @@ def _inside(path: Path, root: Path) -> bool:
 def check_roots(in_root: Path, out_root: Path) -> None:
     """Refuse argument combinations that could overwrite inputs or recurse forever."""
     if not in_root.exists():
-        raise UsageError(f"{in_root}: input does not exist")
+        raise UsageError(f"{in_root}: {broken_link(in_root) or 'input does not exist'}")
     real_in, real_out = _real(in_root), _real(out_root)
     if out_root.exists() and not out_root.is_dir() and real_out != real_in:
         raise UsageError(f"{out_root}: output exists and is not a folder")
