@@ -54,8 +54,8 @@ def image_paths(root: Path) -> list[Path]:
     are followed only to files inside the tree, as denoise-batch does: a folder's link to a
     file elsewhere is not one of its images."""
     check_folder(root)
-    real_root, paths = os.path.realpath(root), []
-    for folder, dirs, files in os.walk(root):
+    real_root, paths, unlisted = os.path.realpath(root), [], []
+    for folder, dirs, files in os.walk(root, onerror=unlisted.append):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in files:
             path = Path(folder) / name
@@ -64,6 +64,9 @@ def image_paths(root: Path) -> list[Path]:
             if broken_link(path) is None and not inside(os.path.realpath(path), real_root):
                 continue  # a broken link is listed (read_folder says why), wherever it points
             paths.append(path)
+    if unlisted and not paths:  # a folder it may not read said "no images in this folder"
+        exc = unlisted[0]
+        raise FolderError(f"{exc.filename}: cannot list this folder: {exc.strerror}")
     return sorted(paths)
 
 

@@ -666,3 +666,20 @@ def test_the_residual_guard_sees_noise_on_a_small_folder():
     validation = make_validation(data, "r2r", base.model, torch.device("cpu"))
     noisier = validation.evaluate(KeepsNoise(base.model, 0.1).eval())
     assert noisier["residual_sigma"] > 0.03 and not validation.acceptable(noisier)
+
+
+def test_a_folder_it_may_not_list_says_so(tmp_path, monkeypatch):
+    """A 000-permission folder said "no images in this folder". (Root reads anything, so the
+    refusal is simulated where os.walk meets it.)"""
+    from denoise_export import adapt_folder
+
+    locked = tmp_path / "locked"
+    locked.mkdir()
+
+    def walk(top, onerror=None):
+        onerror(PermissionError(13, "Permission denied", str(top)))
+        return iter(())
+
+    monkeypatch.setattr(adapt_folder.os, "walk", walk)
+    with pytest.raises(adapt_folder.FolderError, match=f"{locked}: cannot list this folder: Perm"):
+        adapt_folder.image_paths(locked)
