@@ -102,7 +102,8 @@ def prepare_data(
             f"{noisy_dir}: {_images(len(noisy.images))} could be used; at least {MIN_NOISY} are "
             "needed: one is held out to judge the training, never trained on"
         )
-    estimated = estimate_noise(noisy.originals())
+    originals = noisy.originals()
+    estimated = estimate_noise(originals)
     if estimated.clean:
         raise FolderError(
             f"{noisy_dir}: no noise found in these images (sigma {float(estimated.sigma(0.5)):.4f} "
@@ -113,7 +114,7 @@ def prepare_data(
     noisy_train, noisy_held = split_held_out(noisy.images)
     clean = clean_train = clean_held = None
     warnings: list[str] = []
-    if clean_dir is None and (cut := clipped_noise_share(noisy.originals())) > CLIPPED_NOISE_SHARE:
+    if clean_dir is None and (cut := clipped_noise_share(originals)) > CLIPPED_NOISE_SHARE:
         warnings.append(
             f"{noisy_dir}: {100 * cut:.0f}% of pixels are noise cut off at black or white, which "
             "the self-supervised methods cannot model: the result may be worse than the starting "

@@ -61,7 +61,8 @@ def image_paths(root: Path) -> list[Path]:
             path = Path(folder) / name
             if not is_image_name(name) or name.startswith("."):
                 continue
-            if broken_link(path) is None and not inside(os.path.realpath(path), real_root):
+            outside = path.is_symlink() and not inside(os.path.realpath(path), real_root)
+            if outside and broken_link(path) is None:
                 continue  # a broken link is listed (read_folder says why), wherever it points
             paths.append(path)
     if unlisted and not paths:  # a folder it may not read said "no images in this folder"
@@ -97,14 +98,11 @@ def read_folder(
     names, images, skipped, flipped = [], [], [], []
     for path in paths:
         name = path.relative_to(root).as_posix()
-        if broken := broken_link(path):  # else read as "file vanished"
-            skipped.append(f"{name}: {broken}")
-            continue
         try:
             gray, info = decode(path)
             digest.update(name.encode() + b"\0" + path.read_bytes())
-        except (ImageError, OSError) as exc:
-            skipped.append(f"{name}: {exc}")
+        except (ImageError, OSError) as exc:  # a broken link read as "file vanished"
+            skipped.append(f"{name}: {broken_link(path) or exc}")
             continue
         if not bilevel and info.out_mode == "1":  # 3 of 43 skewed the noise estimate: -1.3 dB
             skipped.append(f"{name}: 1-bit (black and white): no grey levels to learn noise from")

@@ -518,10 +518,10 @@ def finish(
     after = validation.evaluate(model) if not kept_base else dict(validation.base)
     log(f"held-out split, starting model: {validation.describe(validation.base)}")
     start = validation.score(validation.base)
-    noisier = [
+    noisier = kept_base and [
         h for h in trained.history if validation.score(h) > start and not validation.acceptable(h)
     ]
-    if kept_base and noisier:
+    if noisier:
         log(
             "warning: weights that bettered the held-out figure left more noise in the outputs "
             f"(residual sigma up to {max(h['residual_sigma'] for h in noisier):.4f}, the start "

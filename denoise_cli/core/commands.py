@@ -16,7 +16,7 @@ import signal
 import sys
 from collections.abc import Iterable
 from enum import Enum
-from typing import Any
+from typing import Any, NoReturn
 
 import typer
 from typer.core import TyperGroup
@@ -94,7 +94,6 @@ class CommandGroup(TyperGroup):
             return super().parse_args(ctx, args)
         except _UsageError as exc:
             _usage_error(ctx, exc)
-            raise  # unreachable: _usage_error exits or re-raises
 
     def invoke(self, ctx: typer.Context) -> Any:
         if self.sigterm_interrupts:
@@ -120,7 +119,7 @@ class CommandGroup(TyperGroup):
             ctx.exit(EXIT_INTERRUPTED)
 
 
-def _usage_error(ctx: typer.Context, exc: Any) -> None:
+def _usage_error(ctx: typer.Context, exc: Any) -> NoReturn:
     """A parser's error in one line, like every other refusal (click prints the usage, a hint
     and the error on three): `error: <what> (usage: <command line>; -h for help)`, exit 2.
     No arguments at all still prints the help, as click does."""

@@ -123,10 +123,13 @@ MAX_THREADS = 1024
 MIN_TILE, MAX_TILE = 32, 4096
 
 
+def _whole(value: object) -> bool:
+    return isinstance(value, int | np.integer) and not isinstance(value, bool)
+
+
 def check_tile(tile: object) -> None:
     """Refuse a tile side that is not a whole number of pixels in MIN_TILE..MAX_TILE."""
-    whole = isinstance(tile, int | np.integer) and not isinstance(tile, bool)
-    if not (whole and MIN_TILE <= tile <= MAX_TILE):  # type: ignore[operator]
+    if not (_whole(tile) and MIN_TILE <= tile <= MAX_TILE):  # type: ignore[operator]
         raise UsageError(f"tile must be a whole number {MIN_TILE}-{MAX_TILE} pixels, got {tile!r}")
 
 
@@ -135,18 +138,14 @@ def check_settings(
 ) -> None:
     """A Denoiser's settings, each refused by name (a string thread count used to surface
     as "not a loadable model", a million threads hung, tile 0 ran)."""
-
-    def whole(value: object) -> bool:
-        return isinstance(value, int | np.integer) and not isinstance(value, bool)
-
     if not isinstance(device, str):
         raise UsageError(f"device must be a name ('auto', 'cpu', 'cuda'...), got {device!r}")
-    if threads is not None and not (whole(threads) and 1 <= threads <= MAX_THREADS):  # type: ignore[operator]
+    if threads is not None and not (_whole(threads) and 1 <= threads <= MAX_THREADS):  # type: ignore[operator]
         raise UsageError(f"threads must be None or a whole number 1-{MAX_THREADS}, got {threads!r}")
     check_tile(tile)
-    if not (whole(overlap) and overlap >= 0):  # type: ignore[operator]
+    if not (_whole(overlap) and overlap >= 0):  # type: ignore[operator]
         raise UsageError(f"overlap must be a whole number of pixels >= 0, got {overlap!r}")
-    if max_batch_pixels is not None and not (whole(max_batch_pixels) and max_batch_pixels >= 1):  # type: ignore[operator]
+    if max_batch_pixels is not None and not (_whole(max_batch_pixels) and max_batch_pixels >= 1):  # type: ignore[operator]
         raise UsageError(f"max_batch_pixels must be None or >= 1, got {max_batch_pixels!r}")
 
 
