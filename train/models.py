@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from denoise_cli.core.errors import UsageError
+from denoise_train.guided_smoothing import GuidedSmoothing
 from denoise_train.reparam import RepConvBlock
 from denoise_train.window_attention import WindowAttention
 
@@ -135,7 +136,8 @@ class UNet(nn.Module):
     `context` adds a GlobalContext branch that scales and shifts the middle block's and both
     decoders' features from the image's own feature statistics; `rep` trains every convolution
     with re-parameterised branches (reparam.RepConvBlock), folded away before export;
-    `attention` adds a WindowAttention step after the middle block (non-local pooling).
+    `attention` adds a WindowAttention step after the middle block (non-local pooling);
+    `smoothing` ends with GuidedSmoothing, a noise-adaptive edge-preserving filter of the output.
     """
 
     def __init__(
@@ -147,6 +149,7 @@ class UNet(nn.Module):
         context: bool = False,
         rep: bool = False,
         attention: bool = False,
+        smoothing: bool = False,
     ) -> None:
         super().__init__()
         a, b, c = widths
@@ -167,6 +170,7 @@ class UNet(nn.Module):
         self.head = nn.Conv2d(a, 1, 1)
         self.context = GlobalContext((c, b, a)) if context else None
         self.attention = WindowAttention(c) if attention else None
+        self.smoothing = GuidedSmoothing() if smoothing else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         e1 = self.enc1(x)
@@ -177,11 +181,13 @@ class UNet(nn.Module):
         if self.context is None:
             d2 = self.dec2(torch.cat([self.up2(m), e2], dim=1))
             d1 = self.dec1(torch.cat([self.up1(d2), e1], dim=1))
-            return torch.sigmoid(self.head(d1))
-        (s_m, b_m), (s_2, b_2), (s_1, b_1) = self.context([m, e2, e1])
-        d2 = self.dec2(torch.cat([self.up2(m * s_m + b_m), e2], dim=1))
-        d1 = self.dec1(torch.cat([self.up1(d2 * s_2 + b_2), e1], dim=1))
-        return torch.sigmoid(self.head(d1 * s_1 + b_1))
+        else:
+            (s_m, b_m), (s_2, b_2), (s_1, b_1) = self.context([m, e2, e1])
+            d2 = self.dec2(torch.cat([self.up2(m * s_m + b_m), e2], dim=1))
+            d1 = self.dec1(torch.cat([self.up1(d2 * s_2 + b_2), e1], dim=1))
+            d1 = d1 * s_1 + b_1
+        y = torch.sigmoid(self.head(d1))
+        return y if self.smoothing is None else self.smoothing(x, y)
 
 
 @dataclass(frozen=True)
@@ -354,6 +360,14 @@ _register_lite_variant(
     "3x3 convolution, folded into it for export",
     params=150_353,
     deploys_as="unet_lite_near",
+)
+# Guided smoothing after the output (guided_smoothing.py): flat regions filtered by the noise
+# the network removed.
+_register_lite_variant(
+    "unet_lite_gs",
+    {"smoothing": True},
+    description="ours: unet_lite_near ending in a noise-adaptive guided filter of its output",
+    params=134_442,
 )
 # Window attention at 1/4 resolution (window_attention.py): each pixel pools similar features
 # within its 32x32-pixel window.
