@@ -334,8 +334,9 @@ for _name, _widths, _extra, _params in (
 
 
 def _register_lite_variant(name: str, extra: dict[str, Any], **fields: Any) -> None:
-    """unet_lite_near's registered layout with `extra` constructor arguments: a variant whose
-    own tensors start silent, so a unet_lite_near checkpoint initialises it exactly."""
+    """unet_lite_near's registered layout with `extra` constructor arguments: a unet_lite_near
+    checkpoint initialises every tensor they share (the rep and nl variants' own tensors start
+    silent, so they start as that checkpoint exactly; unet_lite_gs starts smoothing at once)."""
     base = REGISTRY["unet_lite_near"]
     register(
         Arch(
