@@ -815,9 +815,7 @@ def test_score_reports_missing_results(tmp_path, clean_digits):
 def test_info_describes_the_bundled_model():
     result = run_tool("info")
     assert result.exit_code == 0
-    assert (
-        "architecture: unet_lite_near" in result.output and "model: unet_world (" in result.output
-    )
+    assert "architecture: unet_lite_gs" in result.output and "model: unet_world (" in result.output
     assert "polarity: either" in result.output
     assert "selected provider: CPUExecutionProvider" in result.output
 
