@@ -136,7 +136,8 @@ done
 # output (train/guided_smoothing.py), 16 epochs of the recipe from 33m. The committed
 # checkpoint was trained with the filter's first form (a log-gain parameter, the variance floor
 # under the noise term alone) and converted to the current one (docs/models.md, stage 35gs);
-# this line retrains it with the current form. Stage 35gs is bundled.
+# with it in place this line only resumes (nothing left to train): move it aside to retrain
+# 35gs in the current form. Stage 35gs is bundled.
 arch=unet_lite_gs stage runs/world/unet_world35gs.pt runs/world/unet_world33m.pt --epochs 16 \
   "${users[@]}" "${usual[@]}"
 denoise-export runs/world/unet_world35gs.pt -o denoise_cli/models/unet_world.onnx \
@@ -145,7 +146,7 @@ denoise-export runs/world/unet_world35gs.pt -o denoise_cli/models/unet_world.onn
 # 19, where onnxruntime runs AveragePool (the filter's box sums) in a generic kernel ~5x slower
 # (the INT8 file ran at 1.00x fp32's speed instead of 1.16x).
 int8_dir=$(mktemp -d)
+trap 'rm -rf "$int8_dir"' EXIT
 denoise-export runs/world/unet_world35gs.pt -o "$int8_dir/unet_world.onnx" --int8 \
   --profile onnxruntime --data-dir "$data_dir" --runtimes none
 mv "$int8_dir/unet_world.int8.onnx" denoise_cli/models/unet_world.int8.onnx
-rm -rf "$int8_dir"
