@@ -242,7 +242,9 @@ def reference(
         metrics,
         len(clean),
         size_multiple=arch.size_multiple,
-        receptive_radius=receptive_radius(model) if arch.fully_convolutional else 0,
+        receptive_radius=(
+            receptive_radius(model, phases=arch.size_multiple) if arch.fully_convolutional else 0
+        ),
         task=arch.task,
     )
     metadata["export_profile"] = request.profile
