@@ -68,6 +68,8 @@ def adapt_command(
 
     if not math.isfinite(minutes):
         commands.fail(f"--minutes {minutes}: needs a number of minutes", 2)
+    if minutes == 0:  # a budget of nothing used to take one step and export it
+        commands.fail("--minutes 0: needs a time above 0 (--max-steps caps the steps)", 2)
     settings = AdaptSettings(
         method=method.value,
         minutes=minutes,

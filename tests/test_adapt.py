@@ -573,6 +573,15 @@ def test_resume_and_overwrite_together_are_refused(domain, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_no_training_time_is_refused_before_any_work(domain, tmp_path):
+    """--minutes 0 used to take one step and export it as an adapted model."""
+    out = tmp_path / "m.onnx"
+    result = _invoke(str(domain / "noisy"), "--out", str(out), "--minutes", "0")
+    assert result.exit_code == EXIT_USAGE, result.output
+    assert "--minutes 0: needs a time above 0" in result.output
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_one_clean_image_is_refused_not_trained_on_and_held_out(domain, tmp_path):
     """One clean image was both the training set and the held-out one (the figure that picks
     the weights kept); two split into one of each."""
