@@ -278,3 +278,22 @@ def identity_model(path: Path) -> Path:
         model.metadata_props.add(key=key, value=value)
     onnx.save(model, str(path))
     return path
+
+
+def assert_exports_with_dynamic_sizes(model, tolerance: float = 1e-5) -> None:
+    """Export a fully convolutional model (size multiple 4) and check onnxruntime against
+    PyTorch on several batch sizes and image sizes."""
+    import onnxruntime as ort
+    import torch
+
+    from denoise_export.onnx_export import export_model
+
+    model = model.eval()
+    proto = export_model(model, True, size_multiple=4)
+    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    for shape in [(1, 1, 28, 28), (3, 1, 36, 52), (1, 1, 100, 60)]:
+        x = torch.rand(*shape)
+        with torch.no_grad():
+            want = model(x).numpy()
+        (got,) = session.run(None, {"noisy": x.numpy()})
+        assert got.shape == shape and np.abs(got - want).max() < tolerance

@@ -3,15 +3,14 @@ exist, and exports to ONNX with dynamic sizes."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
 ort = pytest.importorskip("onnxruntime")
 
-from denoise_export.onnx_export import export_model  # noqa: E402
 from denoise_train.models import create_model  # noqa: E402
 from denoise_train.window_attention import WindowAttention  # noqa: E402
+from tests.helpers import assert_exports_with_dynamic_sizes  # noqa: E402
 
 
 def _woken(block: WindowAttention, seed: int = 0) -> WindowAttention:
@@ -69,11 +68,4 @@ def test_unet_checkpoint_initialises_it_exactly():
 def test_exports_with_dynamic_sizes():
     model = create_model("unet_lite_nl").eval()
     _woken(model.attention)
-    proto = export_model(model, True, size_multiple=4)
-    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
-    for shape in [(1, 1, 28, 28), (3, 1, 36, 52), (1, 1, 100, 60)]:
-        x = torch.rand(*shape)
-        with torch.no_grad():
-            want = model(x).numpy()
-        (got,) = session.run(None, {"noisy": x.numpy()})
-        assert got.shape == shape and np.abs(got - want).max() < 1e-5
+    assert_exports_with_dynamic_sizes(model)
