@@ -1,14 +1,17 @@
-"""INT8 with and without the input convolution in float32: quality and speed against fp32.
+"""INT8's float32 nodes: quality on MNIST and on foreign sets, and speed, against fp32.
 
     python -m benchmarks.int8 [--models unet_world unet_scenes conv_denoiser] [--count 10000]
+                              [--foreign 40]
 
-Each model is quantized twice the way `denoise-export --int8` does it (static QDQ,
-per-channel 7-bit weights, min/max calibrated on 1,000 noisy MNIST *training* digits, every
-60th): every convolution, and every one but the convolution that reads the image (the
-export's default). Scored on
-noisy MNIST *test* digits (Gaussian 0.5, the reference): mean PSNR, the largest pixel change
-against fp32; speed on one thread, digits at batch 256 and one 504x504 page, the variants
-interleaved so each ratio to fp32 comes from the same minutes.
+Each model is quantized the way `denoise-export --int8` does it (static QDQ, per-channel 7-bit
+weights, min/max calibrated on 1,000 noisy MNIST *training* digits, every 60th) under two
+rules for what stays float32: the input convolution and the output tail (the export's rule
+until 2026-12-05), and the full-resolution stages at both ends (the export's rule since,
+`export/variants.py::int8_float_nodes`). Scored on noisy MNIST *test* digits (Gaussian 0.5,
+the reference) and on `--foreign` images of the display and print sets and their clean copies
+(export/foreign.py; mean PSNR, clean copies capped at 50 dB); speed on one thread, digits at
+batch 256 and one 504x504 page, the variants interleaved so each ratio to fp32 comes from the
+same minutes.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ import numpy as np
 
 from benchmarks.run import ROOT, clean_digits, machine, noisy_digits, rate
 from denoise_cli.core.metrics import psnr
+
+FOREIGN_SETS = ("display", "print", "display-clean", "print-clean")
 
 
 def _session(data: bytes):
@@ -40,21 +45,54 @@ def _denoise(session, noisy: np.ndarray) -> np.ndarray:
 
 
 def variants(model: str, calibration: np.ndarray) -> dict[str, bytes]:
-    """fp32 as bundled, INT8 of every convolution, INT8 with the input convolution in float."""
+    """fp32 as bundled and its INT8 files under each rule."""
     import onnx
 
     from denoise_cli.model.bundled import resolve_model
-    from denoise_export.variants import to_int8
+    from denoise_export.variants import (
+        input_convolutions,
+        int8_float_nodes,
+        output_tail,
+        to_int8,
+    )
+
+    def input_and_tail(graph):
+        return input_convolutions(graph) + output_tail(graph)
 
     proto = onnx.load(str(resolve_model(model)))
     return {
         "fp32": proto.SerializeToString(),
-        "int8, all": to_int8(proto, calibration, float_input_conv=False).SerializeToString(),
-        "int8, input conv fp32": to_int8(proto, calibration).SerializeToString(),
+        "int8, input conv + tail fp32": to_int8(
+            proto, calibration, float_nodes=input_and_tail
+        ).SerializeToString(),
+        "int8, full resolution fp32": to_int8(
+            proto, calibration, float_nodes=int8_float_nodes
+        ).SerializeToString(),
     }
 
 
-def measure(model: str, count: int, calibration: np.ndarray, seconds: float) -> list[dict]:
+def foreign_scores(sessions: dict, count: int) -> dict[str, dict[str, float]]:
+    """Mean PSNR per variant on `count` images of each foreign set (clean sets capped)."""
+    from denoise_export.foreign import build_set
+    from denoise_export.variants import capped_mean_psnr
+
+    digits = clean_digits(2000)
+    scores: dict[str, dict[str, float]] = {k: {} for k in sessions}
+    for name in FOREIGN_SETS:
+        samples = build_set(name, count, digits).samples
+        for kind, sess in sessions.items():
+            inp = sess.get_inputs()[0].name
+            per_image = [
+                capped_mean_psnr(s.clean[None], sess.run(None, {inp: s.noisy[None, None]})[0][0])
+                for s in samples
+            ]
+            scores[kind][name] = float(np.mean(per_image))
+    return scores
+
+
+def measure(
+    model: str, count: int, calibration: np.ndarray, seconds: float, foreign: int
+) -> list[dict]:
     clean = clean_digits(count)[:, None]
     noisy = noisy_digits(count)[:, None]
     grid = noisy_digits(18 * 18, seed=2).reshape(18, 18, 28, 28).transpose(0, 2, 1, 3)
@@ -72,6 +110,7 @@ def measure(model: str, count: int, calibration: np.ndarray, seconds: float) -> 
             speeds[kind].append((digits, pages))
     best = {k: tuple(max(v[i] for v in s) for i in range(2)) for k, s in speeds.items()}
     scores = {k: float(np.mean(psnr(clean, out))) for k, out in outputs.items()}
+    off_mnist = foreign_scores(sessions, foreign)
     for kind in sessions:
         rows.append(
             {
@@ -80,6 +119,7 @@ def measure(model: str, count: int, calibration: np.ndarray, seconds: float) -> 
                 "psnr_db": scores[kind],
                 "vs_fp32_db": scores[kind] - scores["fp32"],
                 "max_abs_vs_fp32": float(np.abs(outputs[kind] - outputs["fp32"]).max()),
+                "foreign_db": off_mnist[kind],
                 "digits_per_s": best[kind][0],
                 "digits_vs_fp32": best[kind][0] / best["fp32"][0],
                 "pages_per_s": best[kind][1],
@@ -99,6 +139,7 @@ def main() -> None:
     )
     parser.add_argument("--count", type=int, default=10_000, help="noisy test digits to score")
     parser.add_argument("--seconds", type=float, default=1.0, help="per speed measurement")
+    parser.add_argument("--foreign", type=int, default=40, help="images of each foreign set")
     parser.add_argument(
         "--mnist",
         default=None,
@@ -113,19 +154,24 @@ def main() -> None:
     print(
         f"{info['cpu']} ({info['simd']}, {info['cores']} cores), onnxruntime {info['onnxruntime']}"
     )
-    print(f"{args.count} noisy MNIST test digits (Gaussian 0.5); speed on one thread\n")
     print(
-        "| model | variant | PSNR (dB) | vs fp32 (dB) | max abs vs fp32 | digits/s (256) | x fp32 "
-        "| 504x504 pages/s | x fp32 |"
+        f"{args.count} noisy MNIST test digits (Gaussian 0.5), {args.foreign} images of each "
+        "foreign set (clean copies capped at 50 dB); speed on one thread\n"
     )
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    print(
+        "| model | variant | MNIST (dB) | vs fp32 | "
+        + " | ".join(FOREIGN_SETS)
+        + " | max abs vs fp32 | digits/s (256) | x fp32 | 504x504 pages/s | x fp32 |"
+    )
+    print("|---|---|" + "---:|" * (len(FOREIGN_SETS) + 8))
     rows = []
     for model in args.models:
-        for r in measure(model, args.count, calibration, args.seconds):
+        for r in measure(model, args.count, calibration, args.seconds, args.foreign):
             rows.append(r)
+            foreign = " | ".join(f"{r['foreign_db'][name]:.2f}" for name in FOREIGN_SETS)
             print(
                 f"| {r['model']} | {r['variant']} | {r['psnr_db']:.2f} | {r['vs_fp32_db']:+.3f} "
-                f"| {r['max_abs_vs_fp32']:.3f} | {r['digits_per_s']:,.0f} "
+                f"| {foreign} | {r['max_abs_vs_fp32']:.3f} | {r['digits_per_s']:,.0f} "
                 f"| {r['digits_vs_fp32']:.2f}x "
                 f"| {r['pages_per_s']:.2f} | {r['pages_vs_fp32']:.2f}x |"
             )

@@ -54,7 +54,9 @@ from denoise_export.rewrite import (
 from denoise_export.runtimes import RuntimeRow, baseline, check_runtimes
 from denoise_export.runtimes import failures as runtime_failures
 from denoise_export.variants import (
+    DOMAIN_BATCH,
     PROFILES,
+    DomainSample,
     Reference,
     Scores,
     Variant,
@@ -70,9 +72,13 @@ from denoise_train.checkpoint import (
 from denoise_train.config import EVAL_NOISE_SEED, eval_noise
 from denoise_train.loop import model_input
 from denoise_train.models import Arch, count_params, get_arch
+from denoise_train.world import world_batch
 
 #: Test digits of the fp32 graph's parity checks against PyTorch (batch 1, 7 and 256).
 PARITY_DIGITS = 256
+#: A world model's DomainSample: canvases and their side (rounded up to the size multiple).
+DOMAIN_CANVASES = 128
+DOMAIN_SIZE = 64
 
 
 @dataclass(frozen=True, eq=False)
@@ -112,6 +118,8 @@ class VariantRow:
     bench_batch: int
     check: str
     test_digits: int  # the test digits psnr is a mean over (all, or a fixed batch's multiple)
+    #: dB against fp32 on a world model's canvases (capped PSNR); None where not checked.
+    world_vs_fp32: float | None = None
 
 
 @dataclass
@@ -228,7 +236,9 @@ def reference(
     for case in parity:
         log(f"  parity {case.name}: max abs {case.max_abs:.2e} (tolerance {FP32_TOLERANCE:g})")
 
-    outputs = run_session(ort_session(proto), inputs)
+    session = ort_session(proto)
+    outputs = run_session(session, inputs)
+    domain = domain_sample(config, arch, clean, session)
     metrics = {
         "psnr": float(np.mean(psnr(clean, outputs))),
         "ssim": float(np.mean(ssim(clean, outputs))),
@@ -248,6 +258,9 @@ def reference(
         task=arch.task,
     )
     metadata["export_profile"] = request.profile
+    if domain is not None:
+        metadata[f"{domain.name}_psnr_db"] = f"{domain.psnr:.4f}"
+        log(f"  {domain.name}: {len(domain.clean)} canvases, PSNR {domain.psnr:.2f} dB (capped)")
     metadata.update(request.metadata)
     if rewrites:
         metadata[REWRITES_KEY] = rewrites
@@ -263,8 +276,26 @@ def reference(
         opset=request.opset,
         profile=request.profile,
         fully_convolutional=arch.fully_convolutional,
+        domain=domain,
     )
     return ref, parity
+
+
+def domain_sample(
+    config: dict[str, Any], arch: Arch, test_images: np.ndarray, session
+) -> DomainSample | None:
+    """For a model trained on the wide world (and fully convolutional): DOMAIN_CANVASES
+    seeded canvases of it, drawn with the test digits and the world's default mix (one
+    yardstick for every export), noisy and clean, and the fp32 graph's outputs. None else."""
+    if config.get("data") != "world" or not arch.fully_convolutional:
+        return None
+    size = -(-DOMAIN_SIZE // arch.size_multiple) * arch.size_multiple
+    digits = test_images.reshape(-1, 28, 28)
+    rng = np.random.default_rng(EVAL_NOISE_SEED)
+    noisy, clean = world_batch(DOMAIN_CANVASES, size, digits, rng)
+    noisy, clean = noisy.astype(np.float32), clean.astype(np.float32)
+    inputs = model_input(arch.task, clean, noisy)
+    return DomainSample("world", clean, inputs, run_session(session, inputs, DOMAIN_BATCH))
 
 
 @dataclass
@@ -316,19 +347,27 @@ def _stage(variant: Variant, ref: Reference, path: Path, log: Callable[[str], An
         files.append(path.with_name(f"{stem}{suffix}"))
         files[-1].write_bytes(make(path))
     quality = f"; test PSNR {scores.psnr:.2f} dB on {scores.digits:,} digits" if scores else ""
+    if scores and scores.domain_psnr_vs_fp32 is not None:
+        quality += f", {scores.domain_psnr_vs_fp32:+.2f} dB vs fp32 on {ref.domain.name} canvases"
     log(f"  {variant.name} verified ({variant.check}{quality})")
     return _Staged(variant, files, session, scores)
 
 
 def variant_metadata(metadata: dict[str, str], tag: str, scores: Scores) -> dict[str, str]:
     """The fp32 file's metadata with a variant's own test PSNR (its SSIM is not measured: left
-    out rather than the fp32 file's), and the fp32 figure it is compared with."""
+    out rather than the fp32 file's), and the fp32 figure it is compared with; on the
+    model's own world too where it was checked there."""
     own = {k: v for k, v in metadata.items() if k != "test_ssim"}
-    return own | {
+    figures = {
         "variant": tag,
         "test_psnr_db": f"{scores.psnr:.4f}",
         "fp32_test_psnr_db": metadata.get("test_psnr_db", ""),
     }
+    world = metadata.get("world_psnr_db")
+    if world and scores.domain_psnr_vs_fp32 is not None:
+        figures["world_psnr_db"] = f"{float(world) + scores.domain_psnr_vs_fp32:.4f}"
+        figures["fp32_world_psnr_db"] = world
+    return own | figures
 
 
 def _row(staged: _Staged, destination: Path, bench_batch: int) -> VariantRow | None:
@@ -348,6 +387,7 @@ def _row(staged: _Staged, destination: Path, bench_batch: int) -> VariantRow | N
         batch,
         staged.variant.check,
         staged.scores.digits,
+        staged.scores.domain_psnr_vs_fp32,
     )
 
 
@@ -448,18 +488,23 @@ def rewrite_file(source: Path, out: Path, digits: np.ndarray) -> RewriteResult:
 
 
 def markdown_table(rows: list[VariantRow]) -> str:
+    """The export's table; a world column where a variant was checked on world canvases."""
     base = next((r.images_per_s for r in rows if r.variant == "fp32"), None)
+    world = any(r.world_vs_fp32 is not None for r in rows)
     lines = [
         "| variant | file | size (KB) | test PSNR (dB) | test digits | vs fp32 (dB) "
-        "| max abs vs fp32 | CPU images/s (batch) | speed vs fp32 | check |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
+        + ("| world vs fp32 (dB) " if world else "")
+        + "| max abs vs fp32 | CPU images/s (batch) | speed vs fp32 | check |",
+        "|---|---|---:|---:|---:|---:|" + ("---:|" if world else "") + "---:|---:|---:|---|",
     ]
     for r in rows:
         ratio = f"{r.images_per_s / base:.2f}x" if base else "-"
+        world_cell = "-" if r.world_vs_fp32 is None else f"{r.world_vs_fp32:+.3f}"
         lines.append(
             f"| {r.variant} | {Path(r.path).name} | {r.size_bytes / 1024:.1f} | {r.psnr:.2f} "
-            f"| {r.test_digits:,} | {r.psnr_vs_fp32:+.3f} | {r.max_abs_vs_fp32:.1e} "
-            f"| {r.images_per_s:,.0f} "
+            f"| {r.test_digits:,} | {r.psnr_vs_fp32:+.3f} "
+            + (f"| {world_cell} " if world else "")
+            + f"| {r.max_abs_vs_fp32:.1e} | {r.images_per_s:,.0f} "
             f"({r.bench_batch}) | {ratio} | {r.check} |"
         )
     return "\n".join(lines) + "\n"
