@@ -111,7 +111,7 @@ def _undo_depthwise_split(
         assigned.add(f"{conv}.weight")
         bias = weights.get(name.removesuffix("__dw_weight") + "__bias")
         if bias is not None and f"{conv}.bias" in state:
-            state[f"{conv}.bias"] = torch.from_numpy(np.asarray(bias, np.float32).reshape(1))
+            state[f"{conv}.bias"] = torch.from_numpy(np.array(bias, np.float32).reshape(1))
             assigned.add(f"{conv}.bias")
 
 
