@@ -4,14 +4,14 @@
                               [--foreign 40]
 
 Each model is quantized the way `denoise-export --int8` does it (static QDQ, per-channel 7-bit
-weights, min/max calibrated on 1,000 noisy MNIST *training* digits, every 60th) under two
-rules for what stays float32: the input convolution and the output tail (the export's rule
-until 2026-12-05), and the full-resolution stages at both ends (the export's rule since,
-`export/variants.py::int8_float_nodes`). Scored on noisy MNIST *test* digits (Gaussian 0.5,
-the reference) and on `--foreign` images of the display and print sets and their clean copies
-(export/foreign.py; mean PSNR, clean copies capped at 50 dB); speed on one thread, digits at
-batch 256 and one 504x504 page, the variants interleaved so each ratio to fp32 comes from the
-same minutes.
+weights, min/max calibrated on 1,000 noisy MNIST *training* digits, every 60th, the profile of
+the INT8 file bundled beside it) under two rules for what stays float32: the input convolution
+and the output tail (the export's rule until 2026-12-05), and the full-resolution stages at
+both ends (the export's rule since, `export/variants.py::int8_float_nodes`). Scored on noisy
+MNIST *test* digits (Gaussian 0.5, the reference) and on `--foreign` images of the display and
+print sets and their clean copies (export/foreign.py; mean PSNR, clean copies capped at 50 dB);
+speed on one thread, digits at batch 256 and one 504x504 page, the variants interleaved so each
+ratio to fp32 comes from the same minutes.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 
@@ -59,16 +60,32 @@ def variants(model: str, calibration: np.ndarray) -> dict[str, bytes]:
     def input_and_tail(graph):
         return input_convolutions(graph) + output_tail(graph)
 
-    proto = onnx.load(str(resolve_model(model)))
+    path = resolve_model(model)
+    proto = onnx.load(str(path))
+    profile = bundled_int8_profile(path)
     return {
         "fp32": proto.SerializeToString(),
         "int8, input conv + tail fp32": to_int8(
-            proto, calibration, float_nodes=input_and_tail
+            proto, calibration, profile, float_nodes=input_and_tail
         ).SerializeToString(),
         "int8, full resolution fp32": to_int8(
-            proto, calibration, float_nodes=int8_float_nodes
+            proto, calibration, profile, float_nodes=int8_float_nodes
         ).SerializeToString(),
     }
+
+
+def bundled_int8_profile(fp32: Path) -> str:
+    """The export profile of the INT8 file bundled beside `fp32` (portable without one): the
+    onnxruntime profile keeps opset 18, where onnxruntime's AveragePool is fast."""
+    import onnx
+
+    from denoise_cli.model.placement import int8_file
+
+    beside = int8_file(fp32)
+    if not beside.is_file():
+        return "portable"
+    meta = {p.key: p.value for p in onnx.load(str(beside), load_external_data=False).metadata_props}
+    return meta.get("export_profile", "portable")
 
 
 def foreign_scores(sessions: dict, count: int) -> dict[str, dict[str, float]]:

@@ -356,8 +356,11 @@ def _stage(variant: Variant, ref: Reference, path: Path, log: Callable[[str], An
 def variant_metadata(metadata: dict[str, str], tag: str, scores: Scores) -> dict[str, str]:
     """The fp32 file's metadata with a variant's own test PSNR (its SSIM is not measured: left
     out rather than the fp32 file's), and the fp32 figure it is compared with; on the
-    model's own world too where it was checked there."""
-    own = {k: v for k, v in metadata.items() if k != "test_ssim"}
+    model's own world too where it was checked there (else no world figure at all)."""
+    unmeasured = {"test_ssim"} | (
+        {"world_psnr_db"} if scores.domain_psnr_vs_fp32 is None else set()
+    )
+    own = {k: v for k, v in metadata.items() if k not in unmeasured}
     figures = {
         "variant": tag,
         "test_psnr_db": f"{scores.psnr:.4f}",

@@ -357,16 +357,34 @@ def output_tail(graph: onnx.GraphProto) -> list[str]:
 
 def full_resolution_decoder(graph: onnx.GraphProto) -> list[str]:
     """Names of the nodes from the last upsampling to the output's Sigmoid (the U-Net's last,
-    full-resolution stage); without upsampling, the node that feeds the Sigmoid (the output
-    layer). None without a Sigmoid."""
+    full-resolution stage); without upsampling, the output convolution (`output_convolution`)
+    and the Sigmoid. Empty without a Sigmoid, or when a dense layer feeds it."""
     end = _last_index(graph, ("Sigmoid",))
     if end is None:
         return []
     start = _last_index(graph, UPSAMPLING_OPS, before=end)
     if start is not None:
         return [n.name for n in graph.node[start + 1 : end + 1]]
-    feeds = set(graph.node[end].input)
-    return [n.name for n in graph.node[:end] if feeds & set(n.output)] + [graph.node[end].name]
+    head = output_convolution(graph, end)
+    return [*head, graph.node[end].name] if head else []
+
+
+def output_convolution(graph: onnx.GraphProto, sigmoid: int, depth: int = 4) -> list[str]:
+    """Names of the nodes between the last Conv and the Sigmoid at index `sigmoid`, the Conv
+    included: one node, or the onnxruntime profile's depthwise Conv, ReduceSum and bias Add
+    (export/rewrite.py). Empty when a Gemm or MatMul comes first (dense models keep their
+    quantization) or no Conv is within `depth` nodes."""
+    producer = {out: n for n in graph.node[:sigmoid] for out in n.output}
+    chain, frontier = [], [graph.node[sigmoid]]
+    for _ in range(depth):
+        frontier = [producer[i] for n in frontier for i in n.input if i in producer]
+        if not frontier or any(n.op_type in ("Gemm", "MatMul") for n in frontier):
+            return []
+        chain.extend(frontier)
+        if any(n.op_type == "Conv" for n in frontier):
+            order = {id(n): i for i, n in enumerate(graph.node)}
+            return [n.name for n in sorted(chain, key=lambda n: order[id(n)])]
+    return []
 
 
 def int8_float_nodes(graph: onnx.GraphProto) -> list[str]:
@@ -380,7 +398,8 @@ def int8_float_nodes(graph: onnx.GraphProto) -> list[str]:
     convolution and the tail: 40 foreign display readings 28.84 -> 27.64 dB, serif print
     27.92 -> 25.11, clean world canvases on light backgrounds ~46 -> ~28 dB (MNIST test
     digits -0.18). With both full-resolution stages kept: 28.81 and 27.93, clean canvases
-    within 1 dB, at 1.37-1.42x fp32's speed instead of 1.6x (28x28 batches, one thread).
+    within 1 dB, at 1.32x fp32's speed instead of 1.53x (onnxruntime profile, 28x28
+    batches, one thread; `python -m benchmarks.int8`).
     """
     keep = (
         input_convolutions(graph)
@@ -388,7 +407,9 @@ def int8_float_nodes(graph: onnx.GraphProto) -> list[str]:
         + full_resolution_decoder(graph)
         + output_tail(graph)
     )
-    return list(dict.fromkeys(name for name in keep if name))
+    if "" in keep:  # the quantizer excludes nodes by name
+        raise ExportError("int8: a node to keep in float32 has no name; name the graph's nodes")
+    return list(dict.fromkeys(keep))
 
 
 def _last_index(
