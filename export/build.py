@@ -490,6 +490,11 @@ def rewrite_file(source: Path, out: Path, digits: np.ndarray) -> RewriteResult:
     return RewriteResult(count, results)
 
 
+def _signed(db: float) -> str:
+    """+0.000 for a change that rounds to nothing (not -0.000)."""
+    return f"{db:+.3f}" if round(db, 3) else "+0.000"
+
+
 def markdown_table(rows: list[VariantRow]) -> str:
     """The export's table; a world column where a variant was checked on world canvases."""
     base = next((r.images_per_s for r in rows if r.variant == "fp32"), None)
@@ -502,10 +507,10 @@ def markdown_table(rows: list[VariantRow]) -> str:
     ]
     for r in rows:
         ratio = f"{r.images_per_s / base:.2f}x" if base else "-"
-        world_cell = "-" if r.world_vs_fp32 is None else f"{r.world_vs_fp32:+.3f}"
+        world_cell = "-" if r.world_vs_fp32 is None else _signed(r.world_vs_fp32)
         lines.append(
             f"| {r.variant} | {Path(r.path).name} | {r.size_bytes / 1024:.1f} | {r.psnr:.2f} "
-            f"| {r.test_digits:,} | {r.psnr_vs_fp32:+.3f} "
+            f"| {r.test_digits:,} | {_signed(r.psnr_vs_fp32)} "
             + (f"| {world_cell} " if world else "")
             + f"| {r.max_abs_vs_fp32:.1e} | {r.images_per_s:,.0f} "
             f"({r.bench_batch}) | {ratio} | {r.check} |"
