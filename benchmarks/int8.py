@@ -50,15 +50,7 @@ def variants(model: str, calibration: np.ndarray) -> dict[str, bytes]:
     import onnx
 
     from denoise_cli.model.bundled import resolve_model
-    from denoise_export.variants import (
-        input_convolutions,
-        int8_float_nodes,
-        output_tail,
-        to_int8,
-    )
-
-    def input_and_tail(graph):
-        return input_convolutions(graph) + output_tail(graph)
+    from denoise_export.variants import input_conv_and_tail, int8_float_nodes, to_int8
 
     path = resolve_model(model)
     proto = onnx.load(str(path))
@@ -66,7 +58,7 @@ def variants(model: str, calibration: np.ndarray) -> dict[str, bytes]:
     return {
         "fp32": proto.SerializeToString(),
         "int8, input conv + tail fp32": to_int8(
-            proto, calibration, profile, float_nodes=input_and_tail
+            proto, calibration, profile, float_nodes=input_conv_and_tail
         ).SerializeToString(),
         "int8, full resolution fp32": to_int8(
             proto, calibration, profile, float_nodes=int8_float_nodes

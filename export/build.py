@@ -286,7 +286,8 @@ def domain_sample(
 ) -> DomainSample | None:
     """For a model trained on the wide world (and fully convolutional): DOMAIN_CANVASES
     seeded canvases of it, drawn with the test digits and the world's default mix (one
-    yardstick for every export), noisy and clean, and the fp32 graph's outputs. None else."""
+    yardstick for every export on the full test set), noisy and clean, and the fp32 graph's
+    outputs. None else."""
     if config.get("data") != "world" or not arch.fully_convolutional:
         return None
     size = -(-DOMAIN_SIZE // arch.size_multiple) * arch.size_multiple

@@ -20,9 +20,8 @@ from denoise_export.variants import (
     Reference,
     choose_variants,
     full_resolution_decoder,
-    input_convolutions,
+    input_conv_and_tail,
     int8_float_nodes,
-    output_tail,
     to_int8,
 )
 from denoise_train.config import TrainConfig
@@ -78,17 +77,13 @@ def _grey_canvases(n: int = 16) -> np.ndarray:
     return np.stack([base + 0.01 * i for i in range(n)])[:, None].astype(np.float32)
 
 
-def _input_and_tail(graph: onnx.GraphProto) -> list[str]:
-    return input_convolutions(graph) + output_tail(graph)
-
-
 @pytest.fixture(scope="module")
 def calibrated():
     """The steep model, and its INT8 files under the old rule and the export's rule."""
     proto = _steep_sigmoid_model()
     calibration = np.concatenate([_digits(32), np.random.default_rng(1).random((32, 1, 28, 28))])
     calibration = calibration.astype(np.float32)
-    old = to_int8(proto, calibration, "onnxruntime", float_nodes=_input_and_tail)
+    old = to_int8(proto, calibration, "onnxruntime", float_nodes=input_conv_and_tail)
     new = to_int8(proto, calibration, "onnxruntime")
     return proto, old, new
 
