@@ -79,6 +79,8 @@ PARITY_DIGITS = 256
 #: A world model's DomainSample: canvases and their side (rounded up to the size multiple).
 DOMAIN_CANVASES = 128
 DOMAIN_SIZE = 64
+#: Metadata key of the capped mean PSNR on the DomainSample (fp32's as `fp32_` + key).
+WORLD_PSNR_KEY = "world_psnr_db"
 
 
 @dataclass(frozen=True, eq=False)
@@ -259,7 +261,7 @@ def reference(
     )
     metadata["export_profile"] = request.profile
     if domain is not None:
-        metadata[f"{domain.name}_psnr_db"] = f"{domain.psnr:.4f}"
+        metadata[WORLD_PSNR_KEY] = f"{domain.psnr:.4f}"
         log(f"  {domain.name}: {len(domain.clean)} canvases, PSNR {domain.psnr:.2f} dB (capped)")
     metadata.update(request.metadata)
     if rewrites:
@@ -358,19 +360,16 @@ def variant_metadata(metadata: dict[str, str], tag: str, scores: Scores) -> dict
     """The fp32 file's metadata with a variant's own test PSNR (its SSIM is not measured: left
     out rather than the fp32 file's), and the fp32 figure it is compared with; on the
     model's own world too where it was checked there (else no world figure at all)."""
-    unmeasured = {"test_ssim"} | (
-        {"world_psnr_db"} if scores.domain_psnr_vs_fp32 is None else set()
-    )
-    own = {k: v for k, v in metadata.items() if k not in unmeasured}
+    own = {k: v for k, v in metadata.items() if k not in ("test_ssim", WORLD_PSNR_KEY)}
     figures = {
         "variant": tag,
         "test_psnr_db": f"{scores.psnr:.4f}",
         "fp32_test_psnr_db": metadata.get("test_psnr_db", ""),
     }
-    world = metadata.get("world_psnr_db")
+    world = metadata.get(WORLD_PSNR_KEY)
     if world and scores.domain_psnr_vs_fp32 is not None:
-        figures["world_psnr_db"] = f"{float(world) + scores.domain_psnr_vs_fp32:.4f}"
-        figures["fp32_world_psnr_db"] = world
+        figures[WORLD_PSNR_KEY] = f"{float(world) + scores.domain_psnr_vs_fp32:.4f}"
+        figures[f"fp32_{WORLD_PSNR_KEY}"] = world
     return own | figures
 
 

@@ -297,3 +297,13 @@ def assert_exports_with_dynamic_sizes(model, tolerance: float = 1e-5) -> None:
             want = model(x).numpy()
         (got,) = session.run(None, {"noisy": x.numpy()})
         assert got.shape == shape and np.abs(got - want).max() < tolerance
+
+
+def tiny_world_config(arch: str, **fields):
+    """A TrainConfig for a few seconds of --data world training (3 steps of 4 canvases of
+    32x32, mixed noise): enough for a checkpoint with the world's config, not for quality."""
+    from denoise_train.config import TrainConfig
+
+    settings = dict(epochs=1, batch_size=4, val_size=50, threads=1, data="world")
+    settings |= dict(noise="mixed", scene_size=32, steps_per_epoch=3)
+    return TrainConfig(arch=arch, **(settings | fields))

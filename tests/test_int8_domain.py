@@ -27,6 +27,7 @@ from denoise_export.variants import (
 from denoise_train.config import TrainConfig
 from denoise_train.loop import fit
 from denoise_train.mnist import load_split
+from tests.helpers import tiny_world_config
 
 
 def _steep_sigmoid_model() -> onnx.ModelProto:
@@ -139,17 +140,7 @@ def test_int8_check_fails_on_the_world_where_the_test_digits_pass(calibrated):
 @pytest.fixture(scope="module")
 def world_ckpt(tmp_path_factory, tiny_mnist):
     images = load_split("train", tiny_mnist, download=False)[0]
-    config = TrainConfig(
-        arch="unet_tiny",
-        epochs=1,
-        batch_size=4,
-        val_size=50,
-        threads=1,
-        data="world",
-        noise="mixed",
-        scene_size=32,
-        steps_per_epoch=3,
-    )
+    config = tiny_world_config("unet_tiny")
     out = tmp_path_factory.mktemp("world") / "w.pt"
     fit(config, images, out, log=lambda m: None, progress=False)
     return out

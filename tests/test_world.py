@@ -11,6 +11,7 @@ from denoise_train import world  # noqa: E402
 from denoise_train.config import TrainConfig  # noqa: E402
 from denoise_train.loop import fit  # noqa: E402
 from denoise_train.mnist import load_split  # noqa: E402
+from tests.helpers import tiny_world_config  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -61,18 +62,7 @@ def test_each_noise_kind_adds_what_it_says():
 
 def test_world_training_with_frozen_batch_norm_keeps_its_statistics(tmp_path, tiny_mnist):
     images = load_split("train", tiny_mnist, download=False)[0]
-    config = TrainConfig(
-        arch="unet_lite_near",
-        epochs=1,
-        batch_size=4,
-        val_size=50,
-        threads=1,
-        data="world",
-        noise="mixed",
-        scene_size=32,
-        steps_per_epoch=3,
-        freeze_bn=True,
-    )
+    config = tiny_world_config("unet_lite_near", freeze_bn=True)
     first = fit(config.with_(lr=1e-9), images, log=lambda m: None, progress=False).model
     before = {k: v.clone() for k, v in first.state_dict().items() if "running" in k}
     result = fit(config, images, log=lambda m: None, progress=False)
