@@ -154,3 +154,51 @@ def test_world_mix_settings_are_checked_before_training():
         TrainConfig(data="world", world_framed_share=-0.1)
     with pytest.raises(UsageError, match="world_moderate_share"):
         TrainConfig(data="world", world_moderate_share=2.0)
+    with pytest.raises(UsageError, match="world_colour_share"):
+        TrainConfig(data="world", world_colour_share=1.5)
+
+
+def _paper_with_a_stroke(level: float) -> np.ndarray:
+    image = np.full((48, 64), level, np.float32)
+    image[20:28, 8:56] = 0.1 if level > 0.5 else 0.9
+    return image
+
+
+def test_colour_captures_hide_the_clip_of_bright_paper_in_its_luminance():
+    """The luminance of a colour capture is 8-bit, centred on mid-grey paper, and on bright
+    paper darker than the paper on average: its channels clipped one by one, which the
+    luminance alone cannot show (what the runtime's colour path gives the model)."""
+    shifts = {}
+    for level in (0.5, 0.95):
+        image = _paper_with_a_stroke(level)
+        captures = [world.colour_capture(image, np.random.default_rng(s)) for s in range(120)]
+        for capture in captures[:5]:
+            assert capture.shape == image.shape and capture.dtype == np.float32
+            assert np.allclose(capture * 255, np.round(capture * 255), atol=1e-3)
+            assert capture.std() > 0.005  # noisy
+        shifts[level] = np.mean([c[:16].mean() for c in captures]) - level
+    assert abs(shifts[0.5]) * 255 < 1.0
+    assert shifts[0.95] * 255 < -4.0
+
+
+def test_colour_captures_are_drawn_only_when_asked(digits):
+    """The default mix keeps its random stream; a colour share moves the noisy images and
+    leaves the clean ones (the luminance the captures were made from) as they were."""
+    default = world.world_batch(8, 32, digits, np.random.default_rng(5))
+    off = world.world_batch(8, 32, digits, np.random.default_rng(5), world.WorldMix(colour_share=0))
+    on = world.world_batch(8, 32, digits, np.random.default_rng(5), world.WorldMix(colour_share=1))
+    assert all(np.array_equal(a, b) for a, b in zip(default, off, strict=True))
+    assert np.array_equal(on[1], default[1]) and not np.array_equal(on[0], default[0])
+    with pytest.raises(ValueError, match="colour_share"):
+        world.WorldMix(colour_share=-0.5)
+
+
+def test_colour_captures_tint_paper_and_ink_without_moving_their_luminance(monkeypatch):
+    """Without noise, a capture's luminance is the image's to the 8-bit rounding, however the
+    tints are drawn (each scaled down where a channel would clip)."""
+    monkeypatch.setattr(world, "poisson_gaussian", lambda image, peak, read, rng: image)
+    for level in (0.02, 0.5, 0.97):
+        image = _paper_with_a_stroke(level)
+        for seed in range(20):
+            capture = world.colour_capture(image, np.random.default_rng(seed))
+            assert np.abs(capture - image).max() * 255 <= 1.01
