@@ -49,10 +49,11 @@ PRECISIONS = ("auto", "fp32", "int8")
 
 
 #: Providers on which --precision auto takes the INT8 file: where it measured faster than
-#: fp32 after passing the export's accuracy check (the OpenVINO provider: unet_scenes 8,969
-#: images/s against 5,969 for its own fp32 and 5,685 for the CPU provider's, 0.03 dB below
-#: fp32 on test digits). Elsewhere fp32: the CPU provider ran INT8 at 0.78x of fp32 on AVX2,
-#: and slower on an AVX-512 VNNI Xeon too.
+#: fp32 after passing the export's accuracy check. OpenVINO: 1.38x fp32 for the default's
+#: INT8 file (unet_scenes' 1.79x), 0.02 dB below fp32 on test digits
+#: (benchmarks/results/openvino-int8-2026-12-05). Elsewhere fp32: the CPU provider runs
+#: today's INT8 files 1.29-1.36x faster on AVX-512 (0.78x of fp32 under the old rule on
+#: AVX2), but the default's costs 0.07-0.18 dB on the foreign sets; --precision int8 asks.
 INT8_FASTER_ON = frozenset({"OpenVINOExecutionProvider"})
 
 
