@@ -90,10 +90,6 @@ WORLD_FAINT_HELP = (
     "With --data world: the share of its images with faint rules or grids behind the ink"
     " (and displays' unlit segments shown more often, more strongly)."
 )
-WORLD_COLOUR_HELP = (
-    "With --data world: the share of its noisy images drawn as the luminance of a colour"
-    " capture (tinted paper and ink, noise clipped on each channel)."
-)
 FREEZE_BN_HELP = "Keep batch norm's running statistics (fine-tuning on mixed batches)."
 
 
@@ -142,7 +138,6 @@ def fit(
     world_framed_share: float = typer.Option(0.0, help=WORLD_FRAMED_HELP),
     world_moderate_share: float = typer.Option(0.0, help=WORLD_MODERATE_HELP),
     world_faint_share: float = typer.Option(0.0, help=WORLD_FAINT_HELP),
-    world_colour_share: float = typer.Option(0.0, help=WORLD_COLOUR_HELP),
     freeze_bn: bool = typer.Option(False, "--freeze-bn", help=FREEZE_BN_HELP),
     resume: Path | None = typer.Option(
         None, help="Continue from this checkpoint (give the same settings and --epochs total)."
@@ -191,7 +186,6 @@ def fit(
         world_framed_share=world_framed_share,
         world_moderate_share=world_moderate_share,
         world_faint_share=world_faint_share,
-        world_colour_share=world_colour_share,
     )
     if dry_run:
         config = config.with_(epochs=1, train_limit=256, val_size=64, max_steps_per_epoch=2)

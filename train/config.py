@@ -97,9 +97,6 @@ class TrainConfig:
     # With data "world": the share of its images with faint guides behind the ink (rules,
     # grids; displays then show unlit segments more often and more strongly).
     world_faint_share: float = 0.0
-    # With data "world": the share of its noisy images drawn as the luminance of a colour
-    # capture (noise and clipping on each channel; world.colour_capture).
-    world_colour_share: float = 0.0
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or not 0 < self.lr <= MAX_LR:
@@ -140,8 +137,6 @@ class TrainConfig:
             raise UsageError("world_moderate_share must be in [0, 1]")
         if not 0.0 <= self.world_faint_share <= 1.0:
             raise UsageError("world_faint_share must be in [0, 1]")
-        if not 0.0 <= self.world_colour_share <= 1.0:
-            raise UsageError("world_colour_share must be in [0, 1]")
         if self.val_size < 1:
             raise UsageError("val_size must be >= 1: the test set is for reporting only")
 

@@ -162,7 +162,6 @@ def world_mix(config: TrainConfig) -> WorldMix:
         config.world_framed_share,
         config.world_moderate_share,
         config.world_faint_share,
-        config.world_colour_share,
     )
 
 

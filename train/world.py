@@ -24,7 +24,6 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from scipy import ndimage
 
-from denoise_cli.files.chroma import luma
 from denoise_train.scenes import place, resample
 
 TRAIN_FONTS = (
@@ -66,10 +65,6 @@ class WorldMix:
     rules, graph-paper grids, dotted guides at 5-30% of the ink's contrast); with it, display
     readings show their unlit segments more often (90%, not 70%) and up to 30% (not 20%) of the
     ink's level. The default erased both where BM3D kept them.
-    colour_share: the share of noisy images drawn as the luminance of a colour capture
-    (`colour_capture`): tinted paper and coloured ink, noise on each channel, each clipped and
-    quantised on its own. The runtime denoises a colour image's luminance; clipping per channel
-    hides from it how dark the noise made bright paper.
     """
 
     display_share: float = 0.20
@@ -77,7 +72,6 @@ class WorldMix:
     framed_share: float = 0.0
     moderate_share: float = 0.0
     faint_share: float = 0.0
-    colour_share: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.display_share <= 0.95:
@@ -90,8 +84,6 @@ class WorldMix:
             raise ValueError(f"moderate_share must be in [0, 1], got {self.moderate_share}")
         if not 0.0 <= self.faint_share <= 1.0:
             raise ValueError(f"faint_share must be in [0, 1], got {self.faint_share}")
-        if not 0.0 <= self.colour_share <= 1.0:
-            raise ValueError(f"colour_share must be in [0, 1], got {self.colour_share}")
 
     def ink_kinds(self) -> tuple[float, float, float]:
         """Upper bounds of the handwriting, print and display draws (blank below 0.05, forms
@@ -420,42 +412,6 @@ def jpeg_roundtrip(image: np.ndarray, quality: int) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(buffer.getvalue())), np.float32) / 255.0
 
 
-#: ITU-R 601 luma weights, as the runtime weighs a colour image's channels (chroma.luma).
-LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114])
-
-
-def _chroma(rng: np.random.Generator) -> np.ndarray:
-    """A random colour's chroma (its RGB minus its luma): adding it leaves luminance alone."""
-    colour = rng.random(3) ** rng.uniform(0.5, 2.0)
-    return (colour - colour @ LUMA_WEIGHTS) * rng.uniform(0.0, 1.0)
-
-
-def colour_capture(
-    image: np.ndarray, rng: np.random.Generator, mix: WorldMix = DEFAULT_MIX
-) -> np.ndarray:
-    """`image` (height, width) captured in colour, as the runtime sees it: the 8-bit luma of
-    a noisy 8-bit RGB capture whose clean luminance is `image` exactly.
-
-    Paper and ink get their own random tint (the ink is what lies far from the median level);
-    each pixel's tint is scaled down where a channel would leave [0, 1], so the luminance is
-    kept. Poisson-Gaussian noise on each channel, each clipped on its own: bright paper's red
-    and green clip while its luminance does not, so the luminance's noise no longer looks
-    clipped, yet its mean sits below the paper (measured on colour scans: 1.6 grey levels on
-    average, and the default, which could not tell, put the paper 2.6 levels dark).
-    """
-    x = image.astype(np.float64)
-    away = np.abs(x - np.median(x))
-    ink = (away / max(float(away.max()), 1e-6))[..., None]
-    chroma = (1.0 - ink) * _chroma(rng) + ink * _chroma(rng)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        room = np.where(chroma > 0, (1.0 - x[..., None]) / chroma, x[..., None] / -chroma)
-    rgb = x[..., None] + np.minimum(1.0, np.nan_to_num(room, nan=1.0).min(-1))[..., None] * chroma
-    peak = _log_uniform(rng, 8.0, 200.0)
-    noisy = poisson_gaussian(rgb, peak, float(rng.uniform(0.0, mix.read_noise_max)), rng)
-    pixels = np.round(np.clip(noisy, 0.0, 1.0) * 255.0).astype(np.uint8)
-    return (luma(pixels) / np.float32(255.0)).astype(np.float32)
-
-
 def world_noise(
     image: np.ndarray, rng: np.random.Generator, mix: WorldMix = DEFAULT_MIX
 ) -> np.ndarray:
@@ -469,8 +425,6 @@ def world_noise(
     if kind < 0.08:
         return image.copy()
     # Only a mix that asks for it draws here: the stages before it keep their random stream.
-    if mix.colour_share > 0 and rng.random() < mix.colour_share:
-        return colour_capture(image, rng, mix)
     moderate = mix.moderate_share > 0 and rng.random() < mix.moderate_share
     if kind < 0.45:
         sigma = _log_uniform(rng, 0.03, 0.3) if moderate else _log_uniform(rng, 0.01, 0.75)
