@@ -20,6 +20,7 @@ import numpy as np
 from PIL import Image
 
 from denoise_cli.files.chroma import luma, recolor
+from denoise_cli.files.unclip import unclipped_luma
 from denoise_cli.model.session import Denoiser
 
 INKS = {"blue": (30, 60, 200), "red": (200, 30, 40), "green": (20, 140, 60)}
@@ -89,7 +90,7 @@ def main() -> None:
         noise = rng.normal(0, args.sigma * 255, clean.shape)
         for kind, src in (("clean", clean), ("noisy", clean + noise)):
             rgb8 = np.clip(np.round(src), 0, 255).astype(np.uint8)
-            gray = luma(rgb8).astype(np.float32) / 255
+            gray = unclipped_luma(rgb8).astype(np.float32) / 255  # as the runtime's decoder
             out = denoiser.denoise_group(gray, "auto")
             out8 = np.round(np.clip(out, 0, 1) * 255).astype(np.uint8)
             ink_px = digits > 0.7

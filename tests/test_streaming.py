@@ -19,7 +19,9 @@ from typer.testing import CliRunner
 
 from denoise_cli.cli import app
 from denoise_cli.files import pngstream
+from denoise_cli.files.chroma import luma
 from denoise_cli.files.images import decode, encode
+from denoise_cli.files.unclip import unclipped_luma
 from denoise_cli.model.session import Denoiser
 from denoise_cli.run import chunk, transforms
 from tests.helpers import ROOT, start_cli, tree_hash
@@ -66,14 +68,19 @@ def test_a_streamed_png_has_exactly_the_whole_image_paths_pixels(tmp_path, strea
     rgba = np.round(page * 255).astype(np.uint8)
     alpha = RNG.integers(0, 256, page.shape, dtype=np.uint8)
     Image.fromarray(np.dstack([rgba, rgba, rgba, alpha])).save(src / "rgba.png")
+    # Colour with channels clipped by noise: its luminance is restored row by row (unclip.py).
+    tint = np.dstack([page * 250 + 5, page * 230 + 20, page * 120 + 60])
+    colour = np.clip(np.round(tint + RNG.normal(0, 25, tint.shape)), 0, 255).astype(np.uint8)
+    assert (unclipped_luma(colour) != luma(colour)).any()
+    Image.fromarray(colour).save(src / "colour.png")
     before = tree_hash(src)
     args = ["--model", "unet_scenes", "--tile", "64", "--workers", "1"]
     result = CliRunner().invoke(app, [str(src), str(out), *args], catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    assert streamed == {"png": 4, "held": 0}
+    assert streamed == {"png": 5, "held": 0}
     assert tree_hash(src) == before
     whole = Denoiser("unet_scenes", tile=64)
-    for name in ("dark", "light", "deep", "rgba"):
+    for name in ("dark", "light", "deep", "rgba", "colour"):
         gray, info = decode(src / f"{name}.png")
         want = Image.open(io.BytesIO(encode(whole.denoise([gray])[0], info)))
         got = Image.open(out / f"{name}.png")

@@ -25,7 +25,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from denoise_cli.core.atomic import O_CLOEXEC, O_NOFOLLOW
 from denoise_cli.core.errors import ImageError
 from denoise_cli.files import fastpng
-from denoise_cli.files.chroma import luma, recolor
+from denoise_cli.files.chroma import recolor
+from denoise_cli.files.unclip import unclipped_luma
 
 #: Extensions treated as images; every other file is skipped and counted, never an error.
 IMAGE_EXTENSIONS = frozenset(
@@ -414,7 +415,7 @@ def _planes(
         color = np.ascontiguousarray(planes[..., :3])
         alpha = np.ascontiguousarray(planes[..., 3]) if has_alpha else None
         out_mode = "CMYK" if mode == "CMYK" else ("RGBA" if has_alpha else "RGB")
-        return luma(color), color, alpha, out_mode
+        return unclipped_luma(color), color, alpha, out_mode
     if has_alpha:
         la = im.convert("LA")
         return np.asarray(la.getchannel("L")), None, np.asarray(la.getchannel("A")), "LA"
