@@ -19,8 +19,8 @@ import colorsys
 import numpy as np
 from PIL import Image
 
-from denoise_cli.files.chroma import luma, recolor
-from denoise_cli.files.unclip import unclipped_luma
+from denoise_cli.files.chroma import recolor
+from denoise_cli.files.luminance import luma, unclipped_luma
 from denoise_cli.model.session import Denoiser
 
 INKS = {"blue": (30, 60, 200), "red": (200, 30, 40), "green": (20, 140, 60)}

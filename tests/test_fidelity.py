@@ -18,8 +18,8 @@ from typer.testing import CliRunner
 
 from denoise_cli.cli import app
 from denoise_cli.core.metrics import psnr
-from denoise_cli.files.chroma import luma
 from denoise_cli.files.images import decode
+from denoise_cli.files.luminance import luma
 from denoise_cli.run import chunk, transforms
 from tests.helpers import synthetic_digits
 from tests.tiny_models import MODELS_DIR

@@ -19,9 +19,8 @@ from typer.testing import CliRunner
 
 from denoise_cli.cli import app
 from denoise_cli.files import pngstream
-from denoise_cli.files.chroma import luma
 from denoise_cli.files.images import decode, encode
-from denoise_cli.files.unclip import unclipped_luma
+from denoise_cli.files.luminance import luma, unclipped_luma
 from denoise_cli.model.session import Denoiser
 from denoise_cli.run import chunk, transforms
 from tests.helpers import ROOT, start_cli, tree_hash

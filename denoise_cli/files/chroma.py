@@ -7,8 +7,8 @@ Here each chroma channel (R-Y, G-Y, B-Y) goes through a guided filter (He, Sun a
 Image Filtering", ECCV 2010) steered by the denoised luminance: where the luminance is flat the
 chroma is averaged over a 7x7 window; where it has an edge, the chroma follows the edge. On the
 same 60 images: RGB PSNR 30.9 dB, chroma error 2.3; clean inputs keep chroma within 0.5 levels.
-The filter is linear in the chroma, whose luma is zero (to the 8-bit rounding of the luma the
-model saw), so the luminance is the model's; grey inputs stay grey, exactly. Where the model
+The filter is linear in the chroma, whose luma is zero (to the 8-bit rounding of the input's
+luma), so the luminance is the model's; grey inputs stay grey, exactly. Where the model
 changed no luminance within the filter's reach, the input's colour is kept as it was.
 
 Bands (`ChromaRows`) give the same pixels as the whole image: a row depends on the rows within
@@ -18,6 +18,8 @@ Bands (`ChromaRows`) give the same pixels as the whole image: a row depends on t
 from __future__ import annotations
 
 import numpy as np
+
+from denoise_cli.files.luminance import luma, unclipped_luma
 
 #: Window radius (7x7) and regulariser (in [0, 1] units squared), measured on the foreign colour
 #: set (docs/models.md): r 1-3 x eps 1e-4-1e-2; r=3, eps=1e-3 gave the best RGB PSNR on noisy
@@ -29,13 +31,6 @@ CONTEXT = 2 * RADIUS
 #: Images above this many pixels are filtered a band at a time (the filter's float copies of a
 #: 7000x7000 colour page, whole, took 4.9 GB; banded, the same pixels).
 BAND_PIXELS = 1 << 20
-
-
-def luma(rgb: np.ndarray) -> np.ndarray:
-    """ITU-R 601-2 luma of (..., 3) uint8 RGB, exactly as Pillow's convert("L") rounds it, so
-    a colour image's luminance is what the gray path always gave the model."""
-    r, g, b = (rgb[..., i].astype(np.uint32) for i in range(3))
-    return ((r * 19595 + g * 38470 + b * 7471 + 0x8000) >> 16).astype(np.uint8)
 
 
 def _box(x: np.ndarray, top: bool, bottom: bool) -> np.ndarray:
@@ -69,11 +64,13 @@ def _recolor(pixels: np.ndarray, color: np.ndarray, top: bool, bottom: bool) -> 
         return np.repeat(pixels[inner, :, None], 3, axis=2)
     guide = pixels.astype(np.float32) / 255.0
     gray_in = luma(color)
-    # Against the 8-bit luma the model saw: a flat patch the model left alone comes back as it
-    # was, to the level (float luma would move it by up to half a level, then round).
+    # The chroma against the 8-bit luma (float luma would move a flat patch by up to half a
+    # level, then round); what the model changed against the luminance it was given (clipped
+    # channels restored: luminance.unclipped_luma, row-local, so bands agree), so a patch it
+    # left alone comes back exactly as it was.
     chroma = (color.astype(np.float32) - gray_in[..., None].astype(np.float32)) / 255.0
     chroma = np.moveaxis(chroma, -1, 0)  # (3, H, W)
-    changed = (pixels != gray_in).astype(np.float32)
+    changed = (pixels != unclipped_luma(color)).astype(np.float32)
     planes = np.concatenate([guide[None], (guide * guide)[None], chroma, guide * chroma])
     means = _box(np.concatenate([planes, changed[None]]), top, bottom)
     mean_i, mean_ii, mean_p, mean_ip, near = means[0], means[1], means[2:5], means[5:8], means[8]

@@ -26,7 +26,7 @@ from denoise_cli.core.atomic import O_CLOEXEC, O_NOFOLLOW
 from denoise_cli.core.errors import ImageError
 from denoise_cli.files import fastpng
 from denoise_cli.files.chroma import recolor
-from denoise_cli.files.unclip import unclipped_luma
+from denoise_cli.files.luminance import luma, unclipped_luma
 
 #: Extensions treated as images; every other file is skipped and counted, never an error.
 IMAGE_EXTENSIONS = frozenset(
@@ -126,10 +126,15 @@ def _read_image_file(path: str | Path) -> bytes:
     return data
 
 
-def decode_pictures(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> list[np.ndarray]:
-    """Every picture of a file as `decode` reads one: a multi-page TIFF's pages, else one."""
+def decode_pictures(
+    path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS, restore_clipped: bool = True
+) -> list[np.ndarray]:
+    """Every picture of a file as `decode` reads one: a multi-page TIFF's pages, else one.
+    `restore_clipped` False: colour as its plain luma (what the file holds, for scoring)."""
     data = _read_image_file(path)
-    decoded = decode_bytes(data, os.path.splitext(path)[1], max_pixels, pages=True)
+    decoded = decode_bytes(
+        data, os.path.splitext(path)[1], max_pixels, pages=True, restore_clipped=restore_clipped
+    )
     if isinstance(decoded, Pages):
         return [gray for gray, _ in decoded.pages]
     return [cast(tuple[np.ndarray, SourceInfo], decoded)[0]]
@@ -184,12 +189,15 @@ def decode_bytes(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     hold: Callable[[int, int], bool] | None = None,
     pages: bool = False,
+    restore_clipped: bool = True,
 ) -> tuple[np.ndarray, SourceInfo] | HeldImage | Pages:
     """Decode an image held in memory (from a file or an object store); see `decode`.
 
     `hold(height, width)`: whether an image of that size should come back as a HeldImage
     (any mode but 32-bit float) rather than as float pixels. `pages`: a multi-page TIFF comes
     back as Pages (its pages together within `max_pixels`) rather than refused.
+    `restore_clipped`: colour's luminance with noise-clipped channels restored (what the model
+    is given: luminance.unclipped_luma), else its plain luma.
     """
     if not data:
         raise ImageError("empty file")
@@ -209,7 +217,7 @@ def decode_bytes(
         # A camera's MPO is a JPEG with previews appended; written back, it is a JPEG.
         fmt = "JPEG" if im.format == "MPO" else im.format or "PNG"
         if frames > 1 and pages and fmt in _PAGED_FORMATS:
-            return _decode_pages(im, fmt, frames, max_pixels)
+            return _decode_pages(im, fmt, frames, max_pixels, restore_clipped)
         if frames > 1 and fmt in _PAGED_FORMATS:
             raise ImageError(
                 f"{frames} pages (a multi-page TIFF): this step reads single images; split it "
@@ -234,7 +242,7 @@ def decode_bytes(
         if hold is not None and im.mode not in ("F", "I") and hold(im.height, im.width):
             # Leaving the `with` only drops the file handle: the pixels stay usable.
             return HeldImage(im, fmt, info)
-        gray, source = to_gray(im, fmt, info)
+        gray, source = to_gray(im, fmt, info, restore_clipped)
     return gray, source
 
 
@@ -276,7 +284,9 @@ def _opened(data: bytes) -> Iterator[tuple[Image.Image, int]]:
         yield im, frames
 
 
-def _decode_pages(im: Image.Image, fmt: str, frames: int, max_pixels: int) -> Pages:
+def _decode_pages(
+    im: Image.Image, fmt: str, frames: int, max_pixels: int, restore_clipped: bool
+) -> Pages:
     """Every page of a multi-page file, each with its own mode, size and metadata; a page that
     cannot be read is named."""
     if frames > MAX_PAGES:
@@ -294,7 +304,7 @@ def _decode_pages(im: Image.Image, fmt: str, frames: int, max_pixels: int) -> Pa
             with decode_errors():
                 im.load()
                 page = ImageOps.exif_transpose(im) if _has_orientation(im) else im
-                decoded.append(to_gray(page, fmt, _page_info(im)))
+                decoded.append(to_gray(page, fmt, _page_info(im), restore_clipped))
         except ImageError as exc:
             raise ImageError(f"page {index + 1}: {exc}") from None
     return Pages(decoded)
@@ -353,7 +363,9 @@ def _tiff_exif(im: Image.Image) -> Image.Exif | None:
     return kept if len(kept) else None
 
 
-def to_gray(im: Image.Image, fmt: str, info: dict[str, Any]) -> tuple[np.ndarray, SourceInfo]:
+def to_gray(
+    im: Image.Image, fmt: str, info: dict[str, Any], restore_clipped: bool = True
+) -> tuple[np.ndarray, SourceInfo]:
     """Luminance in [0, 1] (float32) and what encoding the result like the input needs."""
     mode = im.mode
     alpha = color = None
@@ -365,8 +377,8 @@ def to_gray(im: Image.Image, fmt: str, info: dict[str, Any]) -> tuple[np.ndarray
         gray, scale = _wide_pixels(im)
         out_mode = mode if fmt == "TIFF" else "I;16"
     else:
-        luma, color, alpha, out_mode = _planes(im, info)
-        gray = np.divide(luma, np.float32(255.0), dtype=np.float32)
+        gray8, color, alpha, out_mode = _planes(im, info, restore_clipped)
+        gray = np.divide(gray8, np.float32(255.0), dtype=np.float32)
     save_args: dict[str, Any] = {}
     if fmt == "TIFF":
         compression = info.get("compression", "raw")
@@ -399,7 +411,7 @@ def _wide_pixels(im: Image.Image) -> tuple[np.ndarray, float]:
 
 
 def _planes(
-    im: Image.Image, info: dict[str, Any]
+    im: Image.Image, info: dict[str, Any], restore_clipped: bool = True
 ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, str]:
     """(8-bit luminance, RGB planes or None, alpha or None, output mode) of an 8-bit image.
 
@@ -415,7 +427,8 @@ def _planes(
         color = np.ascontiguousarray(planes[..., :3])
         alpha = np.ascontiguousarray(planes[..., 3]) if has_alpha else None
         out_mode = "CMYK" if mode == "CMYK" else ("RGBA" if has_alpha else "RGB")
-        return unclipped_luma(color), color, alpha, out_mode
+        gray = unclipped_luma(color) if restore_clipped else luma(color)
+        return gray, color, alpha, out_mode
     if has_alpha:
         la = im.convert("LA")
         return np.asarray(la.getchannel("L")), None, np.asarray(la.getchannel("A")), "LA"

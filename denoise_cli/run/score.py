@@ -72,7 +72,9 @@ def score_tree(results: Path, references: Path) -> ScoreReport:
             report.missing.append(job.rel)
             continue
         try:
-            scores = _page_scores(decode_pictures(job.src), decode_pictures(other))
+            # Colour as the files hold it (plain luma), not as the model is given it.
+            reference = decode_pictures(job.src, restore_clipped=False)
+            scores = _page_scores(reference, decode_pictures(other, restore_clipped=False))
         except ImageError as exc:
             report.failures.append({"file": job.rel, "error": str(exc)})
             continue

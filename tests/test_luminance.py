@@ -3,15 +3,18 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
 from denoise_cli.cli import app
-from denoise_cli.files.chroma import luma
-from denoise_cli.files.unclip import unclipped_luma
+from denoise_cli.core.metrics import psnr
+from denoise_cli.files.luminance import luma, unclipped_luma
 from tests.helpers import tree_hash
+from tests.tiny_models import MODELS_DIR as MODELS
 
 CREAM = np.array([236.0, 231.0, 206.0])
 BLUE = np.array([40.0, 60.0, 170.0])
@@ -87,3 +90,58 @@ def test_a_noisy_colour_scan_comes_back_with_its_paper_level(tmp_path):
     assert abs(_paper_level(luma(got).astype(np.float64)) - truth) < 1.0
     stroke = got[48 // 3 + 1 : 48 // 3 + 3, 40:-40].reshape(-1, 3).mean(0)
     assert stroke[2] > stroke[0] + 60  # blue ink stays blue
+
+
+def test_saturated_clean_drawings_get_the_plain_luminance():
+    """Red, blue or cyan text on white, anti-aliased: the paper clips at 255 and the ink at 0
+    in the same channel, and the edges between would read as heavy noise. Nothing is
+    restored where a window holds both clips."""
+    unit = np.array([255] * 6 + [200, 120, 0, 0, 60, 180] + [255] * 4, np.uint8)
+    strokes = np.tile(unit, 13)[:200]
+    for ink in ((255, 0, 0), (0, 0, 255), (0, 255, 255)):
+        image = np.empty((24, 200, 3), np.uint8)
+        for c, level in enumerate(ink):
+            image[..., c] = 255 if level == 255 else strokes
+        np.testing.assert_array_equal(unclipped_luma(image), luma(image))
+
+
+def _run(src, out, *args) -> None:
+    result = CliRunner().invoke(app, [str(src), str(out), "--workers", "1", *map(str, args)])
+    assert result.exit_code == 0, result.output
+
+
+def test_what_the_model_leaves_alone_comes_back_exactly(tmp_path):
+    """An identity model, and a strip too thin for the runtime to denoise, return a noisy,
+    clipped colour scan byte for byte: what the model did not change is measured against the
+    luminance it was given, restored or not."""
+    src = tmp_path / "in"
+    src.mkdir()
+    _, noisy = _paper((48, 160), 30.0, seed=7)
+    _, strip = _paper((12, 300), 30.0, seed=8, ink=False)
+    assert (unclipped_luma(noisy) != luma(noisy)).any()
+    assert (unclipped_luma(strip) != luma(strip)).any()
+    Image.fromarray(noisy).save(src / "scan.png")
+    Image.fromarray(strip).save(src / "strip.png")
+    _run(src, tmp_path / "identity", "--model", MODELS / "identity_either.onnx")
+    got = np.asarray(Image.open(tmp_path / "identity" / "scan.png"))
+    np.testing.assert_array_equal(got, noisy)
+    _run(src, tmp_path / "default")
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "default" / "strip.png")), strip)
+
+
+def test_score_measures_colour_files_on_their_plain_luminance(tmp_path):
+    """`score` compares what the files hold: a noisy scan against its clean one scores the
+    plain luminance's PSNR, not the restored one's."""
+    clean, noisy = _paper((48, 160), 30.0, seed=9)
+    (tmp_path / "ref").mkdir()
+    (tmp_path / "res").mkdir()
+    Image.fromarray(clean).save(tmp_path / "ref" / "a.png")
+    Image.fromarray(noisy).save(tmp_path / "res" / "a.png")
+    report = tmp_path / "score.json"
+    result = CliRunner().invoke(
+        app, ["score", str(tmp_path / "res"), str(tmp_path / "ref"), "--json", str(report)]
+    )
+    assert result.exit_code == 0, result.output
+    scored = json.loads(report.read_text())["overall"]["psnr"]
+    want = psnr(luma(clean).astype(np.float32) / 255, luma(noisy).astype(np.float32) / 255)
+    assert scored == pytest.approx(want, abs=0.01)
