@@ -72,6 +72,9 @@ def test_rows_are_restored_on_their_own_so_bands_agree_with_the_whole_image():
     whole = unclipped_luma(noisy)
     for y0, y1 in ((0, 1), (3, 17), (17, 50)):
         np.testing.assert_array_equal(unclipped_luma(noisy[y0:y1]), whole[y0:y1])
+    stack = np.stack([noisy, noisy[::-1]])  # a batch of images: each as on its own
+    np.testing.assert_array_equal(unclipped_luma(stack), np.stack([whole, whole[::-1]]))
+    assert unclipped_luma(noisy[:0]).shape == (0, 120)
 
 
 def test_a_noisy_colour_scan_comes_back_with_its_paper_level(tmp_path):

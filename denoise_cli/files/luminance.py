@@ -129,8 +129,11 @@ def _overshoot(channel: np.ndarray) -> np.ndarray | None:
 
 
 def unclipped_luma(color: np.ndarray) -> np.ndarray:
-    """(H, W, 3) uint8 RGB -> (H, W) uint8 luminance, clipped channel values restored to their
-    expected values first. Exactly `luma(color)` wherever no channel was restored."""
+    """(..., H, W, 3) uint8 RGB -> (..., H, W) uint8 luminance, clipped channel values restored
+    to their expected values first. Exactly `luma(color)` wherever no channel was restored."""
+    if color.ndim != 3:  # rows are restored on their own: any stack of images is rows too
+        shape = color.shape
+        return unclipped_luma(color.reshape(-1, shape[-2], 3)).reshape(shape[:-1])
     plain = luma(color)
     if color.shape[1] < 2:
         return plain
