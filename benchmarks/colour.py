@@ -4,11 +4,11 @@
 
 MNIST *test* digits drawn as coloured ink (blue, red, green) on tinted paper, clean and with
 Gaussian noise on each channel, are denoised on their luminance by the model (as the runtime
-does), then recoloured three ways: adding the luminance change to R, G and B (what
-images.recolor does; the same as replacing Y in YCbCr, unrounded), scaling R, G and B by the
-luminance ratio, and Pillow's 8-bit YCbCr round trip with Y replaced ("input": the image as it
-came). Prints RGB PSNR against the clean image, the mean Cb/Cr error in 8-bit levels and the
-ink's hue error in degrees. Chroma is kept, not denoised: a noisy input keeps its chroma noise.
+does: clipped channels restored first, files/luminance.py), then recoloured: the runtime's
+guided chroma filter (chroma.recolor), adding the luminance change to R, G and B (the same as
+replacing Y in YCbCr, unrounded), scaling R, G and B by the luminance ratio, and Pillow's 8-bit
+YCbCr round trip with Y replaced ("input": the image as it came). Prints RGB PSNR against the
+clean image, the mean Cb/Cr error in 8-bit levels and the ink's hue error in degrees.
 """
 
 from __future__ import annotations

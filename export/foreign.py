@@ -424,5 +424,6 @@ def background_mask(drawn: np.ndarray) -> np.ndarray:
 
 
 def luminance(image: np.ndarray) -> np.ndarray:
-    """(H, W) as it is; (H, W, 3) RGB as ITU-R 601 luma (what the runtime feeds the model)."""
+    """(H, W) as it is; (H, W, 3) RGB as ITU-R 601 luma: the plain luminance an image holds,
+    what results are scored on (the runtime feeds the model files.luminance.unclipped_luma)."""
     return image if image.ndim == 2 else (image @ LUMA).astype(np.float32)

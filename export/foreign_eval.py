@@ -2,7 +2,8 @@
 
 Models run as users run them: grey sets through the runtime's `Denoiser` (polarity decision,
 padding, tiling), colour sets as RGB PNG files through `denoise_tree`, so whatever the runtime
-does with colour (today: luminance only, written back grey) is what is scored. Filters run on
+does with colour (its luminance restored where noise clipped a channel, denoised, the chroma
+smoothed back on) is what is scored. Filters run on
 the arrays as they are; on colour, per channel (median) or in their colour modes (non-local
 means over channels, BM3D's `bm3d_rgb`). Every method runs single-threaded, so its time per
 image compares like with like. Per set: mean PSNR (on luminance; colour sets also on RGB and

@@ -20,7 +20,9 @@ CREAM = np.array([236.0, 231.0, 206.0])
 BLUE = np.array([40.0, 60.0, 170.0])
 
 
-def _paper(shape: tuple[int, int], sigma: float, seed: int, ink: bool = True) -> tuple:
+def _paper(
+    shape: tuple[int, int], sigma: float, seed: int, ink: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
     """(clean, noisy) 8-bit RGB: cream paper with a blue stroke, per-channel Gaussian noise."""
     clean = np.broadcast_to(CREAM, (*shape, 3)).copy()
     if ink:

@@ -67,7 +67,7 @@ def test_a_streamed_png_has_exactly_the_whole_image_paths_pixels(tmp_path, strea
     rgba = np.round(page * 255).astype(np.uint8)
     alpha = RNG.integers(0, 256, page.shape, dtype=np.uint8)
     Image.fromarray(np.dstack([rgba, rgba, rgba, alpha])).save(src / "rgba.png")
-    # Colour with channels clipped by noise: its luminance is restored row by row (unclip.py).
+    # Colour with channels clipped by noise: its luminance is restored row by row (luminance.py).
     tint = np.dstack([page * 250 + 5, page * 230 + 20, page * 120 + 60])
     colour = np.clip(np.round(tint + RNG.normal(0, 25, tint.shape)), 0, 255).astype(np.uint8)
     assert (unclipped_luma(colour) != luma(colour)).any()

@@ -16,8 +16,9 @@ the same row. Rows under MIN_SIGMA of noise, windows more than half clipped and 
 also hold the opposite clip (ink at 0 beside paper at 255: a clean, saturated drawing, whose
 anti-aliased edges would read as heavy noise) are left alone.
 Everything is row-local, so bands, tiles and whole images get the same luminance. Measured on
-the foreign colour set (100 images, the default 37gs): luminance 31.83 -> 32.53 dB, RGB 31.31
--> 31.73, paper -2.74 -> +0.24 levels; its clean copies, and grey images, are untouched.
+the foreign colour set's first 50 images with the default 37gs (docs/compare/
+colour-luminance-2026-12-05): luminance 32.00 -> 32.67 dB, RGB 31.45 -> 31.83, paper -2.6 ->
++0.2 levels; its clean copies, and grey images, are untouched.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ def luma(rgb: np.ndarray) -> np.ndarray:
 #: ITU-R 601 luma weights (`luma`'s integer weights / 65536).
 LUMA_WEIGHTS = np.array([19595, 38470, 7471], np.float64) / 65536.0
 #: The clipped share is counted over 2 * WINDOW_RADIUS + 1 values of the row (31: as good as a
-#: 7x7 square on the foreign colour set, 32.54 against 32.54 dB, and band-safe).
+#: 7x7 square on the foreign colour set, measured before the guards, and band-safe).
 WINDOW_RADIUS = 15
 #: A row needs this many pairs of unclipped neighbours for a noise estimate; fewer (8x8 scans,
 #: rows mostly clipped): nothing is restored.
@@ -48,15 +49,18 @@ MIN_PAIRS = 16
 #: (a lossy WebP of clean ink on paper measured up to 4.2 at the ink), where a clipped
 #: channel's deficit is under a level of luminance anyway.
 MIN_SIGMA = 5.0
+#: Windows clipped past this share are left alone: the level may be the clip itself (a
+#: saturated patch of a clean photo), nothing that can be told.
+MAX_SHARE = 0.5
 #: sigma of Gaussian noise from the median absolute deviation of neighbours' differences.
 MAD_TO_SIGMA = 1.4826 / np.sqrt(2.0)
 
 
 @lru_cache(maxsize=1)
 def _excess_table() -> tuple[np.ndarray, np.ndarray]:
-    """(clipped share p, E[overshoot] / sigma) for p in (0, 0.5] (past half, see _restored)."""
+    """(clipped share p, E[overshoot] / sigma) for p in (0, MAX_SHARE]."""
     unit = NormalDist()
-    shares = np.linspace(1e-3, 0.5, 500)
+    shares = np.linspace(1e-3, MAX_SHARE, 500)
     excess = []
     for p in shares:
         a = unit.inv_cdf(1.0 - p)
@@ -95,7 +99,7 @@ def _row_share(mask: np.ndarray) -> np.ndarray:
     return (sums[:, k:] - sums[:, :-k]) / np.float32(k)
 
 
-def _overshoot(channel: np.ndarray) -> np.ndarray | None:
+def _restoring_change(channel: np.ndarray) -> np.ndarray | None:
     """The signed change, in levels (float32, (H, W)), that restores each clipped value of a
     uint8 channel to its expected value; None when nothing is restored."""
     rows = np.flatnonzero(((channel == 255) | (channel == 0)).any(axis=1))
@@ -113,10 +117,9 @@ def _overshoot(channel: np.ndarray) -> np.ndarray | None:
         if not clipped.any():
             continue
         share = _row_share(clipped)
-        # Past half the window the level may be the clip itself (a saturated patch of a
-        # clean photo): nothing to restore that can be told. Noise around a level near one
-        # clip does not reach the other: both in one window are a drawing's ink and paper.
-        plausible = share <= shares[-1]
+        # Noise around a level near one clip does not reach the other: both in one window are
+        # a drawing's ink and paper.
+        plausible = share <= MAX_SHARE
         if opposite.any():
             plausible &= _row_share(opposite) == 0
         y, x = np.nonzero(clipped & plausible)
@@ -135,17 +138,15 @@ def unclipped_luma(color: np.ndarray) -> np.ndarray:
         shape = color.shape
         return unclipped_luma(color.reshape(-1, shape[-2], 3)).reshape(shape[:-1])
     plain = luma(color)
-    if color.shape[1] < 2:
-        return plain
     shift = None
-    for weight, c in zip(LUMA_WEIGHTS, range(3), strict=True):
-        change = _overshoot(color[..., c])
+    for c, weight in enumerate(LUMA_WEIGHTS):
+        change = _restoring_change(color[..., c])
         if change is not None:
             shift = weight * change if shift is None else shift + weight * change
     if shift is None:
         return plain
     y, x = np.nonzero(shift)
-    exact = color[y, x].astype(np.float64) @ LUMA_WEIGHTS + shift[y, x]
+    restored = color[y, x].astype(np.float64) @ LUMA_WEIGHTS + shift[y, x]
     out = plain.copy()
-    out[y, x] = np.clip(np.round(exact), 0, 255)
+    out[y, x] = np.clip(np.round(restored), 0, 255)
     return out
