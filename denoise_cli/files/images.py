@@ -411,7 +411,7 @@ def _wide_pixels(im: Image.Image) -> tuple[np.ndarray, float]:
 
 
 def _planes(
-    im: Image.Image, info: dict[str, Any], restore_clipped: bool = True
+    im: Image.Image, info: dict[str, Any], restore_clipped: bool
 ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, str]:
     """(8-bit luminance, RGB planes or None, alpha or None, output mode) of an 8-bit image.
 

@@ -28,17 +28,20 @@ from statistics import NormalDist
 
 import numpy as np
 
+#: ITU-R 601 luma weights in 1/65536ths, as Pillow's convert("L") applies them.
+LUMA_WEIGHTS_16 = (19595, 38470, 7471)
+#: The same weights as fractions (restored values are not integers).
+LUMA_WEIGHTS = np.array(LUMA_WEIGHTS_16, np.float64) / 65536.0
+
 
 def luma(rgb: np.ndarray) -> np.ndarray:
     """ITU-R 601-2 luma of (..., 3) uint8 RGB, exactly as Pillow's convert("L") rounds it: a
     colour image's plain luminance (the model is given `unclipped_luma`, equal to it wherever
     no clipped channel was restored)."""
-    r, g, b = (rgb[..., i].astype(np.uint32) for i in range(3))
-    return ((r * 19595 + g * 38470 + b * 7471 + 0x8000) >> 16).astype(np.uint8)
+    r, g, b = (rgb[..., i].astype(np.uint32) * w for i, w in enumerate(LUMA_WEIGHTS_16))
+    return ((r + g + b + 0x8000) >> 16).astype(np.uint8)
 
 
-#: ITU-R 601 luma weights (`luma`'s integer weights / 65536).
-LUMA_WEIGHTS = np.array([19595, 38470, 7471], np.float64) / 65536.0
 #: The clipped share is counted over 2 * WINDOW_RADIUS + 1 values of the row (31: as good as a
 #: 7x7 square on the foreign colour set, measured before the guards, and band-safe).
 WINDOW_RADIUS = 15
@@ -106,7 +109,8 @@ def _restoring_change(channel: np.ndarray) -> np.ndarray | None:
     if not len(rows):
         return None
     sigma = _row_sigma(channel[rows])
-    rows, sigma = rows[sigma >= MIN_SIGMA], sigma[sigma >= MIN_SIGMA]
+    noisy = sigma >= MIN_SIGMA
+    rows, sigma = rows[noisy], sigma[noisy]
     if not len(rows):
         return None
     sub = channel[rows]
