@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from denoise_cli.files.chroma import ChromaRows, recolor
+from denoise_cli.files.images import to_gray
 from denoise_cli.files.luminance import luma, unclipped_luma
 
 
@@ -59,6 +61,22 @@ def test_colour_stands_exactly_where_the_model_changed_no_luminance_nearby():
     out = recolor(gray, color)
     moved = np.any(out != color, axis=2)
     assert moved[5, 5] and not moved[12:, :].any() and not moved[:, 12:].any()
+
+
+def test_the_decoders_luminance_is_what_changes_are_measured_against():
+    """The decoder hands recolor the luminance it gave the model (SourceInfo.luma), so the
+    restoration is not computed twice; that luminance, not one computed again, decides."""
+    rng = np.random.default_rng(4)
+    color = rng.integers(0, 256, (30, 30, 3), dtype=np.uint8)
+    given = unclipped_luma(color)
+    denoised = given.copy()
+    denoised[10, 10] ^= 0x40
+    np.testing.assert_array_equal(recolor(denoised, color, given), recolor(denoised, color))
+    np.testing.assert_array_equal(recolor(denoised, color, denoised), color)  # told: unchanged
+    with pytest.raises(ValueError, match="given luminance"):
+        recolor(denoised, color, given[:-1])
+    _, info = to_gray(Image.fromarray(color, "RGB"), "PNG", {})
+    np.testing.assert_array_equal(info.luma, given)
 
 
 def test_a_large_image_is_filtered_in_bands_with_the_same_pixels(monkeypatch):

@@ -55,9 +55,11 @@ def _box(x: np.ndarray, top: bool, bottom: bool) -> np.ndarray:
     return out * np.float32(1.0 / (k * k))
 
 
-def _recolor(pixels: np.ndarray, color: np.ndarray, top: bool, bottom: bool) -> np.ndarray:
+def _recolor(
+    pixels: np.ndarray, color: np.ndarray, given: np.ndarray, top: bool, bottom: bool
+) -> np.ndarray:
     """The guided filter of the chroma by the denoised luminance, for the rows that have their
-    context (all of them at an image edge)."""
+    context (all of them at an image edge); `given`: the luminance the model was given."""
     lo = 0 if top else CONTEXT
     inner = slice(lo, len(pixels) - (0 if bottom else CONTEXT))
     if (color == color[..., :1]).all():  # grey in RGB (lossy WebP of a grey page): no chroma
@@ -66,11 +68,11 @@ def _recolor(pixels: np.ndarray, color: np.ndarray, top: bool, bottom: bool) -> 
     gray_in = luma(color)
     # The chroma against the 8-bit luma (float luma would move a flat patch by up to half a
     # level, then round); what the model changed against the luminance it was given (clipped
-    # channels restored: luminance.unclipped_luma, row-local, so bands agree), so a patch it
-    # left alone comes back exactly as it was.
+    # channels restored: luminance.unclipped_luma), so a patch it left alone comes back
+    # exactly as it was.
     chroma = (color.astype(np.float32) - gray_in[..., None].astype(np.float32)) / 255.0
     chroma = np.moveaxis(chroma, -1, 0)  # (3, H, W)
-    changed = (pixels != unclipped_luma(color)).astype(np.float32)
+    changed = (pixels != given).astype(np.float32)
     planes = np.concatenate([guide[None], (guide * guide)[None], chroma, guide * chroma])
     means = _box(np.concatenate([planes, changed[None]]), top, bottom)
     mean_i, mean_ii, mean_p, mean_ip, near = means[0], means[1], means[2:5], means[5:8], means[8]
@@ -85,12 +87,15 @@ def _recolor(pixels: np.ndarray, color: np.ndarray, top: bool, bottom: bool) -> 
     return np.where(reached[..., None], rgb, color[inner])
 
 
-def recolor(pixels: np.ndarray, color: np.ndarray) -> np.ndarray:
+def recolor(pixels: np.ndarray, color: np.ndarray, given: np.ndarray | None = None) -> np.ndarray:
     """8-bit denoised luminance (H, W) and the input's RGB (H, W, 3) -> RGB (H, W, 3) uint8:
-    the denoised luminance with the input's chroma, smoothed by the guided filter."""
+    the denoised luminance with the input's chroma, smoothed by the guided filter. `given`:
+    the 8-bit luminance the model was given (the decoder's; computed again when left out)."""
     if not color.shape[:2] == pixels.shape:
         raise ValueError(f"colour {color.shape} does not match luminance {pixels.shape}")
-    return ChromaRows().push(pixels, color, last=True)[0]
+    if given is not None and given.shape != pixels.shape:
+        raise ValueError(f"given luminance {given.shape} does not match {pixels.shape}")
+    return ChromaRows().push(pixels, color, last=True, given=given)[0]
 
 
 class ChromaRows:
@@ -101,6 +106,7 @@ class ChromaRows:
     def __init__(self) -> None:
         self._pixels: np.ndarray | None = None  # rows from self._start on
         self._color: np.ndarray | None = None
+        self._given: np.ndarray | None = None
         self._extra: np.ndarray | None = None
         self._start = 0  # image row of the buffers' first row
         self._done = 0  # rows handed out so far
@@ -111,17 +117,22 @@ class ChromaRows:
         color: np.ndarray,
         extra: np.ndarray | None = None,
         last: bool = False,
+        given: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """Add the next rows; (RGB rows ready, their `extra` rows) come back, maybe none.
-        Rows are filtered ~BAND_PIXELS at a time, however many come in (a tile row of a wide
-        page is ~7 M pixels; the filter holds ~90 bytes a pixel)."""
+        `given`: these rows' luminance as the model was given it (computed from `color` when
+        left out: luminance.unclipped_luma is row-local). Rows are filtered ~BAND_PIXELS at a
+        time, however many come in (a tile row of a wide page is ~7 M pixels; the filter holds
+        ~90 bytes a pixel)."""
+        if given is None:
+            given = unclipped_luma(color)
         step = max(4 * CONTEXT, BAND_PIXELS // max(1, pixels.shape[1]))
         rgb, kept = [], []
         for y in range(0, max(1, len(pixels)), step):
             piece = slice(y, y + step)
             more = extra[piece] if extra is not None else None
             out, out_extra = self._push(
-                pixels[piece], color[piece], more, last and y + step >= len(pixels)
+                pixels[piece], color[piece], given[piece], more, last and y + step >= len(pixels)
             )
             rgb.append(out)
             kept.append(out_extra)
@@ -131,17 +142,23 @@ class ChromaRows:
         return joined, (kept[0] if len(kept) == 1 else np.concatenate(kept))
 
     def _push(
-        self, pixels: np.ndarray, color: np.ndarray, extra: np.ndarray | None, last: bool
+        self,
+        pixels: np.ndarray,
+        color: np.ndarray,
+        given: np.ndarray,
+        extra: np.ndarray | None,
+        last: bool,
     ) -> tuple[np.ndarray, np.ndarray | None]:
         self._pixels = _append(self._pixels, pixels)
         self._color = _append(self._color, color)
+        self._given = _append(self._given, given)
         self._extra = _append(self._extra, extra) if extra is not None else None
         end = self._start + len(self._pixels)
         ready = end if last else end - CONTEXT
         if ready <= self._done:
             return _rows(color, 0), None if extra is None else extra[:0]
         top = self._start == 0
-        rgb = _recolor(self._pixels, self._color, top, last)
+        rgb = _recolor(self._pixels, self._color, self._given, top, last)
         first = 0 if top else self._start + CONTEXT  # image row of rgb's first row
         rgb = rgb[self._done - first :]
         kept_extra = None
@@ -151,6 +168,7 @@ class ChromaRows:
         keep_from = max(self._start, ready - CONTEXT)  # the next rows' context above them
         cut = keep_from - self._start
         self._pixels, self._color = self._pixels[cut:], self._color[cut:]
+        self._given = self._given[cut:]
         if self._extra is not None:
             self._extra = self._extra[cut:]
         self._start = keep_from

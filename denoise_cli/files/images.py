@@ -94,6 +94,7 @@ class SourceInfo:
     metadata: dict[str, Any] = field(default_factory=dict)  # dpi, icc_profile, exif
     png_chunks: tuple[tuple[bytes, bytes], ...] = ()  # a PNG's text and colour-space chunks
     scale: float = 0.0  # full-scale value of float / 32-bit pixels (F, I): 1, 255 or 65535
+    luma: np.ndarray | None = None  # (H, W) uint8: a colour input's luminance as the model got it
 
 
 _PNG_GRAY8 = SourceInfo("PNG", "L")  # shared by every plain 8-bit gray PNG; never mutated
@@ -368,7 +369,7 @@ def to_gray(
 ) -> tuple[np.ndarray, SourceInfo]:
     """Luminance in [0, 1] (float32) and what encoding the result like the input needs."""
     mode = im.mode
-    alpha = color = None
+    alpha = color = gray8 = None
     scale = 0.0
     if mode in _SIXTEEN_BIT or (mode == "I" and fmt == "PPM"):  # Pillow scales PGM to 16 bits
         gray = np.asarray(im, dtype=np.float32) / 65535.0
@@ -387,7 +388,8 @@ def to_gray(
         save_args["progressive"] = True  # a web JPEG stays one that shows while it loads
     metadata = {k: info[k] for k in ("dpi", "icc_profile", "exif") if info.get(k)}
     chunks = info.get("png_chunks", ())
-    return gray, SourceInfo(fmt, out_mode, alpha, save_args, color, metadata, chunks, scale)
+    luma = gray8 if color is not None else None
+    return gray, SourceInfo(fmt, out_mode, alpha, save_args, color, metadata, chunks, scale, luma)
 
 
 def _wide_pixels(im: Image.Image) -> tuple[np.ndarray, float]:
@@ -539,7 +541,7 @@ def encode_pixels(
 def _output_image(pixels: np.ndarray, source: SourceInfo, mode: str) -> Image.Image:
     """The encoder's image: quantized luminance, recoloured and given alpha as the input was."""
     if source.color is not None:
-        rgb = Image.fromarray(recolor(pixels, source.color), "RGB")
+        rgb = Image.fromarray(recolor(pixels, source.color, source.luma), "RGB")
         if mode == "RGBA":
             rgb.putalpha(Image.fromarray(source.alpha))
         return rgb.convert("CMYK") if mode == "CMYK" else rgb

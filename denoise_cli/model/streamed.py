@@ -143,7 +143,7 @@ class RowWindow:
 
     def __init__(self, bands: Iterator[Band]) -> None:
         self._bands = bands
-        self._gray, self._alpha, self._color = _Rows(), _Rows(), _Rows()
+        self._gray, self._alpha, self._color, self._luma = _Rows(), _Rows(), _Rows(), _Rows()
         self._end = 0  # rows decoded so far
 
     def _fill(self, y1: int) -> None:
@@ -157,6 +157,7 @@ class RowWindow:
                 self._alpha.bands.append(alpha)
             if info.color is not None:
                 self._color.bands.append(info.color)
+                self._luma.bands.append(info.luma)
             self._end += len(gray)
 
     def rows(self, y0: int, y1: int) -> np.ndarray:
@@ -167,10 +168,10 @@ class RowWindow:
         self._fill(y1)
         return self._alpha.take(y0, y1)
 
-    def color(self, y0: int, y1: int) -> np.ndarray:
-        """The input's RGB rows, for `chroma.recolor`."""
+    def color(self, y0: int, y1: int) -> tuple[np.ndarray, np.ndarray]:
+        """The input's RGB rows and their luminance as the model got it, for `chroma`."""
         self._fill(y1)
-        return self._color.take(y0, y1)
+        return self._color.take(y0, y1), self._luma.take(y0, y1)
 
 
 def _result_rows(
@@ -179,9 +180,9 @@ def _result_rows(
     samples: np.ndarray,
     denoise_rows: DenoiseRows,
     should_stop: Callable[[], bool],
-) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
-    """(quantized result rows, alpha rows or None, the input's RGB rows or None), top to
-    bottom."""
+) -> Iterator[tuple[np.ndarray, np.ndarray | None, tuple[np.ndarray, np.ndarray] | None]]:
+    """(quantized result rows, alpha rows or None, the input's RGB rows and their given
+    luminance or None), top to bottom."""
     window = RowWindow(source.bands())
     depth, y = output_depth(info), 0
     for out in denoise_rows(samples, window.rows):
@@ -216,7 +217,8 @@ def denoised_png(
     for pixels, alpha, color in _result_rows(source, info, samples, denoise_rows, should_stop):
         done += len(pixels)
         if chroma is not None:
-            pixels, alpha = chroma.push(pixels, color, alpha, last=done == source.height)
+            rgb, given = color
+            pixels, alpha = chroma.push(pixels, rgb, alpha, done == source.height, given)
             if not len(pixels):
                 continue
         yield writer.rows(pixels, alpha)
@@ -239,7 +241,10 @@ def denoised_held(
         dtype = np.uint16 if output_depth(info) == "I;16" else np.uint8
         pixels = np.empty((source.height, source.width), dtype)
         alpha = np.empty_like(pixels, np.uint8) if info.alpha is not None else None
-        color = np.empty((*pixels.shape, 3), np.uint8) if info.color is not None else None
+        color = luma = None
+        if info.color is not None:
+            color = np.empty((*pixels.shape, 3), np.uint8)
+            luma = np.empty(pixels.shape, np.uint8)
         y = 0
         for rows, alpha_rows, color_rows in _result_rows(
             source, info, samples, denoise_rows, should_stop
@@ -248,12 +253,15 @@ def denoised_held(
             if alpha is not None:
                 alpha[y : y + len(rows)] = alpha_rows
             if color is not None:
-                color[y : y + len(rows)] = color_rows
+                color[y : y + len(rows)], luma[y : y + len(rows)] = color_rows
             y += len(rows)
     finally:
         source.held.image.close()  # done with before the encoder's buffers
     return encode_pixels(
-        pixels, dataclasses.replace(info, alpha=alpha, color=color), output_format, jpeg_quality
+        pixels,
+        dataclasses.replace(info, alpha=alpha, color=color, luma=luma),
+        output_format,
+        jpeg_quality,
     )
 
 
