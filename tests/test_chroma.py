@@ -75,6 +75,8 @@ def test_the_decoders_luminance_is_what_changes_are_measured_against():
     np.testing.assert_array_equal(recolor(denoised, color, denoised), color)  # told: unchanged
     with pytest.raises(ValueError, match="given luminance"):
         recolor(denoised, color, given[:-1])
+    with pytest.raises(ValueError, match="given luminance"):  # not broadcast from one row
+        ChromaRows().push(denoised, color, last=True, given=given[:1])
     _, info = to_gray(Image.fromarray(color, "RGB"), "PNG", {})
     np.testing.assert_array_equal(info.luma, given)
 

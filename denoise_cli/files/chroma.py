@@ -124,15 +124,16 @@ class ChromaRows:
         left out: luminance.unclipped_luma is row-local). Rows are filtered ~BAND_PIXELS at a
         time, however many come in (a tile row of a wide page is ~7 M pixels; the filter holds
         ~90 bytes a pixel)."""
-        if given is None:
-            given = unclipped_luma(color)
+        if given is not None and given.shape != pixels.shape:
+            raise ValueError(f"given luminance {given.shape} does not match {pixels.shape}")
         step = max(4 * CONTEXT, BAND_PIXELS // max(1, pixels.shape[1]))
         rgb, kept = [], []
         for y in range(0, max(1, len(pixels)), step):
             piece = slice(y, y + step)
             more = extra[piece] if extra is not None else None
+            rows = given[piece] if given is not None else unclipped_luma(color[piece])  # row-local
             out, out_extra = self._push(
-                pixels[piece], color[piece], given[piece], more, last and y + step >= len(pixels)
+                pixels[piece], color[piece], rows, more, last and y + step >= len(pixels)
             )
             rgb.append(out)
             kept.append(out_extra)

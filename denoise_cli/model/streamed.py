@@ -130,8 +130,14 @@ class _Rows:
     def take(self, y0: int, y1: int) -> np.ndarray:
         while self.bands and self.start + len(self.bands[0]) <= y0:  # wholly above: done
             self.start += len(self.bands.popleft())
-        joined = np.concatenate(self.bands) if len(self.bands) > 1 else self.bands[0]
-        return joined[y0 - self.start : y1 - self.start]
+        start, wanted = self.start, []
+        for band in self.bands:  # only the bands that hold rows y0..y1 are joined
+            if start < y1 and start + len(band) > y0:
+                wanted.append(band[max(0, y0 - start) : y1 - start])
+            start += len(band)
+            if start >= y1:
+                break
+        return wanted[0] if len(wanted) == 1 else np.concatenate(wanted)
 
 
 class RowWindow:
