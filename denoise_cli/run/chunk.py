@@ -63,6 +63,12 @@ def max_file_bytes(max_pixels: int) -> int:
 MODEL_CALL_THREAD = "model-call"
 
 
+def _held_pixels(gray: np.ndarray, info: SourceInfo) -> int:
+    """What a decoded image counts against chunk_pixels: a colour image holds its RGB planes
+    and 8-bit luminance (4 bytes a pixel) beside the float luminance (4): twice a grey one."""
+    return gray.size * (2 if info.color is not None else 1)
+
+
 class ModelTimeout(Exception):
     """A model call overran the job's model timeout (it goes on in its thread, unwaited)."""
 
@@ -189,7 +195,7 @@ class ChunkWorker:
         gray, info = decoded
         group = self._groups.setdefault(gray.shape, [])
         group.append((file, gray, info))
-        self._held += gray.size
+        self._held += _held_pixels(gray, info)
         if len(group) >= self.transform.batch_limit(*gray.shape):
             self._run_group(gray.shape)
         elif self._held > self.job.chunk_pixels:  # many sizes or large images: bound memory
@@ -199,7 +205,7 @@ class ChunkWorker:
 
     def _run_group(self, shape: tuple[int, int]) -> None:
         items = self._groups.pop(shape)
-        self._held -= len(items) * shape[0] * shape[1]
+        self._held -= sum(_held_pixels(gray, info) for _, gray, info in items)
         files = [f for f, _, _ in items]
         results = self._denoised([img for _, img, _ in items], files)
         if not isinstance(results, str):
