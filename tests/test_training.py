@@ -89,8 +89,6 @@ def test_a_resume_that_would_change_the_run_or_write_nothing_is_refused(tmp_path
         ["--train-limit", "-10"],
         ["--data", "scenes", "--scene-max-scale", "inf"],
         ["--data", "scenes", "--scene-size", "100000"],
-        ["--data", "scenes", "--frames-margin", "6"],
-        ["--data", "scenes", "--frames-margin", "-4"],
     ],
 )
 def test_fit_options_that_cannot_train_are_one_line_usage_errors(tmp_path, tiny_mnist, options):
@@ -345,24 +343,6 @@ def test_exported_models_score_like_their_checkpoints(tmp_path, tiny_mnist, trai
     assert [r["model"] for r in rows] == ["noisy input (no model)", "mine", "conv_denoiser"]
     assert rows[1]["psnr"] == pytest.approx(rows[2]["psnr"], abs=1e-4)
     assert (tmp_path / "report" / "denoisers.png").is_file()
-
-
-def test_frames_with_a_margin_sit_whole_on_their_own_paper_at_random_places():
-    from denoise_train.loop import _frames
-
-    digits = np.random.default_rng(0).random((50, 28, 28)).astype(np.float32) + 1.0
-    plain = _frames(digits, 128, 0, np.random.default_rng(1))
-    assert plain.shape == (128, 1, 28, 28)
-    framed = _frames(digits, 128, 12, np.random.default_rng(1))
-    assert framed.shape == (62, 1, 40, 40)  # about the plain frames' pixel count
-    places = set()
-    for canvas in framed[:, 0]:
-        rows, cols = np.nonzero(canvas)
-        top, left = rows.min(), cols.min()
-        assert (rows.max() - top, cols.max() - left) == (27, 27)  # the whole digit, once
-        assert any(np.array_equal(canvas[top : top + 28, left : left + 28], d) for d in digits)
-        places.add((top, left))
-    assert len(places) > 20  # not always in the same place, so the edge is sometimes near
 
 
 def test_psnr_loss_is_minus_mean_psnr():

@@ -90,10 +90,6 @@ WORLD_FAINT_HELP = (
     "With --data world: the share of its images with faint rules or grids behind the ink"
     " (and displays' unlit segments shown more often, more strongly)."
 )
-FRAMES_MARGIN_HELP = (
-    "Scenes and world: draw the plain MNIST frames on a canvas this many px larger (a "
-    "multiple of 4), at a random place, so their edges are noisy paper as on pages."
-)
 FREEZE_BN_HELP = "Keep batch norm's running statistics (fine-tuning on mixed batches)."
 
 
@@ -136,7 +132,6 @@ def fit(
     data_dir: Path | None = typer.Option(None, help=DATA_DIR_HELP),
     init_from: Path | None = typer.Option(None, help=INIT_FROM_HELP),
     frames_inverted_share: float = typer.Option(0.0, help="Share of frames made dark-on-light."),
-    frames_margin: int = typer.Option(0, help=FRAMES_MARGIN_HELP),
     world_scenes_share: float = typer.Option(0.0, help=WORLD_SCENES_HELP),
     world_display_share: float = typer.Option(0.20, help=WORLD_DISPLAY_HELP),
     world_read_noise_max: float = typer.Option(0.06, help=WORLD_READ_HELP),
@@ -185,7 +180,6 @@ def fit(
         init_sha256=file_sha256(init_from) if init_from else None,
         freeze_bn=freeze_bn,
         frames_inverted_share=frames_inverted_share,
-        frames_margin=frames_margin,
         world_scenes_share=world_scenes_share,
         world_display_share=world_display_share,
         world_read_noise_max=world_read_noise_max,

@@ -16,7 +16,6 @@ PRECISIONS = ("fp32", "bf16")
 MAX_LR = 10.0
 MAX_SCENE_SIZE = 1024
 MAX_SCENE_SCALE = 64.0
-MAX_FRAMES_MARGIN = 100
 DATA_KINDS = ("mnist", "scenes", "world")
 
 
@@ -82,12 +81,6 @@ class TrainConfig:
     # `polarity: either`, inverted by the runtime only at the white clip) must be as good on
     # inverted digits.
     frames_inverted_share: float = 0.0
-    # Draw those frames at a random place on a canvas this many pixels wider and taller, of
-    # their own paper, before the noise: a bare 28x28 frame meets the network's zero padding a
-    # few pixels from its strokes, a clean border that digits on pages, strings and forms never
-    # have (the world-trained default scored 0.56 dB lower on the same digits with 4 noisy
-    # pixels around them; unet_scenes 0.06). The frames' pixel count per step stays the same.
-    frames_margin: int = 0
     # With data "world": the share of its steps that draw the scenes' canvases (white ink on
     # black, strings, scales, pages) under `noise` instead: the world alone left a faint haze on
     # black pages at heavy Gaussian noise (page G0.5: 27.1 dB against unet_scenes' 30.7).
@@ -130,8 +123,6 @@ class TrainConfig:
             raise UsageError("steps_per_epoch must be >= 1")
         if not 0.0 <= self.frames_inverted_share <= 1.0:
             raise UsageError("frames_inverted_share must be in [0, 1]")
-        if not 0 <= self.frames_margin <= MAX_FRAMES_MARGIN or self.frames_margin % 4:
-            raise UsageError(f"frames_margin must be a multiple of 4 in [0, {MAX_FRAMES_MARGIN}]")
         if not 0.0 <= self.world_scenes_share <= 1.0:
             raise UsageError("world_scenes_share must be in [0, 1]")
         if self.world_scenes_share and self.data != "world":

@@ -137,7 +137,8 @@ def _scene_batches(
     size = config.scene_size
     for step in range(steps):
         if step % 3 == 2:
-            clean = _frames(digits, config.batch_size * 4, config.frames_margin, rng)
+            idx = rng.integers(0, len(digits), config.batch_size * 4)
+            clean = digits[idx][:, None]
             if config.frames_inverted_share > 0:  # dark-on-light frames, noised as they are
                 flip = rng.random(len(clean)) < config.frames_inverted_share
                 clean = np.where(flip[:, None, None, None], 1.0 - clean, clean)
@@ -151,22 +152,6 @@ def _scene_batches(
             )
         noisy = add_noise(clean, config.noise, config.noise_level, rng)
         yield model_input(task, clean, noisy), clean
-
-
-def _frames(digits: np.ndarray, count: int, margin: int, rng: np.random.Generator) -> np.ndarray:
-    """`count` plain MNIST frames (N, 1, 28, 28), or with a margin each at a random place on a
-    black canvas of 28 + margin px, as many as hold the same number of pixels."""
-    if not margin:
-        return digits[rng.integers(0, len(digits), count)][:, None]
-    side = digits.shape[-1] + margin
-    count = max(1, count * digits.shape[-1] ** 2 // side**2)
-    idx = rng.integers(0, len(digits), count)
-    tops, lefts = rng.integers(0, margin + 1, (2, count))
-    canvas = np.zeros((count, 1, side, side), np.float32)
-    h, w = digits.shape[-2:]
-    for i, (top, left) in enumerate(zip(tops, lefts, strict=True)):
-        canvas[i, 0, top : top + h, left : left + w] = digits[idx[i]]
-    return canvas
 
 
 def world_mix(config: TrainConfig) -> WorldMix:
