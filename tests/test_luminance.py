@@ -49,6 +49,20 @@ def test_clipped_paper_gets_most_of_its_level_back_and_no_more(sigma):
     assert plain / 2 < restored < 0.5
 
 
+def test_white_paper_clipped_in_half_its_values_is_restored_everywhere():
+    """Paper at 255 clips about half of each channel's values; windows that drew a few more
+    than half must not be skipped, or the paper comes back in patches."""
+    from denoise_cli.files.luminance import _restoring_change
+
+    rng = np.random.default_rng(6)
+    noisy = np.clip(np.round(255.0 + rng.normal(0, 15, (48, 256))), 0, 255).astype(np.uint8)
+    change = _restoring_change(noisy)
+    clipped = noisy == 255
+    assert change is not None and 0.4 < clipped.mean() < 0.6
+    assert np.count_nonzero(change[clipped]) > 0.9 * clipped.sum()
+    assert (change[~clipped] == 0).all() and (change >= 0).all()
+
+
 def test_images_without_clipped_channels_get_the_plain_luminance():
     rng = np.random.default_rng(2)
     photo = rng.integers(1, 255, (40, 90, 3), dtype=np.uint8)
