@@ -485,6 +485,25 @@ def test_exif_icc_and_dpi_survive(tmp_path, ext, fmt, mode):
             assert tuple(round(v) for v in out.info["dpi"]) == (300, 300)
 
 
+@pytest.mark.parametrize(("output_format", "kept"), [("keep", True), ("png", False)])
+def test_a_cmyk_profile_goes_only_where_the_pixels_stay_cmyk(tmp_path, output_format, kept):
+    """A CMYK JPEG's profile stays on the CMYK JPEG; written as an RGB PNG it would tell
+    viewers to read RGB pixels as CMYK, so it is left off."""
+    cmyk = bytearray(ICC)
+    cmyk[16:20] = b"CMYK"  # the header's colour space
+    (tmp_path / "in").mkdir(exist_ok=True)
+    Image.fromarray(ink_on_paper()).convert("CMYK").save(
+        tmp_path / "in" / "x.jpg", icc_profile=bytes(cmyk), quality=95
+    )
+    run(tmp_path / "in", tmp_path / "out", "--model", MODELS_DIR / "mean3_either.onnx",
+        "--output-format", output_format)  # fmt: skip
+    name = "x.jpg" if output_format == "keep" else "x.png"
+    with Image.open(tmp_path / "out" / name) as out:
+        assert out.mode == ("CMYK" if kept else "RGB")
+        assert (out.info.get("icc_profile") == bytes(cmyk)) == kept
+        assert kept or "icc_profile" not in out.info
+
+
 def _png_with_text(path: Path, image: Image.Image, icc: bool) -> None:
     info = PngImagePlugin.PngInfo()
     info.add_text("Title", "digits")

@@ -527,6 +527,9 @@ def encode_pixels(
         mode = output_depth(source)  # --output-format png: 16 bits (8 for 0-255 integers)
     args = dict(source.save_args) if fmt == source.format else {}
     args.update((k, v) for k, v in source.metadata.items() if k in _METADATA_KEYS.get(fmt, ()))
+    written = "RGB" if mode == "CMYK" and fmt not in ("JPEG", "TIFF") else mode
+    if not _profile_fits(args.get("icc_profile"), written):
+        del args["icc_profile"]
     chunks = source.png_chunks if fmt == "PNG" else ()
     if mode in ("L", "I;16") and fmt == "PNG" and not args:
         # The common case, without Pillow's per-call overhead.
@@ -536,6 +539,19 @@ def encode_pixels(
     if mode == "CMYK" and fmt not in ("JPEG", "TIFF"):
         mode = "RGB"  # --output-format png: PNG holds no CMYK
     return _save(_output_image(pixels, source, mode), fmt, args, jpeg_quality)
+
+
+def _profile_fits(profile: bytes | None, mode: str) -> bool:
+    """Whether an ICC profile can go on an image written in `mode`: a CMYK or Lab profile
+    describes no RGB or grey pixels (a CMYK JPEG written as PNG, a Lab TIFF written as RGB),
+    and viewers would read the result wrongly. RGB and grey profiles stay as the input had
+    them."""
+    if profile is None or len(profile) < 20:
+        return True
+    space = bytes(profile[16:20])
+    if space in (b"RGB ", b"GRAY"):
+        return True
+    return space == b"CMYK" and mode == "CMYK"
 
 
 def _output_image(pixels: np.ndarray, source: SourceInfo, mode: str) -> Image.Image:
