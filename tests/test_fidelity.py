@@ -504,6 +504,28 @@ def test_a_cmyk_profile_goes_only_where_the_pixels_stay_cmyk(tmp_path, output_fo
         assert kept or "icc_profile" not in out.info
 
 
+@pytest.mark.parametrize("ext", ["tif", "jpg"])
+def test_cmyk_black_ink_stays_on_the_black_plate(tmp_path, ext):
+    """Digits printed with K only came back as 300% CMY with K empty (Pillow's RGB to CMYK):
+    the black plate keeps them now, and an unchanged K-only TIFF comes back as it was."""
+    plates = np.zeros((40, 120, 4), np.uint8)  # white paper: no ink
+    plates[12:28, 10:110:6, 3] = 250  # strokes on the black plate only
+    (tmp_path / "in").mkdir(exist_ok=True)
+    Image.fromarray(plates, "CMYK").save(tmp_path / "in" / f"x.{ext}", **(
+        {"quality": 95} if ext == "jpg" else {}))  # fmt: skip
+    run(tmp_path / "in", tmp_path / "out", "--model", IDENTITY)
+    with Image.open(tmp_path / "in" / f"x.{ext}") as src:
+        given = np.asarray(src).astype(int)
+    with Image.open(tmp_path / "out" / f"x.{ext}") as out:
+        assert out.mode == "CMYK"
+        back = np.asarray(out).astype(int)
+    if ext == "tif":
+        np.testing.assert_array_equal(back, given)
+    assert back[..., :3].max() <= 12  # no coloured inks where there were none
+    strokes = given[..., 3] > 128
+    assert back[..., 3][strokes].mean() > 200
+
+
 def _png_with_text(path: Path, image: Image.Image, icc: bool) -> None:
     info = PngImagePlugin.PngInfo()
     info.add_text("Title", "digits")

@@ -541,6 +541,18 @@ def encode_pixels(
     return _save(_output_image(pixels, source, mode), fmt, args, jpeg_quality)
 
 
+def cmyk_from_rgb(rgb: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8 RGB -> (H, W, 4) CMYK with the grey component on the black plate.
+
+    Pillow reads CMYK as R = (255 - C)(255 - K) / 255 and writes RGB back with K = 0: black
+    text printed on the K plate came back as 300% CMY. Here K takes what the three inks share
+    (255 minus the brightest channel), so K-only ink stays K-only, and the inks are what is
+    left of each channel under it."""
+    top = rgb.max(axis=2, keepdims=True).astype(np.float32)
+    inks = np.where(top > 0, 255.0 - 255.0 * rgb / np.maximum(top, 1.0), 0.0)  # black: K only
+    return np.concatenate([np.round(inks), 255.0 - top], axis=2).astype(np.uint8)
+
+
 def _profile_fits(profile: bytes | None, mode: str) -> bool:
     """Whether an ICC profile can go on an image written in `mode`: a CMYK or Lab profile
     describes no RGB or grey pixels (a CMYK JPEG written as PNG, a Lab TIFF written as RGB),
@@ -557,10 +569,13 @@ def _profile_fits(profile: bytes | None, mode: str) -> bool:
 def _output_image(pixels: np.ndarray, source: SourceInfo, mode: str) -> Image.Image:
     """The encoder's image: quantized luminance, recoloured and given alpha as the input was."""
     if source.color is not None:
-        rgb = Image.fromarray(recolor(pixels, source.color, source.luma), "RGB")
+        planes = recolor(pixels, source.color, source.luma)
+        if mode == "CMYK":
+            return Image.fromarray(cmyk_from_rgb(planes), "CMYK")
+        rgb = Image.fromarray(planes, "RGB")
         if mode == "RGBA":
             rgb.putalpha(Image.fromarray(source.alpha))
-        return rgb.convert("CMYK") if mode == "CMYK" else rgb
+        return rgb
     g8 = Image.fromarray(pixels)
     if mode == "I":  # a 32-bit integer TIFF, at the scale it came with
         return Image.fromarray(pixels.astype(np.int32), "I")
