@@ -504,6 +504,27 @@ def test_a_cmyk_profile_goes_only_where_the_pixels_stay_cmyk(tmp_path, output_fo
         assert kept or "icc_profile" not in out.info
 
 
+def test_a_16_bit_grey_and_alpha_png_stays_grey_with_its_alpha(tmp_path):
+    """Pillow opens 16-bit grey+alpha PNGs as RGBA: they came back as colour (type 6)."""
+    import zlib
+
+    from denoise_cli.files.fastpng import SIGNATURE, chunk
+
+    rng = np.random.default_rng(9)
+    grey = np.clip(rng.normal(50000, 3000, (32, 48)), 0, 65535).astype(np.uint16)
+    alpha = np.where(np.arange(48) < 24, 65535, 30000).astype(np.uint16)[None].repeat(32, 0)
+    rows = b"".join(b"\0" + np.dstack([grey, alpha])[y].astype(">u2").tobytes() for y in range(32))
+    header = struct.pack(">IIBBBBB", 48, 32, 16, 4, 0, 0, 0)
+    (tmp_path / "in").mkdir(exist_ok=True)
+    data = chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+    (tmp_path / "in" / "la16.png").write_bytes(SIGNATURE + data)
+    run(tmp_path / "in", tmp_path / "out", "--model", IDENTITY)
+    with Image.open(tmp_path / "out" / "la16.png") as out:
+        assert out.mode == "LA"
+        np.testing.assert_array_equal(np.asarray(out)[..., 1], alpha >> 8)
+        assert abs(np.asarray(out)[..., 0].astype(int) - (grey >> 8)).max() <= 1
+
+
 @pytest.mark.parametrize("ext", ["tif", "jpg"])
 def test_cmyk_black_ink_stays_on_the_black_plate(tmp_path, ext):
     """Digits printed with K only came back as 300% CMY with K empty (Pillow's RGB to CMYK):

@@ -230,7 +230,11 @@ def decode_bytes(
                 "writing the first alone would lose the rest; split it into one file a frame"
             )
         im.seek(0)  # a JPEG's MPO previews: the main picture only
+        # Pillow opens a 16-bit grey-and-alpha PNG as RGBA (8 bits): grey it stays.
+        grey_alpha = im.mode == "RGBA" and any(tile[3] == "LA;16B" for tile in im.tile)
         im.load()
+        if grey_alpha:
+            im = im.convert("LA")
         # Only formats that carry EXIF are asked (parsing it costs as much as a tiny decode).
         if (fmt in _EXIF_FORMATS or "exif" in im.info) and _has_orientation(im):
             im = ImageOps.exif_transpose(im)  # its info's EXIF then says "upright"
