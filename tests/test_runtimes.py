@@ -31,7 +31,7 @@ from tests.helpers import write_idx_set  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 #: The checkpoint of the bundled default model (committed; its digest is in the ONNX file).
-DEFAULT_CHECKPOINT = ROOT / "runs" / "world" / "unet_world37gs.pt"
+DEFAULT_CHECKPOINT = ROOT / "runs" / "world" / "unet_world39f.pt"
 ENGINES = ("openvino", "cv2", "tract")
 VARIANT_FILES = ("m.onnx", "m.fp16.onnx", "m.int8.onnx", "m.fixed-1x1x28x28.onnx")
 

@@ -12,7 +12,7 @@ luminance is taken: for Gaussian noise of sigma s and a pixel clipped at the top
 = 1 + s * (lambda(a) - a), with lambda the inverse Mills ratio and a = Phi^-1(1 - p), p the
 local share of clipped values (mirrored at 0). s is the row's noise, from the median absolute
 deviation of neighbouring differences between unclipped values; p is the share over a window of
-the same row. Rows under MIN_SIGMA of noise, windows more than half clipped and windows that
+the same row. Rows under MIN_SIGMA of noise, windows more than MAX_SHARE clipped and windows that
 also hold the opposite clip (ink at 0 beside paper at 255: a clean, saturated drawing, whose
 anti-aliased edges would read as heavy noise) are left alone.
 Everything is row-local, so bands, tiles and whole images get the same luminance. Measured on
