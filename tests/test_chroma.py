@@ -71,7 +71,6 @@ def test_the_decoders_luminance_is_what_changes_are_measured_against():
     given = unclipped_luma(color)
     denoised = given.copy()
     denoised[10, 10] ^= 0x40
-    np.testing.assert_array_equal(recolor(denoised, color, given), recolor(denoised, color))
     np.testing.assert_array_equal(recolor(denoised, color, denoised), color)  # told: unchanged
     with pytest.raises(ValueError, match="given luminance"):
         recolor(denoised, color, given[:-1])

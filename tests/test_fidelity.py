@@ -504,6 +504,20 @@ def test_a_cmyk_profile_goes_only_where_the_pixels_stay_cmyk(tmp_path, output_fo
         assert kept or "icc_profile" not in out.info
 
 
+def test_lab_tiff_pages_come_back_rgb_without_their_lab_profile(tmp_path):
+    lab = bytearray(ICC)
+    lab[16:20] = b"Lab "
+    page = Image.fromarray(ink_on_paper()).convert("LAB")
+    (tmp_path / "in").mkdir(exist_ok=True)
+    page.save(tmp_path / "in" / "x.tif", save_all=True, append_images=[page.copy()],
+              icc_profile=bytes(lab))  # fmt: skip
+    run(tmp_path / "in", tmp_path / "out", "--model", IDENTITY)
+    with Image.open(tmp_path / "out" / "x.tif") as out:
+        for index in range(2):
+            out.seek(index)
+            assert out.mode == "RGB" and "icc_profile" not in out.info
+
+
 def test_a_16_bit_grey_and_alpha_png_stays_grey_with_its_alpha(tmp_path):
     """Pillow opens 16-bit grey+alpha PNGs as RGBA: they came back as colour (type 6)."""
     import zlib

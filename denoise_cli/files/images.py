@@ -490,7 +490,7 @@ def encode_pages(results: list[np.ndarray], pages: Pages, output_format: str = "
         # options have none (so a grey page never gets a colour page's profile).
         img.encoderinfo = dict(source.save_args)
         img.encoderinfo.update((k, v) for k, v in source.metadata.items() if k in ("dpi", "exif"))
-        if icc := source.metadata.get("icc_profile"):
+        if (icc := source.metadata.get("icc_profile")) and _profile_fits(icc, img.mode):
             img.info["icc_profile"] = icc
         images.append(img)
     args = {**images[0].encoderinfo, "save_all": True, "append_images": images[1:]}

@@ -137,7 +137,9 @@ class _Rows:
             start += len(band)
             if start >= y1:
                 break
-        return wanted[0] if len(wanted) == 1 else np.concatenate(wanted)
+        if len(wanted) < 2:
+            return wanted[0] if wanted else self.bands[0][:0]
+        return np.concatenate(wanted)
 
 
 class RowWindow:

@@ -200,7 +200,8 @@ class ChunkWorker:
             self._run_group(gray.shape)
         elif self._held > self.job.chunk_pixels:  # many sizes or large images: bound memory
             groups = self._groups
-            self._run_group(max(groups, key=lambda s: len(groups[s]) * s[0] * s[1]))
+            held = {s: sum(_held_pixels(g, i) for _, g, i in group) for s, group in groups.items()}
+            self._run_group(max(held, key=held.__getitem__))
         return None
 
     def _run_group(self, shape: tuple[int, int]) -> None:
