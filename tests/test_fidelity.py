@@ -520,18 +520,14 @@ def test_lab_tiff_pages_come_back_rgb_without_their_lab_profile(tmp_path):
 
 def test_a_16_bit_grey_and_alpha_png_stays_grey_with_its_alpha(tmp_path):
     """Pillow opens 16-bit grey+alpha PNGs as RGBA: they came back as colour (type 6)."""
-    import zlib
-
-    from denoise_cli.files.fastpng import SIGNATURE, chunk
+    from tests.test_pngstream import _raw_png
 
     rng = np.random.default_rng(9)
     grey = np.clip(rng.normal(50000, 3000, (32, 48)), 0, 65535).astype(np.uint16)
     alpha = np.where(np.arange(48) < 24, 65535, 30000).astype(np.uint16)[None].repeat(32, 0)
     rows = b"".join(b"\0" + np.dstack([grey, alpha])[y].astype(">u2").tobytes() for y in range(32))
-    header = struct.pack(">IIBBBBB", 48, 32, 16, 4, 0, 0, 0)
     (tmp_path / "in").mkdir(exist_ok=True)
-    data = chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
-    (tmp_path / "in" / "la16.png").write_bytes(SIGNATURE + data)
+    (tmp_path / "in" / "la16.png").write_bytes(_raw_png(48, 32, rows, depth=16, color=4))
     run(tmp_path / "in", tmp_path / "out", "--model", IDENTITY)
     with Image.open(tmp_path / "out" / "la16.png") as out:
         assert out.mode == "LA"

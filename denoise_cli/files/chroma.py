@@ -93,8 +93,6 @@ def recolor(pixels: np.ndarray, color: np.ndarray, given: np.ndarray | None = No
     the 8-bit luminance the model was given (the decoder's; computed again when left out)."""
     if not color.shape[:2] == pixels.shape:
         raise ValueError(f"colour {color.shape} does not match luminance {pixels.shape}")
-    if given is not None and given.shape != pixels.shape:
-        raise ValueError(f"given luminance {given.shape} does not match {pixels.shape}")
     return ChromaRows().push(pixels, color, last=True, given=given)[0]
 
 

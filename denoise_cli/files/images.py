@@ -529,10 +529,11 @@ def encode_pixels(
     mode = source.out_mode
     if mode == "F" or (mode == "I" and fmt != "TIFF"):
         mode = output_depth(source)  # --output-format png: 16 bits (8 for 0-255 integers)
+    if mode == "CMYK" and fmt not in ("JPEG", "TIFF"):
+        mode = "RGB"  # --output-format png: PNG holds no CMYK
     args = dict(source.save_args) if fmt == source.format else {}
     args.update((k, v) for k, v in source.metadata.items() if k in _METADATA_KEYS.get(fmt, ()))
-    written = "RGB" if mode == "CMYK" and fmt not in ("JPEG", "TIFF") else mode
-    if not _profile_fits(args.get("icc_profile"), written):
+    if not _profile_fits(args.get("icc_profile"), mode):
         del args["icc_profile"]
     chunks = source.png_chunks if fmt == "PNG" else ()
     if mode in ("L", "I;16") and fmt == "PNG" and not args:
@@ -540,8 +541,6 @@ def encode_pixels(
         return fastpng.encode_gray(pixels, chunks=chunks)
     if chunks:
         args["pnginfo"] = _png_info(chunks)
-    if mode == "CMYK" and fmt not in ("JPEG", "TIFF"):
-        mode = "RGB"  # --output-format png: PNG holds no CMYK
     return _save(_output_image(pixels, source, mode), fmt, args, jpeg_quality)
 
 
